@@ -1,0 +1,54 @@
+"""Datasets: the paired-data protocol, synthetic generators and named datasets.
+
+Public entry points: :func:`list_datasets`, :func:`load`, :func:`from_arrays`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pandas as pd
+
+from ..registry import Registry, check_options
+from .core import PairedDataset, Splits, from_arrays, split_dataset
+
+DATASETS: Registry[Callable[..., PairedDataset]] = Registry("dataset")
+
+
+def register_dataset(name: str, *, kind: str, description: str, is_available: Callable[[], bool] | None = None):
+    """Register a loader ``f(**options) -> PairedDataset`` under ``name``.
+
+    ``kind`` is "synthetic", "offline" (installs with the kit) or "download" (needs a script in
+    data_scripts/); ``is_available`` tells whether the data is on disk now.
+    """
+    return DATASETS.register(name, kind=kind, description=description, is_available=is_available)
+
+
+def list_datasets() -> pd.DataFrame:
+    """One row per dataset: name, kind, whether it can be loaded now, and what it is."""
+    rows = []
+    for name in DATASETS.names():
+        info = DATASETS.info(name)
+        available = info["is_available"]() if info["is_available"] else True
+        rows.append(
+            {
+                "name": name,
+                "kind": info["kind"],
+                "available": bool(available),
+                "needs_download": info["kind"] == "download" and not available,
+                "description": info["description"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def load(name: str, **options) -> PairedDataset:
+    """Load a registered dataset by name; unknown names and options raise a ValueError listing valid ones."""
+    loader = DATASETS.get(name)
+    check_options(f"dataset {name!r}", loader, options)
+    return loader(**options)
+
+
+from . import synthetic  # noqa: E402,F401  (registers the synthetic datasets)
+
+__all__ = ["PairedDataset", "Splits", "from_arrays", "split_dataset", "list_datasets", "load", "register_dataset"]
