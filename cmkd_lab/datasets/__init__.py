@@ -50,5 +50,6 @@ def load(name: str, **options) -> PairedDataset:
 
 
 from . import synthetic  # noqa: E402,F401  (registers the synthetic datasets)
+from . import real  # noqa: E402,F401  (registers mfeat, watch, segment)
 
 __all__ = ["PairedDataset", "Splits", "from_arrays", "split_dataset", "list_datasets", "load", "register_dataset"]

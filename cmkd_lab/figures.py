@@ -1,0 +1,200 @@
+"""Plotly figures in one style, built from tidy summaries; every builder returns a ``go.Figure``.
+
+Export: interactive HTML always; PNG/SVG through kaleido when a Chromium is available,
+otherwise one printed line says why the static file was not written.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from .io import atomic_path
+
+TEMPLATE = "plotly_white"
+PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#CCB974", "#64B5CD"]
+METHOD_COLORS = {"teacher": "#4C72B0", "no_kd": "#8C8C8C", "kd": "#DD8452"}
+METHOD_NAMES = {"teacher": "Teacher", "no_kd": "No-KD student", "kd": "KD student"}
+STATIC_FORMATS = ("png", "svg")
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
+
+
+def color_for(name: str, position: int) -> str:
+    return METHOD_COLORS.get(name, PALETTE[position % len(PALETTE)])
+
+
+def display_name(name) -> str:
+    return METHOD_NAMES.get(name, str(name))
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    r, g, b = (int(hex_color[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def _layout(fig: go.Figure, title: str, x_title: str, y_title: str) -> go.Figure:
+    fig.update_layout(
+        template=TEMPLATE,
+        title=title,
+        xaxis_title=x_title,
+        yaxis_title=y_title,
+        legend_title_text="",
+        font=dict(size=13),
+        margin=dict(l=60, r=20, t=60, b=50),
+    )
+    return fig
+
+
+def metric_vs_knob(
+    summary: pd.DataFrame,
+    x: str,
+    color: str = "method",
+    scale: float = 100.0,
+    title: str = "",
+    x_title: str | None = None,
+    y_title: str = "test accuracy (%)",
+    reference: pd.DataFrame | None = None,
+) -> go.Figure:
+    """Lines of ``mean`` against ``x``, one per ``color`` value, with ±``std`` bands.
+
+    ``reference`` (optional) has columns ``x``, ``color`` and ``paper``: published values,
+    drawn as open markers in the same colour (already in the plotted units).
+    """
+    fig = go.Figure()
+    for i, (name, part) in enumerate(summary.groupby(color, sort=False)):
+        part = part.sort_values(x)
+        xs, mean, std = part[x].to_numpy(), part["mean"].to_numpy() * scale, part["std"].to_numpy() * scale
+        c = color_for(name, i)
+        fig.add_trace(
+            go.Scatter(
+                x=np.concatenate([xs, xs[::-1]]),
+                y=np.concatenate([mean + std, (mean - std)[::-1]]),
+                fill="toself",
+                fillcolor=_rgba(c, 0.18),
+                line=dict(width=0),
+                hoverinfo="skip",
+                showlegend=False,
+                legendgroup=str(name),
+            )
+        )
+        fig.add_trace(
+            go.Scatter(x=xs, y=mean, mode="lines+markers", name=display_name(name), line=dict(color=c, width=2),
+                       legendgroup=str(name), error_y=None)
+        )
+        if reference is not None:
+            ref = reference[reference[color] == name].sort_values(x)
+            if len(ref):
+                fig.add_trace(
+                    go.Scatter(x=ref[x], y=ref["paper"], mode="markers", name=f"{display_name(name)} (paper)",
+                               marker=dict(color=c, symbol="circle-open", size=10, line=dict(width=2)),
+                               legendgroup=str(name))
+                )
+    return _layout(fig, title, x_title or x, y_title)
+
+
+def grouped_bars(
+    summary: pd.DataFrame,
+    x: str,
+    color: str = "method",
+    scale: float = 100.0,
+    title: str = "",
+    x_title: str | None = None,
+    y_title: str = "test accuracy (%)",
+) -> go.Figure:
+    """Bars of ``mean`` per ``x`` category, grouped by ``color``, with ±``std`` error bars."""
+    fig = go.Figure()
+    for i, (name, part) in enumerate(summary.groupby(color, sort=False)):
+        fig.add_trace(
+            go.Bar(x=part[x].astype(str), y=part["mean"] * scale, name=display_name(name), marker_color=color_for(name, i),
+                   error_y=dict(type="data", array=part["std"] * scale, visible=True))
+        )
+    fig.update_layout(barmode="group")
+    return _layout(fig, title, x_title or x, y_title)
+
+
+def heatmap(
+    values: pd.DataFrame, title: str = "", x_title: str = "", y_title: str = "", colorbar_title: str = "",
+    text_format: str = ".2f", colorscale: str = "RdBu", midpoint: float | None = None,
+) -> go.Figure:
+    """A labelled heatmap of a 2-D table (index → rows, columns → columns), values written in cells."""
+    fig = go.Figure(
+        go.Heatmap(
+            z=values.to_numpy(dtype=float), x=[str(c) for c in values.columns], y=[str(i) for i in values.index],
+            colorscale=colorscale, zmid=midpoint, texttemplate=f"%{{z:{text_format}}}",
+            colorbar=dict(title=colorbar_title),
+        )
+    )
+    return _layout(fig, title, x_title, y_title)
+
+
+def embedding_2d(
+    points: np.ndarray, labels: Sequence, title: str = "", kinds: Sequence | None = None, label_title: str = "class"
+) -> go.Figure:
+    """A 2-D scatter of embedded samples coloured by label (and marker symbol by ``kinds``)."""
+    points = np.asarray(points)
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise ValueError(f"points must have shape (N, 2), got {points.shape}")
+    frame = pd.DataFrame({"x": points[:, 0], "y": points[:, 1], "label": [str(v) for v in labels]})
+    frame["kind"] = [str(k) for k in kinds] if kinds is not None else ""
+    symbols = ["circle", "diamond", "square", "x", "triangle-up"]
+    fig = go.Figure()
+    for i, ((label, kind), part) in enumerate(frame.groupby(["label", "kind"], sort=True)):
+        label_index = sorted(frame["label"].unique()).index(label)
+        kind_index = sorted(frame["kind"].unique()).index(kind)
+        fig.add_trace(
+            go.Scatter(x=part["x"], y=part["y"], mode="markers", name=f"{label} {kind}".strip(),
+                       marker=dict(color=PALETTE[label_index % len(PALETTE)], symbol=symbols[kind_index % len(symbols)],
+                                   size=6, opacity=0.75))
+        )
+    fig.update_layout(legend_title_text=label_title)
+    return _layout(fig, title, "dimension 1", "dimension 2")
+
+
+def find_chromium() -> str | None:
+    """A Chromium/Chrome executable for kaleido, or None."""
+    configured = os.environ.get("BROWSER_PATH")
+    if configured and Path(configured).exists():
+        return configured
+    for name in CHROMIUM_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def save_figure(
+    fig: go.Figure, out_dir: str | Path, name: str, static: Sequence[str] = ("png",), scale: float = 2.0
+) -> dict[str, Path]:
+    """Write ``name.html`` always (plotly.min.js beside it, so it opens offline), and each
+    ``static`` format when a Chromium is available.
+
+    Returns the paths written. Without Chromium a one-line note says how to get static files.
+    """
+    unknown = set(static) - set(STATIC_FORMATS)
+    if unknown:
+        raise ValueError(f"unknown static format(s) {sorted(unknown)}; valid: {', '.join(STATIC_FORMATS)}")
+    out_dir = Path(out_dir)
+    written = {}
+    with atomic_path(out_dir / f"{name}.html") as temporary:
+        fig.write_html(temporary, include_plotlyjs="directory", full_html=True)
+    written["html"] = out_dir / f"{name}.html"
+    if not static:
+        return written
+    chromium = find_chromium()
+    if chromium is None:
+        print(f"note: {name}: no Chromium found, so no {'/'.join(static)} was written "
+              "(install one: apt-get install -y chromium); the HTML figure is there.")
+        return written
+    os.environ.setdefault("BROWSER_PATH", chromium)
+    for fmt in static:
+        target = out_dir / f"{name}.{fmt}"
+        with atomic_path(target) as temporary:
+            fig.write_image(str(temporary), format=fmt, scale=scale if fmt == "png" else 1.0)
+        written[fmt] = target
+    return written

@@ -1,0 +1,226 @@
+"""Notebook parameters and running notebooks headless.
+
+Each notebook has one cell tagged ``parameters`` holding literals; the next cell builds its
+parameters object (a dataclass from :mod:`cmkd_lab.studies`) with ``from_namespace(globals())``,
+which checks types and choices and fills the values left at ``None`` from the chosen profile
+(``quick`` for CI, ``full`` for paper scale). The same dataclass serves the Python API, the CLI
+and papermill.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Sequence
+
+import pandas as pd
+
+from .io import atomic_path, write_text
+from .results import load_results, summarize
+
+PROFILES = ("quick", "full")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+
+
+@dataclasses.dataclass(frozen=True)
+class NotebookParameters:
+    """Parameters every notebook has. Subclasses add fields; a field left at ``None`` takes
+    its value from ``profile_defaults[profile]``."""
+
+    profile: str = "quick"
+    interactive: bool = False
+    output_dir: str | None = None
+
+    profile_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {"quick": {}, "full": {}}
+    choices: ClassVar[Mapping[str, Sequence]] = {}
+
+    @classmethod
+    def parameter_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_namespace(cls, namespace: Mapping[str, Any]) -> "NotebookParameters":
+        """Take this class's fields from a notebook's ``globals()``; ignore everything else."""
+        return cls.create(**{name: namespace[name] for name in cls.parameter_names() if name in namespace})
+
+    @classmethod
+    def create(cls, **values: Any) -> "NotebookParameters":
+        """Validate names, types and choices, then resolve ``None`` fields from the profile."""
+        valid = cls.parameter_names()
+        unknown = sorted(set(values) - set(valid))
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {unknown}; valid parameters: {', '.join(valid)}")
+        profile = values.get("profile", "quick")
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
+        hints = typing.get_type_hints(cls)
+        resolved = {}
+        for name in valid:
+            value = values.get(name, _default(cls, name))
+            if value is None and name in cls.profile_defaults.get(profile, {}):
+                value = cls.profile_defaults[profile][name]
+            resolved[name] = _check_type(name, value, hints[name])
+            allowed = cls.choices.get(name)
+            if allowed is not None:
+                chosen = resolved[name] if isinstance(resolved[name], (list, tuple)) else [resolved[name]]
+                bad = [v for v in chosen if v not in allowed]
+                if bad:
+                    raise ValueError(f"parameter {name!r}: {bad} not allowed; valid values: {', '.join(map(str, allowed))}")
+        return cls(**resolved)
+
+    def output_path(self, stem: str) -> Path:
+        """Where this notebook writes: ``output_dir`` or ``outputs/<stem>`` under the repository."""
+        path = Path(self.output_dir) if self.output_dir else REPO_ROOT / "outputs" / stem
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _default(cls, name: str):
+    field = {f.name: f for f in dataclasses.fields(cls)}[name]
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    return field.default_factory()  # type: ignore[misc]
+
+
+def _check_type(name: str, value: Any, hint: Any) -> Any:
+    """Accept ``value`` if it fits ``hint`` (ints pass as floats, lists as tuples); else a clear error."""
+    accepted = _accepts(value, hint)
+    if accepted is _REJECTED:
+        raise ValueError(f"parameter {name!r} must be {_describe(hint)}, got {value!r} ({type(value).__name__})")
+    return accepted
+
+
+_REJECTED = object()
+
+
+def _accepts(value: Any, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(hint):
+            accepted = _accepts(value, option)
+            if accepted is not _REJECTED:
+                return accepted
+        return _REJECTED
+    if hint is type(None):
+        return None if value is None else _REJECTED
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            return _REJECTED
+        args = typing.get_args(hint)
+        item_hint = args[0] if args else Any
+        items = [_accepts(v, item_hint) for v in value]
+        return _REJECTED if any(i is _REJECTED for i in items) else tuple(items)
+    if hint is Any:
+        return value
+    if hint is float:
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else _REJECTED
+    if hint is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else _REJECTED
+    return value if isinstance(value, hint) else _REJECTED
+
+
+def _describe(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(hint))
+    if origin in (tuple, list):
+        args = typing.get_args(hint)
+        return f"a list of {_describe(args[0])}" if args else "a list"
+    return "None" if hint is type(None) else getattr(hint, "__name__", str(hint))
+
+
+# ----------------------------------------------------------------------------- running notebooks
+def list_notebooks() -> list[Path]:
+    """The notebook sequence, in order of file name."""
+    return sorted(p for p in NOTEBOOK_DIR.glob("*.ipynb") if not p.name.startswith("."))
+
+
+def resolve_notebook(name: str) -> Path:
+    """A notebook by file name or stem (``00_quickstart`` or ``00_quickstart.ipynb``)."""
+    for path in list_notebooks():
+        if name in (path.name, path.stem):
+            return path
+    valid = ", ".join(p.stem for p in list_notebooks())
+    raise ValueError(f"unknown notebook {name!r}; valid notebooks: {valid} (or 'all')")
+
+
+def notebook_parameters(path: Path) -> dict[str, Any]:
+    """The names and defaults of a notebook's ``parameters`` cell."""
+    import papermill
+
+    found = papermill.inspect_notebook(str(path))
+    return {name: info["default"] for name, info in found.items()}
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised; the message carries the notebook's own error."""
+
+
+def run_notebook(
+    name: str, profile: str = "quick", parameters: Mapping[str, Any] | None = None, out_dir: str | Path = "outputs"
+) -> Path:
+    """Execute a notebook headless; writes ``<out_dir>/<stem>/`` with the executed notebook,
+    its figures, ``results.csv`` and ``run.json``. Returns that folder."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    path = resolve_notebook(name)
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
+    parameters = dict(parameters or {})
+    known = notebook_parameters(path)
+    unknown = sorted(set(parameters) - set(known))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown} for {path.stem}; valid parameters: {', '.join(known)}")
+    target = Path(out_dir).resolve() / path.stem
+    target.mkdir(parents=True, exist_ok=True)
+    executed = target / path.name
+    environment = {"CMKD_LAB_QUIET": os.environ.get("CMKD_LAB_QUIET", "1")}
+    previous = {k: os.environ.get(k) for k in environment}
+    os.environ.update(environment)
+    try:
+        with atomic_path(executed) as temporary:
+            try:
+                papermill.execute_notebook(
+                    str(path), str(temporary),
+                    parameters={**parameters, "profile": profile, "interactive": False, "output_dir": str(target)},
+                    cwd=str(path.parent), kernel_name="python3", progress_bar=False, log_output=False,
+                )
+            except PapermillExecutionError as error:
+                failed = target / f"{path.stem}.failed.ipynb"
+                os.replace(temporary, failed)
+                raise NotebookFailed(f"{path.stem} failed: {error.ename}: {error.evalue} (executed copy: {failed})") from None
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return target
+
+
+def write_summary(out_dir: str | Path) -> Path:
+    """Combine every ``<out_dir>/*/results.csv`` into ``<out_dir>/summary.csv`` (mean, std, n)."""
+    out_dir = Path(out_dir)
+    frames = [summarize(load_results(p)) for p in sorted(out_dir.glob("*/results.csv"))]
+    if not frames:
+        raise FileNotFoundError(f"no results.csv under {out_dir}; run the notebooks first")
+    summary = pd.concat(frames, ignore_index=True)
+    with atomic_path(out_dir / "summary.csv") as temporary:
+        summary.to_csv(temporary, index=False)
+    write_text(out_dir / "summary.md", _markdown(summary))
+    return out_dir / "summary.csv"
+
+
+def _markdown(summary: pd.DataFrame) -> str:
+    lines = ["# cmkd_lab results summary", "", "Mean, std and number of seeds per study, method, setting and metric.", ""]
+    for study, part in summary.groupby("study", sort=False):
+        lines += [f"## {study}", "", "```", part.dropna(axis=1, how="all").to_string(index=False), "```", ""]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Study code per notebook: parameters, tasks, tables and figures a notebook calls."""
