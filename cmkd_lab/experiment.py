@@ -60,12 +60,22 @@ def modality_label(modality: Modality) -> str:
 
 @dataclass
 class StudyResult:
+    """The tidy table, and per method one fit per group of equal-shape tasks
+    (``fits[method][g]`` trained ``groups[g]``, model i on ``groups[g][i]``)."""
+
     table: pd.DataFrame
     fits: dict[str, list[FitResult]]
+    groups: list[list[Task]]
     log: RunLog
 
-    def models(self, method: str) -> list[StackedModels]:
-        return [f.models for f in self.fits[method]]
+    def logits(self, method: str, modality: Modality, part: str = "test") -> list[tuple[Task, torch.Tensor]]:
+        """Each task with the logits ``(N, C)`` that ``method``'s model gives on its ``part`` split."""
+        pairs = []
+        for result, group in zip(self.fits[method], self.groups):
+            x, _ = _stack(group, part, modality)
+            logits = result.models.predict(x)
+            pairs.extend(zip(group, logits))
+        return pairs
 
 
 def _stack(tasks: Sequence[Task], part: str, modality: Modality) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,7 +127,8 @@ def run_teacher_student(
     student_config = student_config or teacher_config
     log = log if log is not None else RunLog()
     rows, fits = [], defaultdict(list)
-    for group in _groups_of_equal_shape(tasks, [teacher_modality, student_modality]):
+    groups = _groups_of_equal_shape(tasks, [teacher_modality, student_modality])
+    for group in groups:
         seeds = [t.seed for t in group]
         settings = [t.settings for t in group]
         n_classes = max(part.n_classes for t in group for part in t.splits.parts().values())
@@ -147,4 +158,4 @@ def run_teacher_student(
     table = pd.DataFrame(rows)
     if "teacher" not in include:
         table = table[table["method"] != "teacher"].reset_index(drop=True)
-    return StudyResult(table, dict(fits), log)
+    return StudyResult(table, dict(fits), groups, log)

@@ -1,22 +1,148 @@
 """Synthetic paired data: plain functions of their knobs and a seed.
 
-The modality Venn picture (MFH): the decisive latent features are shared by both modalities
-(modality-general), seen by one only (modality-specific), and each modality adds noise features.
+All generators share one mechanism, :func:`planted_gaussian`: a decisive Gaussian latent
+``xs`` sets the label through a hyperplane; each modality is Gaussian noise with some of the
+latent's dimensions planted at given positions. Which latent dimensions each modality sees
+draws the modality Venn diagram of MFH: shared ones are modality-general, the others
+modality-specific, the rest of each modality is noise.
+
+Study generators (MFH Fig. 2, Fig. 3 and Table 2; their settings in ``shared/papers.md``)
+return the train/test :class:`~cmkd_lab.datasets.core.Splits` and their Venn ratios.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Sequence
+
 import numpy as np
 
-from .core import PairedDataset, from_arrays
+from .core import PairedDataset, Splits, from_arrays
+
+MFH_HYPERPLANE_DIMS = 500
 
 
 def venn_ratios(shared: int, a_specific: int, b_specific: int) -> dict[str, float]:
-    """α (a-specific), β (b-specific) and γ (shared) fractions of the decisive features."""
+    """α (a-specific), β (b-specific) and γ (shared) fractions of the decisive features seen."""
     total = shared + a_specific + b_specific
     if total <= 0:
         raise ValueError("at least one decisive feature is needed (shared + a_specific + b_specific > 0)")
     return {"alpha": a_specific / total, "beta": b_specific / total, "gamma": shared / total}
+
+
+def labels_from_hyperplane(latent: np.ndarray, hyperplane: np.ndarray) -> np.ndarray:
+    """``1[xs·h > 0]`` for a vector ``h``; ``argmax(xs H)`` for a matrix ``H`` (one column per class)."""
+    scores = latent @ hyperplane
+    return (scores > 0).astype(np.int64) if hyperplane.ndim == 1 else scores.argmax(axis=1).astype(np.int64)
+
+
+def planted_gaussian(
+    n_samples: int,
+    hyperplane: np.ndarray,
+    a_dims: int,
+    a_latent: Sequence[int],
+    b_dims: int,
+    b_latent: Sequence[int],
+    rng: np.random.Generator,
+    a_positions: Sequence[int] | None = None,
+    b_positions: Sequence[int] | None = None,
+    name: str = "planted_gaussian",
+) -> PairedDataset:
+    """Paired Gaussian modalities with latent dimensions planted into them.
+
+    ``xs ~ N(0, I_D)`` with ``D = len(hyperplane)``; modality a is ``N(0, I_a_dims)`` noise with
+    ``xs[:, a_latent]`` written at ``a_positions`` (default: the same indices), likewise b.
+    Draw order: xs, then b, then a (so the same seed gives the same xs whatever a's layout).
+    """
+    latent_dims = hyperplane.shape[0]
+    a_positions = list(a_latent) if a_positions is None else list(a_positions)
+    b_positions = list(b_latent) if b_positions is None else list(b_positions)
+    for modality, dims, latent, positions in (("a", a_dims, a_latent, a_positions), ("b", b_dims, b_latent, b_positions)):
+        if len(latent) != len(positions) or any(not 0 <= i < latent_dims for i in latent) or any(
+            not 0 <= p < dims for p in positions
+        ):
+            raise ValueError(f"modality {modality}: latent indices must lie in 0..{latent_dims - 1} and positions in 0..{dims - 1}")
+    latent = rng.standard_normal((n_samples, latent_dims))
+    x_b = rng.standard_normal((n_samples, b_dims))
+    x_a = rng.standard_normal((n_samples, a_dims))
+    x_a[:, a_positions] = latent[:, list(a_latent)]
+    x_b[:, b_positions] = latent[:, list(b_latent)]
+    return from_arrays({"a": x_a, "b": x_b}, labels_from_hyperplane(latent, hyperplane), name=name)
+
+
+def _hyperplane(rng: np.random.Generator, dims: int, n_classes: int) -> np.ndarray:
+    if n_classes < 2:
+        raise ValueError(f"n_classes must be >= 2, got {n_classes}")
+    if n_classes == 2:
+        return rng.standard_normal(MFH_HYPERPLANE_DIMS)[:dims] if dims <= MFH_HYPERPLANE_DIMS else rng.standard_normal(dims)
+    return rng.standard_normal((dims, n_classes))
+
+
+def _train_test(seed: int, n_train: int, n_test: int, draw) -> Splits:
+    """MFH's protocol: hyperplane then train set from seed s, test set from seed s + 1."""
+    rng = np.random.default_rng(seed)
+    hyperplane = draw.hyperplane(rng)
+    train = draw(n_train, hyperplane, rng)
+    test = draw(n_test, hyperplane, np.random.default_rng(seed + 1))
+    return Splits(train=train, val=None, test=test)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Which latent dimensions each modality sees; called to draw ``n`` samples."""
+
+    latent_dims: int
+    a_dims: int
+    a_latent: tuple[int, ...]
+    b_dims: int
+    b_latent: tuple[int, ...]
+    name: str
+    n_classes: int = 2
+    fixed_hyperplane: np.ndarray | None = None
+
+    def hyperplane(self, rng: np.random.Generator) -> np.ndarray:
+        if self.fixed_hyperplane is not None:
+            return self.fixed_hyperplane
+        return _hyperplane(rng, self.latent_dims, self.n_classes)
+
+    def __call__(self, n: int, hyperplane: np.ndarray, rng: np.random.Generator) -> PairedDataset:
+        return planted_gaussian(n, hyperplane, self.a_dims, self.a_latent, self.b_dims, self.b_latent, rng, name=self.name)
+
+
+def mfh_overlap(
+    overlap: int, seed: int, n_train: int = 200, n_test: int = 1000, a_dims: int = 25, b_dims: int = 50,
+    n_classes: int = 2,
+) -> tuple[Splits, dict[str, float]]:
+    """MFH Fig. 2 (vary γ): ``xs`` 20-d; b sees ``xs[0:10]``, a sees ``xs[10-o:20-o]`` at the same indices.
+
+    γ = o/(20-o), α = β = (10-o)/(20-o). NTDH uses it with ``a_dims = b_dims = 25`` and, in the
+    kit's K-class extension, ``n_classes > 2`` (labels ``argmax(xs H)``).
+    """
+    if not 0 <= overlap <= 10:
+        raise ValueError(f"overlap must lie in 0..10, got {overlap}")
+    layout = _Layout(20, a_dims, tuple(range(10 - overlap, 20 - overlap)), b_dims, tuple(range(10)), "mfh_overlap", n_classes)
+    return _train_test(seed, n_train, n_test, layout), venn_ratios(overlap, 10 - overlap, 10 - overlap)
+
+
+def mfh_teacher_specific(xs1: int, seed: int, n_train: int = 200, n_test: int = 1000) -> tuple[Splits, dict[str, float]]:
+    """MFH Fig. 3 (vary α): ``xs`` 50-d; b sees ``xs[0:10]``, a sees ``xs[0:xs1+10]``; both 50-d.
+
+    α = xs1/(xs1+10), β = 0, γ = 10/(xs1+10).
+    """
+    if not 0 <= xs1 <= 40:
+        raise ValueError(f"xs1 must lie in 0..40, got {xs1}")
+    layout = _Layout(50, 50, tuple(range(xs1 + 10)), 50, tuple(range(10)), "mfh_teacher_specific")
+    return _train_test(seed, n_train, n_test, layout), venn_ratios(10, xs1, 0)
+
+
+def mfh_table2(xs2: int, seed: int, xs1: int = 10, n_train: int = 200, n_test: int = 1000) -> tuple[Splits, dict[str, float]]:
+    """MFH Table 2: ``y = 1[Σ xs > 0]`` over ``xs1 + xs2`` dims; a sees all of them (first
+    ``xs2`` shared), b sees the first ``xs2``; both 50-d. γ = xs2/(xs1+xs2), β = 0."""
+    if xs2 < 1 or xs1 < 0 or xs1 + xs2 > 50:
+        raise ValueError(f"need xs2 >= 1, xs1 >= 0 and xs1 + xs2 <= 50; got xs1={xs1}, xs2={xs2}")
+    layout = _Layout(xs1 + xs2, 50, tuple(range(xs1 + xs2)), 50, tuple(range(xs2)), "mfh_table2",
+                     fixed_hyperplane=np.ones(xs1 + xs2))
+    return _train_test(seed, n_train, n_test, layout), venn_ratios(xs2, xs1, 0)
 
 
 def gaussian_venn(
@@ -32,31 +158,24 @@ def gaussian_venn(
 ) -> PairedDataset:
     """Two Gaussian modalities whose decisive features overlap by ``shared`` dimensions.
 
-    Decisive latent ``z ~ N(0, I)`` of ``shared + a_specific + b_specific`` dims; labels are
-    ``1[z·h > 0]`` (two classes) or ``argmax(z H)`` (more), with ``h``/``H`` drawn from
-    ``task_seed`` so that all samples of one task share it. Modality ``a`` is
-    ``[z_shared, z_a_specific, noise(a_noise)]`` and ``b`` is ``[z_shared, z_b_specific, noise(b_noise)]``.
+    Latent of ``shared + a_specific + b_specific`` dims; the hyperplane comes from ``task_seed``
+    (so train and test draws of one task share it), the samples from ``seed``. Modality a is
+    ``[shared, a-specific, a_noise noise dims]``, b is ``[shared, b-specific, b_noise noise dims]``.
     """
     for knob, value in dict(shared=shared, a_specific=a_specific, b_specific=b_specific,
-                            a_noise=a_noise, b_noise=b_noise).items():
+                            a_noise=a_noise, b_noise=b_noise, n_samples=n_samples).items():
         if int(value) != value or value < 0:
             raise ValueError(f"{knob} must be a non-negative integer, got {value!r}")
-    if n_classes < 2:
-        raise ValueError(f"n_classes must be >= 2, got {n_classes}")
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-    n_decisive = shared + a_specific + b_specific
     venn_ratios(shared, a_specific, b_specific)
-    task = np.random.default_rng(task_seed)
-    directions = task.standard_normal((n_decisive, 1 if n_classes == 2 else n_classes))
-    rng = np.random.default_rng(seed)
-    z = rng.standard_normal((n_samples, n_decisive))
-    scores = z @ directions
-    labels = (scores[:, 0] > 0).astype(np.int64) if n_classes == 2 else scores.argmax(axis=1)
-    z_shared, z_a, z_b = np.split(z, [shared, shared + a_specific], axis=1)
-    x_a = np.concatenate([z_shared, z_a, rng.standard_normal((n_samples, a_noise))], axis=1)
-    x_b = np.concatenate([z_shared, z_b, rng.standard_normal((n_samples, b_noise))], axis=1)
-    return from_arrays({"a": x_a, "b": x_b}, labels, name="gaussian_venn")
+    latent_dims = shared + a_specific + b_specific
+    hyperplane = _hyperplane(np.random.default_rng(task_seed), latent_dims, n_classes)
+    a_latent = list(range(shared + a_specific))
+    b_latent = list(range(shared)) + list(range(shared + a_specific, latent_dims))
+    return planted_gaussian(
+        n_samples, hyperplane, shared + a_specific + a_noise, a_latent, shared + b_specific + b_noise, b_latent,
+        np.random.default_rng(seed), a_positions=range(len(a_latent)), b_positions=range(len(b_latent)),
+        name="gaussian_venn",
+    )
 
 
 def _register() -> None:
@@ -70,5 +189,3 @@ def _register() -> None:
 
 
 _register()
-
-__all__ = ["gaussian_venn", "venn_ratios"]

@@ -1,0 +1,43 @@
+# Two commands do all the set-up on a fresh machine (Python 3.11 and pip are enough):
+#   make run    executes every notebook headless (quick profile) into outputs/
+#   make test   runs the whole test suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+PROFILE ?= quick
+
+.PHONY: setup data chromium run test benchmark clean
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# The CPU build of torch; an unpinned torch would pull a multi-GB CUDA build.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(INSTALLED)
+
+setup: $(INSTALLED) data
+
+# Converts the offline datasets into the cache (no network needed after install).
+data: $(INSTALLED)
+	$(BIN)/python -m cmkd_lab.datasets.prepare
+
+# Chromium lets kaleido write PNG/SVG figures; without it figures are HTML only.
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "note: no Chromium and no root to install it; static figure export will be skipped"; fi
+
+run: setup chromium
+	$(BIN)/python -m cmkd_lab run all --profile $(PROFILE) --out outputs
+
+test: setup chromium
+	$(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax tests notebooks
+
+benchmark: setup
+	$(BIN)/python benchmarks/batched_vs_single.py
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

@@ -1,0 +1,35 @@
+"""Shared fixtures: notebooks executed once per test session in the quick profile."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cmkd_lab.notebook import run_notebook
+from cmkd_lab.results import load_results
+
+os.environ.setdefault("CMKD_LAB_QUIET", "1")
+
+
+class ExecutedNotebooks:
+    """Runs each notebook at most once per session (quick profile) and hands back its folder."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.folders: dict[str, Path] = {}
+
+    def folder(self, stem: str) -> Path:
+        if stem not in self.folders:
+            self.folders[stem] = run_notebook(stem, "quick", {}, self.root)
+        return self.folders[stem]
+
+    def results(self, stem: str) -> pd.DataFrame:
+        return load_results(self.folder(stem))
+
+
+@pytest.fixture(scope="session")
+def executed(tmp_path_factory) -> ExecutedNotebooks:
+    return ExecutedNotebooks(tmp_path_factory.mktemp("executed"))
