@@ -1,0 +1,140 @@
+"""Measures of the gap between a teacher and a student, or between two modalities.
+
+- :func:`non_target_divergence` (NTDH, papers.md §2): for each sample, the *non-target
+  distribution* is the softmax over the classes other than the label (as in DKD); NTD is the
+  Jensen–Shannon divergence between the teacher's and the student's non-target distributions,
+  per sample or averaged. The default is the textbook JS (bounded by ln 2); ``variant="official"``
+  is what the NTDH code computes, ½[KL(m‖p_s) + KL(m‖p_t)] (``F.kl_div``'s argument order),
+  which is neither the textbook JS nor bounded by ln 2.
+- :func:`central_moment_discrepancy` (Zellinger et al. 2017): distance between two feature
+  sets through their means and central moments 2..k.
+- :func:`rank_correlation`: Spearman's ρ with a percentile bootstrap interval, for "does NTD
+  predict the KD gain" across settings.
+
+Shapes follow :mod:`cmkd_lab.losses`: logits ``(..., N, C)``, labels ``(..., N)``, features
+``(..., N, D)``; reductions over the sample axis give one value per leading index.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import stats
+
+NTD_VARIANTS = ("js", "official")
+NTD_REDUCTIONS = ("mean", "none")
+
+
+def non_target_log_probs(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Log-softmax over the non-target classes: ``(..., N, C)`` → ``(..., N, C)``, target entry -inf.
+
+    The official code subtracts 1000 from the target logit; masking it out exactly gives the
+    same distribution without the approximation.
+    """
+    n_classes = logits.shape[-1]
+    if n_classes < 3:
+        raise ValueError(
+            f"a non-target distribution needs at least 3 classes (got {n_classes}): with 2 classes "
+            "only one non-target class is left, so its distribution is always (1,) and NTD is 0"
+        )
+    labels = torch.as_tensor(labels, dtype=torch.long, device=logits.device)
+    labels = labels.expand(logits.shape[:-1]) if labels.dim() < logits.dim() - 1 else labels
+    target = F.one_hot(labels, n_classes).bool()
+    return F.log_softmax(logits.masked_fill(target, float("-inf")) / temperature, dim=-1)
+
+
+def _kl(p_log: torch.Tensor, q_log: torch.Tensor) -> torch.Tensor:
+    """KL(p‖q) summed over classes, with 0·log 0 = 0 on the masked (target) entry."""
+    p = p_log.exp()
+    terms = p * (p_log - q_log)
+    return torch.where(p > 0, terms, torch.zeros_like(terms)).sum(-1)
+
+
+def non_target_divergence(
+    teacher_logits: torch.Tensor,
+    student_logits: torch.Tensor,
+    labels: torch.Tensor,
+    variant: str = "js",
+    reduction: str = "mean",
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Non-target divergence between teacher and student (NTDH).
+
+    ``variant``: ``"js"`` (default) is the textbook Jensen–Shannon divergence
+    ½KL(p_t‖m) + ½KL(p_s‖m), m = ½(p_t + p_s), in nats, 0 ≤ JS ≤ ln 2 and symmetric;
+    ``"official"`` is the NTDH code's ½[KL(m‖p_s) + KL(m‖p_t)], offered to reproduce it.
+    ``reduction``: ``"mean"`` over samples (``(..., N, C)`` → ``(...)``) or ``"none"`` (→ ``(..., N)``).
+    """
+    if variant not in NTD_VARIANTS:
+        raise ValueError(f"unknown NTD variant {variant!r}; valid: {', '.join(NTD_VARIANTS)}")
+    if reduction not in NTD_REDUCTIONS:
+        raise ValueError(f"unknown NTD reduction {reduction!r}; valid: {', '.join(NTD_REDUCTIONS)}")
+    if teacher_logits.shape != student_logits.shape:
+        raise ValueError(f"teacher logits {tuple(teacher_logits.shape)} and student logits {tuple(student_logits.shape)} differ in shape")
+    teacher_logits = teacher_logits.double()
+    student_logits = student_logits.double()
+    p_t = non_target_log_probs(teacher_logits, labels, temperature)
+    p_s = non_target_log_probs(student_logits, labels, temperature)
+    m = torch.logaddexp(p_t, p_s) - math.log(2.0)
+    if variant == "js":
+        per_sample = 0.5 * (_kl(p_t, m) + _kl(p_s, m))
+    else:
+        per_sample = 0.5 * (_kl(m, p_s) + _kl(m, p_t))
+    per_sample = per_sample.clamp_min(0.0)  # rounding can give -1e-17
+    return per_sample if reduction == "none" else per_sample.mean(-1)
+
+
+def central_moment_discrepancy(x: torch.Tensor, y: torch.Tensor, n_moments: int = 5) -> torch.Tensor:
+    """CMD between two feature sets ``(..., N, D)`` and ``(..., N', D)`` → ``(...)``.
+
+    ‖E[x] − E[y]‖₂ + Σ_{k=2..n_moments} ‖c_k(x) − c_k(y)‖₂, with c_k the per-dimension k-th
+    central moment. This is the unscaled form the NTDH and MISA code use (Zellinger et al.
+    divide term k by |b − a|^k for features bounded in [a, b]; for softmax outputs that is 1).
+    """
+    if n_moments < 1:
+        raise ValueError(f"n_moments must be >= 1, got {n_moments}")
+    if x.shape[-1] != y.shape[-1]:
+        raise ValueError(f"CMD compares features of one dimension; got {x.shape[-1]} and {y.shape[-1]}")
+    x, y = x.double(), y.double()
+    mean_x, mean_y = x.mean(-2), y.mean(-2)
+    total = (mean_x - mean_y).norm(dim=-1)
+    centred_x, centred_y = x - mean_x.unsqueeze(-2), y - mean_y.unsqueeze(-2)
+    for k in range(2, n_moments + 1):
+        total = total + (centred_x.pow(k).mean(-2) - centred_y.pow(k).mean(-2)).norm(dim=-1)
+    return total
+
+
+def rank_correlation(
+    x, y, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> dict[str, float]:
+    """Spearman's ρ between ``x`` and ``y`` with a percentile bootstrap interval over the points.
+
+    Returns ``{"rho", "low", "high", "p_value", "n"}``; resamples where either side is constant
+    are skipped (their ρ is undefined).
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape or x.ndim != 1 or len(x) < 3:
+        raise ValueError(f"need two 1-D arrays of the same length >= 3, got {x.shape} and {y.shape}")
+    rho, p_value = stats.spearmanr(x, y)
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        index = rng.integers(0, len(x), len(x))
+        if np.ptp(x[index]) == 0 or np.ptp(y[index]) == 0:
+            continue
+        boots.append(stats.spearmanr(x[index], y[index])[0])
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(boots, [tail, 1 - tail]) if boots else (np.nan, np.nan)
+    return {"rho": float(rho), "low": float(low), "high": float(high), "p_value": float(p_value), "n": int(len(x))}
+
+
+__all__ = [
+    "NTD_VARIANTS",
+    "non_target_log_probs",
+    "non_target_divergence",
+    "central_moment_discrepancy",
+    "rank_correlation",
+]
