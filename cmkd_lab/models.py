@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -194,18 +194,33 @@ class StackedModels:
     def detached(self) -> "StackedModels":
         return StackedModels(self.spec, {n: v.detach().clone() for n, v in self.params.items()})
 
-    def forward(self, x: torch.Tensor, features: Iterable[str] = (), params: dict | None = None):
-        """Run all models: ``x`` is ``(M, N, ...)``; returns ``(logits (M, N, C), {layer: (M, N, ...)})``."""
+    def forward(
+        self, x: torch.Tensor, features: Iterable[str] = (), params: dict | None = None,
+        edits: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] | None = None,
+    ):
+        """Run all models: ``x`` is ``(M, N, ...)``; returns ``(logits (M, N, C), {layer: (M, N, ...)})``.
+
+        ``edits`` maps an encoder layer name (or ``"embedding"``) to a function that replaces
+        that layer's output before the rest of the network sees it (e.g. permuting or
+        mean-replacing channels, for saliency and modified teachers).
+        """
         params = self.params if params is None else params
         wanted = _check_layer_names(self.spec, features)
+        edits = dict(edits or {})
+        if "logits" in _check_layer_names(self.spec, edits):
+            raise ValueError("edits apply to encoder layers or 'embedding'; edit logits after forward()")
         m, n = x.shape[:2]
         if m != self.n_models:
             raise ValueError(f"inputs hold {m} model slices but there are {self.n_models} models")
         captured = {}
         for name, op, _ in self._plan:
             x = _stacked_op(op, x, params, f"encoder.{name}", m, n)
+            if name in edits:
+                x = edits[name](x)
             if name in wanted:
                 captured[name] = x
+        if "embedding" in edits:
+            x = edits["embedding"](x)
         if "embedding" in wanted:
             captured["embedding"] = x
         logits = torch.baddbmm(params["head.bias"].unsqueeze(1), x, params["head.weight"].transpose(1, 2))
