@@ -34,7 +34,8 @@ run: setup chromium
 	$(BIN)/python -m cmkd_lab run all --profile $(PROFILE) --out outputs
 
 test: setup chromium
-	$(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax tests notebooks
+	# One thread per process: two workers and their notebook kernels share the two cores.
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax tests notebooks
 
 benchmark: setup
 	$(BIN)/python benchmarks/batched_vs_single.py

@@ -6,8 +6,10 @@ otherwise one printed line says why the static file was not written.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -73,8 +75,8 @@ def metric_vs_knob(
         c = color_for(name, i)
         fig.add_trace(
             go.Scatter(
-                x=np.concatenate([xs, xs[::-1]]),
-                y=np.concatenate([mean + std, (mean - std)[::-1]]),
+                x=np.concatenate([xs, xs[::-1]]).tolist(),
+                y=np.concatenate([mean + std, (mean - std)[::-1]]).tolist(),
                 fill="toself",
                 fillcolor=_rgba(c, 0.18),
                 line=dict(width=0),
@@ -84,14 +86,14 @@ def metric_vs_knob(
             )
         )
         fig.add_trace(
-            go.Scatter(x=xs, y=mean, mode="lines+markers", name=display_name(name), line=dict(color=c, width=2),
-                       legendgroup=str(name), error_y=None)
+            go.Scatter(x=xs.tolist(), y=mean.tolist(), mode="lines+markers", name=display_name(name),
+                       line=dict(color=c, width=2), legendgroup=str(name))
         )
         if reference is not None:
             ref = reference[reference[color] == name].sort_values(x)
             if len(ref):
                 fig.add_trace(
-                    go.Scatter(x=ref[x], y=ref["paper"], mode="markers", name=f"{display_name(name)} (paper)",
+                    go.Scatter(x=ref[x].tolist(), y=ref["paper"].tolist(), mode="markers", name=f"{display_name(name)} (paper)",
                                marker=dict(color=c, symbol="circle-open", size=10, line=dict(width=2)),
                                legendgroup=str(name))
                 )
@@ -111,8 +113,9 @@ def grouped_bars(
     fig = go.Figure()
     for i, (name, part) in enumerate(summary.groupby(color, sort=False)):
         fig.add_trace(
-            go.Bar(x=part[x].astype(str), y=part["mean"] * scale, name=display_name(name), marker_color=color_for(name, i),
-                   error_y=dict(type="data", array=part["std"] * scale, visible=True))
+            go.Bar(x=part[x].astype(str).tolist(), y=(part["mean"] * scale).tolist(), name=display_name(name),
+                   marker_color=color_for(name, i),
+                   error_y=dict(type="data", array=(part["std"] * scale).tolist(), visible=True))
         )
     fig.update_layout(barmode="group")
     return _layout(fig, title, x_title or x, y_title)
@@ -125,7 +128,7 @@ def heatmap(
     """A labelled heatmap of a 2-D table (index → rows, columns → columns), values written in cells."""
     fig = go.Figure(
         go.Heatmap(
-            z=values.to_numpy(dtype=float), x=[str(c) for c in values.columns], y=[str(i) for i in values.index],
+            z=values.to_numpy(dtype=float).tolist(), x=[str(c) for c in values.columns], y=[str(i) for i in values.index],
             colorscale=colorscale, zmid=midpoint, texttemplate=f"%{{z:{text_format}}}",
             colorbar=dict(title=colorbar_title),
         )
@@ -148,7 +151,7 @@ def embedding_2d(
         label_index = sorted(frame["label"].unique()).index(label)
         kind_index = sorted(frame["kind"].unique()).index(kind)
         fig.add_trace(
-            go.Scatter(x=part["x"], y=part["y"], mode="markers", name=f"{label} {kind}".strip(),
+            go.Scatter(x=part["x"].tolist(), y=part["y"].tolist(), mode="markers", name=f"{label} {kind}".strip(),
                        marker=dict(color=PALETTE[label_index % len(PALETTE)], symbol=symbols[kind_index % len(symbols)],
                                    size=6, opacity=0.75))
         )
@@ -191,10 +194,27 @@ def save_figure(
         print(f"note: {name}: no Chromium found, so no {'/'.join(static)} was written "
               "(install one: apt-get install -y chromium); the HTML figure is there.")
         return written
-    os.environ.setdefault("BROWSER_PATH", chromium)
+    _start_export_server(chromium)
     for fmt in static:
         target = out_dir / f"{name}.{fmt}"
-        with atomic_path(target) as temporary:
+        with atomic_path(target) as temporary, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The kopts argument is ignored")
             fig.write_image(str(temporary), format=fmt, scale=scale if fmt == "png" else 1.0)
         written[fmt] = target
     return written
+
+
+_export_server_started = False
+
+
+def _start_export_server(chromium: str) -> None:
+    """One Chromium for all exports of this process (a fresh one per figure costs seconds)."""
+    global _export_server_started
+    if _export_server_started:
+        return
+    import kaleido
+
+    os.environ.setdefault("BROWSER_PATH", chromium)
+    kaleido.start_sync_server(silence_warnings=True)
+    atexit.register(kaleido.stop_sync_server)
+    _export_server_started = True
