@@ -17,19 +17,38 @@ from sklearn.preprocessing import StandardScaler
 from .core import PairedDataset
 
 
+def flatten(values: np.ndarray) -> np.ndarray:
+    return values.reshape(len(values), -1)
+
+
+def spectrum(values: np.ndarray) -> np.ndarray:
+    """Magnitude of the real FFT along the last (time) axis, per channel: shift-invariant."""
+    return flatten(np.abs(np.fft.rfft(values, axis=-1)))
+
+
+FEATURES = {"flatten": flatten, "spectrum": spectrum}
+
+
 def view_accuracy(
     dataset: PairedDataset,
     seeds: Iterable[int] = range(5),
     views: Iterable[str] | None = None,
+    features: str = "flatten",
     max_iter: int = 2000,
 ) -> pd.DataFrame:
     """Test accuracy of StandardScaler + LogisticRegression fitted on each view alone.
 
     For every seed the dataset is split with ``dataset.split(seed)`` (stratified; group-disjoint
     when the dataset has groups); the probe is fitted on the train part (the validation part is
-    not used: the probe has no knob to select) and scored on the test part. Multi-dimensional
-    views are flattened. One row per (dataset, view, seed): columns dataset, view, seed, test_acc.
+    not used: the probe has no knob to select) and scored on the test part. ``features`` turns a
+    view into the probe's input: "flatten" (the values as they are) or "spectrum" (FFT magnitude
+    over the last axis, for time series such as watch windows, where a linear probe on raw
+    samples is not shift-invariant). One row per (dataset, view, seed): columns dataset, view,
+    seed, test_acc.
     """
+    if features not in FEATURES:
+        raise ValueError(f"unknown features {features!r}; valid: {', '.join(FEATURES)}")
+    to_features = FEATURES[features]
     views = list(dataset.modality_names if views is None else views)
     rows = []
     for seed in seeds:
@@ -37,8 +56,8 @@ def view_accuracy(
         y_train = splits.train.labels.numpy()
         y_test = splits.test.labels.numpy()
         for view in views:
-            x_train = splits.train[view].reshape(len(splits.train), -1).numpy()
-            x_test = splits.test[view].reshape(len(splits.test), -1).numpy()
+            x_train = to_features(splits.train[view].numpy())
+            x_test = to_features(splits.test[view].numpy())
             probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter))
             probe.fit(x_train, y_train)
             accuracy = float(np.mean(probe.predict(x_test) == y_test))
@@ -52,4 +71,4 @@ def summarize_view_accuracy(table: pd.DataFrame) -> pd.DataFrame:
     return summary.rename(columns={"mean": "test_acc_mean", "std": "test_acc_std", "count": "n_seeds"}).reset_index()
 
 
-__all__ = ["view_accuracy", "summarize_view_accuracy"]
+__all__ = ["view_accuracy", "summarize_view_accuracy", "FEATURES"]
