@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from .registry import Registry
 
 KD_REDUCTIONS = ("batchmean", "mean")
+PSSM_COSINE_THRESHOLD = 0.996  # NTDH's masking: a wrong teacher still counts if its logits align this well
 
 
 # ----------------------------------------------------------------------------- pure functions
@@ -66,11 +67,13 @@ def dkd_loss(
     labels: torch.Tensor,
     temperature: float | torch.Tensor,
     t2_scale: bool = True,
+    sample_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Decoupled KD (Zhao et al. 2022): returns (TCKD, NCKD), each averaged over samples.
 
     TCKD is the KL between the binary (target, rest) distributions; NCKD the KL between the
-    distributions over the non-target classes (target logit masked out).
+    distributions over the non-target classes (target logit masked out). ``sample_weights``
+    ``(..., N)`` (e.g. :func:`pssm_weights`) weigh each sample's terms before the average.
     """
     t = _per_model(temperature, student_logits)
     target = F.one_hot(labels, student_logits.shape[-1]).bool()
@@ -81,15 +84,28 @@ def dkd_loss(
         p_target = (p * target).sum(-1, keepdim=True)
         return torch.cat([p_target, 1 - p_target], -1).clamp_min(1e-12).log()
 
-    tckd = kl_divergence(binary(p_teacher), binary(p_student)).mean(-1)
+    tckd = weighted_sample_mean(kl_divergence(binary(p_teacher), binary(p_student)), sample_weights)
     masked_student = F.log_softmax(student_logits.masked_fill(target, float("-inf")) / t, -1)
     masked_teacher = F.log_softmax(teacher_logits.masked_fill(target, float("-inf")) / t, -1)
     non_target = ~target
-    nckd = (masked_teacher.exp() * (masked_teacher - masked_student)).where(non_target, 0.0).sum(-1).mean(-1)
+    nckd = weighted_sample_mean(
+        (masked_teacher.exp() * (masked_teacher - masked_student)).where(non_target, 0.0).sum(-1), sample_weights
+    )
     if t2_scale:
         scale = torch.as_tensor(temperature, dtype=tckd.dtype) ** 2
         tckd, nckd = tckd * scale, nckd * scale
     return tckd, nckd
+
+
+def weighted_sample_mean(per_sample: torch.Tensor, sample_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over the sample axis of ``per_sample`` ``(..., N)``, each sample weighted if weights are given.
+
+    Weighted: Σ ω_i ℓ_i / N (not / Σ ω_i), so ω = 0 removes a sample as masking intends and
+    ω = 1 everywhere gives the plain mean.
+    """
+    if sample_weights is None:
+        return per_sample.mean(-1)
+    return (sample_weights * per_sample).mean(-1)
 
 
 def feature_regression_loss(
@@ -97,17 +113,18 @@ def feature_regression_loss(
     teacher_features: torch.Tensor,
     projector_weight: torch.Tensor,
     projector_bias: torch.Tensor,
+    sample_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """FitNet-style hint: MSE between linearly projected student features and teacher features.
 
     Features ``(..., N, D_s)`` and ``(..., N, D_t)`` (flattened beyond the sample axis);
-    projector ``(..., D_t, D_s)`` and ``(..., D_t)``.
+    projector ``(..., D_t, D_s)`` and ``(..., D_t)``; optional per-sample weights ``(..., N)``.
     """
     sample_axis = projector_weight.dim() - 2  # 0 for one model, 1 for a stack
     s = student_features.flatten(sample_axis + 1)
     t = teacher_features.flatten(sample_axis + 1)
     projected = s @ projector_weight.transpose(-1, -2) + projector_bias.unsqueeze(-2)
-    return ((projected - t) ** 2).mean((-1, -2))
+    return weighted_sample_mean(((projected - t) ** 2).mean(-1), sample_weights)
 
 
 # ----------------------------------------------------------------------------- the registry
@@ -185,6 +202,8 @@ class KD(Distiller):
     reduction: str
     t2_scale: bool = False
     kd_weight: float | Sequence[float] = 1.0
+    masking: bool = False
+    mask_threshold: float = PSSM_COSINE_THRESHOLD
 
     name: ClassVar[str] = "kd"
     needs_teacher: ClassVar[bool] = True
@@ -194,7 +213,11 @@ class KD(Distiller):
             raise ValueError(f"unknown KD reduction {self.reduction!r}; valid: {', '.join(KD_REDUCTIONS)}")
 
     def terms(self, out, params):
-        kd = kd_loss(out.student_logits, out.teacher_logits, self.temperature, self.reduction, self.t2_scale)
+        if self.masking:
+            weights = pssm_weights(out.teacher_logits, out.student_logits, out.labels, self.mask_threshold)
+            kd = masked_kd_loss(out.student_logits, out.teacher_logits, weights, self.temperature, self.reduction, self.t2_scale)
+        else:
+            kd = kd_loss(out.student_logits, out.teacher_logits, self.temperature, self.reduction, self.t2_scale)
         return {**super().terms(out, params), "kd": kd}
 
     def weights(self):
@@ -208,12 +231,15 @@ class DKD(Distiller):
     beta: float | Sequence[float] = 8.0
     temperature: float | Sequence[float] = 4.0
     t2_scale: bool = True
+    masking: bool = False
+    mask_threshold: float = PSSM_COSINE_THRESHOLD
 
     name: ClassVar[str] = "dkd"
     needs_teacher: ClassVar[bool] = True
 
     def terms(self, out, params):
-        tckd, nckd = dkd_loss(out.student_logits, out.teacher_logits, out.labels, self.temperature, self.t2_scale)
+        weights = _mask(self, out)
+        tckd, nckd = dkd_loss(out.student_logits, out.teacher_logits, out.labels, self.temperature, self.t2_scale, weights)
         return {**super().terms(out, params), "tckd": tckd, "nckd": nckd}
 
     def weights(self):
@@ -226,6 +252,8 @@ class FitNet(Distiller):
     student_layer: str = "embedding"
     teacher_layer: str = "embedding"
     hint_weight: float | Sequence[float] = 1.0
+    masking: bool = False
+    mask_threshold: float = PSSM_COSINE_THRESHOLD
 
     name: ClassVar[str] = "fitnet"
     needs_teacher: ClassVar[bool] = True
@@ -255,8 +283,250 @@ class FitNet(Distiller):
             out.teacher_features[self.teacher_layer],
             params["projector.weight"],
             params["projector.bias"],
+            _mask(self, out),
         )
         return {**super().terms(out, params), "hint": hint}
 
     def weights(self):
         return {**super().weights(), "hint": self.hint_weight}
+
+
+# ----------------------------------------------------------------------------- NTDH: masking
+def pssm_weights(
+    teacher_logits: torch.Tensor,
+    student_logits: torch.Tensor,
+    labels: torch.Tensor,
+    threshold: float = PSSM_COSINE_THRESHOLD,
+) -> torch.Tensor:
+    """NTDH's per-sample masking weight ω ``(..., N)`` (papers.md §2, "PSSM").
+
+    ω = 1 where the teacher predicts the label; where it is wrong, ω = (cos(z_t, z_s) + 1)/2 if
+    the cosine similarity of the two logit vectors is at least ``threshold``, else 0. The
+    weights are constants for the gradient (detached): they choose samples, they are not learned.
+    """
+    with torch.no_grad():
+        correct = teacher_logits.argmax(-1) == labels
+        cosine = F.cosine_similarity(teacher_logits, student_logits, dim=-1)
+        aligned = torch.where(cosine >= threshold, (cosine + 1) / 2, torch.zeros_like(cosine))
+        return torch.where(correct, torch.ones_like(cosine), aligned)
+
+
+def masked_kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    sample_weights: torch.Tensor,
+    temperature: float | torch.Tensor,
+    reduction: str,
+    t2_scale: bool = False,
+) -> torch.Tensor:
+    """KD with NTDH masking: both logit vectors of sample i are scaled by ω_i inside the KL,
+    so ω = 0 makes both distributions uniform (the sample drops out) and ω = 1 leaves KD as is."""
+    scale = sample_weights.unsqueeze(-1)
+    return kd_loss(scale * student_logits, scale * teacher_logits, temperature, reduction, t2_scale)
+
+
+def _mask(distiller, out: StepOutputs) -> torch.Tensor | None:
+    """The PSSM weights when ``distiller.masking`` is on, else None (no weighting)."""
+    if not distiller.masking:
+        return None
+    return pssm_weights(out.teacher_logits, out.student_logits, out.labels, distiller.mask_threshold)
+
+
+# ----------------------------------------------------------------------------- relational losses
+# Features are (..., N, D). Each loss is a mean over "anchor" samples of a per-anchor term, so
+# the NTDH masking weights (one per sample) weigh anchors; with no weights each loss is exactly
+# its usual definition (RepDistiller's implementations are the reference).
+def _pairwise_distances(features: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Euclidean distances ``(..., N, N)`` with a zero diagonal (RKD's ``pdist``)."""
+    squared = features.pow(2).sum(-1)
+    gram = features @ features.transpose(-1, -2)
+    distances = (squared.unsqueeze(-1) + squared.unsqueeze(-2) - 2 * gram).clamp_min(eps).sqrt()
+    eye = torch.eye(features.shape[-2], dtype=torch.bool, device=features.device)
+    return distances.masked_fill(eye, 0.0)
+
+
+def rkd_loss(
+    student_features: torch.Tensor,
+    teacher_features: torch.Tensor,
+    sample_weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Relational KD (Park et al. 2019): returns (distance term, angle term), each a Huber loss.
+
+    Distance: pairwise distances, each set divided by its mean off-diagonal distance. Angle:
+    for anchor a, the cosine between (f_i − f_a) and (f_k − f_a) for all i, k. Memory is
+    O(N³) per model for the angle term: use mini-batches.
+    """
+    n = student_features.shape[-2]
+
+    def normalised(features):
+        d = _pairwise_distances(features)
+        return d / (d.sum((-1, -2), keepdim=True) / max(n * (n - 1), 1)).clamp_min(1e-12)
+
+    with torch.no_grad():
+        t_distance = normalised(teacher_features)
+    s_distance = normalised(student_features)
+    distance = weighted_sample_mean(F.smooth_l1_loss(s_distance, t_distance, reduction="none").mean(-1), sample_weights)
+
+    def angles(features):
+        directions = F.normalize(features.unsqueeze(-3) - features.unsqueeze(-2), p=2, dim=-1)  # [a, i] = f_i − f_a
+        return directions @ directions.transpose(-1, -2)  # [a, i, k]
+
+    with torch.no_grad():
+        t_angle = angles(teacher_features)
+    angle = weighted_sample_mean(F.smooth_l1_loss(angles(student_features), t_angle, reduction="none").mean((-1, -2)),
+                                 sample_weights)
+    return distance, angle
+
+
+def pkt_loss(
+    student_features: torch.Tensor, teacher_features: torch.Tensor, sample_weights: torch.Tensor | None = None,
+    eps: float = 1e-7,
+) -> torch.Tensor:
+    """Probabilistic knowledge transfer (Passalis & Tefas 2018): KL between the teacher's and the
+    student's conditional distributions over neighbours, from cosine similarities mapped to [0, 1]."""
+
+    def conditional(features):
+        unit = features / (features.norm(dim=-1, keepdim=True) + eps)
+        similarity = (unit @ unit.transpose(-1, -2) + 1.0) / 2.0
+        return similarity / similarity.sum(-1, keepdim=True)
+
+    p_teacher, p_student = conditional(teacher_features), conditional(student_features)
+    per_anchor = (p_teacher * torch.log((p_teacher + eps) / (p_student + eps))).mean(-1)
+    return weighted_sample_mean(per_anchor, sample_weights)
+
+
+def sp_loss(student_features: torch.Tensor, teacher_features: torch.Tensor, sample_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Similarity-preserving KD (Tung & Mori 2019): squared difference of the row-normalised
+    Gram matrices, ‖G_t − G_s‖²_F / N²."""
+
+    def gram(features):
+        return F.normalize(features @ features.transpose(-1, -2), p=2, dim=-1)
+
+    n = student_features.shape[-2]
+    per_anchor = (gram(teacher_features) - gram(student_features)).pow(2).sum(-1) / n
+    return weighted_sample_mean(per_anchor, sample_weights)
+
+
+def crd_loss(
+    student_embedding: torch.Tensor,
+    teacher_embedding: torch.Tensor,
+    temperature: float,
+    sample_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Contrastive representation distillation with in-batch negatives (CRD without its memory bank).
+
+    Embeddings ``(..., N, d)`` are L2-normalised; similarity / ``temperature`` logits between
+    every student and teacher sample; sample i's positive is its own pair, the other N − 1 are
+    negatives. Summed over both anchors (student → teacher and teacher → student), as CRD does.
+    """
+    z_s = F.normalize(student_embedding, dim=-1)
+    z_t = F.normalize(teacher_embedding, dim=-1)
+    logits = z_s @ z_t.transpose(-1, -2) / temperature
+    diagonal = torch.diagonal(logits, dim1=-2, dim2=-1)
+    per_sample = (torch.logsumexp(logits, -1) - diagonal) + (torch.logsumexp(logits, -2) - diagonal)
+    return weighted_sample_mean(per_sample, sample_weights)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _FeatureDistiller(Distiller):
+    """Base of the relational losses: one student and one teacher layer, optional NTDH masking."""
+
+    student_layer: str = "embedding"
+    teacher_layer: str = "embedding"
+    masking: bool = False
+    mask_threshold: float = PSSM_COSINE_THRESHOLD
+
+    needs_teacher: ClassVar[bool] = True
+
+    @property
+    def student_layers(self):
+        return (self.student_layer,)
+
+    @property
+    def teacher_layers(self):
+        return (self.teacher_layer,)
+
+    def features(self, out: StepOutputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """Student and teacher features flattened to ``(M, N, D)``."""
+        return out.student_features[self.student_layer].flatten(2), out.teacher_features[self.teacher_layer].flatten(2)
+
+
+@LOSSES.register("rkd", about="CE + relational KD: distance and angle terms on a feature layer (optional NTDH masking)")
+@dataclass(frozen=True, kw_only=True)
+class RKD(_FeatureDistiller):
+    distance_weight: float | Sequence[float] = 25.0  # RepDistiller's defaults
+    angle_weight: float | Sequence[float] = 50.0
+
+    name: ClassVar[str] = "rkd"
+
+    def terms(self, out, params):
+        distance, angle = rkd_loss(*self.features(out), _mask(self, out))
+        return {**super().terms(out, params), "rkd_distance": distance, "rkd_angle": angle}
+
+    def weights(self):
+        return {**super().weights(), "rkd_distance": self.distance_weight, "rkd_angle": self.angle_weight}
+
+
+@LOSSES.register("pkt", about="CE + probabilistic knowledge transfer on a feature layer (optional NTDH masking)")
+@dataclass(frozen=True, kw_only=True)
+class PKT(_FeatureDistiller):
+    pkt_weight: float | Sequence[float] = 30000.0  # RepDistiller's default
+
+    name: ClassVar[str] = "pkt"
+
+    def terms(self, out, params):
+        return {**super().terms(out, params), "pkt": pkt_loss(*self.features(out), _mask(self, out))}
+
+    def weights(self):
+        return {**super().weights(), "pkt": self.pkt_weight}
+
+
+@LOSSES.register("sp", about="CE + similarity-preserving KD on a feature layer (optional NTDH masking)")
+@dataclass(frozen=True, kw_only=True)
+class SP(_FeatureDistiller):
+    sp_weight: float | Sequence[float] = 3000.0  # RepDistiller's default
+
+    name: ClassVar[str] = "sp"
+
+    def terms(self, out, params):
+        return {**super().terms(out, params), "sp": sp_loss(*self.features(out), _mask(self, out))}
+
+    def weights(self):
+        return {**super().weights(), "sp": self.sp_weight}
+
+
+@LOSSES.register("crd", about="CE + contrastive representation distillation, in-batch negatives (optional NTDH masking)")
+@dataclass(frozen=True, kw_only=True)
+class CRD(_FeatureDistiller):
+    embed_dim: int = 32
+    nce_temperature: float = 0.07  # CRD's default
+    crd_weight: float | Sequence[float] = 0.8  # RepDistiller's default
+
+    name: ClassVar[str] = "crd"
+
+    def init_params(self, student_dims, teacher_dims, seeds):
+        """A linear embedding head per side (the teacher's head trains; the teacher does not)."""
+        heads = {}
+        for side, dims, layer, offset in (("student", student_dims, self.student_layer, 2_000_003),
+                                          ("teacher", teacher_dims, self.teacher_layer, 3_000_017)):
+            layers = []
+            for seed in seeds:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(int(seed) + offset)
+                    layers.append(torch.nn.Linear(dims[layer], self.embed_dim))
+            heads[f"embed_{side}.weight"] = torch.stack([l.weight.detach() for l in layers])
+            heads[f"embed_{side}.bias"] = torch.stack([l.bias.detach() for l in layers])
+        return heads
+
+    def terms(self, out, params):
+        student, teacher = self.features(out)
+
+        def embed(features, side):
+            weight, bias = params[f"embed_{side}.weight"], params[f"embed_{side}.bias"]
+            return features @ weight.transpose(-1, -2) + bias.unsqueeze(-2)
+
+        crd = crd_loss(embed(student, "student"), embed(teacher, "teacher"), self.nce_temperature, _mask(self, out))
+        return {**super().terms(out, params), "crd": crd}
+
+    def weights(self):
+        return {**super().weights(), "crd": self.crd_weight}
