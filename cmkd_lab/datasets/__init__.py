@@ -50,6 +50,6 @@ def load(name: str, **options) -> PairedDataset:
 
 
 from . import synthetic  # noqa: E402,F401  (registers the synthetic datasets)
-from . import real  # noqa: E402,F401  (registers mfeat, watch, segment)
+from . import real, remote  # noqa: E402,F401  (register mfeat, watch, segment and the download datasets)
 
 __all__ = ["PairedDataset", "Splits", "from_arrays", "split_dataset", "list_datasets", "load", "register_dataset"]
