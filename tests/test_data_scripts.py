@@ -287,8 +287,6 @@ def make_ravdess_raw(raw: Path) -> None:
                 video[f"Actor_{actor:02d}/02-{stem}.mp4"] = b"video-only recording, skipped"
         if actor != 3:
             write_zip(raw / remote.ravdess_video_zip(actor), video)
-    for name in [remote.ravdess_video_zip(a) for a in range(3, 25)]:  # present but not needed for actors 1-2
-        (raw / name).write_bytes(b"")
     write_zip(raw / remote.RAVDESS_AUDIO_ZIP, audio)
 
 

