@@ -329,10 +329,13 @@ def test_unreachable_server_gives_a_clear_message(name, tmp_path, root, capsys):
 def test_each_script_runs_its_spec(name, tmp_path, monkeypatch, capsys):
     script = REPO / "data_scripts" / f"get_{name}.py"
     assert remote.SPECS[name].script == f"python data_scripts/get_{name}.py"
+    before = os.environ.get(cache.ENV_VAR)
     monkeypatch.setattr(sys, "argv", [str(script), "--data-dir", str(tmp_path), "--mirror", UNREACHABLE, "--quiet"])
     with pytest.raises(SystemExit) as stopped:
         runpy.run_path(str(script), run_name="__main__")
     assert stopped.value.code == 1 and "could not download" in capsys.readouterr().err
+    assert (tmp_path / "raw" / name).is_dir()  # --data-dir was used ...
+    assert os.environ.get(cache.ENV_VAR) == before  # ... without changing the process's data folder
 
 
 def test_script_as_a_process_fails_without_a_traceback(tmp_path):

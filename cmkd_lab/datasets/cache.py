@@ -214,7 +214,7 @@ def read_arrays(
 
 
 def is_prepared(name: str, root: Path | None = None) -> bool:
-    """Cheap check (no hashing): the manifest exists and every array file has a plausible size."""
+    """Cheap check (no hashing): the manifest exists and lists array files that all exist."""
     folder = dataset_dir(name, root)
     try:
         manifest = json.loads((folder / MANIFEST).read_text())

@@ -86,8 +86,8 @@ class DownloadSpec:
         return [source for source in self.sources if source.filename in wanted]
 
 
-def raw_folder(name: str) -> Path:
-    return cache.data_root() / "raw" / name
+def raw_folder(name: str, root: Path | None = None) -> Path:
+    return (root or cache.data_root()) / "raw" / name
 
 
 # --- checksums ------------------------------------------------------------------------------
@@ -246,15 +246,14 @@ def _parser(spec: DownloadSpec) -> argparse.ArgumentParser:
 def run(spec: DownloadSpec, argv: list[str] | None = None) -> int:
     """The command line of a data script: download, verify, convert. Returns the exit status."""
     args = _parser(spec).parse_args(argv)
-    if args.data_dir is not None:
-        os.environ[cache.ENV_VAR] = str(args.data_dir)
+    root = args.data_dir or cache.data_root()
     options = {name: getattr(args, name) for name in spec.options()}
     log = print
     try:
-        if not args.force and _is_current(spec, options):
-            log(f"{spec.name}: already converted in {cache.dataset_dir(spec.name)} (use --force to redo it)")
+        if not args.force and _is_current(spec, options, root):
+            log(f"{spec.name}: already converted in {cache.dataset_dir(spec.name, root)} (use --force to redo it)")
             return 0
-        raw = args.raw_dir or raw_folder(spec.name)
+        raw = args.raw_dir or raw_folder(spec.name, root)
         checksums = {}
         for source in spec.needed_sources(options):
             url = args.mirror.rstrip("/") + "/" + source.filename if args.mirror else None
@@ -265,7 +264,7 @@ def run(spec: DownloadSpec, argv: list[str] | None = None) -> int:
         log(f"{spec.name}: converting …")
         arrays, meta = spec.convert(raw, **options)
         meta = {**meta, "options": options, "converter": spec.version, "source_sha256": checksums}
-        folder = cache.write_arrays(spec.name, arrays, meta)
+        folder = cache.write_arrays(spec.name, arrays, meta, root)
         log(f"{spec.name}: converted into {folder} ({time.perf_counter() - started:.0f} s)")
         if args.delete_raw:
             shutil.rmtree(raw)
@@ -279,10 +278,10 @@ def run(spec: DownloadSpec, argv: list[str] | None = None) -> int:
     return 0
 
 
-def _is_current(spec: DownloadSpec, options: dict[str, Any]) -> bool:
-    if not cache.verify(spec.name):
+def _is_current(spec: DownloadSpec, options: dict[str, Any], root: Path) -> bool:
+    if not cache.verify(spec.name, root):
         return False
-    meta = cache.read_manifest(spec.name)["meta"]
+    meta = cache.read_manifest(spec.name, root)["meta"]
     return meta.get("converter") == spec.version and meta.get("options") == options
 
 
