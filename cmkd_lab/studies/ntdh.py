@@ -194,10 +194,17 @@ def accuracy_figure(table: pd.DataFrame, knob: str = "gamma", title: str = "") -
     return figures.metric_vs_knob(summary, x=knob, title=title, x_title=_KNOB_TITLES.get(knob, knob))
 
 
-def delta_figure(table: pd.DataFrame, settings: Sequence[str], knob: str = "gamma", title: str = "") -> go.Figure:
+def delta_figure(table: pd.DataFrame, settings: Sequence[str], knob: str = "gamma", color: str | None = None,
+                 title: str = "") -> go.Figure:
+    """Δ = KD − No-KD (points) against ``knob``, mean ± std over seeds, one line per ``color`` value."""
     wide = per_task(table, settings)
-    summary = wide.groupby(knob)["delta"].agg(mean="mean", std="std").reset_index().assign(method="delta")
-    fig = figures.metric_vs_knob(summary, x=knob, title=title, x_title=_KNOB_TITLES.get(knob, knob),
+    by = [color, knob] if color else [knob]
+    summary = wide.groupby(by)["delta"].agg(mean="mean", std="std").reset_index()
+    if color is None:
+        summary, color = summary.assign(method="delta"), "method"
+    else:
+        summary[color] = [f"{color} = {v}" for v in summary[color]]
+    fig = figures.metric_vs_knob(summary, x=knob, color=color, title=title, x_title=_KNOB_TITLES.get(knob, knob),
                                  y_title="KD − No-KD (points)")
     fig.add_hline(y=0, line_dash="dot", line_color="#555")
     return fig
@@ -217,7 +224,8 @@ def delta_vs_ntd_figure(points: pd.DataFrame, color: str, correlation: dict, tit
     fig = go.Figure()
     for i, (name, part) in enumerate(points.groupby(color, sort=True)):
         fig.add_trace(go.Scatter(
-            x=part["ntd"], y=100 * part["delta"], mode="markers", name=f"{color} = {name}",
+            x=part["ntd"], y=100 * part["delta"], mode="markers",
+            name=f"{color} = {name:.2f}" if isinstance(name, float) else f"{color} = {name}",
             marker=dict(color=figures.PALETTE[i % len(figures.PALETTE)], size=8, opacity=0.75),
             text=part[hover] if hover else None,
         ))
@@ -358,8 +366,8 @@ def non_target_figure(p: GaussianParameters, overlap: int, sample: int, seed: in
     mean_ntd = non_target_divergence(teacher, student, labels).item()
     fig = make_subplots(rows=1, cols=2, subplot_titles=("teacher (x_a)", "No-KD student (x_b)"), shared_yaxes=True)
     names = [f"class {c}" for c in classes]
-    fig.add_trace(go.Bar(x=names, y=p_t.numpy(), marker_color=figures.METHOD_COLORS["teacher"], name="teacher"), 1, 1)
-    fig.add_trace(go.Bar(x=names, y=p_s.numpy(), marker_color=figures.METHOD_COLORS["no_kd"], name="No-KD student"), 1, 2)
+    fig.add_trace(go.Bar(x=names, y=p_t.tolist(), marker_color=figures.METHOD_COLORS["teacher"], name="teacher"), 1, 1)
+    fig.add_trace(go.Bar(x=names, y=p_s.tolist(), marker_color=figures.METHOD_COLORS["no_kd"], name="No-KD student"), 1, 2)
     predicted = (int(teacher[sample].argmax()), int(student[sample].argmax()))
     fig.update_layout(
         template=figures.TEMPLATE, font=dict(size=13), showlegend=False, margin=dict(l=60, r=20, t=90, b=50),

@@ -1,0 +1,55 @@
+"""NTDH notebooks (quick profile): the claims they make, read from the results they recorded."""
+
+import pytest
+from scipy import stats
+
+from cmkd_lab.studies import ntdh
+
+
+@pytest.fixture(scope="module")
+def gauss(executed):
+    return executed.results("03_ntdh_gaussian")
+
+
+def test_gauss_results_contract(gauss):
+    assert set(gauss["study"]) == {"ntdh_gauss"}
+    assert {"gamma", "n_classes"} <= set(gauss.columns)
+    assert set(gauss["method"]) == {"teacher", "no_kd", "kd"}
+    assert set(gauss["metric"]) == {"test_acc", "ntd", "cmd_input", "cmd_output"}
+    assert not gauss.duplicated(["method", "gamma", "n_classes", "seed", "metric"]).any(), "one row per seed"
+    assert gauss.loc[gauss["n_classes"] == 2, "metric"].ne("ntd").all(), "no NTD with two classes"
+
+
+@pytest.mark.parametrize("n_classes", ["binary", "multi"])
+def test_gauss_delta_rises_with_gamma(gauss, n_classes):
+    part = gauss[gauss["n_classes"] == 2] if n_classes == "binary" else gauss[gauss["n_classes"] > 2]
+    by_gamma = ntdh.per_task(part, ["gamma"]).groupby("gamma")["delta"].mean()
+    assert by_gamma.iloc[0] < -0.01 and by_gamma.iloc[-1] > 0.005, by_gamma
+    assert stats.spearmanr(by_gamma.index, by_gamma.to_numpy())[0] > 0.9, by_gamma
+
+
+def test_gauss_ntd_and_cmds_fall_as_gamma_rises(gauss):
+    multi = ntdh.per_task(gauss[gauss["n_classes"] > 2], ["gamma"]).groupby("gamma").mean()
+    assert stats.spearmanr(multi.index, multi["ntd"])[0] < -0.9, multi["ntd"]
+    binary = ntdh.per_task(gauss[gauss["n_classes"] == 2], ["gamma"]).groupby("gamma").mean()
+    for metric in ("cmd_input", "cmd_output"):
+        assert binary[metric].iloc[-1] < binary[metric].iloc[0], (metric, binary[metric])
+
+
+def test_gauss_ntd_and_delta_negatively_rank_correlated(gauss):
+    correlation = ntdh.delta_ntd_correlation(gauss[gauss["n_classes"] > 2], ["gamma"], n_boot=500)
+    assert correlation["rho"] < -0.5 and correlation["high"] < 0, correlation
+
+
+def test_explore_callback_draws_both_non_target_distributions():
+    params = ntdh.GaussianParameters.create(epochs=50)
+    fig = ntdh.non_target_figure(params, overlap=10, sample=3).to_dict()
+    bars = [trace for trace in fig["data"] if trace["type"] == "bar"]
+    assert len(bars) == 2 and all(len(b["x"]) == params.n_classes - 1 for b in bars)
+    assert all(abs(sum(b["y"]) - 1) < 1e-5 for b in bars)
+    assert "JS of the non-target distributions" in fig["layout"]["title"]["text"]
+
+
+def test_parameters_reject_binary_extension():
+    with pytest.raises(ValueError, match="n_classes"):
+        ntdh.GaussianParameters.create(n_classes=2)
