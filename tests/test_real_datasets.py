@@ -161,8 +161,6 @@ def test_watch_splits_are_subject_disjoint():
             assert len(np.unique(part.labels.numpy())) == 7
 
 
-@pytest.mark.xfail(strict=True, reason="core._group_split gives the same subjects for every seed when each "
-                   "subject holds every class (StratifiedGroupKFold's shuffle only breaks ties)")
 def test_watch_split_changes_with_the_seed():
     dataset = datasets.load("watch")
     test_subjects = {tuple(sorted(set(dataset.split(seed).test.groups.tolist()))) for seed in range(5)}

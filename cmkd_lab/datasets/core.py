@@ -176,13 +176,18 @@ def split_dataset(
 
 
 def _group_split(index, labels, groups, fraction, seed):
-    """Hold out about ``fraction`` of the groups, keeping class proportions as far as groups allow."""
+    """Hold out about ``fraction`` of the groups, keeping class proportions as far as groups allow.
+
+    StratifiedGroupKFold's shuffle only breaks ties between groups, so with balanced groups every
+    seed would hold out the same ones; the seed therefore also picks which fold is held out.
+    """
     group_ids = groups[index]
     n_groups = len(np.unique(group_ids))
     n_splits = int(round(1 / fraction))
     if n_groups < 2 or n_splits < 2:
         raise ValueError(f"cannot make a group-disjoint split of {n_groups} groups with fraction {fraction:.2f}")
     n_splits = min(n_splits, n_groups)
-    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    kept, held = next(folds.split(index, labels[index], group_ids))
+    folds = list(StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(
+        index, labels[index], group_ids))
+    kept, held = folds[seed % n_splits]
     return index[kept], index[held]
