@@ -201,7 +201,7 @@ def venn_diagram(ratios: pd.DataFrame, title: str = "Modality Venn diagram per s
             text=[f"{v:.2f}" if v > 0.04 else "" for v in values], textposition="inside",
         ))
     fig.update_layout(barmode="stack", template=figures.TEMPLATE, title=title, xaxis_title="share of the decisive features",
-                      yaxis=dict(autorange="reversed"), legend=dict(orientation="h", y=-0.25), font=dict(size=13),
+                      yaxis=dict(autorange="reversed"), legend=dict(orientation="h", y=-0.25, traceorder="normal"), font=dict(size=13),
                       margin=dict(l=80, r=20, t=60, b=80), xaxis=dict(range=[0, 1]))
     return fig
 
@@ -459,7 +459,7 @@ class RealParameters(NotebookParameters):
     """The RAVDESS protocol on real paired data: Algorithm 1 on the teacher's penultimate layer,
     then ``fraction`` of its channels replaced by their training mean."""
 
-    datasets: tuple[str, ...] = ("mfeat", "watch")
+    datasets: tuple[str, ...] = ("mfeat", "segment")
     n_runs: int | None = None
     epochs: int | None = None
     alg1_repeats: int | None = None
