@@ -53,3 +53,57 @@ def test_explore_callback_draws_both_non_target_distributions():
 def test_parameters_reject_binary_extension():
     with pytest.raises(ValueError, match="n_classes"):
         ntdh.GaussianParameters.create(n_classes=2)
+
+
+@pytest.fixture(scope="module")
+def multiclass(executed):
+    return executed.results("03_ntdh_multiclass_methods")
+
+
+def test_multiclass_contract_and_claims(multiclass):
+    assert set(multiclass["study"]) == {"ntdh_multiclass", "ntdh_methods"}
+    study = multiclass[multiclass["study"] == "ntdh_multiclass"].dropna(axis=1, how="all")
+    assert set(study["metric"]) == {"test_acc", "ntd", "cmd_input", "cmd_output"}
+    by_gamma = ntdh.per_task(study, ["gamma"]).groupby("gamma").mean()
+    assert stats.spearmanr(by_gamma.index, by_gamma["ntd"])[0] < -0.8, by_gamma["ntd"]
+    assert by_gamma["delta"].iloc[-1] > by_gamma["delta"].iloc[0], by_gamma["delta"]
+    correlation = ntdh.delta_ntd_correlation(study, ["gamma"], n_boot=500)
+    assert correlation["rho"] < 0 and correlation["high"] < 0.2, correlation
+
+
+def test_method_table_has_every_method_with_and_without_masking(multiclass):
+    methods = multiclass[multiclass["study"] == "ntdh_methods"]
+    students = methods[~methods["method"].isin(["teacher", "no_kd"]) & (methods["metric"] == "test_acc")]
+    assert set(students["method"]) == set(ntdh.METHOD_NAMES)
+    assert (students["loss"] == students["method"]).all()
+    counts = students.groupby(["method", "masking"]).size()
+    assert len(counts) == 2 * len(ntdh.METHOD_NAMES) and counts.nunique() == 1, counts
+    assert students["value"].between(0.25, 1.0).all(), "every student learns something above chance"
+    table = ntdh.method_table(methods)
+    assert {"without masking", "with masking"} <= set(table.columns)
+
+
+@pytest.fixture(scope="module")
+def realpairs(executed):
+    return executed.results("03_ntdh_realpairs")
+
+
+def test_realpairs_contract(realpairs):
+    assert set(realpairs["study"]) == {"ntdh_realpairs"}
+    assert {"dataset", "teacher_view", "student_view"} <= set(realpairs.columns)
+    assert set(realpairs["dataset"]) == {"mfeat", "watch", "segment"}
+    assert set(realpairs["metric"]) >= {"test_acc", "ntd", "cmd_output"}
+    assert (realpairs["teacher_view"] != realpairs["student_view"]).all()
+    assert realpairs.loc[realpairs["metric"] == "ntd", "value"].between(0, 0.6932).all(), "textbook JS ≤ ln 2"
+    correlation = ntdh.pair_correlation(realpairs, n_boot=200)
+    assert correlation["low"] <= correlation["rho"] <= correlation["high"]
+
+
+def test_real_pair_views_are_standardised_with_training_statistics():
+    from cmkd_lab.datasets import load
+
+    splits = load("segment").split(0)
+    pair = ntdh._standardised_pair(splits, "colour", "shape")
+    assert set(pair.train.modalities) == {"a", "b"}
+    assert pair.train["a"].mean(0).abs().max() < 1e-4 and (pair.train["b"].std(0) - 1).abs().max() < 1e-3
+    assert pair.test["a"].mean(0).abs().max() > 1e-4  # test statistics are not used

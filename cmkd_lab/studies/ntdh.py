@@ -354,22 +354,29 @@ def non_target_figure(p: GaussianParameters, overlap: int, sample: int, seed: in
     """The Explore view: for one test sample at one γ, the teacher's and the No-KD student's
     non-target distributions side by side, their JS divergence, and the task's mean NTD."""
     splits, ratios, teacher, student = _explore_models(p, int(overlap), int(seed))
-    labels = splits.test.labels
+    return non_target_bars(teacher, student, splits.test.labels, sample, f"γ = {ratios['gamma']:.2f}", "No-KD student (x_b)")
+
+
+def non_target_bars(teacher: torch.Tensor, student: torch.Tensor, labels: torch.Tensor, sample: int, heading: str,
+                    student_name: str = "student") -> go.Figure:
+    """Teacher's and student's non-target distributions of test sample ``sample`` side by side,
+    with their JS divergence and the mean NTD over all samples."""
     sample = int(sample) % len(labels)
     label = int(labels[sample])
-    classes = [c for c in range(p.n_classes) if c != label]
-    p_t = non_target_log_probs(teacher[sample:sample + 1], labels[sample:sample + 1]).exp()[0, classes]
-    p_s = non_target_log_probs(student[sample:sample + 1], labels[sample:sample + 1]).exp()[0, classes]
-    js = non_target_divergence(teacher[sample:sample + 1], student[sample:sample + 1], labels[sample:sample + 1]).item()
+    classes = [c for c in range(teacher.shape[-1]) if c != label]
+    one = slice(sample, sample + 1)
+    p_t = non_target_log_probs(teacher[one], labels[one]).exp()[0, classes]
+    p_s = non_target_log_probs(student[one], labels[one]).exp()[0, classes]
+    js = non_target_divergence(teacher[one], student[one], labels[one]).item()
     mean_ntd = non_target_divergence(teacher, student, labels).item()
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("teacher (x_a)", "No-KD student (x_b)"), shared_yaxes=True)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("teacher", student_name), shared_yaxes=True)
     names = [f"class {c}" for c in classes]
     fig.add_trace(go.Bar(x=names, y=p_t.tolist(), marker_color=figures.METHOD_COLORS["teacher"], name="teacher"), 1, 1)
-    fig.add_trace(go.Bar(x=names, y=p_s.tolist(), marker_color=figures.METHOD_COLORS["no_kd"], name="No-KD student"), 1, 2)
+    fig.add_trace(go.Bar(x=names, y=p_s.tolist(), marker_color=figures.METHOD_COLORS["no_kd"], name=student_name), 1, 2)
     predicted = (int(teacher[sample].argmax()), int(student[sample].argmax()))
     fig.update_layout(
         template=figures.TEMPLATE, font=dict(size=13), showlegend=False, margin=dict(l=60, r=20, t=90, b=50),
-        title=(f"γ = {ratios['gamma']:.2f}, test sample {sample} (label {label}; teacher predicts {predicted[0]}, "
+        title=(f"{heading}, test sample {sample} (label {label}; teacher predicts {predicted[0]}, "
                f"student {predicted[1]})<br><sup>JS of the non-target distributions = {js:.4f} nats "
                f"(≤ ln 2 = 0.693); mean NTD over the test set = {mean_ntd:.4f}</sup>"),
         yaxis_title="probability among non-target classes",
@@ -567,7 +574,7 @@ class RealPairsParameters(NotebookParameters):
     ntd_variant: str = "js"
     cmd_moments: int = 5
 
-    profile_defaults: ClassVar = {"quick": {"n_runs": 2, "epochs": 80, "max_pairs_per_dataset": 3},
+    profile_defaults: ClassVar = {"quick": {"n_runs": 2, "epochs": 60, "max_pairs_per_dataset": 2},
                                   "full": {"n_runs": 5, "epochs": 300, "max_pairs_per_dataset": None}}
     choices: ClassVar = {"datasets": REAL_DATASETS, "reduction": ("batchmean", "mean"), "ntd_variant": NTD_VARIANTS}
 
@@ -639,3 +646,18 @@ def pair_figure(table: pd.DataFrame, correlation: dict) -> go.Figure:
     pairs["pair"] = pairs["teacher_view"] + " → " + pairs["student_view"]
     return delta_vs_ntd_figure(pairs, "dataset", correlation, title="Real modality pairs: KD gain against NTD",
                                hover="pair")
+
+
+def pair_sample_figure(result: StudyResult, pair: str, sample: int) -> go.Figure:
+    """Explore for real pairs: ``pair`` is "dataset: teacher → student"; the first seed's teacher
+    and KD student (the No-KD students are trained once per student view and not kept here)."""
+    dataset, views = pair.split(": ")
+    teacher_view, student_view = views.split(" → ")
+    wanted = {"dataset": dataset, "teacher_view": teacher_view, "student_view": student_view}
+    teachers = result.logits("teacher", "a")
+    students = result.logits("kd", "b")
+    for (task, teacher), (_, student) in zip(teachers, students):
+        if task.settings == wanted:
+            return non_target_bars(teacher, student, task.splits.test.labels, sample,
+                                   f"{dataset}: {teacher_view} → {student_view} (seed {task.seed})", "KD student")
+    raise ValueError(f"no task for pair {pair!r}")
