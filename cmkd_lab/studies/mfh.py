@@ -197,7 +197,7 @@ def venn_diagram(ratios: pd.DataFrame, title: str = "Modality Venn diagram per s
     for column, name, colour in parts:
         values = ratios[column].astype(float)
         fig.add_trace(go.Bar(
-            y=ratios["setting"].astype(str), x=values, name=name, orientation="h", marker_color=colour,
+            y=ratios["setting"].astype(str).tolist(), x=values.tolist(), name=name, orientation="h", marker_color=colour,
             text=[f"{v:.2f}" if v > 0.04 else "" for v in values], textposition="inside",
         ))
     fig.update_layout(barmode="stack", template=figures.TEMPLATE, title=title, xaxis_title="share of the decisive features",
