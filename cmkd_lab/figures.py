@@ -40,7 +40,8 @@ def _rgba(hex_color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
-def _layout(fig: go.Figure, title: str, x_title: str, y_title: str) -> go.Figure:
+def style(fig: go.Figure, title: str, x_title: str, y_title: str) -> go.Figure:
+    """The kit's one look: template, fonts, margins, titles."""
     fig.update_layout(
         template=TEMPLATE,
         title=title,
@@ -97,7 +98,7 @@ def metric_vs_knob(
                                marker=dict(color=c, symbol="circle-open", size=10, line=dict(width=2)),
                                legendgroup=str(name))
                 )
-    return _layout(fig, title, x_title or x, y_title)
+    return style(fig, title, x_title or x, y_title)
 
 
 def grouped_bars(
@@ -118,7 +119,7 @@ def grouped_bars(
                    error_y=dict(type="data", array=(part["std"] * scale).tolist(), visible=True))
         )
     fig.update_layout(barmode="group")
-    return _layout(fig, title, x_title or x, y_title)
+    return style(fig, title, x_title or x, y_title)
 
 
 def heatmap(
@@ -133,7 +134,7 @@ def heatmap(
             colorbar=dict(title=colorbar_title),
         )
     )
-    return _layout(fig, title, x_title, y_title)
+    return style(fig, title, x_title, y_title)
 
 
 def embedding_2d(
@@ -156,7 +157,24 @@ def embedding_2d(
                                    size=6, opacity=0.75))
         )
     fig.update_layout(legend_title_text=label_title)
-    return _layout(fig, title, "dimension 1", "dimension 2")
+    return style(fig, title, "dimension 1", "dimension 2")
+
+
+def image_mosaic(images: np.ndarray, columns: int, title: str = "", gap: int = 1) -> go.Figure:
+    """Grey-scale images ``(K, H, W)`` tiled ``columns`` per row with ``gap`` blank pixels between."""
+    images = np.asarray(images, dtype=float)
+    if images.ndim != 3:
+        raise ValueError(f"images must have shape (K, H, W), got {images.shape}")
+    count, height, width = images.shape
+    rows = -(-count // columns)
+    canvas = np.full((rows * (height + gap) - gap, columns * (width + gap) - gap), np.nan)
+    for k, image in enumerate(images):
+        r, c = divmod(k, columns)
+        canvas[r * (height + gap) : r * (height + gap) + height, c * (width + gap) : c * (width + gap) + width] = image
+    fig = go.Figure(go.Heatmap(z=canvas[::-1].tolist(), colorscale="gray_r", showscale=False, hoverongaps=False))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, scaleanchor="x")
+    return style(fig, title, "", "")
 
 
 def find_chromium() -> str | None:

@@ -13,7 +13,8 @@ import pytest
 
 import cmkd_lab.datasets as datasets
 from cmkd_lab.datasets import cache, prepare, real
-from cmkd_lab.datasets.baselines import spectrum, summarize_view_accuracy, view_accuracy
+from cmkd_lab.datasets.baselines import spectrum, view_accuracy
+from cmkd_lab.results import summarize
 from cmkd_lab.datasets.core import from_arrays
 
 OFFLINE = ["mfeat", "watch", "segment"]
@@ -266,12 +267,12 @@ def test_prepare_command_line(prepared, capsys):
 
 def test_view_accuracy_table_and_gap():
     table = view_accuracy(datasets.load("segment"), seeds=[0, 1])
-    assert list(table.columns) == ["dataset", "view", "seed", "test_acc"]
-    assert len(table) == 4 and table["test_acc"].between(0, 1).all()
-    means = table.groupby("view")["test_acc"].mean()
+    assert list(table.columns) == ["study", "method", "dataset", "view", "features", "seed", "metric", "value"]
+    assert len(table) == 4 and table["value"].between(0, 1).all() and set(table["metric"]) == {"test_acc"}
+    means = table.groupby("view")["value"].mean()
     assert means["colour"] > means["shape"] + 0.1  # papers.md: .84 vs .56
-    summary = summarize_view_accuracy(table)
-    assert list(summary["view"]) == ["colour", "shape"] and (summary["n_seeds"] == 2).all()
+    summary = summarize(table)
+    assert list(summary["view"]) == ["colour", "shape"] and (summary["n"] == 2).all()
 
 
 def test_spectrum_features_are_shift_invariant():
@@ -285,19 +286,20 @@ def test_spectrum_features_are_shift_invariant():
     phases = rng.uniform(0, 2 * np.pi, 200)
     waves = np.sin(2 * np.pi * (4 + 8 * labels[:, None]) * t / 64 + phases[:, None])[:, None, :]
     toy = from_arrays({"wave": waves + 0.1 * rng.standard_normal(waves.shape)}, labels, name="toy")
-    assert view_accuracy(toy, seeds=[0], features="spectrum")["test_acc"].item() > 0.95
+    assert view_accuracy(toy, seeds=[0], features="spectrum")["value"].item() > 0.95
     with pytest.raises(ValueError, match="valid: flatten, spectrum"):
         view_accuracy(toy, features="wavelet")
 
 
-# --- docs/bring_your_own_data.md runs as written ---------------------------------------------
+# --- the README's bring-your-own-data section runs as written ---------------------------------------------
 
 def test_bring_your_own_data_examples_run(tmp_path, monkeypatch):
     import re
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[1] / "docs" / "bring_your_own_data.md").read_text()
-    first, second = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Bring your own data", 1)[1].split("\n## ", 1)[0]
+    first, second = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     namespace: dict = {}
     exec(first, namespace)
     assert namespace["dataset"].summary()["n_groups"] == 20

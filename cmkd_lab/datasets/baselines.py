@@ -13,7 +13,9 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
+from ..results import tidy_rows
 from .core import PairedDataset
 
 
@@ -35,6 +37,7 @@ def view_accuracy(
     views: Iterable[str] | None = None,
     features: str = "flatten",
     max_iter: int = 2000,
+    study: str = "view_accuracy",
 ) -> pd.DataFrame:
     """Test accuracy of StandardScaler + LogisticRegression fitted on each view alone.
 
@@ -43,8 +46,9 @@ def view_accuracy(
     not used: the probe has no knob to select) and scored on the test part. ``features`` turns a
     view into the probe's input: "flatten" (the values as they are) or "spectrum" (FFT magnitude
     over the last axis, for time series such as watch windows, where a linear probe on raw
-    samples is not shift-invariant). One row per (dataset, view, seed): columns dataset, view,
-    seed, test_acc.
+    samples is not shift-invariant). A tidy results table (see :mod:`cmkd_lab.results`): one
+    row per (view, seed) with study ``study``, method "linear_probe", setting columns dataset,
+    view and features, metric "test_acc".
     """
     if features not in FEATURES:
         raise ValueError(f"unknown features {features!r}; valid: {', '.join(FEATURES)}")
@@ -59,16 +63,12 @@ def view_accuracy(
             x_train = to_features(splits.train[view].numpy())
             x_test = to_features(splits.test[view].numpy())
             probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter))
-            probe.fit(x_train, y_train)
+            with threadpool_limits(limits=1):  # tiny fits: extra BLAS threads only contend for the cores
+                probe.fit(x_train, y_train)
             accuracy = float(np.mean(probe.predict(x_test) == y_test))
-            rows.append({"dataset": dataset.name, "view": view, "seed": int(seed), "test_acc": accuracy})
-    return pd.DataFrame(rows, columns=["dataset", "view", "seed", "test_acc"])
+            settings = {"dataset": dataset.name, "view": view, "features": features}
+            rows.extend(tidy_rows(study, "linear_probe", settings, [int(seed)], "test_acc", [accuracy]))
+    return pd.DataFrame(rows)
 
 
-def summarize_view_accuracy(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation of ``test_acc`` over seeds, one row per (dataset, view)."""
-    summary = table.groupby(["dataset", "view"], sort=False)["test_acc"].agg(["mean", "std", "count"])
-    return summary.rename(columns={"mean": "test_acc_mean", "std": "test_acc_std", "count": "n_seeds"}).reset_index()
-
-
-__all__ = ["view_accuracy", "summarize_view_accuracy", "FEATURES"]
+__all__ = ["view_accuracy", "FEATURES"]

@@ -1,0 +1,120 @@
+"""Data tour: the offline real datasets, their samples, class balance and modality gap.
+
+The modality gap (how well each view classifies on its own) tells which teacher → student
+pairs are worth studying: a strong teacher view and a weaker student view.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .. import datasets, figures
+from ..datasets import PairedDataset
+from ..datasets.baselines import view_accuracy
+from ..notebook import NotebookParameters
+
+STUDY = "data_tour"
+OFFLINE = ("mfeat", "watch", "segment")
+# Probe inputs: watch windows are time series, where a linear probe needs shift-invariant features.
+PROBE_FEATURES = {"mfeat": "flatten", "watch": "spectrum", "segment": "flatten"}
+# papers.md, "Real paired data": scaler + logistic regression per view (fractions).
+PAPER_VIEW_ACCURACY = {
+    ("mfeat", "fourier"): 0.79, ("mfeat", "profile"): 0.98, ("mfeat", "karhunen_loeve"): 0.94,
+    ("mfeat", "pixels"): 0.96, ("mfeat", "zernike"): 0.82, ("mfeat", "morphological"): 0.73,
+    ("watch", "accel"): 0.83, ("watch", "gyro"): 0.71,
+    ("segment", "colour"): 0.84, ("segment", "shape"): 0.56,
+}
+TOLERANCE_POINTS = 5.0
+
+
+@dataclass(frozen=True)
+class DataTourParameters(NotebookParameters):
+    n_seeds: int | None = None
+    datasets: tuple[str, ...] = OFFLINE
+    samples_per_class: int = 3
+
+    profile_defaults: ClassVar = {"quick": {"n_seeds": 2}, "full": {"n_seeds": 5}}
+    choices: ClassVar = {"datasets": OFFLINE}
+
+
+def load_all(names) -> dict[str, PairedDataset]:
+    return {name: datasets.load(name) for name in names}
+
+
+def modality_gap(loaded: dict[str, PairedDataset], n_seeds: int) -> pd.DataFrame:
+    """Per dataset and view, the linear probe's test accuracy for seeds 0..n_seeds-1 (tidy)."""
+    tables = [view_accuracy(d, seeds=range(n_seeds), features=PROBE_FEATURES[name], study=STUDY)
+              for name, d in loaded.items()]
+    return pd.concat(tables, ignore_index=True)
+
+
+def paper_values() -> pd.DataFrame:
+    rows = [{"dataset": d, "view": v, "metric": "test_acc", "paper": 100 * a} for (d, v), a in PAPER_VIEW_ACCURACY.items()]
+    return pd.DataFrame(rows)
+
+
+def class_balance_figure(loaded: dict[str, PairedDataset]) -> go.Figure:
+    fig = go.Figure()
+    for i, (name, d) in enumerate(loaded.items()):
+        counts = np.bincount(d.labels.numpy(), minlength=d.n_classes)
+        fig.add_trace(go.Bar(x=[str(c) for c in range(d.n_classes)], y=(counts / counts.sum()).tolist(), name=name,
+                             marker_color=figures.PALETTE[i]))
+    fig.update_layout(barmode="group")
+    return figures.style(fig, "Class balance", "class", "share of samples")
+
+
+def pixel_gallery(mfeat: PairedDataset, per_class: int) -> go.Figure:
+    """The mfeat pixel view shown as 16x15 images, ``per_class`` per digit."""
+    pixels = mfeat["pixels"].numpy().reshape(-1, 16, 15)
+    labels = mfeat.labels.numpy()
+    chosen = [np.flatnonzero(labels == c)[:per_class] for c in range(mfeat.n_classes)]
+    images = np.stack([pixels[i] for rows in chosen for i in rows])
+    return figures.image_mosaic(images, columns=per_class * 2, title="mfeat pixel view (16x15), by digit")
+
+
+def imu_figure(watch: PairedDataset) -> go.Figure:
+    """One window per exercise class: accelerometer and gyroscope x/y/z traces."""
+    labels = watch.labels.numpy()
+    first = [int(np.flatnonzero(labels == c)[0]) for c in range(watch.n_classes)]
+    fig = make_subplots(rows=2, cols=len(first), shared_yaxes="rows", subplot_titles=[f"class {c}" for c in range(len(first))],
+                        horizontal_spacing=0.01, vertical_spacing=0.08)
+    for row, modality in enumerate(("accel", "gyro"), start=1):
+        for col, index in enumerate(first, start=1):
+            for axis, values in enumerate(watch[modality][index].numpy()):
+                fig.add_trace(go.Scatter(y=values.tolist(), mode="lines", line=dict(width=1, color=figures.PALETTE[axis]),
+                                         name=f"{modality} {'xyz'[axis]}", showlegend=col == 1), row=row, col=col)
+    fig.update_yaxes(title_text="accel", row=1, col=1)
+    fig.update_yaxes(title_text="gyro", row=2, col=1)
+    return figures.style(fig, "watch: one window per class (accelerometer above, gyroscope below)", "", "")
+
+
+def gap_figure(table: pd.DataFrame) -> go.Figure:
+    from ..results import summarize
+
+    summary = summarize(table, by=["dataset", "view"])
+    summary["label"] = summary["dataset"] + " · " + summary["view"]
+    fig = figures.grouped_bars(summary, x="label", color="dataset", title="Modality gap: each view on its own")
+    return fig.update_layout(xaxis_tickangle=-35)
+
+
+def sample_figure(loaded: dict[str, PairedDataset], dataset: str, index: int) -> go.Figure:
+    """The Explore callback: every view of one sample (bars for vectors, lines for series)."""
+    d = loaded[dataset]
+    index = int(index) % len(d)
+    fig = make_subplots(rows=1, cols=len(d.modalities), subplot_titles=d.modality_names)
+    for col, (view, values) in enumerate(d.modalities.items(), start=1):
+        sample = values[index].numpy()
+        if sample.ndim == 2:
+            for channel, series in enumerate(sample):
+                fig.add_trace(go.Scatter(y=series.tolist(), mode="lines", showlegend=False,
+                                         line=dict(width=1, color=figures.PALETTE[channel])), row=1, col=col)
+        else:
+            fig.add_trace(go.Bar(y=sample.reshape(-1).tolist(), showlegend=False, marker_color=figures.PALETTE[col - 1]),
+                          row=1, col=col)
+    return figures.style(fig, f"{dataset}: sample {index}, class {int(d.labels[index])}", "", "")
