@@ -447,8 +447,10 @@ class _FeatureDistiller(Distiller):
         return (self.teacher_layer,)
 
     def features(self, out: StepOutputs) -> tuple[torch.Tensor, torch.Tensor]:
-        """Student and teacher features flattened to ``(M, N, D)``."""
-        return out.student_features[self.student_layer].flatten(2), out.teacher_features[self.teacher_layer].flatten(2)
+        """Student and teacher features flattened beyond the sample axis: ``(M, N, D)`` or ``(N, D)``."""
+        start = out.student_logits.dim() - 1  # the first axis after the samples
+        return (out.student_features[self.student_layer].flatten(start),
+                out.teacher_features[self.teacher_layer].flatten(start))
 
 
 @LOSSES.register("rkd", about="CE + relational KD: distance and angle terms on a feature layer (optional NTDH masking)")
