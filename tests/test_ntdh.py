@@ -107,3 +107,13 @@ def test_real_pair_views_are_standardised_with_training_statistics():
     assert set(pair.train.modalities) == {"a", "b"}
     assert pair.train["a"].mean(0).abs().max() < 1e-4 and (pair.train["b"].std(0) - 1).abs().max() < 1e-3
     assert pair.test["a"].mean(0).abs().max() > 1e-4  # test statistics are not used
+
+
+def test_real_pair_explore_callback():
+    params = ntdh.RealPairsParameters.create(datasets=["segment"], n_runs=1, epochs=5, max_pairs_per_dataset=1)
+    table, result = ntdh.run_realpairs(params, progress=False)
+    fig = ntdh.pair_sample_figure(result, "segment: colour → shape", 7).to_dict()
+    bars = [trace for trace in fig["data"] if trace["type"] == "bar"]
+    assert len(bars) == 2 and all(len(b["x"]) == 6 for b in bars)
+    with pytest.raises(ValueError, match="no task"):
+        ntdh.pair_sample_figure(result, "segment: shape → colour", 0)
