@@ -551,7 +551,7 @@ def method_table(table: pd.DataFrame) -> pd.DataFrame:
     for _, row in baselines.iterrows():
         out.loc[row["method"], "without masking"] = cell(row)
     order = [m for m in ("teacher", "no_kd", *METHOD_NAMES) if m in out.index]
-    return out.loc[order].fillna("")
+    return out.loc[order].astype(object).fillna("")
 
 
 # ============================================================================ real modality pairs
