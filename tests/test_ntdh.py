@@ -81,6 +81,9 @@ def test_method_table_has_every_method_with_and_without_masking(multiclass):
     assert students["value"].between(0.25, 1.0).all(), "every student learns something above chance"
     table = ntdh.method_table(methods)
     assert {"without masking", "with masking"} <= set(table.columns)
+    assert table.index.names == ["gamma", "method"]
+    claims = ntdh.masking_claims(methods)
+    assert list(claims["claim"]) == ["masking reduces non-target divergence", "masking improves the KD methods"]
 
 
 @pytest.fixture(scope="module")
