@@ -78,6 +78,7 @@ def metric_vs_knob(
             go.Scatter(
                 x=np.concatenate([xs, xs[::-1]]).tolist(),
                 y=np.concatenate([mean + std, (mean - std)[::-1]]).tolist(),
+                mode="lines",
                 fill="toself",
                 fillcolor=_rgba(c, 0.18),
                 line=dict(width=0),

@@ -12,6 +12,7 @@ layers) computed once in eval mode on the student's training samples.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
@@ -29,6 +30,18 @@ OPTIMIZERS: Registry[type[torch.optim.Optimizer]] = Registry("optimizer")
 OPTIMIZERS.register("sgd")(torch.optim.SGD)
 OPTIMIZERS.register("adam")(torch.optim.Adam)
 SELECTION_RULES = ("last", "best_val")
+
+
+@contextlib.contextmanager
+def single_thread():
+    """Run tiny models on one thread: per-op thread start-up dominates them, and on a busy
+    2-core machine extra threads only contend (measured 2-5x faster per step)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ teacher) for the random and alg1 channel choices.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar, Sequence
@@ -39,21 +38,10 @@ from ..models import ModelSpec, StackedModels
 from ..notebook import NotebookParameters
 from ..results import RunLog, paper_vs_kit, summarize, tidy_rows
 from ..saliency import algorithm1, channel_means, mean_replacement
-from ..training import TeacherOutputs, TrainConfig, accuracy, fit
+from ..training import TeacherOutputs, TrainConfig, accuracy, fit, single_thread
 
 OFFICIAL_EPOCHS = 1000
 PAPER_TOLERANCE = 2.0  # points: values read off published figures; the official script lands within 1-2 points
-
-
-@contextlib.contextmanager
-def single_thread():
-    """The MFH models are tiny: one thread beats several (thread start-up dominates each op)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _kd(p) -> object:

@@ -40,7 +40,7 @@ from ..metrics import central_moment_discrepancy, non_target_divergence, non_tar
 from ..notebook import NotebookParameters
 from ..results import RunLog, summarize, tidy_rows
 from ..training import TrainConfig, accuracy, fit
-from .mfh import single_thread
+from ..training import single_thread
 
 STUDY_GAUSS = "ntdh_gauss"
 STUDY_MULTICLASS = "ntdh_multiclass"
