@@ -16,21 +16,15 @@ import time
 import pandas as pd
 import torch
 
-from cmkd_lab.datasets.synthetic import mfh_overlap
 from cmkd_lab.experiment import Task, run_teacher_student
 from cmkd_lab.losses import make_loss
+from cmkd_lab.studies import mfh
 from cmkd_lab.training import TrainConfig
 
-OVERLAPS = (0, 2, 4, 6, 8, 10)
 
 
 def tasks(runs: int) -> list[Task]:
-    out = []
-    for overlap in OVERLAPS:
-        for seed in range(runs):
-            splits, ratios = mfh_overlap(overlap, seed)
-            out.append(Task(splits, seed, {"gamma": round(ratios["gamma"], 4)}))
-    return out
+    return mfh.fig2_tasks(mfh.GaussianParameters.create(profile="full", n_runs=runs))
 
 
 def study(task_list: list[Task], epochs: int):
@@ -61,7 +55,7 @@ def main() -> None:
     merged = batched.merge(single, on=keys, suffixes=("_batched", "_single"))
     largest = (merged["value_batched"] - merged["value_single"]).abs().max()
     n_models = len(merged)
-    print(f"MFH Fig. 2 sweep: {n_models} models ({len(OVERLAPS)} γ × {args.runs} runs × 3 methods), "
+    print(f"MFH Fig. 2 sweep: {n_models} models ({len(merged) // (3 * args.runs)} γ × {args.runs} runs × 3 methods), "
           f"{args.epochs} full-batch epochs, {torch.get_num_threads()} threads")
     print(f"batched:              {batched_time:8.2f} s")
     print(f"one model at a time:  {single_time:8.2f} s")

@@ -74,23 +74,24 @@ class GaussianParameters(NotebookParameters):
     choices: ClassVar = {"reduction": ("mean", "batchmean")}
 
 
-def fig2_tasks(p: GaussianParameters) -> list[Task]:
-    """One task per (overlap, seed): train set from seed s, test set from seed s + 1."""
+def _sweep_tasks(p: GaussianParameters, generator, knob_values, setting: str) -> list[Task]:
+    """One task per (knob value, seed): train set from seed s, test set from seed s + 1."""
     tasks = []
-    for overlap in p.overlaps:
+    for value in knob_values:
         for seed in range(p.n_runs):
-            splits, ratios = mfh_overlap(overlap, seed, n_train=p.n_train, n_test=p.n_test)
-            tasks.append(Task(splits, seed, {"gamma": ratios["gamma"]}))
+            splits, ratios = generator(value, seed, n_train=p.n_train, n_test=p.n_test)
+            tasks.append(Task(splits, seed, {setting: ratios[setting]}))
     return tasks
+
+
+def fig2_tasks(p: GaussianParameters) -> list[Task]:
+    """Fig. 2: one task per (overlap, seed), labelled by γ."""
+    return _sweep_tasks(p, mfh_overlap, p.overlaps, "gamma")
 
 
 def fig3_tasks(p: GaussianParameters) -> list[Task]:
-    tasks = []
-    for xs1 in p.xs1_values:
-        for seed in range(p.n_runs):
-            splits, ratios = mfh_teacher_specific(xs1, seed, n_train=p.n_train, n_test=p.n_test)
-            tasks.append(Task(splits, seed, {"alpha": ratios["alpha"]}))
-    return tasks
+    """Fig. 3: one task per (xs1, seed), labelled by α."""
+    return _sweep_tasks(p, mfh_teacher_specific, p.xs1_values, "alpha")
 
 
 def _run_gaussian(p: GaussianParameters, tasks: list[Task], study: str, progress) -> StudyResult:
