@@ -11,7 +11,8 @@ from .notebook import (
     PROFILES,
     NotebookFailed,
     list_notebooks,
-    notebook_parameters,
+    notebook_title,
+    parameters_class,
     resolve_notebook,
     run_notebook,
     write_summary,
@@ -29,7 +30,7 @@ def _literal(text: str):
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cmkd_lab", description="Run the cmkd_lab notebooks headless.")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="list the notebooks and their parameters")
+    commands.add_parser("list", help="list the notebooks, what each shows, and its parameters with types and defaults")
     run = commands.add_parser("run", help="execute a notebook (or 'all') with papermill")
     run.add_argument("notebook", help="file name or stem of a notebook, or 'all' for the whole sequence")
     run.add_argument("--profile", choices=PROFILES, default="quick", help="quick (CI scale) or full (paper scale)")
@@ -44,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             for path in list_notebooks():
-                names = ", ".join(notebook_parameters(path))
-                print(f"{path.stem}\n    parameters: {names}")
+                print(f"{path.stem} — {notebook_title(path)}")
+                print("".join(f"    {line}\n" for line in parameters_class(path.stem).parameter_lines()))
             return 0
         parameters = {name: _literal(value) for name, value in args.parameter}
         paths = list_notebooks() if args.notebook == "all" else [resolve_notebook(args.notebook)]

@@ -1,26 +1,40 @@
-"""Teacher → student studies: the shared path of every paper's notebooks.
+"""One way to run a study: tasks in, one :class:`StudyRun` (table, log, artifacts) out.
 
 A study is a list of :class:`Task` (one dataset draw, its seed and the setting values it
 stands for, e.g. ``{"gamma": 0.25}``). :func:`run_teacher_student` trains, for all tasks at
-once, a teacher on one modality (or several, concatenated), a student on another without
-distillation (``no_kd``) and one student per named distillation loss, and returns the tidy
-results table. Tasks whose data have the same shapes are trained as one batched fit.
+once, a teacher on one modality (or several, concatenated), a student without distillation
+(``no_kd``) and one student per named distillation loss, all through the training engine:
+
+- tasks whose data have the same shapes form one batched fit per method;
+- ``variants`` name K versions of the teacher's input (e.g. MFH's modality-general teachers
+  keep some channels only); K teachers × M tasks train as one fit, and so do their students;
+- the No-KD student does not depend on the teacher: it is trained once per distinct student
+  data set (``share_baselines``) and reported for every task and variant that shares it;
+- ``metrics`` hooks add rows per task from the outputs (NTD, CMD, F1…).
+
+Every study returns a :class:`StudyRun`; runs of several studies concatenate with
+:meth:`StudyRun.concat`, so a notebook never merges tables or logs by hand.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import pandas as pd
 import torch
 
 from .datasets import PairedDataset, Splits
 from .losses import Distiller
-from .models import ModelSpec, StackedModels
+from .metrics import accuracy
+from .models import ModelSpec, Stack
 from .results import RunLog, tidy_rows
-from .training import FitResult, TeacherOutputs, TrainConfig, accuracy, fit
+from .systems import Distillation
+from .training import FitResult, TrainConfig, fit
+
+BASELINES = ("teacher", "no_kd")
 
 
 @dataclass(frozen=True)
@@ -39,12 +53,19 @@ class Architecture:
     kind: str = "linear"
     hidden: tuple[int, ...] = ()
     kernel_size: int = 3
+    batch_norm: bool = False
+    dropout: float = 0.0
+    residual: bool = False
+    downsample: str = "pool"
 
     def spec(self, input_shape: tuple[int, ...], n_classes: int) -> ModelSpec:
-        return ModelSpec(self.kind, input_shape, n_classes, tuple(self.hidden), self.kernel_size)
+        return ModelSpec(self.kind, input_shape, n_classes, tuple(self.hidden), self.kernel_size, self.batch_norm,
+                         self.dropout, self.residual, self.downsample)
 
 
 Modality = str | tuple[str, ...]
+# A teacher variant: (teacher inputs (M, N, ...) of one split, the group's tasks) -> edited inputs
+Variant = Callable[[torch.Tensor, Sequence[Task]], torch.Tensor]
 
 
 def modality_input(data: PairedDataset, modality: Modality) -> torch.Tensor:
@@ -58,32 +79,71 @@ def modality_label(modality: Modality) -> str:
     return modality if isinstance(modality, str) else "+".join(modality)
 
 
+# ----------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class TaskOutputs:
+    """What one task's models produced on its test split: the teacher's logits (``None`` when no
+    teacher was trained) and each student method's logits, for one teacher variant."""
+
+    task: Task
+    variant: str | None
+    teacher: torch.Tensor | None
+    students: dict[str, torch.Tensor]
+
+
+MetricHook = Callable[[str, TaskOutputs, Mapping], list[dict]]
+
+
 @dataclass
-class StudyResult:
-    """The tidy table, and per method one fit per group of equal-shape tasks
-    (``fits[method][g]`` trained ``groups[g]``, model i on ``groups[g][i]``)."""
+class Artifacts:
+    """Per task (and variant) the test logits of every model, and per method the fits (their
+    trained modules, logs and records)."""
 
-    table: pd.DataFrame
-    fits: dict[str, list[FitResult]]
-    groups: list[list[Task]]
-    log: RunLog
+    outputs: list[TaskOutputs] = field(default_factory=list)
+    fits: dict[str, list[FitResult]] = field(default_factory=lambda: defaultdict(list))
 
-    def logits(self, method: str, modality: Modality, part: str = "test") -> list[tuple[Task, torch.Tensor]]:
-        """Each task with the logits ``(N, C)`` that ``method``'s model gives on its ``part`` split."""
+    def logits(self, method: str) -> list[tuple[Task, torch.Tensor]]:
+        """Each task with the test logits ``(N, C)`` of ``method`` (``"teacher"`` or a student)."""
         pairs = []
-        for result, group in zip(self.fits[method], self.groups):
-            x, _ = _stack(group, part, modality)
-            logits = result.models.predict(x)
-            pairs.extend(zip(group, logits))
+        for out in self.outputs:
+            value = out.teacher if method == "teacher" else out.students.get(method)
+            if value is not None:
+                pairs.append((out.task, value))
         return pairs
 
+    def find(self, **settings) -> list[TaskOutputs]:
+        """The outputs of tasks whose settings include ``settings``."""
+        return [o for o in self.outputs if all(o.task.settings.get(k) == v for k, v in settings.items())]
 
-def _stack(tasks: Sequence[Task], part: str, modality: Modality) -> tuple[torch.Tensor, torch.Tensor]:
+
+@dataclass
+class StudyRun:
+    """The one result type of every study: the tidy table, the run log, the artifacts."""
+
+    table: pd.DataFrame
+    log: RunLog
+    artifacts: Artifacts = field(default_factory=Artifacts)
+
+    @staticmethod
+    def concat(runs: Sequence["StudyRun"]) -> "StudyRun":
+        log = RunLog(started=min(r.log.started for r in runs))
+        artifacts = Artifacts()
+        for run in runs:
+            log.fits.extend(run.log.fits)
+            artifacts.outputs.extend(run.artifacts.outputs)
+            for method, fits in run.artifacts.fits.items():
+                artifacts.fits[method].extend(fits)
+        return StudyRun(pd.concat([r.table for r in runs], ignore_index=True), log, artifacts)
+
+
+# ----------------------------------------------------------------------------- stacking tasks
+def stack_split(tasks: Sequence[Task], part: str, modality: Modality) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs ``(M, N, ...)`` and labels ``(M, N)`` of ``part`` across ``tasks``."""
     datasets = [getattr(t.splits, part) for t in tasks]
     return torch.stack([modality_input(d, modality) for d in datasets]), torch.stack([d.labels for d in datasets])
 
 
-def _groups_of_equal_shape(tasks: Sequence[Task], modalities: Sequence[Modality]) -> list[list[Task]]:
+def groups_of_equal_shape(tasks: Sequence[Task], modalities: Sequence[Modality]) -> list[list[Task]]:
     groups: dict[tuple, list[Task]] = defaultdict(list)
     for task in tasks:
         key = tuple(
@@ -95,6 +155,22 @@ def _groups_of_equal_shape(tasks: Sequence[Task], modalities: Sequence[Modality]
     return list(groups.values())
 
 
+def _data_key(task: Task, modality: Modality) -> tuple:
+    """What a teacher-free model of ``task`` depends on: its seed and its data, by content."""
+    digest = hashlib.sha1()
+    for part, data in task.splits.parts().items():
+        digest.update(part.encode())
+        digest.update(modality_input(data, modality).contiguous().numpy().tobytes())
+        digest.update(data.labels.numpy().tobytes())
+    return task.seed, digest.hexdigest()
+
+
+def repeat_models(x: torch.Tensor, copies: int) -> torch.Tensor:
+    """``(M, ...)`` → ``(copies·M, ...)``, block after block."""
+    return x.repeat(copies, *[1] * (x.dim() - 1))
+
+
+# ----------------------------------------------------------------------------- the study runner
 def run_teacher_student(
     tasks: Sequence[Task],
     *,
@@ -106,56 +182,136 @@ def run_teacher_student(
     teacher_config: TrainConfig = TrainConfig(),
     student_config: TrainConfig | None = None,
     losses: Mapping[str, Distiller] = {},
-    include: Sequence[str] = ("teacher", "no_kd"),
+    include: Sequence[str] = BASELINES,
+    variants: Mapping[str, Variant] | None = None,
+    variant_column: str = "variant",
+    share_baselines: bool = True,
+    metrics: Sequence[MetricHook] = (),
+    metric_options: Mapping | None = None,
     log: RunLog | None = None,
     progress: bool | None = None,
-) -> StudyResult:
-    """Train teacher, no-KD student and one student per loss in ``losses`` on every task.
+) -> StudyRun:
+    """Train teacher(s), No-KD and one student per loss in ``losses`` on every task.
 
-    Returns rows with ``metric = "test_acc"`` (a fraction) per task seed; ``include`` chooses
-    which of the baselines ("teacher", "no_kd") are reported (the teacher is always trained
-    when a loss needs it). The test split is only used for the reported metric.
+    Rows: ``metric = "test_acc"`` (a fraction) per task seed, plus whatever ``metrics`` hooks
+    add (each called as ``hook(study, outputs, metric_options)``). ``include`` chooses which
+    baselines are reported (the teacher is trained whenever a loss needs it). With ``variants``,
+    each row carries ``variant_column``; No-KD rows carry the first variant's name. Selection
+    (``select="best_val"``) uses the validation split; the test split only gives the reported
+    numbers.
     """
     if not tasks:
         raise ValueError("a study needs at least one task")
-    unknown = set(include) - {"teacher", "no_kd"}
+    unknown = set(include) - set(BASELINES)
     if unknown:
-        raise ValueError(f"unknown baseline(s) {sorted(unknown)}; valid: teacher, no_kd")
-    clash = set(losses) & {"teacher", "no_kd"}
+        raise ValueError(f"unknown baseline(s) {sorted(unknown)}; valid: {', '.join(BASELINES)}")
+    clash = set(losses) & set(BASELINES)
     if clash:
         raise ValueError(f"loss names {sorted(clash)} clash with the baselines; rename them")
     student_config = student_config or teacher_config
-    log = log if log is not None else RunLog()
-    rows, fits = [], defaultdict(list)
-    groups = _groups_of_equal_shape(tasks, [teacher_modality, student_modality])
-    for group in groups:
+    variants = dict(variants or {None: None})
+    names = list(variants)
+    run = StudyRun(pd.DataFrame(), log if log is not None else RunLog())
+    rows = []
+
+    def train(method, spec, data, val, seeds, config, loss=None, teacher=None, modality=None):
+        system = Distillation(spec, loss or Distiller(), teacher)
+        result = fit(system, data, seeds=seeds, config=config, val=val, progress=progress, description=f"{study}: {method}")
+        run.artifacts.fits[method].append(result)
+        run.log.add(study=study, method=method, modality=modality_label(modality), **result.record)
+        return result
+
+    def split_data(x, y, group, part, copies=1):
+        if getattr(group[0].splits, part) is None:
+            return None
+        return {"x": repeat_models(x, copies), "y": repeat_models(y, copies)}
+
+    def settings_of(group, variant):
+        return [{**t.settings, **({variant_column: variant} if variant is not None else {})} for t in group]
+
+    no_kd_cache: dict[tuple, torch.Tensor] = {}
+    for group in groups_of_equal_shape(tasks, [teacher_modality, student_modality]):
         seeds = [t.seed for t in group]
-        settings = [t.settings for t in group]
+        k = len(names)
         n_classes = max(part.n_classes for t in group for part in t.splits.parts().values())
-
-        def train_and_test(method, modality, architecture, config, loss=None, teacher=None):
-            x, y = _stack(group, "train", modality)
-            spec = architecture.spec(tuple(x.shape[2:]), n_classes)
-            val = _stack(group, "val", modality) if group[0].splits.val is not None else None
-            result = fit(spec, x, y, seeds=seeds, config=config, loss=loss, teacher=teacher, val=val,
-                         progress=progress, description=f"{study}: {method}")
-            x_test, y_test = _stack(group, "test", modality)
-            scores = accuracy(result.models, x_test, y_test)
-            rows.extend(tidy_rows(study, method, settings, seeds, "test_acc", scores))
-            fits[method].append(result)
-            log.add(study=study, method=method, modality=modality_label(modality), **result.record)
-            return result
-
+        parts = [p for p in ("train", "val", "test") if getattr(group[0].splits, p) is not None]
+        teacher_x, student_x, labels = {}, {}, {}
+        for part in parts:
+            xt, labels[part] = stack_split(group, part, teacher_modality)
+            student_x[part], _ = stack_split(group, part, student_modality)
+            teacher_x[part] = torch.cat([xt if variants[v] is None else variants[v](xt, group) for v in names])
+        teacher_logits = None
         needs_teacher = "teacher" in include or any(loss.needs_teacher for loss in losses.values())
         if needs_teacher:
-            teacher = train_and_test("teacher", teacher_modality, teacher_model, teacher_config)
+            spec = teacher_model.spec(tuple(teacher_x["train"].shape[2:]), n_classes)
+            y = {p: repeat_models(labels[p], k) for p in parts}
+            teacher = train("teacher", spec, {"x": teacher_x["train"], "y": y["train"]},
+                            {"x": teacher_x["val"], "y": y["val"]} if "val" in parts else None,
+                            seeds * k, teacher_config, modality=teacher_modality)
+            teacher_logits = teacher.predict({"x": teacher_x["test"]})["student"]
+            if "teacher" in include:
+                for i, v in enumerate(names):
+                    block = slice(i * len(group), (i + 1) * len(group))
+                    rows += tidy_rows(study, "teacher", settings_of(group, v), seeds, "test_acc",
+                                      accuracy(teacher_logits[block], labels["test"]).numpy())
+        student_spec = student_model.spec(tuple(student_x["train"].shape[2:]), n_classes)
+        student_logits: dict[str, torch.Tensor] = {}
         if "no_kd" in include:
-            train_and_test("no_kd", student_modality, student_model, student_config)
+            student_logits["no_kd"] = _no_kd_logits(
+                group, student_modality, share_baselines, no_kd_cache,
+                lambda todo: train("no_kd", student_spec, *[_stacked(todo, p, student_modality) for p in ("train", "val")],
+                                   [t.seed for t in todo], student_config, modality=student_modality),
+            )
+            rows += tidy_rows(study, "no_kd", settings_of(group, names[0]), seeds, "test_acc",
+                              accuracy(student_logits["no_kd"], labels["test"]).numpy())
         for name, loss in losses.items():
-            x_teacher, _ = _stack(group, "train", teacher_modality)
-            outputs = TeacherOutputs.of(teacher.models, x_teacher, loss.teacher_layers) if loss.needs_teacher else None
-            train_and_test(name, student_modality, student_model, student_config, loss=loss, teacher=outputs)
-    table = pd.DataFrame(rows)
-    if "teacher" not in include:
-        table = table[table["method"] != "teacher"].reset_index(drop=True)
-    return StudyResult(table, dict(fits), groups, log)
+            data = split_data(student_x["train"], labels["train"], group, "train", k)
+            if loss.needs_teacher:
+                data["x_teacher"] = teacher_x["train"]
+            val = split_data(student_x.get("val"), labels.get("val"), group, "val", k)
+            result = train(name, student_spec, data, val, seeds * k, student_config, loss=loss,
+                           teacher=teacher.modules["student"] if loss.needs_teacher else None, modality=student_modality)
+            student_logits[name] = result.predict({"x": repeat_models(student_x["test"], k)})["student"]
+            for i, v in enumerate(names):
+                block = slice(i * len(group), (i + 1) * len(group))
+                rows += tidy_rows(study, name, settings_of(group, v), seeds, "test_acc",
+                                  accuracy(student_logits[name][block], labels["test"]).numpy())
+        for i, v in enumerate(names):
+            for j, task in enumerate(group):
+                index = i * len(group) + j
+                students = {m: z[index if z.shape[0] > len(group) else j] for m, z in student_logits.items()}
+                outputs = TaskOutputs(task, v, teacher_logits[index] if teacher_logits is not None else None, students)
+                run.artifacts.outputs.append(outputs)
+                for hook in metrics:
+                    rows += hook(study, outputs, metric_options or {})
+    run.table = pd.DataFrame(rows)
+    return run
+
+
+def _stacked(tasks: Sequence[Task], part: str, modality: Modality) -> dict | None:
+    if getattr(tasks[0].splits, part) is None:
+        return None
+    x, y = stack_split(tasks, part, modality)
+    return {"x": x, "y": y}
+
+
+def _no_kd_logits(group, modality, share, cache, train) -> torch.Tensor:
+    """The No-KD students' test logits for ``group``, training only tasks whose seed and student
+    data no earlier task shared (when ``share``)."""
+    keys = [_data_key(t, modality) if share else (t.seed, id(t)) for t in group]
+    todo = {}
+    for key, task in zip(keys, group):
+        if key not in cache and key not in todo:
+            todo[key] = task
+    if todo:
+        todo_tasks = list(todo.values())
+        result = train(todo_tasks)
+        x_test, _ = stack_split(todo_tasks, "test", modality)
+        logits = result.predict({"x": x_test})["student"]
+        cache.update(zip(todo, logits))
+    return torch.stack([cache[key] for key in keys])
+
+
+def teacher_stack(run: StudyRun, group: int = 0) -> Stack:
+    """The trained teachers of one group of a run, as a stack."""
+    return run.artifacts.fits["teacher"][group].modules["student"]

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from typing import Callable, ClassVar, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from .models import seeded
 from .registry import Registry
 
 KD_REDUCTIONS = ("batchmean", "mean")
@@ -109,22 +111,13 @@ def weighted_sample_mean(per_sample: torch.Tensor, sample_weights: torch.Tensor 
 
 
 def feature_regression_loss(
-    student_features: torch.Tensor,
+    projected_student: torch.Tensor,
     teacher_features: torch.Tensor,
-    projector_weight: torch.Tensor,
-    projector_bias: torch.Tensor,
     sample_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """FitNet-style hint: MSE between linearly projected student features and teacher features.
-
-    Features ``(..., N, D_s)`` and ``(..., N, D_t)`` (flattened beyond the sample axis);
-    projector ``(..., D_t, D_s)`` and ``(..., D_t)``; optional per-sample weights ``(..., N)``.
-    """
-    sample_axis = projector_weight.dim() - 2  # 0 for one model, 1 for a stack
-    s = student_features.flatten(sample_axis + 1)
-    t = teacher_features.flatten(sample_axis + 1)
-    projected = s @ projector_weight.transpose(-1, -2) + projector_bias.unsqueeze(-2)
-    return weighted_sample_mean(((projected - t) ** 2).mean(-1), sample_weights)
+    """FitNet-style hint: MSE between (already projected) student features and teacher features,
+    ``(..., N, D)`` each, averaged over D and then over samples (optionally weighted)."""
+    return weighted_sample_mean(((projected_student - teacher_features) ** 2).mean(-1), sample_weights)
 
 
 # ----------------------------------------------------------------------------- the registry
@@ -141,10 +134,12 @@ class StepOutputs:
 
 @dataclass(frozen=True)
 class Distiller:
-    """Base of every registered loss: ``terms()`` returns named per-model loss terms.
+    """Base of every registered loss: ``terms()`` returns named loss terms.
 
     ``ce_weight`` weighs the student's cross-entropy; subclasses add their own weighted terms.
     Weights may be one number or one per model (a sequence), so one stacked fit can sweep them.
+    A loss that owns trainable parts (a projector, embedding heads) builds them in ``modules()``;
+    the system trains them with the student and keeps them in the result.
     """
 
     ce_weight: float | Sequence[float] = 1.0
@@ -160,11 +155,12 @@ class Distiller:
     def teacher_layers(self) -> tuple[str, ...]:
         return ()
 
-    def init_params(self, student_dims: dict[str, int], teacher_dims: dict[str, int], seeds: Sequence[int]) -> dict:
-        """Extra trainable tensors (e.g. a projector), model axis first; none by default."""
+    def modules(self, student_dims: dict[str, int], teacher_dims: dict[str, int], seed: int) -> dict[str, nn.Module]:
+        """The loss's own trainable modules for the copy of ``seed``, by name; none by default.
+        ``*_dims`` give the flattened width of each student/teacher layer the loss reads."""
         return {}
 
-    def terms(self, out: StepOutputs, params: dict) -> dict[str, torch.Tensor]:
+    def terms(self, out: StepOutputs, modules: Mapping[str, Callable]) -> dict[str, torch.Tensor]:
         return {"ce": cross_entropy(out.student_logits, out.labels)}
 
     def weights(self) -> dict[str, float | Sequence[float]]:
@@ -198,7 +194,7 @@ def make_loss(name: str, **options) -> Distiller:
 @LOSSES.register("kd", about="CE + Hinton KD (temperature; reduction batchmean|mean; optional T²)")
 @dataclass(frozen=True, kw_only=True)
 class KD(Distiller):
-    temperature: float | Sequence[float]
+    temperature: float
     reduction: str
     t2_scale: bool = False
     kd_weight: float | Sequence[float] = 1.0
@@ -212,13 +208,13 @@ class KD(Distiller):
         if self.reduction not in KD_REDUCTIONS:
             raise ValueError(f"unknown KD reduction {self.reduction!r}; valid: {', '.join(KD_REDUCTIONS)}")
 
-    def terms(self, out, params):
+    def terms(self, out, modules):
         if self.masking:
             weights = pssm_weights(out.teacher_logits, out.student_logits, out.labels, self.mask_threshold)
             kd = masked_kd_loss(out.student_logits, out.teacher_logits, weights, self.temperature, self.reduction, self.t2_scale)
         else:
             kd = kd_loss(out.student_logits, out.teacher_logits, self.temperature, self.reduction, self.t2_scale)
-        return {**super().terms(out, params), "kd": kd}
+        return {**super().terms(out, modules), "kd": kd}
 
     def weights(self):
         return {**super().weights(), "kd": self.kd_weight}
@@ -229,7 +225,7 @@ class KD(Distiller):
 class DKD(Distiller):
     alpha: float | Sequence[float] = 1.0
     beta: float | Sequence[float] = 8.0
-    temperature: float | Sequence[float] = 4.0
+    temperature: float = 4.0
     t2_scale: bool = True
     masking: bool = False
     mask_threshold: float = PSSM_COSINE_THRESHOLD
@@ -237,10 +233,10 @@ class DKD(Distiller):
     name: ClassVar[str] = "dkd"
     needs_teacher: ClassVar[bool] = True
 
-    def terms(self, out, params):
+    def terms(self, out, modules):
         weights = _mask(self, out)
         tckd, nckd = dkd_loss(out.student_logits, out.teacher_logits, out.labels, self.temperature, self.t2_scale, weights)
-        return {**super().terms(out, params), "tckd": tckd, "nckd": nckd}
+        return {**super().terms(out, modules), "tckd": tckd, "nckd": nckd}
 
     def weights(self):
         return {**super().weights(), "tckd": self.alpha, "nckd": self.beta}
@@ -266,26 +262,19 @@ class FitNet(Distiller):
     def teacher_layers(self):
         return (self.teacher_layer,)
 
-    def init_params(self, student_dims, teacher_dims, seeds):
-        projectors = []
-        for seed in seeds:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(seed) + 1_000_003)  # its own stream, apart from the model's init
-                projectors.append(torch.nn.Linear(student_dims[self.student_layer], teacher_dims[self.teacher_layer]))
-        return {
-            "projector.weight": torch.stack([p.weight.detach() for p in projectors]),
-            "projector.bias": torch.stack([p.bias.detach() for p in projectors]),
-        }
+    def modules(self, student_dims, teacher_dims, seed):
+        # its own stream, apart from the model's initialisation
+        make = lambda: nn.Linear(student_dims[self.student_layer], teacher_dims[self.teacher_layer])  # noqa: E731
+        return {"projector": seeded(make, seed + 1_000_003)}
 
-    def terms(self, out, params):
+    def terms(self, out, modules):
+        start = out.student_logits.dim() - 1  # the first axis after the samples
         hint = feature_regression_loss(
-            out.student_features[self.student_layer],
-            out.teacher_features[self.teacher_layer],
-            params["projector.weight"],
-            params["projector.bias"],
+            modules["projector"](out.student_features[self.student_layer].flatten(start)),
+            out.teacher_features[self.teacher_layer].flatten(start),
             _mask(self, out),
         )
-        return {**super().terms(out, params), "hint": hint}
+        return {**super().terms(out, modules), "hint": hint}
 
     def weights(self):
         return {**super().weights(), "hint": self.hint_weight}
@@ -461,9 +450,9 @@ class RKD(_FeatureDistiller):
 
     name: ClassVar[str] = "rkd"
 
-    def terms(self, out, params):
+    def terms(self, out, modules):
         distance, angle = rkd_loss(*self.features(out), _mask(self, out))
-        return {**super().terms(out, params), "rkd_distance": distance, "rkd_angle": angle}
+        return {**super().terms(out, modules), "rkd_distance": distance, "rkd_angle": angle}
 
     def weights(self):
         return {**super().weights(), "rkd_distance": self.distance_weight, "rkd_angle": self.angle_weight}
@@ -476,8 +465,8 @@ class PKT(_FeatureDistiller):
 
     name: ClassVar[str] = "pkt"
 
-    def terms(self, out, params):
-        return {**super().terms(out, params), "pkt": pkt_loss(*self.features(out), _mask(self, out))}
+    def terms(self, out, modules):
+        return {**super().terms(out, modules), "pkt": pkt_loss(*self.features(out), _mask(self, out))}
 
     def weights(self):
         return {**super().weights(), "pkt": self.pkt_weight}
@@ -490,8 +479,8 @@ class SP(_FeatureDistiller):
 
     name: ClassVar[str] = "sp"
 
-    def terms(self, out, params):
-        return {**super().terms(out, params), "sp": sp_loss(*self.features(out), _mask(self, out))}
+    def terms(self, out, modules):
+        return {**super().terms(out, modules), "sp": sp_loss(*self.features(out), _mask(self, out))}
 
     def weights(self):
         return {**super().weights(), "sp": self.sp_weight}
@@ -506,29 +495,18 @@ class CRD(_FeatureDistiller):
 
     name: ClassVar[str] = "crd"
 
-    def init_params(self, student_dims, teacher_dims, seeds):
+    def modules(self, student_dims, teacher_dims, seed):
         """A linear embedding head per side (the teacher's head trains; the teacher does not)."""
-        heads = {}
-        for side, dims, layer, offset in (("student", student_dims, self.student_layer, 2_000_003),
-                                          ("teacher", teacher_dims, self.teacher_layer, 3_000_017)):
-            layers = []
-            for seed in seeds:
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(int(seed) + offset)
-                    layers.append(torch.nn.Linear(dims[layer], self.embed_dim))
-            heads[f"embed_{side}.weight"] = torch.stack([l.weight.detach() for l in layers])
-            heads[f"embed_{side}.bias"] = torch.stack([l.bias.detach() for l in layers])
-        return heads
+        return {
+            f"embed_{side}": seeded(lambda d=dims[layer]: nn.Linear(d, self.embed_dim), seed + offset)
+            for side, dims, layer, offset in (("student", student_dims, self.student_layer, 2_000_003),
+                                              ("teacher", teacher_dims, self.teacher_layer, 3_000_017))
+        }
 
-    def terms(self, out, params):
+    def terms(self, out, modules):
         student, teacher = self.features(out)
-
-        def embed(features, side):
-            weight, bias = params[f"embed_{side}.weight"], params[f"embed_{side}.bias"]
-            return features @ weight.transpose(-1, -2) + bias.unsqueeze(-2)
-
-        crd = crd_loss(embed(student, "student"), embed(teacher, "teacher"), self.nce_temperature, _mask(self, out))
-        return {**super().terms(out, params), "crd": crd}
+        crd = crd_loss(modules["embed_student"](student), modules["embed_teacher"](teacher), self.nce_temperature, _mask(self, out))
+        return {**super().terms(out, modules), "crd": crd}
 
     def weights(self):
         return {**super().weights(), "crd": self.crd_weight}

@@ -10,6 +10,8 @@
   sets through their means and central moments 2..k.
 - :func:`rank_correlation`: Spearman's ρ with a percentile bootstrap interval, for "does NTD
   predict the KD gain" across settings.
+- ``VALIDATION_METRICS``: classification scores per model (:func:`accuracy`,
+  :func:`weighted_f1`) that the training engine selects epochs by and studies report.
 
 Shapes follow :mod:`cmkd_lab.losses`: logits ``(..., N, C)``, labels ``(..., N)``, features
 ``(..., N, D)``; reductions over the sample axis give one value per leading index.
@@ -23,6 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import stats
+
+from .registry import Registry
 
 NTD_VARIANTS = ("js", "official")
 NTD_REDUCTIONS = ("mean", "none")
@@ -138,3 +142,27 @@ __all__ = [
     "central_moment_discrepancy",
     "rank_correlation",
 ]
+
+
+# ----------------------------------------------------------------------------- classification scores
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Fraction of samples whose top logit is the label: ``(..., N, C)``, ``(..., N)`` → ``(...)``."""
+    return (logits.argmax(-1) == labels).to(torch.float64).mean(-1)
+
+
+def weighted_f1(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """F1 per class weighted by the class's share of the labels (scikit-learn's ``average="weighted"``;
+    a class never predicted nor present scores 0): ``(..., N, C)``, ``(..., N)`` → ``(...)``."""
+    n_classes = logits.shape[-1]
+    predicted = F.one_hot(logits.argmax(-1), n_classes).to(torch.float64)
+    actual = F.one_hot(labels.long(), n_classes).to(torch.float64)
+    true_positive = (predicted * actual).sum(-2)
+    denominator = predicted.sum(-2) + actual.sum(-2)
+    f1 = torch.where(denominator > 0, 2 * true_positive / denominator.clamp_min(1e-12), torch.zeros_like(denominator))
+    support = actual.sum(-2)
+    return (f1 * support).sum(-1) / support.sum(-1).clamp_min(1)
+
+
+VALIDATION_METRICS: Registry = Registry("validation metric")
+VALIDATION_METRICS.register("accuracy", about="fraction of correct top-1 predictions")(accuracy)
+VALIDATION_METRICS.register("weighted_f1", about="class-support-weighted F1 (scikit-learn's 'weighted')")(weighted_f1)

@@ -1,23 +1,28 @@
-"""Models built from a small spec, as ordinary torch modules and as stacks of many models.
+"""Models built from a small spec, and stacks of many copies of any module.
 
 A model is an encoder (a chain of named layers) and a linear classifier ``head``. Every layer's
 output can be read by name; ``"embedding"`` is the encoder's output and ``"logits"`` the head's.
+Each layer type exists once, as an ordinary ``nn.Module``.
 
-The papers' sweeps train hundreds of tiny models of one shape. :class:`StackedModels` holds M
-models' parameters stacked along a first axis and runs them together with batched matmuls and
-grouped convolutions; ``StackedModels.module(i)`` gives model i back as an ordinary module.
+The papers' sweeps train hundreds of small models of one shape. :class:`Stack` holds M copies
+of *any* module (a :class:`Net`, a projector, a discriminator…) with their parameters and
+buffers stacked along a first axis (``torch.func.stack_module_state``) and runs them as one
+computation (``vmap`` over ``functional_call``): linear layers become batched matmuls,
+convolutions grouped convolutions, and BatchNorm keeps running statistics per copy.
+``Stack.module(i)`` gives copy i back as an ordinary module.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
 
 from .registry import Registry
 
@@ -29,18 +34,27 @@ for _kind, _about in {
     "cnn2d": "2-D convolutions for (channels, height, width) images (channels = hidden)",
 }.items():
     MODEL_KINDS.register(_kind, about=_about)(_kind)
+DOWNSAMPLING = ("pool", "stride")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """What to build: ``kind`` ∈ linear | mlp | cnn1d | cnn2d, the input shape of one sample,
-    the number of classes and the hidden widths (MLP) or channels (CNN)."""
+    the number of classes and the hidden widths (MLP) or channels (CNN).
+
+    Options: ``batch_norm`` after each hidden linear/conv layer; ``dropout`` after each hidden
+    activation; for CNNs, ``residual`` stages (two convolutions and a skip connection) and
+    ``downsample`` between stages by max-pooling (``"pool"``) or a stride-2 convolution."""
 
     kind: str
     input_shape: tuple[int, ...]
     n_classes: int
     hidden: tuple[int, ...] = field(default=())
     kernel_size: int = 3
+    batch_norm: bool = False
+    dropout: float = 0.0
+    residual: bool = False
+    downsample: str = "pool"
 
     def __post_init__(self):
         MODEL_KINDS.get(self.kind)
@@ -52,10 +66,16 @@ class ModelSpec:
                 f"a {self.kind} model needs input_shape of {expected_rank} dims "
                 f"({'channels, time' if expected_rank == 2 else 'channels, height, width'}), got {self.input_shape}"
             )
-        if self.kind == "linear" and self.hidden:
-            raise ValueError("a linear model has no hidden layers; use kind='mlp' for hidden widths")
+        if self.kind == "linear" and (self.hidden or self.batch_norm or self.dropout):
+            raise ValueError("a linear model has no hidden layers; use kind='mlp' for hidden widths, norms or dropout")
         if self.kind.startswith("cnn") and not self.hidden:
             raise ValueError(f"a {self.kind} model needs its conv channels in hidden, e.g. hidden=(16, 32)")
+        if not self.kind.startswith("cnn") and (self.residual or self.downsample != "pool"):
+            raise ValueError("residual stages and downsampling apply to cnn1d/cnn2d models only")
+        if self.downsample not in DOWNSAMPLING:
+            raise ValueError(f"unknown downsample {self.downsample!r}; valid: {', '.join(DOWNSAMPLING)}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
         if self.n_classes < 2:
             raise ValueError(f"n_classes must be >= 2, got {self.n_classes}")
 
@@ -65,21 +85,33 @@ class ModelSpec:
             plan = [("flatten", "flatten", {})]
             width = math.prod(self.input_shape)
             for i, out in enumerate(self.hidden, start=1):
-                plan += [(f"fc{i}", "linear", {"in": width, "out": out}), (f"relu{i}", "relu", {})]
+                plan.append((f"fc{i}", "linear", {"in": width, "out": out}))
+                plan += self._after_hidden(i, out, dims=1)
                 width = out
             return plan
-        spatial = self.kind == "cnn2d"
+        dims = 2 if self.kind == "cnn2d" else 1
         plan, channels = [], self.input_shape[0]
         for i, out in enumerate(self.hidden, start=1):
-            plan += [
-                (f"conv{i}", "conv2d" if spatial else "conv1d", {"in": channels, "out": out, "k": self.kernel_size}),
-                (f"relu{i}", "relu", {}),
-            ]
-            if i < len(self.hidden):
-                plan.append((f"pool{i}", "maxpool2d" if spatial else "maxpool1d", {}))
+            stride = 2 if (i > 1 and self.downsample == "stride") else 1
+            conv = {"in": channels, "out": out, "k": self.kernel_size, "stride": stride, "dims": dims}
+            if self.residual:
+                plan.append((f"block{i}", "residual", {**conv, "batch_norm": self.batch_norm}))
+                plan += self._after_hidden(i, out, dims, norm=False)
+            else:
+                plan.append((f"conv{i}", "conv", conv))
+                plan += self._after_hidden(i, out, dims)
+            if i < len(self.hidden) and self.downsample == "pool":
+                plan.append((f"pool{i}", "maxpool", {"dims": dims}))
             channels = out
         plan.append(("gap", "global_avg_pool", {}))
         return plan
+
+    def _after_hidden(self, i: int, width: int, dims: int, norm: bool = True) -> list[tuple[str, str, dict]]:
+        after = [(f"bn{i}", "batchnorm", {"width": width, "dims": dims})] if (self.batch_norm and norm) else []
+        after.append((f"relu{i}", "relu", {}))
+        if self.dropout:
+            after.append((f"drop{i}", "dropout", {"p": self.dropout}))
+        return after
 
     @property
     def embedding_dim(self) -> int:
@@ -91,28 +123,60 @@ class ModelSpec:
         return [name for name, _, _ in self.layers()] + ["embedding", "logits"]
 
 
-class _GlobalAvgPool(nn.Module):
+class GlobalAvgPool(nn.Module):
     def forward(self, x):
         return x.flatten(2).mean(-1)
 
 
+def _conv(dims: int, channels_in: int, channels_out: int, k: int, stride: int = 1) -> nn.Module:
+    conv = nn.Conv2d if dims == 2 else nn.Conv1d
+    return conv(channels_in, channels_out, k, stride=stride, padding=k // 2)
+
+
+def _batch_norm(dims: int, width: int) -> nn.Module:
+    return nn.BatchNorm2d(width) if dims == 2 else nn.BatchNorm1d(width)
+
+
+class ResidualBlock(nn.Module):
+    """conv → [BN] → ReLU → conv → [BN], plus the input (through a 1×1 conv when the channels or
+    the stride change); the ReLU after the sum is the next layer of the plan."""
+
+    def __init__(self, channels_in: int, channels_out: int, k: int, stride: int, dims: int, batch_norm: bool):
+        super().__init__()
+        norm = (lambda: _batch_norm(dims, channels_out)) if batch_norm else nn.Identity
+        self.body = nn.Sequential(_conv(dims, channels_in, channels_out, k, stride), norm(), nn.ReLU(),
+                                  _conv(dims, channels_out, channels_out, k), norm())
+        reshape = channels_in != channels_out or stride != 1
+        self.skip = nn.Sequential(_conv(dims, channels_in, channels_out, 1, stride), norm()) if reshape else nn.Identity()
+
+    def forward(self, x):
+        return self.body(x) + self.skip(x)
+
+
 def _module_for(op: str, options: dict) -> nn.Module:
-    k = options.get("k", 3)
-    return {
+    """The one implementation of each layer op."""
+    builders = {
         "flatten": lambda: nn.Flatten(),
-        "linear": lambda: nn.Linear(options.get("in", 1), options.get("out", 1)),
+        "linear": lambda: nn.Linear(options["in"], options["out"]),
         "relu": lambda: nn.ReLU(),
-        "conv1d": lambda: nn.Conv1d(options.get("in", 1), options.get("out", 1), k, padding=k // 2),
-        "conv2d": lambda: nn.Conv2d(options.get("in", 1), options.get("out", 1), k, padding=k // 2),
-        "maxpool1d": lambda: nn.MaxPool1d(2, ceil_mode=True),
-        "maxpool2d": lambda: nn.MaxPool2d(2, ceil_mode=True),
-        "global_avg_pool": lambda: _GlobalAvgPool(),
-    }[op]()
+        "conv": lambda: _conv(options["dims"], options["in"], options["out"], options["k"], options["stride"]),
+        "residual": lambda: ResidualBlock(options["in"], options["out"], options["k"], options["stride"], options["dims"],
+                                          options["batch_norm"]),
+        "batchnorm": lambda: _batch_norm(options["dims"], options["width"]),
+        "dropout": lambda: nn.Dropout(options["p"]),
+        "maxpool": lambda: (nn.MaxPool2d if options["dims"] == 2 else nn.MaxPool1d)(2, ceil_mode=True),
+        "global_avg_pool": lambda: GlobalAvgPool(),
+    }
+    return builders[op]()
+
+
+Edits = Mapping[str, Callable[[torch.Tensor], torch.Tensor]]
 
 
 class Net(nn.Module):
-    """Encoder + classifier head with named layers; ``forward(x, features=...)`` returns
-    ``(logits, {name: output})``."""
+    """Encoder + classifier head with named layers; ``forward(x, features=..., edits=...)``
+    returns ``(logits, {name: output})``. ``edits`` maps an encoder layer (or ``"embedding"``)
+    to a function that replaces its output before the rest of the network sees it."""
 
     def __init__(self, spec: ModelSpec):
         super().__init__()
@@ -120,13 +184,20 @@ class Net(nn.Module):
         self.encoder = nn.Sequential(OrderedDict((name, _module_for(op, opt)) for name, op, opt in spec.layers()))
         self.head = nn.Linear(spec.embedding_dim, spec.n_classes)
 
-    def forward(self, x: torch.Tensor, features: Iterable[str] = ()):
+    def forward(self, x: torch.Tensor, features: Iterable[str] = (), edits: Edits | None = None):
         wanted = _check_layer_names(self.spec, features)
+        edits = dict(edits or {})
+        if "logits" in _check_layer_names(self.spec, edits):
+            raise ValueError("edits apply to encoder layers or 'embedding'; edit logits after forward()")
         captured = {}
         for name, layer in self.encoder.named_children():
             x = layer(x)
+            if name in edits:
+                x = edits[name](x)
             if name in wanted:
                 captured[name] = x
+        if "embedding" in edits:
+            x = edits["embedding"](x)
         if "embedding" in wanted:
             captured["embedding"] = x
         logits = self.head(x)
@@ -143,125 +214,143 @@ def _check_layer_names(spec: ModelSpec, names: Iterable[str]) -> set[str]:
     return names
 
 
+def seeded(make: Callable[[], nn.Module], seed: int) -> nn.Module:
+    """``make()`` with torch's generator seeded ``seed``, leaving the global generator as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        return make()
+
+
 def build_model(spec: ModelSpec, seed: int) -> Net:
     """One model with PyTorch's default initialisation, drawn from ``seed`` (global RNG untouched)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return Net(spec)
+    return seeded(lambda: Net(spec), seed)
 
 
-class StackedModels:
-    """M models of one spec trained and evaluated together.
+@dataclass(frozen=True)
+class Edit:
+    """A per-copy edit for :meth:`Stack.__call__`: ``function(output, *args)`` replaces a layer's
+    output; ``args`` are tensors with the copy axis first, so each copy sees its own slice."""
 
-    ``params`` maps each parameter name of :class:`Net` to a tensor with the model axis first.
-    Inputs are ``(M, N, *input_shape)``; outputs ``(M, N, n_classes)``.
+    function: Callable[..., torch.Tensor]
+    args: tuple[torch.Tensor, ...] = ()
+
+
+class Stack:
+    """M copies of one module, run together.
+
+    ``params`` and ``buffers`` map each of the module's parameter and buffer names to a tensor
+    with the copy axis first. Calling the stack runs every copy on its own slice of the inputs
+    (``(M, N, ...)`` each) in eval mode; the training engine runs the same copies in train mode.
     """
 
-    def __init__(self, spec: ModelSpec, params: dict[str, torch.Tensor]):
-        self.spec = spec
+    def __init__(self, base: nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor] | None = None):
+        self.base = base
         self.params = params
-        self._plan = spec.layers()
+        self.buffers = dict(buffers or {})
 
     @classmethod
-    def from_seeds(cls, spec: ModelSpec, seeds: Sequence[int]) -> "StackedModels":
+    def from_modules(cls, modules: Sequence[nn.Module]) -> "Stack":
+        if len(modules) == 0:
+            raise ValueError("need at least one module to stack")
+        params, buffers = stack_module_state(list(modules))
+        base = copy.deepcopy(modules[0]).to("meta")
+        return cls(base, {k: v.detach() for k, v in params.items()}, {k: v.detach() for k, v in buffers.items()})
+
+    @classmethod
+    def from_seeds(cls, make: ModelSpec | Callable[[], nn.Module], seeds: Sequence[int]) -> "Stack":
+        """One copy per seed: ``make`` is a :class:`ModelSpec` or a module factory."""
         if len(seeds) == 0:
             raise ValueError("need at least one seed")
-        nets = [build_model(spec, int(s)) for s in seeds]
-        names = [n for n, _ in nets[0].named_parameters()]
-        params = {n: torch.stack([dict(net.named_parameters())[n].detach() for net in nets]) for n in names}
-        return cls(spec, params)
-
-    @classmethod
-    def from_modules(cls, nets: Sequence[Net]) -> "StackedModels":
-        names = [n for n, _ in nets[0].named_parameters()]
-        params = {n: torch.stack([dict(net.named_parameters())[n].detach() for net in nets]) for n in names}
-        return cls(nets[0].spec, params)
+        factory = (lambda: Net(make)) if isinstance(make, ModelSpec) else make
+        return cls.from_modules([seeded(factory, s) for s in seeds])
 
     @property
     def n_models(self) -> int:
         return next(iter(self.params.values())).shape[0]
 
-    def module(self, i: int) -> Net:
-        """Model ``i`` as an ordinary :class:`Net` (a copy of its parameters)."""
-        net = Net(self.spec)
-        net.load_state_dict({name: value[i].detach().clone() for name, value in self.params.items()})
-        return net
+    @property
+    def spec(self) -> ModelSpec | None:
+        return getattr(self.base, "spec", None)
 
-    def subset(self, index: Sequence[int]) -> "StackedModels":
-        index = torch.as_tensor(list(index), dtype=torch.long)
-        return StackedModels(self.spec, {n: v[index] for n, v in self.params.items()})
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.params.values())).device
 
-    def detached(self) -> "StackedModels":
-        return StackedModels(self.spec, {n: v.detach().clone() for n, v in self.params.items()})
+    def state(self) -> dict[str, torch.Tensor]:
+        return {**self.params, **self.buffers}
 
-    def forward(
-        self, x: torch.Tensor, features: Iterable[str] = (), params: dict | None = None,
-        edits: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] | None = None,
-    ):
-        """Run all models: ``x`` is ``(M, N, ...)``; returns ``(logits (M, N, C), {layer: (M, N, ...)})``.
+    def module(self, i: int) -> nn.Module:
+        """Copy ``i`` as an ordinary module (its own tensors)."""
+        module = copy.deepcopy(self.base).to_empty(device="cpu")
+        module.load_state_dict({name: value[i].detach().cpu().clone() for name, value in self.state().items()})
+        return module.eval()
 
-        ``edits`` maps an encoder layer name (or ``"embedding"``) to a function that replaces
-        that layer's output before the rest of the network sees it (e.g. permuting or
-        mean-replacing channels, for saliency and modified teachers).
-        """
-        params = self.params if params is None else params
-        wanted = _check_layer_names(self.spec, features)
-        edits = dict(edits or {})
-        if "logits" in _check_layer_names(self.spec, edits):
-            raise ValueError("edits apply to encoder layers or 'embedding'; edit logits after forward()")
-        m, n = x.shape[:2]
+    def map(self, function: Callable[[torch.Tensor], torch.Tensor]) -> "Stack":
+        """The same module with ``function`` applied to every stacked tensor."""
+        return Stack(self.base, {k: function(v) for k, v in self.params.items()},
+                     {k: function(v) for k, v in self.buffers.items()})
+
+    def subset(self, index: Sequence[int] | torch.Tensor) -> "Stack":
+        index = torch.as_tensor(index, dtype=torch.long)
+        return self.map(lambda v: v[index.to(v.device)])
+
+    def repeat(self, copies: int) -> "Stack":
+        """All M copies ``copies`` times over, block after block: ``(copies·M, ...)``."""
+        return self.map(lambda v: v.repeat(copies, *[1] * (v.dim() - 1)))
+
+    def detached(self) -> "Stack":
+        return self.map(lambda v: v.detach().clone())
+
+    def to(self, device: torch.device | str) -> "Stack":
+        return self.map(lambda v: v.to(device))
+
+    @staticmethod
+    def concat(stacks: Sequence["Stack"]) -> "Stack":
+        """Stacks of one module type joined along the copy axis."""
+        first = stacks[0]
+        join = lambda key, part: torch.cat([getattr(s, part)[key] for s in stacks])  # noqa: E731
+        return Stack(first.base, {k: join(k, "params") for k in first.params}, {k: join(k, "buffers") for k in first.buffers})
+
+    def __call__(self, *inputs: torch.Tensor, edits: Mapping[str, Edit] | None = None, **options: Any):
+        """Run every copy in eval mode: ``inputs`` ``(M, N, ...)``; outputs gain the copy axis.
+        ``options`` (e.g. ``features=[...]``) go to every copy's forward unchanged."""
+        m = inputs[0].shape[0] if inputs else self.n_models
         if m != self.n_models:
             raise ValueError(f"inputs hold {m} model slices but there are {self.n_models} models")
-        captured = {}
-        for name, op, _ in self._plan:
-            x = _stacked_op(op, x, params, f"encoder.{name}", m, n)
-            if name in edits:
-                x = edits[name](x)
-            if name in wanted:
-                captured[name] = x
-        if "embedding" in edits:
-            x = edits["embedding"](x)
-        if "embedding" in wanted:
-            captured["embedding"] = x
-        logits = torch.baddbmm(params["head.bias"].unsqueeze(1), x, params["head.weight"].transpose(1, 2))
-        if "logits" in wanted:
-            captured["logits"] = logits
-        return logits, captured
+        edits = dict(edits or {})
+        names = list(edits)
 
-    __call__ = forward
+        def one(params, buffers, inputs, edit_args):
+            bound = {name: _bind_edit(edits[name].function, args) for name, args in zip(names, edit_args)}
+            extra = {"edits": bound} if names else {}
+            return functional_call(self.base, (params, buffers), inputs, {**options, **extra})
+
+        self.base.eval()
+        return vmap(one, randomness="different")(self.params, self.buffers, inputs, [edits[n].args for n in names])
+
+    forward = __call__
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-        """Logits for ``x`` of shape ``(M, N, ...)`` or ``(N, ...)`` (shared by all models)."""
+        """Logits of a stacked :class:`Net` for ``x`` ``(M, N, ...)`` or ``(N, ...)`` (shared)."""
         x = self.broadcast(x)
-        return torch.cat([self.forward(x[:, i : i + chunk])[0] for i in range(0, x.shape[1], chunk)], dim=1)
+        return torch.cat([self(x[:, i : i + chunk])[0] for i in range(0, x.shape[1], chunk)], dim=1)
 
     def broadcast(self, x: torch.Tensor) -> torch.Tensor:
-        """Give shared inputs ``(N, ...)`` a model axis: ``(M, N, ...)``."""
-        if x.dim() == len(self.spec.input_shape) + 1:
+        """Give a :class:`Net` stack's shared inputs ``(N, ...)`` a model axis: ``(M, N, ...)``."""
+        if self.spec is not None and x.dim() == len(self.spec.input_shape) + 1:
             return x.unsqueeze(0).expand(self.n_models, *x.shape)
         return x
 
 
-def _stacked_op(op: str, x: torch.Tensor, params: dict, prefix: str, m: int, n: int) -> torch.Tensor:
-    if op == "flatten":
-        return x.reshape(m, n, -1)
-    if op == "linear":
-        return torch.baddbmm(params[f"{prefix}.bias"].unsqueeze(1), x, params[f"{prefix}.weight"].transpose(1, 2))
-    if op == "relu":
-        return F.relu(x)
-    if op in ("conv1d", "conv2d"):
-        # Models become groups of one grouped convolution: (M, N, C, *S) -> (N, M*C, *S).
-        weight, bias = params[f"{prefix}.weight"], params[f"{prefix}.bias"]
-        spatial = x.shape[3:]
-        merged = x.transpose(0, 1).reshape(n, m * x.shape[2], *spatial)
-        conv = F.conv1d if op == "conv1d" else F.conv2d
-        out = conv(merged, weight.reshape(-1, *weight.shape[2:]), bias.reshape(-1), padding=weight.shape[-1] // 2, groups=m)
-        return out.reshape(n, m, weight.shape[1], *out.shape[2:]).transpose(0, 1)
-    if op in ("maxpool1d", "maxpool2d"):
-        pool = F.max_pool1d if op == "maxpool1d" else F.max_pool2d
-        out = pool(x.reshape(m * n, *x.shape[2:]), 2, ceil_mode=True)
-        return out.reshape(m, n, *out.shape[1:])
-    if op == "global_avg_pool":
-        return x.flatten(3).mean(-1)
-    raise ValueError(f"no stacked implementation for layer op {op!r}")
+def _bind_edit(function: Callable[..., torch.Tensor], args: Sequence[torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda output: function(output, *args)
+
+
+def broadcast_models(x: torch.Tensor, n_models: int, sample_rank: int) -> torch.Tensor:
+    """``x`` with a model axis: unchanged if it has one (``sample_rank + 2`` dims), else expanded."""
+    if x.dim() == sample_rank + 1:
+        return x.unsqueeze(0).expand(n_models, *x.shape)
+    if x.dim() != sample_rank + 2:
+        raise ValueError(f"expected (N, ...) or (models, N, ...) with {sample_rank} sample dims, got shape {tuple(x.shape)}")
+    return x

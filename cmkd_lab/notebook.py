@@ -4,13 +4,17 @@ Each notebook has one cell tagged ``parameters`` holding literals; the next cell
 parameters object (a dataclass from :mod:`cmkd_lab.studies`) with ``from_namespace(globals())``,
 which checks types and choices and fills the values left at ``None`` from the chosen profile
 (``quick`` for CI, ``full`` for paper scale). The same dataclass serves the Python API, the CLI
-and papermill.
+and papermill: a class names its notebook (``notebook = "<stem>"``), which registers it, so the
+CLI checks ``-p`` values before any kernel starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
+import pkgutil
+import re
 import types
 import typing
 from pathlib import Path
@@ -19,11 +23,13 @@ from typing import Any, ClassVar, Mapping, Sequence
 import pandas as pd
 
 from .io import atomic_path, write_text
+from .registry import Registry
 from .results import load_results, summarize
 
 PROFILES = ("quick", "full")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+_PARAMETER_CLASSES: Registry[type["NotebookParameters"]] = Registry("notebook parameter class")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,10 +43,30 @@ class NotebookParameters:
 
     profile_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {"quick": {}, "full": {}}
     choices: ClassVar[Mapping[str, Sequence]] = {}
+    notebook: ClassVar[str | None] = None  # the stem of the notebook these parameters belong to
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "notebook" in vars(cls):  # set on this class, not inherited from a registered one
+            _PARAMETER_CLASSES.register(cls.notebook)(cls)
 
     @classmethod
     def parameter_names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def parameter_lines(cls) -> list[str]:
+        """``name: type = default`` per parameter, with the profile values of a ``None`` default."""
+        hints = typing.get_type_hints(cls)
+        lines = []
+        for name in cls.parameter_names():
+            default = _default(cls, name)
+            line = f"{name}: {_describe(hints[name])} = {default!r}"
+            by_profile = [f"{p} {cls.profile_defaults[p][name]!r}" for p in PROFILES if name in cls.profile_defaults.get(p, {})]
+            if default is None and by_profile:
+                line += f" ({', '.join(by_profile)})"
+            lines.append(line)
+        return lines
 
     @classmethod
     def from_namespace(cls, namespace: Mapping[str, Any]) -> "NotebookParameters":
@@ -53,7 +79,7 @@ class NotebookParameters:
         valid = cls.parameter_names()
         unknown = sorted(set(values) - set(valid))
         if unknown:
-            raise ValueError(f"unknown parameter(s) {unknown}; valid parameters: {', '.join(valid)}")
+            raise cls._invalid(f"unknown parameter(s) {unknown}")
         profile = values.get("profile", "quick")
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
@@ -63,14 +89,22 @@ class NotebookParameters:
             value = values.get(name, _default(cls, name))
             if value is None and name in cls.profile_defaults.get(profile, {}):
                 value = cls.profile_defaults[profile][name]
-            resolved[name] = _check_type(name, value, hints[name])
+            resolved[name] = _accepts(value, hints[name])
+            if resolved[name] is _REJECTED:
+                raise cls._invalid(f"parameter {name!r} must be {_describe(hints[name])}, got {value!r} ({type(value).__name__})")
             allowed = cls.choices.get(name)
             if allowed is not None:
                 chosen = resolved[name] if isinstance(resolved[name], (list, tuple)) else [resolved[name]]
                 bad = [v for v in chosen if v not in allowed]
                 if bad:
-                    raise ValueError(f"parameter {name!r}: {bad} not allowed; valid values: {', '.join(map(str, allowed))}")
+                    raise cls._invalid(f"parameter {name!r}: {bad} not allowed; valid values: {', '.join(map(str, allowed))}")
         return cls(**resolved)
+
+    @classmethod
+    def _invalid(cls, message: str) -> ValueError:
+        """An error that ends with every valid parameter, its type and default."""
+        listing = "\n  ".join(cls.parameter_lines())
+        return ValueError(f"{message}\nvalid parameters of {cls.notebook or cls.__name__}:\n  {listing}")
 
     def output_path(self, stem: str) -> Path:
         """Where this notebook writes: ``output_dir`` or ``outputs/<stem>`` under the repository."""
@@ -81,6 +115,10 @@ class NotebookParameters:
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def replace(self, **changes: Any) -> "NotebookParameters":
+        """A validated copy with ``changes`` applied (e.g. the Explore section's smaller settings)."""
+        return type(self).create(**{**self.as_dict(), **changes})
+
 
 def _default(cls, name: str):
     field = {f.name: f for f in dataclasses.fields(cls)}[name]
@@ -89,18 +127,11 @@ def _default(cls, name: str):
     return field.default_factory()  # type: ignore[misc]
 
 
-def _check_type(name: str, value: Any, hint: Any) -> Any:
-    """Accept ``value`` if it fits ``hint`` (ints pass as floats, lists as tuples); else a clear error."""
-    accepted = _accepts(value, hint)
-    if accepted is _REJECTED:
-        raise ValueError(f"parameter {name!r} must be {_describe(hint)}, got {value!r} ({type(value).__name__})")
-    return accepted
-
-
 _REJECTED = object()
 
 
 def _accepts(value: Any, hint: Any) -> Any:
+    """``value`` as ``hint`` takes it (ints pass as floats, lists as tuples), or ``_REJECTED``."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         for option in typing.get_args(hint):
@@ -127,12 +158,12 @@ def _accepts(value: Any, hint: Any) -> Any:
 
 
 def _describe(hint: Any) -> str:
-    origin = typing.get_origin(hint)
+    """A type hint as a class spells it: ``int | None``, ``tuple[str, ...]``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in typing.get_args(hint))
-    if origin in (tuple, list):
-        args = typing.get_args(hint)
-        return f"a list of {_describe(args[0])}" if args else "a list"
+        return " | ".join(map(_describe, args))
+    if origin is not None:
+        return f"{origin.__name__}[{', '.join('...' if a is Ellipsis else _describe(a) for a in args)}]"
     return "None" if hint is type(None) else getattr(hint, "__name__", str(hint))
 
 
@@ -149,6 +180,33 @@ def resolve_notebook(name: str) -> Path:
             return path
     valid = ", ".join(p.stem for p in list_notebooks())
     raise ValueError(f"unknown notebook {name!r}; valid notebooks: {valid} (or 'all')")
+
+
+def notebook_title(path: Path) -> str:
+    """What a notebook shows: its first markdown heading, without the ``#`` and the number."""
+    import nbformat
+
+    cells = nbformat.read(path, as_version=4).cells
+    headings = (line for c in cells if c.cell_type == "markdown" for line in c.source.splitlines() if line.startswith("#"))
+    heading = next(headings, None)
+    if heading is None:
+        raise ValueError(f"{path.name} has no markdown heading to say what it shows")
+    return re.sub(r"^#+\s*(\d+\s*·\s*)?", "", heading)
+
+
+def parameters_class(stem: str) -> type[NotebookParameters]:
+    """The parameter class of notebook ``stem``, from any module under :mod:`cmkd_lab.studies`."""
+    from . import studies
+
+    for module in pkgutil.walk_packages(studies.__path__, f"{studies.__name__}."):
+        importlib.import_module(module.name)
+    if stem not in _PARAMETER_CLASSES:
+        missing = [p.stem for p in list_notebooks() if p.stem not in _PARAMETER_CLASSES]
+        raise ValueError(
+            f"no parameter class for notebook {stem!r}; notebooks without one: {', '.join(missing) or 'none'} "
+            "(set `notebook: ClassVar[str] = \"<stem>\"` on a NotebookParameters subclass in cmkd_lab.studies)"
+        )
+    return _PARAMETER_CLASSES.get(stem)
 
 
 def notebook_parameters(path: Path) -> dict[str, Any]:
@@ -168,18 +226,13 @@ def run_notebook(
 ) -> Path:
     """Execute a notebook headless; writes ``<out_dir>/<stem>/`` with the executed notebook,
     its figures, ``results.csv`` and ``run.json``. Returns that folder."""
+    path = resolve_notebook(name)
+    target = Path(out_dir).resolve() / path.stem
+    values = {**(parameters or {}), "profile": profile, "interactive": False, "output_dir": str(target)}
+    parameters_class(path.stem).create(**values)  # wrong names, types or choices fail here, before a kernel starts
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    path = resolve_notebook(name)
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
-    parameters = dict(parameters or {})
-    known = notebook_parameters(path)
-    unknown = sorted(set(parameters) - set(known))
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {unknown} for {path.stem}; valid parameters: {', '.join(known)}")
-    target = Path(out_dir).resolve() / path.stem
     target.mkdir(parents=True, exist_ok=True)
     executed = target / path.name
     environment = {"CMKD_LAB_QUIET": os.environ.get("CMKD_LAB_QUIET", "1")}
@@ -189,8 +242,7 @@ def run_notebook(
         with atomic_path(executed) as temporary:
             try:
                 papermill.execute_notebook(
-                    str(path), str(temporary),
-                    parameters={**parameters, "profile": profile, "interactive": False, "output_dir": str(target)},
+                    str(path), str(temporary), parameters=values,
                     cwd=str(path.parent), kernel_name="python3", progress_bar=False, log_output=False,
                 )
             except PapermillExecutionError as error:

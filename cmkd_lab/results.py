@@ -65,13 +65,18 @@ def mean_std(mean: float, std: float, scale: float = 1.0, digits: int = 2) -> st
     return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
 
 
+def mean_std_cells(summary: pd.DataFrame, scale: float = 100.0, digits: int = 2) -> list[str]:
+    """``"mean ± std"`` for each row of a :func:`summarize` output (percent by default)."""
+    return [mean_std(m, s, scale, digits) for m, s in zip(summary["mean"], summary["std"])]
+
+
 def mean_std_table(
     table: pd.DataFrame, index: Sequence[str] | str, columns: str = "method", scale: float = 100.0, digits: int = 2
 ) -> pd.DataFrame:
     """A readable pivot with "mean ± std" cells (percent by default)."""
     index = [index] if isinstance(index, str) else list(index)
     summary = summarize(table, by=index + [columns])
-    summary["cell"] = [mean_std(m, s, scale, digits) for m, s in zip(summary["mean"], summary["std"])]
+    summary["cell"] = mean_std_cells(summary, scale, digits)
     order = list(dict.fromkeys(summary[columns]))
     pivot = summary.pivot(index=index, columns=columns, values="cell")
     return pivot[order]

@@ -20,26 +20,17 @@ modified teacher of MFH's real-data studies.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from .losses import cross_entropy
-from .models import ModelSpec, StackedModels
-from .training import OPTIMIZERS, TrainConfig, _batches, _take_rows
+from .models import Edit, ModelSpec, Stack, broadcast_models
+from .systems import JointAgreement
+from .training import FitResult, TrainConfig, fit
 
 ALGORITHM1_CONFIG = TrainConfig(epochs=1000, lr=0.01, optimizer="sgd", momentum=0.9)
 INPUT = "input"
-
-
-@dataclass
-class JointFit:
-    """The jointly trained pair and the per-epoch log of each term, ``(epochs, M)``."""
-
-    teacher: StackedModels
-    student: StackedModels
-    history: dict[str, np.ndarray]
 
 
 def joint_fit(
@@ -52,56 +43,21 @@ def joint_fit(
     seeds: Sequence[int],
     config: TrainConfig = ALGORITHM1_CONFIG,
     agreement_weight: float = 1.0,
-) -> JointFit:
-    """Train ``len(seeds)`` (teacher, student) pairs with ``CE_a + CE_b + w·MSE(logits_a, logits_b)``.
-
-    ``x_a``, ``x_b`` are ``(M, N, ...)`` or shared ``(N, ...)``; ``y`` is ``(M, N)`` or ``(N,)``.
-    The student net of pair i starts from seed ``seeds[i] + 1`` so the two nets differ.
-    """
-    seeds = [int(s) for s in seeds]
-    teacher = StackedModels.from_seeds(teacher_spec, seeds)
-    student = StackedModels.from_seeds(student_spec, [s + 1 for s in seeds])
-    x_a, x_b = teacher.broadcast(x_a), student.broadcast(x_b)
+    progress: bool | None = None,
+) -> FitResult:
+    """Train ``len(seeds)`` (teacher, student) pairs as a :class:`~cmkd_lab.systems.JointAgreement`
+    system: ``x_a``, ``x_b`` are ``(M, N, ...)`` or shared ``(N, ...)``; ``y`` is ``(M, N)`` or
+    ``(N,)``. The result's modules are ``"teacher"`` and ``"student"``."""
+    n_models = len(seeds)
     y = torch.as_tensor(y, dtype=torch.long)
-    y = y.unsqueeze(0).expand(len(seeds), -1) if y.dim() == 1 else y
-    if not (x_a.shape[:2] == x_b.shape[:2] == y.shape):
-        raise ValueError(f"x_a {tuple(x_a.shape[:2])}, x_b {tuple(x_b.shape[:2])} and y {tuple(y.shape)} must be (models, samples)")
-    params = {f"a.{k}": v.clone().requires_grad_(True) for k, v in teacher.params.items()}
-    params.update({f"b.{k}": v.clone().requires_grad_(True) for k, v in student.params.items()})
-    optimizer_class = OPTIMIZERS.get(config.optimizer)
-    options = {"momentum": config.momentum} if config.optimizer == "sgd" else {}
-    optimizer = optimizer_class(list(params.values()), lr=config.lr, weight_decay=config.weight_decay, **options)
-    generators = [torch.Generator().manual_seed(s) for s in seeds]
-    log: dict[str, list[torch.Tensor]] = {"ce_a": [], "ce_b": [], "mse": [], "total": []}
-
-    def part(prefix):
-        return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
-
-    for _ in range(config.epochs):
-        sums = {name: 0.0 for name in log}
-        for index in _batches(y.shape[1], config.batch_size, generators):
-            yb = _take_rows(y, index)
-            logits_a, _ = teacher.forward(_take_rows(x_a, index), params=part("a."))
-            logits_b, _ = student.forward(_take_rows(x_b, index), params=part("b."))
-            terms = {
-                "ce_a": cross_entropy(logits_a, yb),
-                "ce_b": cross_entropy(logits_b, yb),
-                "mse": ((logits_a - logits_b) ** 2).mean((-1, -2)),
-            }
-            total = terms["ce_a"] + terms["ce_b"] + agreement_weight * terms["mse"]
-            optimizer.zero_grad(set_to_none=True)
-            total.sum().backward()
-            optimizer.step()
-            share = yb.shape[1] / y.shape[1]
-            for name, value in {**terms, "total": total}.items():
-                sums[name] = sums[name] + value.detach() * share
-        for name, value in sums.items():
-            log[name].append(value)
-    return JointFit(
-        StackedModels(teacher_spec, {k: v.detach() for k, v in part("a.").items()}),
-        StackedModels(student_spec, {k: v.detach() for k, v in part("b.").items()}),
-        {name: torch.stack(values).numpy() for name, values in log.items()},
-    )
+    data = {"x_a": broadcast_models(x_a, n_models, len(teacher_spec.input_shape)),
+            "x_b": broadcast_models(x_b, n_models, len(student_spec.input_shape)),
+            "y": y.unsqueeze(0).expand(n_models, -1) if y.dim() == 1 else y}
+    if not (data["x_a"].shape[:2] == data["x_b"].shape[:2] == data["y"].shape):
+        raise ValueError(f"x_a {tuple(data['x_a'].shape[:2])}, x_b {tuple(data['x_b'].shape[:2])} and "
+                         f"y {tuple(data['y'].shape)} must be (models, samples)")
+    system = JointAgreement(teacher_spec, student_spec, agreement_weight)
+    return fit(system, data, seeds=seeds, config=config, progress=progress, description="Algorithm 1: joint fit")
 
 
 def _feeds_head(spec: ModelSpec, layer: str) -> bool:
@@ -114,7 +70,7 @@ def _feeds_head(spec: ModelSpec, layer: str) -> bool:
     return plan[-1] == layer
 
 
-def layer_output(models: StackedModels, x: torch.Tensor, layer: str) -> torch.Tensor:
+def layer_output(models: Stack, x: torch.Tensor, layer: str) -> torch.Tensor:
     """The output of ``layer`` (``"input"``: ``x`` itself), ``(M, N, channels, ...)``."""
     x = models.broadcast(x)
     if layer == INPUT:
@@ -130,9 +86,9 @@ def _permutations(n_models: int, n_samples: int, repeats: int, generator: torch.
 
 @torch.no_grad()
 def permutation_saliency(
-    teacher: StackedModels,
+    teacher: Stack,
     x_a: torch.Tensor,
-    student: StackedModels,
+    student: Stack,
     x_b: torch.Tensor,
     *,
     layer: str = INPUT,
@@ -178,7 +134,7 @@ def permutation_saliency(
             if layer == INPUT:
                 logits, _ = teacher.forward(permuted)
             else:
-                logits, _ = teacher.forward(x_a, edits={layer: lambda _h, p=permuted: p})
+                logits, _ = teacher(x_a, edits={layer: Edit(lambda _output, replacement: replacement, (permuted,))})
             scores[:, c] += ((logits - target) ** 2).mean((-1, -2)) / repeats
     return scores
 
@@ -217,7 +173,7 @@ class Saliency:
 
     scores: torch.Tensor
     raw: torch.Tensor
-    joint: JointFit
+    joint: FitResult
     layer: str
 
     def modality_general(self, k: int) -> torch.Tensor:
@@ -239,22 +195,24 @@ def algorithm1(
 ) -> Saliency:
     """MFH Algorithm 1 end to end: joint fit, permutation saliency on ``layer``, min-max."""
     joint = joint_fit(teacher_spec, x_a, student_spec, x_b, y, seeds=seeds, config=config)
-    raw = permutation_saliency(joint.teacher, x_a, joint.student, x_b, layer=layer, repeats=repeats, seed=int(seeds[0]))
+    teacher, student = joint.modules["teacher"], joint.modules["student"]
+    raw = permutation_saliency(teacher, x_a, student, x_b, layer=layer, repeats=repeats, seed=int(seeds[0]))
     return Saliency(min_max(raw), raw, joint, layer)
 
 
-def mean_replacement(mask: torch.Tensor, means: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """An edit for ``StackedModels.forward(edits={layer: ...})``: channels where ``mask``
-    ``(M, channels)`` is set take the constant ``means`` ``(M, channels, ...)`` (e.g. their mean
-    over the training batch); the others pass through."""
-
-    def edit(h: torch.Tensor) -> torch.Tensor:
-        shape = mask.shape + (1,) * (h.dim() - 3)
-        return torch.where(mask.reshape(mask.shape[0], 1, *shape[1:]), means.unsqueeze(1), h)
-
-    return edit
+def mean_replacement(mask: torch.Tensor, means: torch.Tensor) -> Edit:
+    """An edit for ``Stack(..., edits={layer: ...})``: channels where ``mask`` ``(M, channels)``
+    is set take the constant ``means`` ``(M, channels, ...)`` (e.g. their mean over the training
+    batch); the others pass through."""
+    return Edit(_replace_channels, (mask, means))
 
 
-def channel_means(models: StackedModels, x: torch.Tensor, layer: str) -> torch.Tensor:
+def _replace_channels(output: torch.Tensor, mask: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+    """One model's ``output`` ``(N, channels, ...)`` with the masked channels set to ``means``."""
+    mask = mask.reshape(mask.shape + (1,) * (output.dim() - 2))
+    return torch.where(mask, means, output)
+
+
+def channel_means(models: Stack, x: torch.Tensor, layer: str) -> torch.Tensor:
     """Each channel's mean over the samples of ``x``, ``(M, channels, ...)``."""
     return layer_output(models, x, layer).mean(1)

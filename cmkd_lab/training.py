@@ -1,13 +1,18 @@
-"""The training engine: many independent models of one shape, trained as one computation.
+"""The training engine: every fit in the kit, for any trainable system, as M stacked copies.
 
-``fit`` trains M models (seeds × settings) together: their parameters are stacked (see
-:class:`~cmkd_lab.models.StackedModels`), the loss is the sum of the M per-model losses, so each
-model's gradient is exactly its own, and SGD/Adam update every element independently. Each
-model therefore ends where training it alone with the same seed would (within float
-tolerance); ``tests/test_training.py`` checks that against a plain PyTorch loop.
+A :class:`System` names its trainable modules (built per seed), its frozen modules (teachers,
+run in eval mode), and a ``step`` that turns one model's batch into named loss terms. ``fit``
+trains M copies of the system together (seeds × settings): each module is a
+:class:`~cmkd_lab.models.Stack`, the step runs once under ``vmap``, the loss is the sum of the
+M per-copy totals, so each copy's gradient is exactly its own and SGD/Adam update every element
+independently. Copy i therefore ends where training it alone with the same seed would (within
+float tolerance); ``tests/test_training.py`` checks that, also for BatchNorm CNNs and for a
+two-encoder system with a discriminator behind gradient reversal.
 
-Teachers are frozen: a student fit receives the teacher's outputs (logits and any feature
-layers) computed once in eval mode on the student's training samples.
+Stages are arguments of the same loop: ``init`` starts modules from an earlier result,
+``freeze`` keeps some of them fixed (a linear probe), a system whose step ignores labels trains
+without them, ``augment`` edits each batch with per-copy generators, and ``feeds`` shuffles
+groups of data keys with their own generators (unpaired modalities).
 """
 
 from __future__ import annotations
@@ -15,14 +20,16 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
+from torch.func import functional_call, vmap
 
-from .losses import Distiller, StepOutputs
-from .models import ModelSpec, StackedModels
+from .metrics import VALIDATION_METRICS
+from .models import Stack, seeded
 from .progress import progress_bar
 from .registry import Registry
 
@@ -30,14 +37,15 @@ OPTIMIZERS: Registry[type[torch.optim.Optimizer]] = Registry("optimizer")
 OPTIMIZERS.register("sgd")(torch.optim.SGD)
 OPTIMIZERS.register("adam")(torch.optim.Adam)
 SELECTION_RULES = ("last", "best_val")
+DEVICES = ("auto", "cpu", "cuda")
+AUGMENT_STREAM = 7_919  # per-copy augmentation generators are seeded apart from shuffling
 
 
 @contextlib.contextmanager
-def single_thread():
-    """Run tiny models on one thread: per-op thread start-up dominates them, and on a busy
-    2-core machine extra threads only contend (measured 2-5x faster per step)."""
+def thread_policy(threads: int):
+    """Run with ``threads`` CPU threads, then restore the previous setting."""
     previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     try:
         yield
     finally:
@@ -47,7 +55,10 @@ def single_thread():
 @dataclass(frozen=True)
 class TrainConfig:
     """How to train. ``batch_size=None`` is full-batch. ``select``: "last" keeps the final
-    epoch, "best_val" the epoch with the best validation accuracy (never the test split)."""
+    epoch, "best_val" per head the epoch with the best validation ``select_metric`` (never the
+    test split). ``device="auto"`` takes CUDA when present. ``threads=None`` is the engine's
+    CPU policy: one thread, which measured 2-5x faster per step for the kit's small models on a
+    busy 2-core machine than PyTorch's default."""
 
     epochs: int = 200
     lr: float = 0.1
@@ -56,227 +67,447 @@ class TrainConfig:
     weight_decay: float = 0.0
     batch_size: int | None = None
     select: str = "last"
+    select_metric: str = "accuracy"
     val_every: int = 1
+    device: str = "auto"
+    threads: int | None = None
 
     def __post_init__(self):
         OPTIMIZERS.get(self.optimizer)
+        VALIDATION_METRICS.get(self.select_metric)
         if self.select not in SELECTION_RULES:
             raise ValueError(f"unknown select rule {self.select!r}; valid: {', '.join(SELECTION_RULES)}")
+        if self.device not in DEVICES:
+            raise ValueError(f"unknown device {self.device!r}; valid: {', '.join(DEVICES)}")
         if self.epochs < 1 or self.val_every < 1:
             raise ValueError("epochs and val_every must be >= 1")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError("batch_size must be >= 1 or None (full batch)")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1 or None (the engine's policy), got {self.threads}")
+
+    def resolved_device(self) -> torch.device:
+        return resolve_device(self.device)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but no CUDA device is available; use device='auto' or 'cpu'")
+    return torch.device(device)
+
+
+# ----------------------------------------------------------------------------- the system contract
+class Bound:
+    """One copy of a module inside a step: call it like the module; ``params`` are its tensors."""
+
+    def __init__(self, base: nn.Module, params: dict, buffers: dict):
+        self.base, self.params, self.buffers = base, params, buffers
+
+    def __call__(self, *args, **kwargs):
+        return functional_call(self.base, (self.params, self.buffers), args, kwargs)
+
+
+class StepResult(NamedTuple):
+    """What one step of one copy returns: its outputs and its named (scalar) loss terms."""
+
+    outputs: dict[str, torch.Tensor]
+    terms: dict[str, torch.Tensor]
 
 
 @dataclass(frozen=True)
-class TeacherOutputs:
-    """A frozen teacher's outputs on the student's training samples, model axis first."""
+class Head:
+    """A deployed classifier of a system: the data key of its labels and the modules it uses
+    (selection keeps those modules at the head's best validation epoch)."""
 
-    logits: torch.Tensor
-    features: dict[str, torch.Tensor] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, teacher: StackedModels, x: torch.Tensor, layers: Sequence[str] = ()) -> "TeacherOutputs":
-        with torch.no_grad():
-            logits, features = teacher.forward(teacher.broadcast(x), features=layers)
-        return cls(logits.detach(), {k: v.detach() for k, v in features.items()})
-
-    def rows(self, index: torch.Tensor | None) -> "TeacherOutputs":
-        if index is None:
-            return self
-        return TeacherOutputs(_take_rows(self.logits, index), {k: _take_rows(v, index) for k, v in self.features.items()})
+    labels: str
+    modules: tuple[str, ...]
 
 
+class System:
+    """A trainable system. Subclasses define:
+
+    - ``build(seed)``: the trainable modules of one copy, by name;
+    - ``frozen``: modules that do not train (teachers), as stacks with one copy per model;
+    - ``step(modules, batch)``: one copy's batch (``{key: (B, ...)}``) → :class:`StepResult`;
+      written for a single model, run for all copies under ``vmap``;
+    - ``weights()``: the weight of each term (a number, or one per copy); terms not named weigh 1;
+    - ``heads()`` and ``predict(modules, batch)``: the classifiers that validation scores;
+    - ``prepare(data, frozen)``: optional caching of frozen outputs before training.
+    """
+
+    frozen: Mapping[str, Stack] = {}
+
+    def build(self, seed: int) -> dict[str, nn.Module]:
+        raise NotImplementedError
+
+    def step(self, modules: Mapping[str, Bound], batch: Mapping[str, torch.Tensor]) -> StepResult:
+        raise NotImplementedError
+
+    def weights(self) -> Mapping[str, float | Sequence[float]]:
+        return {}
+
+    def heads(self) -> Mapping[str, Head]:
+        return {}
+
+    def predict(self, modules: Mapping[str, Bound], batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {}
+
+    def prepare(self, data: dict[str, torch.Tensor], frozen: Mapping[str, Stack]) -> dict[str, torch.Tensor]:
+        return data
+
+    def config(self) -> dict:
+        return {"system": type(self).__name__}
+
+
+def gradient_reversal(x: torch.Tensor, scale: float | torch.Tensor = 1.0) -> torch.Tensor:
+    """Identity forward, gradient times −``scale`` backward (the DANN layer). Written as
+    ``x̄ + (−scale)(x − x̄)`` with x̄ = x detached, so it is exact in the forward pass and works
+    under ``vmap`` without a custom autograd function."""
+    frozen = x.detach()
+    return frozen - scale * (x - frozen)
+
+
+# ----------------------------------------------------------------------------- results
 @dataclass
 class FitResult:
-    """Trained models (after ``select``), the per-epoch log of every loss term, and the run record."""
+    """Every trained module (at its selected epoch), the per-epoch log of every term and
+    validation metric, the selected epoch per head, and the run record."""
 
-    models: StackedModels
-    history: dict[str, np.ndarray]  # term -> (epochs, M)
-    selected_epoch: np.ndarray  # (M,), 1-based
+    modules: dict[str, Stack]
+    history: dict[str, np.ndarray]  # name -> (epochs, M); validation metrics (evaluations, M)
+    selected_epoch: dict[str, np.ndarray]  # head -> (M,), 1-based
     seeds: list[int]
     record: dict
+    system: "System" = field(repr=False, default=None)
 
     def history_frame(self) -> pd.DataFrame:
-        """The per-epoch log as a tidy table: epoch, model, seed, term, value."""
+        """The per-epoch log as a tidy table: epoch, model, seed, term, value (validation rows
+        carry the epoch they were measured at)."""
         frames = []
+        val_epochs = np.asarray(self.record.get("val_epochs", []))
         for term, values in self.history.items():
-            epochs, n_models = values.shape
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "epoch": np.repeat(np.arange(1, epochs + 1), n_models),
-                        "model": np.tile(np.arange(n_models), epochs),
-                        "seed": np.tile(self.seeds, epochs),
-                        "term": term,
-                        "value": values.reshape(-1),
-                    }
-                )
-            )
+            rows, n_models = values.shape
+            epochs = val_epochs if term.startswith("val_") else np.arange(1, rows + 1)
+            frames.append(pd.DataFrame({
+                "epoch": np.repeat(epochs, n_models), "model": np.tile(np.arange(n_models), rows),
+                "seed": np.tile(self.seeds, rows), "term": term, "value": values.reshape(-1),
+            }))
         return pd.concat(frames, ignore_index=True)
 
-    def accuracy(self, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
-        return accuracy(self.models, x, y)
+    @torch.no_grad()
+    def predict(self, data: Mapping[str, torch.Tensor], chunk: int = 8192) -> dict[str, torch.Tensor]:
+        """Each head's logits ``(M, N, C)`` on ``data`` (model axis first), in eval mode, on the CPU."""
+        stacks = {**_frozen_on(self.system, self.device), **self.modules}
+        first = next(iter(data.values()))
+        parts = []
+        for start in range(0, first.shape[1], chunk):
+            batch = {k: v[:, start:start + chunk].to(self.device) for k, v in data.items()}
+            parts.append(_predict(self.system, stacks, batch))
+        return {head: torch.cat([p[head] for p in parts], 1).cpu() for head in parts[0]}
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.modules.values())).device
+
+    def cpu(self) -> "FitResult":
+        self.modules = {k: v.to("cpu") for k, v in self.modules.items()}
+        return self
 
 
-def accuracy(models: StackedModels, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
-    """Accuracy of each model, as a fraction: ``x`` ``(M, N, ...)`` or shared ``(N, ...)``."""
-    predictions = models.predict(x).argmax(-1)
-    y = y if y.dim() == 2 else y.unsqueeze(0)
-    return (predictions == y).double().mean(-1).numpy()
-
-
+# ----------------------------------------------------------------------------- the loop
 def fit(
-    spec: ModelSpec,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    system: System,
+    data: Mapping[str, torch.Tensor],
     *,
     seeds: Sequence[int],
     config: TrainConfig,
-    loss: Distiller | None = None,
-    teacher: TeacherOutputs | None = None,
-    val: tuple[torch.Tensor, torch.Tensor] | None = None,
+    val: Mapping[str, torch.Tensor] | None = None,
+    init: Mapping[str, Stack] | None = None,
+    freeze: Sequence[str] = (),
+    feeds: Mapping[str, Sequence[str]] | None = None,
+    augment: Callable[[dict, list[torch.Generator]], dict] | None = None,
     progress: bool | None = None,
     description: str = "fit",
 ) -> FitResult:
-    """Train ``len(seeds)`` models of ``spec`` together.
+    """Train ``len(seeds)`` copies of ``system`` together.
 
-    ``x`` is ``(M, N, *input_shape)`` (each model its own data) or ``(N, *input_shape)`` (shared);
-    ``y`` is ``(M, N)`` or ``(N,)``. Model i is initialised from ``seeds[i]`` and, in mini-batch
-    mode, shuffles with its own generator seeded ``seeds[i]``. ``teacher`` holds a frozen
-    teacher's outputs on the same samples (needed by distillation losses).
+    ``data`` (and ``val``) map keys to tensors ``(M, N, ...)``: copy i sees slice i. Copy i's
+    modules are built from ``seeds[i]`` unless ``init`` gives them (a stack of M copies, e.g.
+    from an earlier stage's result); modules named in ``freeze`` keep their values and run in
+    eval mode. ``feeds`` partitions the data keys into groups that are shuffled independently
+    (default: one group, paired samples); each copy shuffles with its own generators, so batched
+    equals alone. ``augment(batch, generators)`` may edit each training batch, with one
+    generator per copy.
     """
-    loss = loss or Distiller()
     seeds = [int(s) for s in seeds]
-    models = StackedModels.from_seeds(spec, seeds)
-    n_models = models.n_models
-    x, y = models.broadcast(x), _broadcast_labels(y, n_models)
-    _check_shapes(spec, x, y, n_models)
-    if loss.needs_teacher and teacher is None:
-        raise ValueError(f"loss {loss.name!r} distils from a teacher: pass teacher=TeacherOutputs.of(teacher_models, x_teacher)")
-    if config.select == "best_val" and val is None:
-        raise ValueError("select='best_val' needs a validation split: pass val=(x_val, y_val)")
-    if teacher is not None and teacher.logits.shape[:2] != y.shape:
-        raise ValueError(f"teacher outputs cover {tuple(teacher.logits.shape[:2])} (models, samples) but the data has {tuple(y.shape)}")
+    if not seeds:
+        raise ValueError("need at least one seed")
+    n_models = len(seeds)
+    device = config.resolved_device()
+    threads = config.threads or 1
+    init, freeze = dict(init or {}), tuple(freeze)
+    with thread_policy(threads) if device.type == "cpu" else contextlib.nullcontext():
+        data = _on_device(_checked_data(data, n_models, "data"), device)
+        val = _on_device(_checked_data(val, n_models, "val"), device) if val is not None else None
+        frozen = _frozen_on(system, device)
+        data = system.prepare(dict(data), frozen)
+        trainable = _build(system, seeds, init, device)
+        unknown = sorted(set(freeze) - set(trainable))
+        if unknown:
+            raise ValueError(f"cannot freeze {unknown}: the system's modules are {sorted(trainable)}")
+        heads = dict(system.heads())
+        if config.select == "best_val" and (val is None or not heads):
+            raise ValueError("select='best_val' needs a validation split (val=...) and a system with heads")
+        weights = _weights(system, n_models, device)
+        groups = _feed_groups(feeds, data)
 
-    student_dims = _feature_dims(models, x, loss.student_layers)
-    teacher_dims = {k: int(np.prod(v.shape[2:])) for k, v in (teacher.features if teacher else {}).items()}
-    params = {f"model.{k}": v for k, v in models.params.items()}
-    params.update({f"loss.{k}": v for k, v in loss.init_params(student_dims, teacher_dims, seeds).items()})
-    params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
-    optimizer = _make_optimizer(config, list(params.values()))
-    weights = {term: torch.as_tensor(w, dtype=torch.float32).expand(n_models) for term, w in loss.weights().items()}
-    for term, w in weights.items():
-        if w.shape != (n_models,):
-            raise ValueError(f"weight of term {term!r} must be a number or one per model ({n_models}), got {tuple(w.shape)}")
+        learning = {name: stack for name, stack in trainable.items() if name not in freeze}
+        params = {name: {k: v.detach().clone().requires_grad_(True) for k, v in stack.params.items()}
+                  for name, stack in learning.items()}
+        optimizer = _make_optimizer(config, [t for p in params.values() for t in p.values()])
+        stacks = {**frozen, **{n: s for n, s in trainable.items() if n in freeze},
+                  **{n: Stack(s.base, params[n], s.buffers) for n, s in learning.items()}}
+        shuffles = [[torch.Generator().manual_seed(s + 1_000_003 * g) for s in seeds] for g in range(len(groups))]
+        augmenters = [torch.Generator().manual_seed(s + AUGMENT_STREAM) for s in seeds]
+        selection = _Selection(heads, config, n_models, val is not None)
+        log: dict[str, list[torch.Tensor]] = {}
+        val_epochs = []
+        started = time.perf_counter()
+        for epoch in progress_bar(range(1, config.epochs + 1), description, enabled=progress):
+            sums: dict[str, torch.Tensor] = {}
+            for share, batch in _batches(data, groups, config.batch_size, shuffles):
+                if augment is not None:
+                    batch = augment(batch, augmenters)
+                terms = _step(system, stacks, set(learning), batch)
+                total = sum(weights.get(name, 1.0) * value for name, value in terms.items())
+                optimizer.zero_grad(set_to_none=True)
+                total.sum().backward()
+                optimizer.step()
+                with torch.no_grad():
+                    for name, value in {**terms, "total": total}.items():
+                        sums[name] = sums.get(name, 0) + value.detach() * share
+            for name, value in sums.items():
+                log.setdefault(name, []).append(value)
+            if val is not None and heads and (epoch % config.val_every == 0 or epoch == config.epochs):
+                val_epochs.append(epoch)
+                with torch.no_grad():
+                    scores = _validation_scores(system, stacks, heads, val, config.select_metric)
+                for name, value in scores.items():
+                    log.setdefault(name, []).append(value)
+                selection.update(epoch, scores, stacks)
+        wall_time = time.perf_counter() - started
 
-    if val is not None:
-        x_val, y_val = models.broadcast(val[0]), _broadcast_labels(val[1], n_models)
-    best_acc = torch.full((n_models,), -1.0)
-    best_params = None
-    selected_epoch = torch.full((n_models,), config.epochs)
-    generators = [torch.Generator().manual_seed(s) for s in seeds]
-    n_samples = x.shape[1]
-    log: dict[str, list[torch.Tensor]] = {}
-    started = time.perf_counter()
-
-    def model_params():
-        return {k[len("model."):]: v for k, v in params.items() if k.startswith("model.")}
-
-    loss_params = {k[len("loss."):]: v for k, v in params.items() if k.startswith("loss.")}
-    for epoch in progress_bar(range(1, config.epochs + 1), description, enabled=progress):
-        sums: dict[str, torch.Tensor] = {}
-        for index in _batches(n_samples, config.batch_size, generators):
-            xb, yb = _take_rows(x, index), _take_rows(y, index)
-            logits, features = models.forward(xb, features=loss.student_layers, params=model_params())
-            t = teacher.rows(index) if teacher is not None else None
-            step = StepOutputs(logits, features, t.logits if t else None, t.features if t else {}, yb)
-            terms = loss.terms(step, loss_params)
-            total = sum(weights[name] * value for name, value in terms.items())
-            optimizer.zero_grad(set_to_none=True)
-            total.sum().backward()
-            optimizer.step()
-            batch_share = yb.shape[1] / n_samples
-            with torch.no_grad():
-                for name, value in {**terms, "total": total}.items():
-                    sums[name] = sums.get(name, 0) + value.detach() * batch_share
-        for name, value in sums.items():
-            log.setdefault(name, []).append(value)
-        if val is not None and (epoch % config.val_every == 0 or epoch == config.epochs):
-            with torch.no_grad():
-                val_acc = torch.from_numpy(accuracy(StackedModels(spec, model_params()), x_val, y_val))
-            log.setdefault("val_acc", []).append(val_acc)
-            if config.select == "best_val":
-                better = val_acc > best_acc
-                best_acc = torch.where(better, val_acc, best_acc)
-                selected_epoch = torch.where(better, torch.tensor(epoch), selected_epoch)
-                best_params = {
-                    k: v.detach().clone() if best_params is None else torch.where(_expand(better, v), v.detach(), best_params[k])
-                    for k, v in model_params().items()
-                }
-
-    final = best_params if config.select == "best_val" else {k: v.detach() for k, v in model_params().items()}
-    wall_time = time.perf_counter() - started
-    history = {name: torch.stack(values).numpy() for name, values in log.items()}
+    final = {name: Stack(stack.base, {k: v.detach() for k, v in stack.params.items()}, stack.buffers)
+             for name, stack in stacks.items() if name in trainable}
+    final = selection.apply(final)
     record = {
-        "spec": asdict(spec),
+        "system": system.config(),
         "train_config": asdict(config),
-        "loss": loss.config(),
         "seeds": seeds,
         "n_models": n_models,
+        "modules": sorted(final),
+        "frozen_modules": sorted(set(frozen) | set(freeze)),
+        "device": str(device),
+        "threads": threads if device.type == "cpu" else None,
+        "val_epochs": val_epochs,
         "wall_time_s": wall_time,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    return FitResult(StackedModels(spec, final), history, selected_epoch.numpy(), seeds, record)
+    history = {name: torch.stack(values).cpu().numpy() for name, values in log.items()}
+    return FitResult(final, history, selection.epochs(config.epochs), seeds, record, system)
 
 
-def _expand(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return mask.reshape(-1, *([1] * (like.dim() - 1)))
+def _step(system: System, stacks: Mapping[str, Stack], learning: set[str], batch: dict) -> dict[str, torch.Tensor]:
+    names = list(stacks)
+    for name in names:
+        stacks[name].base.train(name in learning)
+
+    def one(params, buffers, batch):
+        modules = {n: Bound(stacks[n].base, p, b) for n, p, b in zip(names, params, buffers)}
+        return system.step(modules, batch).terms
+
+    return vmap(one, randomness="different")([stacks[n].params for n in names], [stacks[n].buffers for n in names], batch)
 
 
-def _broadcast_labels(y: torch.Tensor, n_models: int) -> torch.Tensor:
-    y = torch.as_tensor(y, dtype=torch.long)
-    return y.unsqueeze(0).expand(n_models, -1) if y.dim() == 1 else y
+def _predict(system: System, stacks: Mapping[str, Stack], batch: dict) -> dict[str, torch.Tensor]:
+    names = list(stacks)
+    for name in names:
+        stacks[name].base.eval()
+
+    def one(params, buffers, batch):
+        modules = {n: Bound(stacks[n].base, p, b) for n, p, b in zip(names, params, buffers)}
+        return system.predict(modules, batch)
+
+    return vmap(one, randomness="different")([stacks[n].params for n in names], [stacks[n].buffers for n in names], batch)
 
 
-def _check_shapes(spec: ModelSpec, x: torch.Tensor, y: torch.Tensor, n_models: int) -> None:
-    if tuple(x.shape[2:]) != spec.input_shape:
-        raise ValueError(f"inputs have sample shape {tuple(x.shape[2:])} but the model expects {spec.input_shape}")
-    if x.shape[0] != n_models or y.shape[0] != n_models or x.shape[1] != y.shape[1]:
-        raise ValueError(f"inputs {tuple(x.shape[:2])} and labels {tuple(y.shape)} must be (models={n_models}, samples)")
-    if int(y.max()) >= spec.n_classes or int(y.min()) < 0:
-        raise ValueError(f"labels must lie in 0..{spec.n_classes - 1} for a {spec.n_classes}-class model")
+def _validation_scores(system, stacks, heads, val, metric) -> dict[str, torch.Tensor]:
+    logits = _predict(system, stacks, val)
+    score = VALIDATION_METRICS.get(metric)
+    suffix = (lambda head: "") if len(heads) == 1 else (lambda head: f"/{head}")
+    return {f"val_{metric}{suffix(head)}": score(logits[head], val[spec.labels]) for head, spec in heads.items()}
 
 
-def _feature_dims(models: StackedModels, x: torch.Tensor, layers: Sequence[str]) -> dict[str, int]:
-    if not layers:
-        return {}
-    with torch.no_grad():
-        _, features = models.forward(x[:, :1], features=layers)
-    return {k: int(np.prod(v.shape[2:])) for k, v in features.items()}
+class _Selection:
+    """Per head, the best validation epoch so far and copies of its modules' tensors then."""
+
+    def __init__(self, heads: Mapping[str, Head], config: TrainConfig, n_models: int, has_val: bool):
+        self.active = config.select == "best_val" and has_val
+        self.heads = dict(heads)
+        owners: dict[str, str] = {}
+        for head, spec in self.heads.items():
+            for module in spec.modules:
+                if module in owners:
+                    raise ValueError(f"module {module!r} belongs to heads {owners[module]!r} and {head!r}; "
+                                     "per-head selection needs each module in one head")
+                owners[module] = head
+        self.metric = config.select_metric
+        self.best = {head: torch.full((n_models,), -float("inf")) for head in self.heads}
+        self.epoch = {head: torch.full((n_models,), config.epochs) for head in self.heads}
+        self.saved: dict[str, dict[str, torch.Tensor]] = {}
+
+    def update(self, epoch: int, scores: Mapping[str, torch.Tensor], stacks: Mapping[str, Stack]) -> None:
+        if not self.active:
+            return
+        single = len(self.heads) == 1
+        for head, spec in self.heads.items():
+            score = scores[f"val_{self.metric}" if single else f"val_{self.metric}/{head}"].cpu()
+            better = score > self.best[head]
+            self.best[head] = torch.where(better, score, self.best[head])
+            self.epoch[head] = torch.where(better, torch.tensor(epoch), self.epoch[head])
+            for module in spec.modules:
+                for key, value in stacks[module].state().items():
+                    tag = f"{module}\0{key}"
+                    mask = better.to(value.device).reshape(-1, *[1] * (value.dim() - 1))
+                    previous = self.saved.get(tag)
+                    self.saved[tag] = value.detach().clone() if previous is None else torch.where(mask, value.detach(), previous)
+
+    def apply(self, final: dict[str, Stack]) -> dict[str, Stack]:
+        if not self.active:
+            return final
+        out = dict(final)
+        for spec in self.heads.values():
+            for module in spec.modules:
+                stack = final[module]
+                pick = lambda part: {k: self.saved[f"{module}\0{k}"] for k in part}  # noqa: E731
+                out[module] = Stack(stack.base, pick(stack.params), pick(stack.buffers))
+        return out
+
+    def epochs(self, last: int) -> dict[str, np.ndarray]:
+        return {head: epoch.numpy() for head, epoch in self.epoch.items()}
+
+
+# ----------------------------------------------------------------------------- helpers
+def _checked_data(data: Mapping[str, torch.Tensor], n_models: int, what: str) -> dict[str, torch.Tensor]:
+    data = {k: torch.as_tensor(v) for k, v in data.items()}
+    if not data:
+        raise ValueError(f"{what} is empty")
+    for key, value in data.items():
+        if value.dim() < 2 or value.shape[0] != n_models:
+            raise ValueError(f"{what}[{key!r}] has shape {tuple(value.shape)}; every entry needs (models={n_models}, samples, ...)")
+    return data
+
+
+def _on_device(data: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in data.items()}
+
+
+def _frozen_on(system: System, device: torch.device) -> dict[str, Stack]:
+    return {name: stack.to(device) for name, stack in (system.frozen or {}).items()}
+
+
+def _build(system: System, seeds: Sequence[int], init: Mapping[str, Stack], device: torch.device) -> dict[str, Stack]:
+    copies = [system.build(seed) for seed in seeds]
+    names = list(copies[0])
+    unknown = sorted(set(init) - set(names))
+    if unknown:
+        raise ValueError(f"init names {unknown} that the system does not have; its modules: {sorted(names)}")
+    clash = sorted(set(names) & set(system.frozen or {}))
+    if clash:
+        raise ValueError(f"modules {clash} are both trainable and frozen")
+    stacks = {}
+    for name in names:
+        if name in init:
+            given = init[name]
+            if given.n_models != len(seeds):
+                raise ValueError(f"init[{name!r}] holds {given.n_models} copies but there are {len(seeds)} seeds")
+            stacks[name] = given.detached().to(device)
+        else:
+            stacks[name] = Stack.from_modules([c[name] for c in copies]).to(device)
+    return stacks
+
+
+def _weights(system: System, n_models: int, device: torch.device) -> dict[str, torch.Tensor]:
+    weights = {}
+    for term, w in system.weights().items():
+        value = torch.as_tensor(w, dtype=torch.float32, device=device)
+        if value.dim() and value.shape != (n_models,):
+            raise ValueError(f"weight of term {term!r} must be a number or one per model ({n_models}), got {tuple(value.shape)}")
+        weights[term] = value.expand(n_models)
+    return weights
+
+
+def _feed_groups(feeds: Mapping[str, Sequence[str]] | None, data: Mapping[str, torch.Tensor]) -> list[list[str]]:
+    if feeds is None:
+        groups = [list(data)]
+    else:
+        groups = [list(keys) for keys in feeds.values()]
+        listed = [k for g in groups for k in g]
+        missing, unknown = sorted(set(data) - set(listed)), sorted(set(listed) - set(data))
+        if missing or unknown or len(listed) != len(set(listed)):
+            raise ValueError(f"feeds must split the data keys {sorted(data)} into disjoint groups; "
+                             f"missing {missing}, unknown {unknown}")
+    for group in groups:
+        sizes = {data[k].shape[1] for k in group}
+        if len(sizes) != 1:
+            raise ValueError(f"the keys {group} are fed together but hold different numbers of samples {sorted(sizes)}")
+    return groups
+
+
+def _batches(data, groups, batch_size, shuffles):
+    """(share of the epoch, batch) per step: full batch, or each group in its own shuffled order
+    per copy; a smaller group wraps around so every step sees ``batch_size`` rows of each."""
+    n_steps_of = data[groups[0][0]].shape[1]
+    if batch_size is None or batch_size >= n_steps_of:
+        yield 1.0, data
+        return
+    orders = []
+    for group, generators in zip(groups, shuffles):
+        n = data[group[0]].shape[1]
+        orders.append(torch.stack([torch.randperm(n, generator=g) for g in generators]))
+    for start in range(0, n_steps_of, batch_size):
+        batch = {}
+        stop = min(start + batch_size, n_steps_of)
+        for group, order in zip(groups, orders):
+            positions = torch.arange(start, stop) % order.shape[1]
+            index = order[:, positions]
+            for key in group:
+                batch[key] = take_rows(data[key], index)
+        yield (stop - start) / n_steps_of, batch
+
+
+def take_rows(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Rows ``index`` ``(M, B)`` of each copy's slice of ``values`` ``(M, N, ...)``."""
+    index = index.to(values.device)
+    rows = torch.arange(values.shape[0], device=values.device).unsqueeze(1)
+    return values[rows, index]
 
 
 def _make_optimizer(config: TrainConfig, tensors: list[torch.Tensor]) -> torch.optim.Optimizer:
+    if not tensors:
+        raise ValueError("nothing to train: every module is frozen")
     optimizer_class = OPTIMIZERS.get(config.optimizer)
     if config.optimizer == "sgd":
         return optimizer_class(tensors, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     return optimizer_class(tensors, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def _batches(n_samples: int, batch_size: int | None, generators: list[torch.Generator]):
-    """Row indices per step: None for full batch, else (M, B) from each model's own shuffle."""
-    if batch_size is None or batch_size >= n_samples:
-        yield None
-        return
-    order = torch.stack([torch.randperm(n_samples, generator=g) for g in generators])
-    for start in range(0, n_samples, batch_size):
-        yield order[:, start : start + batch_size]
-
-
-def _take_rows(values: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
-    if index is None:
-        return values
-    rows = torch.arange(values.shape[0]).unsqueeze(1)
-    return values[rows, index]
+def build_seeded(modules: Mapping[str, Callable[[], nn.Module]], seed: int, offsets: Mapping[str, int] | None = None
+                 ) -> dict[str, nn.Module]:
+    """Build each module from ``seed`` plus its own offset (default 0), apart from each other."""
+    offsets = dict(offsets or {})
+    return {name: seeded(make, seed + offsets.get(name, 0)) for name, make in modules.items()}

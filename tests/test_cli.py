@@ -4,23 +4,53 @@ import subprocess
 import sys
 
 import pandas as pd
+import papermill
 import pytest
 
 from cmkd_lab.cli import main
+from cmkd_lab.notebook import list_notebooks, notebook_parameters, notebook_title, parameters_class
 from cmkd_lab.studies.quickstart import QuickstartParameters
 
+NOTEBOOKS = list_notebooks()
 
-def test_list_names_every_notebook_with_its_parameters(capsys):
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_notebook_has_a_parameter_class_with_its_parameter_names(path):
+    in_class, in_notebook = set(parameters_class(path.stem).parameter_names()), set(notebook_parameters(path))
+    assert not in_class - in_notebook, f"missing from the notebook's parameters cell: {sorted(in_class - in_notebook)}"
+    assert not in_notebook - in_class, f"unknown to {parameters_class(path.stem).__name__}: {sorted(in_notebook - in_class)}"
+
+
+def test_a_notebook_without_a_parameter_class_is_a_clear_error():
+    with pytest.raises(ValueError, match="no parameter class for notebook '99_nothing'; notebooks without one: none"):
+        parameters_class("99_nothing")
+
+
+def test_list_shows_each_notebook_with_its_purpose_and_parameter_defaults(capsys):
     assert main(["list"]) == 0
-    out = capsys.readouterr().out
-    assert "00_quickstart" in out and "profile, interactive, output_dir" in out
+    blocks = [block.splitlines() for block in capsys.readouterr().out.strip().split("\n\n")]
+    listed = {lines[0]: lines[1:] for lines in blocks}
+    assert list(listed) == [f"{p.stem} — {notebook_title(p)}" for p in NOTEBOOKS]
+    for path in NOTEBOOKS:
+        title = notebook_title(path)
+        assert title and not title.startswith(("#", path.stem[:2])), title
+        lines = listed[f"{path.stem} — {title}"]
+        assert [line.split(":")[0].strip() for line in lines] == parameters_class(path.stem).parameter_names()
+        assert all(" = " in line for line in lines), "every parameter shows its default"
+    quickstart = listed["00_quickstart — Quickstart: a teacher on one modality, a student on another"]
+    assert quickstart[:4] == ["    profile: str = 'quick'", "    interactive: bool = False",
+                              "    output_dir: str | None = None", "    n_runs: int | None = None (quick 3, full 10)"]
+    assert "    reduction: str = 'batchmean'" in quickstart
+    assert "    datasets: tuple[str, ...] = ('mfeat', 'watch', 'segment')" in listed[
+        "01_data_tour — Data tour: real paired data, and which pairs are worth distilling"]
 
 
 @pytest.mark.parametrize(
     "argv, message",
     [
         (["run", "99_nothing"], "unknown notebook '99_nothing'; valid notebooks: 00_quickstart"),
-        (["run", "00_quickstart", "-p", "n_rums", "3"], "unknown parameter(s) ['n_rums'] for 00_quickstart; valid parameters: profile"),
+        (["run", "00_quickstart", "-p", "n_rums", "3"],
+         "unknown parameter(s) ['n_rums']\nvalid parameters of 00_quickstart:\n  profile: str = 'quick'\n"),
         (["run", "all", "-p", "n_runs", "3"], "-p applies to one notebook"),
     ],
 )
@@ -42,10 +72,23 @@ def test_run_writes_the_executed_notebook_figures_and_results(tmp_path):
     assert {"00_quickstart.ipynb", "accuracy.html", "run.json"} <= {p.name for p in folder.iterdir()}
 
 
-def test_a_wrong_type_fails_inside_the_notebook_with_the_parameter_named(tmp_path):
-    assert main(["run", "00_quickstart", "--out", str(tmp_path), "-p", "n_runs", "'three'"]) == 2
-    assert (tmp_path / "00_quickstart" / "00_quickstart.failed.ipynb").exists()
-    assert not (tmp_path / "00_quickstart" / "00_quickstart.ipynb").exists()
+@pytest.mark.parametrize(
+    "parameter, message",
+    [
+        (["n_runs", "ten"], "parameter 'n_runs' must be int | None, got 'ten' (str)\n"),
+        (["overlaps", "[0, 'x']"], "parameter 'overlaps' must be tuple[int, ...], got [0, 'x'] (list)\n"),
+        (["reduction", "sum"], "parameter 'reduction': ['sum'] not allowed; valid values: mean, batchmean\n"),
+    ],
+)
+def test_bad_parameters_fail_before_a_kernel_starts(parameter, message, tmp_path, monkeypatch, capsys):
+    started = []
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *args, **kwargs: started.append(args))
+    assert main(["run", "02_mfh_gaussian", "--out", str(tmp_path), "-p", *parameter]) == 2
+    error = capsys.readouterr().err
+    assert not started and not (tmp_path / "02_mfh_gaussian").exists()
+    assert message in error
+    assert "valid parameters of 02_mfh_gaussian:\n  profile: str = 'quick'\n" in error
+    assert "\n  n_runs: int | None = None (quick 10, full 10)\n  epochs: int | None = None (quick 300, full 1000)\n" in error
 
 
 def test_parameters_are_validated_and_profiles_fill_the_rest():
@@ -55,11 +98,11 @@ def test_parameters_are_validated_and_profiles_fill_the_rest():
     assert QuickstartParameters.create(temperature=2).temperature == 2.0
     with pytest.raises(ValueError, match="unknown profile 'medium'; valid profiles: quick, full"):
         QuickstartParameters.create(profile="medium")
-    with pytest.raises(ValueError, match="parameter 'n_runs' must be int or None, got 'three'"):
+    with pytest.raises(ValueError, match="parameter 'n_runs' must be int \\| None, got 'three'"):
         QuickstartParameters.create(n_runs="three")
     with pytest.raises(ValueError, match="parameter 'interactive' must be bool"):
         QuickstartParameters.create(interactive=1)
     with pytest.raises(ValueError, match="not allowed; valid values: batchmean, mean"):
         QuickstartParameters.create(reduction="sum")
-    with pytest.raises(ValueError, match="unknown parameter.*'n_rums'.*valid parameters: profile"):
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['n_rums'\]\nvalid parameters of 00_quickstart:\n  profile: str = 'quick'\n"):
         QuickstartParameters.create(n_rums=3)

@@ -10,7 +10,7 @@ from typing import Callable
 import pandas as pd
 
 from ..registry import Registry, check_options
-from .core import PairedDataset, Splits, from_arrays, split_dataset
+from .core import PairedDataset, Splits, from_arrays, split_dataset, standardise
 
 DATASETS: Registry[Callable[..., PairedDataset]] = Registry("dataset")
 
@@ -52,4 +52,4 @@ def load(name: str, **options) -> PairedDataset:
 from . import synthetic  # noqa: E402,F401  (registers the synthetic datasets)
 from . import real, remote  # noqa: E402,F401  (register mfeat, watch, segment and the download datasets)
 
-__all__ = ["PairedDataset", "Splits", "from_arrays", "split_dataset", "list_datasets", "load", "register_dataset"]
+__all__ = ["PairedDataset", "Splits", "from_arrays", "split_dataset", "standardise", "list_datasets", "load", "register_dataset"]

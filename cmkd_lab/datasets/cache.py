@@ -21,12 +21,13 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+
+from ..io import atomic_path
 
 ENV_VAR = "CMKD_LAB_DATA"
 FORMAT_VERSION = 1
@@ -84,34 +85,9 @@ def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, flush it to disk, then rename."""
+    """Write ``data`` to a temporary file beside ``path``, then rename (see :func:`cmkd_lab.io.atomic_path`)."""
     with atomic_path(path) as temporary:
         temporary.write_bytes(data)
-
-
-class atomic_path:
-    """Context manager giving a temporary path that is renamed onto ``path`` on success.
-
-    On an exception the temporary file is removed and ``path`` is left as it was.
-    """
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-
-    def __enter__(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        os.close(handle)
-        self.temporary = Path(name)
-        return self.temporary
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            self.temporary.unlink(missing_ok=True)
-            return
-        with open(self.temporary, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(self.temporary, self.path)
 
 
 def write_arrays(

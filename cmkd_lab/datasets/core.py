@@ -86,6 +86,40 @@ class Splits:
         named = {"train": self.train, "val": self.val, "test": self.test}
         return {k: v for k, v in named.items() if v is not None}
 
+    def map(self, function) -> "Splits":
+        """The same splits with ``function(part)`` applied to each present part."""
+        return Splits(function(self.train), None if self.val is None else function(self.val), function(self.test))
+
+
+STANDARDISE_PER = ("channel", "feature")
+
+
+def standardise(splits: Splits, modalities: Mapping[str, str] | list[str], per: str = "channel") -> Splits:
+    """z-score modalities with the training split's statistics (never the test split's).
+
+    ``modalities`` lists the modalities to keep, or maps new names to them (e.g.
+    ``{"a": "pixels", "b": "zernike"}``). ``per="channel"`` takes one mean/std per channel
+    (axis 1, pooled over samples and any trailing axes, e.g. time); ``per="feature"`` flattens
+    each sample and takes one mean/std per feature. Constant inputs keep a std of 1e-6.
+    """
+    if per not in STANDARDISE_PER:
+        raise ValueError(f"unknown standardisation {per!r}; valid: {', '.join(STANDARDISE_PER)}")
+    names = dict(modalities) if isinstance(modalities, Mapping) else {m: m for m in modalities}
+    stats = {}
+    for new, old in names.items():
+        train = splits.train[old] if per == "channel" else splits.train[old].flatten(1)
+        axes = [0] + list(range(2, train.dim()))
+        stats[new] = (train.mean(axes, keepdim=True)[0], train.std(axes, keepdim=True)[0].clamp_min(1e-6))
+
+    def part(data: PairedDataset) -> PairedDataset:
+        views = {}
+        for new, old in names.items():
+            values = data[old] if per == "channel" else data[old].flatten(1)
+            views[new] = (values - stats[new][0]) / stats[new][1]
+        return PairedDataset(views, data.labels, data.groups, data.name)
+
+    return splits.map(part)
+
 
 def from_arrays(
     modalities: Mapping[str, object],

@@ -39,6 +39,7 @@ class DataTourParameters(NotebookParameters):
     datasets: tuple[str, ...] = OFFLINE
     samples_per_class: int = 3
 
+    notebook: ClassVar[str] = "01_data_tour"
     profile_defaults: ClassVar = {"quick": {"n_seeds": 2}, "full": {"n_seeds": 5}}
     choices: ClassVar = {"datasets": OFFLINE}
 

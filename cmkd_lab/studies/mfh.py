@@ -70,6 +70,7 @@ class GaussianParameters(NotebookParameters):
     explore_runs: int = 5
     explore_epochs: int = 300
 
+    notebook: ClassVar[str] = "02_mfh_gaussian"
     profile_defaults: ClassVar = {"quick": {"n_runs": 10, "epochs": 300}, "full": {"n_runs": 10, "epochs": OFFICIAL_EPOCHS}}
     choices: ClassVar = {"reduction": ("mean", "batchmean")}
 
@@ -237,6 +238,7 @@ class Table2Parameters(NotebookParameters):
     explore_runs: int = 5
     explore_epochs: int = 300
 
+    notebook: ClassVar[str] = "02_mfh_table2"
     profile_defaults: ClassVar = {
         "quick": {"n_runs": 10, "epochs": 300, "alg1_epochs": 300, "alg1_repeats": 20},
         "full": {"n_runs": 10, "epochs": OFFICIAL_EPOCHS, "alg1_epochs": OFFICIAL_EPOCHS, "alg1_repeats": 100},
@@ -460,6 +462,7 @@ class RealParameters(NotebookParameters):
     kd_weight: float = 1.0
     reduction: str = "batchmean"
 
+    notebook: ClassVar[str] = "02_mfh_real"
     profile_defaults: ClassVar = {
         "quick": {"n_runs": 5, "epochs": 150, "alg1_repeats": 5},
         "full": {"n_runs": 10, "epochs": 500, "alg1_repeats": 100},

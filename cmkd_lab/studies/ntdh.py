@@ -253,6 +253,7 @@ class GaussianParameters(NotebookParameters):
     ntd_variant: str = "js"
     cmd_moments: int = 5
 
+    notebook: ClassVar[str] = "03_ntdh_gaussian"
     profile_defaults: ClassVar = {"quick": {"n_runs": 20, "epochs": 300}, "full": {"n_runs": 100, "epochs": 1000}}
     choices: ClassVar = {"reduction": ("batchmean", "mean"), "ntd_variant": NTD_VARIANTS, "overlaps": tuple(range(11))}
 
@@ -407,6 +408,7 @@ class MulticlassParameters(NotebookParameters):
     method_batch_size: int = 64  # RKD's angle term is O(batch³) per model
     method_lr: float | None = None
 
+    notebook: ClassVar[str] = "03_ntdh_multiclass_methods"
     profile_defaults: ClassVar = {
         "quick": {"n_runs": 3, "epochs": 150, "method_shifts": (10,), "method_runs": 2, "method_epochs": 2, "method_lr": 0.01},
         "full": {"n_runs": 10, "epochs": 300, "method_shifts": (20, 10, 0), "method_runs": 5, "method_epochs": 20,
@@ -598,6 +600,7 @@ class RealPairsParameters(NotebookParameters):
     ntd_variant: str = "js"
     cmd_moments: int = 5
 
+    notebook: ClassVar[str] = "03_ntdh_realpairs"
     profile_defaults: ClassVar = {"quick": {"n_runs": 2, "epochs": 60, "max_pairs_per_dataset": 2},
                                   "full": {"n_runs": 5, "epochs": 300, "max_pairs_per_dataset": None}}
     choices: ClassVar = {"datasets": REAL_DATASETS, "reduction": ("batchmean", "mean"), "ntd_variant": NTD_VARIANTS}

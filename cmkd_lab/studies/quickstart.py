@@ -39,6 +39,7 @@ class QuickstartParameters(NotebookParameters):
     reduction: str = "batchmean"
     lr: float = 0.1
 
+    notebook: ClassVar[str] = "00_quickstart"
     profile_defaults: ClassVar = {"quick": {"n_runs": 3, "epochs": 300}, "full": {"n_runs": 10, "epochs": 1000}}
     choices: ClassVar = {"reduction": ("batchmean", "mean")}
 
