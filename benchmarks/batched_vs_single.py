@@ -18,13 +18,13 @@ import torch
 
 from cmkd_lab.experiment import Task, run_teacher_student
 from cmkd_lab.losses import make_loss
-from cmkd_lab.studies import mfh
+from cmkd_lab.studies.mfh import gaussian
 from cmkd_lab.training import TrainConfig
 
 
 
 def tasks(runs: int) -> list[Task]:
-    return mfh.fig2_tasks(mfh.GaussianParameters.create(profile="full", n_runs=runs))
+    return gaussian.fig2_tasks(gaussian.GaussianParameters.create(profile="full", n_runs=runs))
 
 
 def study(task_list: list[Task], epochs: int):

@@ -13,28 +13,29 @@ os.environ.setdefault("CMKD_LAB_QUIET", "1")
 
 import pandas as pd  # noqa: E402
 
-from cmkd_lab.studies import mfh  # noqa: E402
+from cmkd_lab.studies.mfh import gaussian, table2  # noqa: E402
 
 
 def main() -> None:
     pd.set_option("display.width", 200)
-    gaussian = mfh.GaussianParameters.create(profile="full")
-    table2 = mfh.Table2Parameters.create(profile="full")
+    gaussian_params = gaussian.GaussianParameters.create(profile="full")
+    table2_params = table2.Table2Parameters.create(profile="full")
     timings = {}
     started = time.perf_counter()
-    fig2 = mfh.run_fig2(gaussian)
+    fig2 = gaussian.run_fig2(gaussian_params)
     timings["Fig. 2"] = time.perf_counter() - started
     started = time.perf_counter()
-    fig3 = mfh.run_fig3(gaussian)
+    fig3 = gaussian.run_fig3(gaussian_params)
     timings["Fig. 3"] = time.perf_counter() - started
     started = time.perf_counter()
-    t2 = mfh.run_table2(table2)
+    t2 = table2.run_table2(table2_params)
     timings["Table 2"] = time.perf_counter() - started
-    print(f"paper vs kit, tolerance ±{mfh.PAPER_TOLERANCE} points (Fig. 2, Fig. 3), ±3 points (Table 2)")
-    print(mfh.paper_table(fig2.table, mfh.FIG2_PAPER, ["gamma", "method"]).to_string(index=False))
-    print(mfh.paper_table(fig3.table, mfh.FIG3_PAPER, ["alpha", "method"]).to_string(index=False))
-    print(mfh.table2_paper_table(t2.table).to_string(index=False))
-    print(mfh.table2_wide(t2.table).T.to_string())
+    print(f"paper vs kit, tolerance ±{gaussian.PAPER_TOLERANCE} points (Fig. 2, Fig. 3), "
+          f"±{table2.PAPER_TOLERANCE} points (Table 2)")
+    print(gaussian.fig2_paper_table(fig2.table).to_string(index=False))
+    print(gaussian.fig3_paper_table(fig3.table).to_string(index=False))
+    print(table2.table2_paper_table(t2.table).to_string(index=False))
+    print(table2.table2_wide(t2.table).T.to_string())
     recovery = t2.table[t2.table["metric"] == "channel_recovery"].groupby("teacher_mode")["value"].agg(["mean", "min"])
     print("channel recovery:\n" + recovery.to_string())
     for name, seconds in timings.items():

@@ -15,7 +15,7 @@ import time
 
 import pandas as pd
 
-from cmkd_lab.studies import ntdh
+from cmkd_lab.studies.ntdh import common, gaussian
 
 
 def main() -> None:
@@ -24,17 +24,17 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1000)
     parser.add_argument("--classes", type=int, nargs="+", default=[2], help="2 = official binary; K >= 3 = extension")
     args = parser.parse_args()
-    params = ntdh.GaussianParameters.create(profile="full", n_runs=args.runs, epochs=args.epochs)
+    params = gaussian.GaussianParameters.create(profile="full", n_runs=args.runs, epochs=args.epochs)
     started = time.perf_counter()
-    table, log = ntdh.run_gaussian(params, class_counts=args.classes, progress=False)
+    run = gaussian.run(params, class_counts=args.classes, progress=False)
     elapsed = time.perf_counter() - started
-    n_models = sum(fit["n_models"] for fit in log.fits)
+    n_models = sum(fit["n_models"] for fit in run.log.fits)
     print(f"NTDH Gaussian sweep: {args.runs} runs × {len(params.overlaps)} γ, classes {args.classes}, "
-          f"{args.epochs} epochs, {n_models} models in {len(log.fits)} batched fits: {elapsed:.1f} s")
+          f"{args.epochs} epochs, {n_models} models in {len(run.log.fits)} batched fits: {elapsed:.1f} s")
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         for n_classes in args.classes:
             print(f"\nn_classes = {n_classes} (accuracies and Δ in %):")
-            print(ntdh.setting_summary(table[table["n_classes"] == n_classes], ["gamma"]).round(3))
+            print(common.setting_summary(run.table[run.table["n_classes"] == n_classes], ["gamma"]).round(3))
 
 
 if __name__ == "__main__":

@@ -237,3 +237,63 @@ def _start_export_server(chromium: str) -> None:
     kaleido.start_sync_server(silence_warnings=True)
     atexit.register(kaleido.stop_sync_server)
     _export_server_started = True
+
+
+# ----------------------------------------------------------------------------- gains and divergences
+def zero_line(fig: go.Figure) -> go.Figure:
+    """A dotted line at y = 0, for gains that can be negative."""
+    fig.add_hline(y=0, line_dash="dot", line_color="#555")
+    return fig
+
+
+def delta_vs_ntd(points: pd.DataFrame, color: str, title: str = "", subtitle: str = "", hover: str | None = None) -> go.Figure:
+    """Δ = KD − No-KD (points) against NTD: one marker per row of ``points`` (columns ``ntd``,
+    ``delta`` as a fraction, ``color``, and ``hover`` if given), coloured by ``color``."""
+    fig = go.Figure()
+    for i, (name, part) in enumerate(points.groupby(color, sort=True)):
+        fig.add_trace(go.Scatter(
+            x=part["ntd"].tolist(), y=(100 * part["delta"]).tolist(), mode="markers",
+            name=f"{color} = {name:.2f}" if isinstance(name, float) else f"{color} = {name}",
+            marker=dict(color=PALETTE[i % len(PALETTE)], size=8, opacity=0.75),
+            text=part[hover].tolist() if hover else None,
+        ))
+    fig = style(fig, f"{title}<br><sup>{subtitle}</sup>" if subtitle else title,
+                "non-target divergence, teacher vs No-KD student (nats)", "KD − No-KD (points)")
+    fig.update_layout(margin=dict(t=80))
+    return zero_line(fig)
+
+
+def non_target_bars(classes: Sequence, teacher: Sequence[float], student: Sequence[float], title: str = "",
+                    student_name: str = "student") -> go.Figure:
+    """One sample's non-target distributions (probabilities over ``classes``), teacher's and
+    student's side by side on a shared axis."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("teacher", student_name), shared_yaxes=True)
+    names = [f"class {c}" for c in classes]
+    fig.add_trace(go.Bar(x=names, y=list(teacher), marker_color=METHOD_COLORS["teacher"], name="teacher"), 1, 1)
+    fig.add_trace(go.Bar(x=names, y=list(student), marker_color=METHOD_COLORS["no_kd"], name=student_name), 1, 2)
+    fig = style(fig, title, "", "probability among non-target classes")
+    fig.update_layout(showlegend=False, margin=dict(t=90))
+    return fig
+
+
+def venn_diagram(ratios: pd.DataFrame, title: str = "Modality Venn diagram per setting") -> go.Figure:
+    """One stacked bar per setting: a-specific (α) | shared (γ) | b-specific (β) share of the
+    decisive features, so the overlap sits in the middle like the intersection of two circles.
+
+    ``ratios`` has columns ``setting``, ``alpha``, ``beta``, ``gamma``.
+    """
+    parts = [("alpha", "a-specific (α, teacher only)", "#4C72B0"), ("gamma", "shared (γ, modality-general)", "#55A868"),
+             ("beta", "b-specific (β, student only)", "#DD8452")]
+    fig = go.Figure()
+    for column, name, colour in parts:
+        values = ratios[column].astype(float)
+        fig.add_trace(go.Bar(
+            y=ratios["setting"].astype(str).tolist(), x=values.tolist(), name=name, orientation="h", marker_color=colour,
+            text=[f"{v:.2f}" if v > 0.04 else "" for v in values], textposition="inside",
+        ))
+    fig.update_layout(barmode="stack", yaxis=dict(autorange="reversed"), xaxis=dict(range=[0, 1]),
+                      legend=dict(orientation="h", y=-0.25, traceorder="normal"))
+    style(fig, title, "share of the decisive features", "")
+    return fig.update_layout(margin=dict(l=80, r=20, t=60, b=80))

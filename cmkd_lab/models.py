@@ -85,7 +85,7 @@ class ModelSpec:
             plan = [("flatten", "flatten", {})]
             width = math.prod(self.input_shape)
             for i, out in enumerate(self.hidden, start=1):
-                plan.append((f"fc{i}", "linear", {"in": width, "out": out}))
+                plan.append((f"fc{i}", "linear", {"in": width, "out": out, "bias": not self.batch_norm}))
                 plan += self._after_hidden(i, out, dims=1)
                 width = out
             return plan
@@ -93,9 +93,10 @@ class ModelSpec:
         plan, channels = [], self.input_shape[0]
         for i, out in enumerate(self.hidden, start=1):
             stride = 2 if (i > 1 and self.downsample == "stride") else 1
-            conv = {"in": channels, "out": out, "k": self.kernel_size, "stride": stride, "dims": dims}
+            conv = {"in": channels, "out": out, "k": self.kernel_size, "stride": stride, "dims": dims,
+                    "bias": not self.batch_norm}  # BatchNorm's shift replaces the bias
             if self.residual:
-                plan.append((f"block{i}", "residual", {**conv, "batch_norm": self.batch_norm}))
+                plan.append((f"block{i}", "residual", conv))
                 plan += self._after_hidden(i, out, dims, norm=False)
             else:
                 plan.append((f"conv{i}", "conv", conv))
@@ -128,9 +129,9 @@ class GlobalAvgPool(nn.Module):
         return x.flatten(2).mean(-1)
 
 
-def _conv(dims: int, channels_in: int, channels_out: int, k: int, stride: int = 1) -> nn.Module:
+def _conv(dims: int, channels_in: int, channels_out: int, k: int, stride: int = 1, bias: bool = True) -> nn.Module:
     conv = nn.Conv2d if dims == 2 else nn.Conv1d
-    return conv(channels_in, channels_out, k, stride=stride, padding=k // 2)
+    return conv(channels_in, channels_out, k, stride=stride, padding=k // 2, bias=bias)
 
 
 def _batch_norm(dims: int, width: int) -> nn.Module:
@@ -144,10 +145,11 @@ class ResidualBlock(nn.Module):
     def __init__(self, channels_in: int, channels_out: int, k: int, stride: int, dims: int, batch_norm: bool):
         super().__init__()
         norm = (lambda: _batch_norm(dims, channels_out)) if batch_norm else nn.Identity
-        self.body = nn.Sequential(_conv(dims, channels_in, channels_out, k, stride), norm(), nn.ReLU(),
-                                  _conv(dims, channels_out, channels_out, k), norm())
+        bias = not batch_norm
+        self.body = nn.Sequential(_conv(dims, channels_in, channels_out, k, stride, bias), norm(), nn.ReLU(),
+                                  _conv(dims, channels_out, channels_out, k, bias=bias), norm())
         reshape = channels_in != channels_out or stride != 1
-        self.skip = nn.Sequential(_conv(dims, channels_in, channels_out, 1, stride), norm()) if reshape else nn.Identity()
+        self.skip = nn.Sequential(_conv(dims, channels_in, channels_out, 1, stride, bias), norm()) if reshape else nn.Identity()
 
     def forward(self, x):
         return self.body(x) + self.skip(x)
@@ -157,11 +159,11 @@ def _module_for(op: str, options: dict) -> nn.Module:
     """The one implementation of each layer op."""
     builders = {
         "flatten": lambda: nn.Flatten(),
-        "linear": lambda: nn.Linear(options["in"], options["out"]),
+        "linear": lambda: nn.Linear(options["in"], options["out"], bias=options["bias"]),
         "relu": lambda: nn.ReLU(),
-        "conv": lambda: _conv(options["dims"], options["in"], options["out"], options["k"], options["stride"]),
+        "conv": lambda: _conv(options["dims"], options["in"], options["out"], options["k"], options["stride"], options["bias"]),
         "residual": lambda: ResidualBlock(options["in"], options["out"], options["k"], options["stride"], options["dims"],
-                                          options["batch_norm"]),
+                                          not options["bias"]),
         "batchnorm": lambda: _batch_norm(options["dims"], options["width"]),
         "dropout": lambda: nn.Dropout(options["p"]),
         "maxpool": lambda: (nn.MaxPool2d if options["dims"] == 2 else nn.MaxPool1d)(2, ceil_mode=True),

@@ -130,7 +130,8 @@ class Head:
 class System:
     """A trainable system. Subclasses define:
 
-    - ``build(seed)``: the trainable modules of one copy, by name;
+    - ``build(seed)``: the trainable modules of one copy, by name (called with torch's generator
+      seeded ``seed``; use :func:`build_seeded` to give modules streams of their own);
     - ``frozen``: modules that do not train (teachers), as stacks with one copy per model;
     - ``step(modules, batch)``: one copy's batch (``{key: (B, ...)}``) → :class:`StepResult`;
       written for a single model, run for all copies under ``vmap``;
@@ -421,7 +422,7 @@ def _frozen_on(system: System, device: torch.device) -> dict[str, Stack]:
 
 
 def _build(system: System, seeds: Sequence[int], init: Mapping[str, Stack], device: torch.device) -> dict[str, Stack]:
-    copies = [system.build(seed) for seed in seeds]
+    copies = [seeded(lambda: system.build(seed), seed) for seed in seeds]  # reproducible even if build draws unseeded
     names = list(copies[0])
     unknown = sorted(set(init) - set(names))
     if unknown:

@@ -1,9 +1,11 @@
 """NTDH notebooks (quick profile): the claims they make, read from the results they recorded."""
 
+import json
+
 import pytest
 from scipy import stats
 
-from cmkd_lab.studies import ntdh
+from cmkd_lab.studies.ntdh import common, gaussian, multiclass_methods, realpairs
 
 
 @pytest.fixture(scope="module")
@@ -20,30 +22,38 @@ def test_gauss_results_contract(gauss):
     assert gauss.loc[gauss["n_classes"] == 2, "metric"].ne("ntd").all(), "no NTD with two classes"
 
 
+def test_gauss_trains_no_kd_once_per_seed_and_class_count(executed):
+    record = json.loads((executed.folder("03_ntdh_gaussian") / "run.json").read_text())
+    no_kd = [fit["n_models"] for fit in record["fits"] if fit["method"] == "no_kd"]
+    teachers = [fit["n_models"] for fit in record["fits"] if fit["method"] == "teacher"]
+    n_runs, n_gammas = record["parameters"]["n_runs"], len(record["parameters"]["overlaps"])
+    assert no_kd == [n_runs, n_runs] and teachers == [n_runs * n_gammas] * 2, record["fits"]
+
+
 @pytest.mark.parametrize("n_classes", ["binary", "multi"])
 def test_gauss_delta_rises_with_gamma(gauss, n_classes):
     part = gauss[gauss["n_classes"] == 2] if n_classes == "binary" else gauss[gauss["n_classes"] > 2]
-    by_gamma = ntdh.per_task(part, ["gamma"]).groupby("gamma")["delta"].mean()
+    by_gamma = common.per_task(part, ["gamma"]).groupby("gamma")["delta"].mean()
     assert by_gamma.iloc[0] < -0.01 and by_gamma.iloc[-1] > 0.005, by_gamma
     assert stats.spearmanr(by_gamma.index, by_gamma.to_numpy())[0] > 0.9, by_gamma
 
 
 def test_gauss_ntd_and_cmds_fall_as_gamma_rises(gauss):
-    multi = ntdh.per_task(gauss[gauss["n_classes"] > 2], ["gamma"]).groupby("gamma").mean()
+    multi = common.per_task(gauss[gauss["n_classes"] > 2], ["gamma"]).groupby("gamma").mean()
     assert stats.spearmanr(multi.index, multi["ntd"])[0] < -0.9, multi["ntd"]
-    binary = ntdh.per_task(gauss[gauss["n_classes"] == 2], ["gamma"]).groupby("gamma").mean()
+    binary = common.per_task(gauss[gauss["n_classes"] == 2], ["gamma"]).groupby("gamma").mean()
     for metric in ("cmd_input", "cmd_output"):
         assert binary[metric].iloc[-1] < binary[metric].iloc[0], (metric, binary[metric])
 
 
 def test_gauss_ntd_and_delta_negatively_rank_correlated(gauss):
-    correlation = ntdh.delta_ntd_correlation(gauss[gauss["n_classes"] > 2], ["gamma"], n_boot=500)
+    correlation = common.delta_ntd_correlation(gauss[gauss["n_classes"] > 2], ["gamma"], n_boot=500)
     assert correlation["rho"] < -0.5 and correlation["high"] < 0, correlation
 
 
 def test_explore_callback_draws_both_non_target_distributions():
-    params = ntdh.GaussianParameters.create(epochs=50)
-    fig = ntdh.non_target_figure(params, overlap=10, sample=3).to_dict()
+    params = gaussian.GaussianParameters.create(epochs=50)
+    fig = gaussian.non_target_figure(params, overlap=10, sample=3).to_dict()
     bars = [trace for trace in fig["data"] if trace["type"] == "bar"]
     assert len(bars) == 2 and all(len(b["x"]) == params.n_classes - 1 for b in bars)
     assert all(abs(sum(b["y"]) - 1) < 1e-5 for b in bars)
@@ -52,7 +62,7 @@ def test_explore_callback_draws_both_non_target_distributions():
 
 def test_parameters_reject_binary_extension():
     with pytest.raises(ValueError, match="n_classes"):
-        ntdh.GaussianParameters.create(n_classes=2)
+        gaussian.GaussianParameters.create(n_classes=2)
 
 
 @pytest.fixture(scope="module")
@@ -64,59 +74,59 @@ def test_multiclass_contract_and_claims(multiclass):
     assert set(multiclass["study"]) == {"ntdh_multiclass", "ntdh_methods"}
     study = multiclass[multiclass["study"] == "ntdh_multiclass"].dropna(axis=1, how="all")
     assert set(study["metric"]) == {"test_acc", "ntd", "cmd_input", "cmd_output"}
-    by_gamma = ntdh.per_task(study, ["gamma"]).groupby("gamma").mean()
+    by_gamma = common.per_task(study, ["gamma"]).groupby("gamma").mean()
     assert stats.spearmanr(by_gamma.index, by_gamma["ntd"])[0] < -0.8, by_gamma["ntd"]
     assert by_gamma["delta"].iloc[-1] > by_gamma["delta"].iloc[0], by_gamma["delta"]
-    correlation = ntdh.delta_ntd_correlation(study, ["gamma"], n_boot=500)
+    correlation = common.delta_ntd_correlation(study, ["gamma"], n_boot=500)
     assert correlation["rho"] < 0 and correlation["high"] < 0.2, correlation
 
 
 def test_method_table_has_every_method_with_and_without_masking(multiclass):
     methods = multiclass[multiclass["study"] == "ntdh_methods"]
     students = methods[~methods["method"].isin(["teacher", "no_kd"]) & (methods["metric"] == "test_acc")]
-    assert set(students["method"]) == set(ntdh.METHOD_NAMES)
+    assert set(students["method"]) == set(multiclass_methods.METHOD_NAMES)
     assert (students["loss"] == students["method"]).all()
     counts = students.groupby(["method", "masking"]).size()
-    assert len(counts) == 2 * len(ntdh.METHOD_NAMES) and counts.nunique() == 1, counts
+    assert len(counts) == 2 * len(multiclass_methods.METHOD_NAMES) and counts.nunique() == 1, counts
     assert students["value"].between(0.25, 1.0).all(), "every student learns something above chance"
-    table = ntdh.method_table(methods)
+    table = multiclass_methods.method_table(methods)
     assert {"without masking", "with masking"} <= set(table.columns)
     assert table.index.names == ["gamma", "method"]
-    claims = ntdh.masking_claims(methods)
+    claims = multiclass_methods.masking_claims(methods)
     assert list(claims["claim"]) == ["masking reduces non-target divergence", "masking improves the KD methods"]
 
 
 @pytest.fixture(scope="module")
-def realpairs(executed):
+def real_pairs(executed):
     return executed.results("03_ntdh_realpairs")
 
 
-def test_realpairs_contract(realpairs):
-    assert set(realpairs["study"]) == {"ntdh_realpairs"}
-    assert {"dataset", "teacher_view", "student_view"} <= set(realpairs.columns)
-    assert set(realpairs["dataset"]) == {"mfeat", "watch", "segment"}
-    assert set(realpairs["metric"]) >= {"test_acc", "ntd", "cmd_output"}
-    assert (realpairs["teacher_view"] != realpairs["student_view"]).all()
-    assert realpairs.loc[realpairs["metric"] == "ntd", "value"].between(0, 0.6932).all(), "textbook JS ≤ ln 2"
-    correlation = ntdh.pair_correlation(realpairs, n_boot=200)
+def test_realpairs_contract(real_pairs):
+    assert set(real_pairs["study"]) == {"ntdh_realpairs"}
+    assert {"dataset", "teacher_view", "student_view"} <= set(real_pairs.columns)
+    assert set(real_pairs["dataset"]) == {"mfeat", "watch", "segment"}
+    assert set(real_pairs["metric"]) >= {"test_acc", "ntd", "cmd_output"}
+    assert (real_pairs["teacher_view"] != real_pairs["student_view"]).all()
+    assert real_pairs.loc[real_pairs["metric"] == "ntd", "value"].between(0, 0.6932).all(), "textbook JS ≤ ln 2"
+    correlation = realpairs.pair_correlation(real_pairs, n_boot=200)
     assert correlation["low"] <= correlation["rho"] <= correlation["high"]
 
 
 def test_real_pair_views_are_standardised_with_training_statistics():
-    from cmkd_lab.datasets import load
-
-    splits = load("segment").split(0)
-    pair = ntdh._standardised_pair(splits, "colour", "shape")
+    params = realpairs.RealPairsParameters.create(datasets=["segment"], n_runs=1, max_pairs_per_dataset=1)
+    (task,) = realpairs.make_tasks(params)
+    assert task.settings == {"dataset": "segment", "teacher_view": "colour", "student_view": "shape"}
+    pair = task.splits
     assert set(pair.train.modalities) == {"a", "b"}
     assert pair.train["a"].mean(0).abs().max() < 1e-4 and (pair.train["b"].std(0) - 1).abs().max() < 1e-3
     assert pair.test["a"].mean(0).abs().max() > 1e-4  # test statistics are not used
 
 
 def test_real_pair_explore_callback():
-    params = ntdh.RealPairsParameters.create(datasets=["segment"], n_runs=1, epochs=5, max_pairs_per_dataset=1)
-    table, result = ntdh.run_realpairs(params, progress=False)
-    fig = ntdh.pair_sample_figure(result, "segment: colour → shape", 7).to_dict()
+    params = realpairs.RealPairsParameters.create(datasets=["segment"], n_runs=1, epochs=5, max_pairs_per_dataset=1)
+    run = realpairs.run(params, progress=False)
+    fig = realpairs.pair_sample_figure(run, "segment: colour → shape", 7).to_dict()
     bars = [trace for trace in fig["data"] if trace["type"] == "bar"]
     assert len(bars) == 2 and all(len(b["x"]) == 6 for b in bars)
     with pytest.raises(ValueError, match="no task"):
-        ntdh.pair_sample_figure(result, "segment: shape → colour", 0)
+        realpairs.pair_sample_figure(run, "segment: shape → colour", 0)

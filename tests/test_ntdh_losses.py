@@ -171,14 +171,15 @@ def test_new_registered_losses_train_through_their_terms():
     assert {"rkd", "pkt", "sp", "crd"} <= set(LOSSES.names())
     for name, option in options.items():
         plain, masked = make_loss(name, **option), make_loss(name, masking=True, **option)
-        params = plain.init_params({"embedding": D_S}, {"embedding": D_T}, [0])
-        terms = plain.terms(step, params)
+        modules = plain.modules({"embedding": D_S}, {"embedding": D_T}, 0)
+        assert modules.keys() == masked.modules({"embedding": D_S}, {"embedding": D_T}, 0).keys(), name
+        terms = plain.terms(step, modules)
         assert set(terms) == set(plain.weights()), name
         assert all(v.shape == (1,) and torch.isfinite(v).all() for v in terms.values()), name
-        masked_terms = masked.terms(step, params)
+        masked_terms = masked.terms(step, modules)
         assert any(not torch.allclose(masked_terms[k], terms[k]) for k in terms if k != "ce"), name
         # on a batch where the teacher is always right, masking changes nothing
-        correct_plain, correct_masked = plain.terms(step_correct, params), masked.terms(step_correct, params)
+        correct_plain, correct_masked = plain.terms(step_correct, modules), masked.terms(step_correct, modules)
         for k in correct_plain:
             assert torch.allclose(correct_plain[k], correct_masked[k]), (name, k)
 

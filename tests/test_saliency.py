@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cmkd_lab.datasets.synthetic import mfh_table2
-from cmkd_lab.models import ModelSpec, StackedModels
+from cmkd_lab.models import Edit, ModelSpec, Stack
 from cmkd_lab.saliency import (
     algorithm1,
     channel_mask,
@@ -33,8 +33,9 @@ def test_closed_form_equals_forward_pass(kind, hidden, layer):
     teacher_spec = ModelSpec(kind, (50,), 2, hidden)
     joint = joint_fit(teacher_spec, xa, ModelSpec("linear", (50,), 2), xb, y, seeds=[0, 1],
                       config=TrainConfig(epochs=20, lr=0.01, momentum=0.9))
-    fast = permutation_saliency(joint.teacher, xa, joint.student, xb, layer=layer, repeats=3, seed=5)
-    slow = permutation_saliency(joint.teacher, xa, joint.student, xb, layer=layer, repeats=3, seed=5, closed_form=False)
+    teacher, student = joint.modules["teacher"], joint.modules["student"]
+    fast = permutation_saliency(teacher, xa, student, xb, layer=layer, repeats=3, seed=5)
+    slow = permutation_saliency(teacher, xa, student, xb, layer=layer, repeats=3, seed=5, closed_form=False)
     assert fast.shape == (2, 50 if layer == "input" else 8)
     torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-6)
 
@@ -43,7 +44,7 @@ def test_hidden_layer_not_feeding_head_runs_the_network():
     xa, xb, y = _table2_stack(runs=2)
     spec = ModelSpec("mlp", (50,), 2, (8, 6))
     joint = joint_fit(spec, xa, ModelSpec("linear", (50,), 2), xb, y, seeds=[0, 1], config=TrainConfig(epochs=5, lr=0.01))
-    scores = permutation_saliency(joint.teacher, xa, joint.student, xb, layer="fc1", repeats=2)
+    scores = permutation_saliency(joint.modules["teacher"], xa, joint.modules["student"], xb, layer="fc1", repeats=2)
     assert scores.shape == (2, 8) and torch.isfinite(scores).all()
 
 
@@ -73,7 +74,7 @@ def test_min_max_top_and_recovery():
 
 def test_mean_replacement_edit():
     spec = ModelSpec("mlp", (4,), 3, (5,))
-    models = StackedModels.from_seeds(spec, [0, 1])
+    models = Stack.from_seeds(spec, [0, 1])
     x = torch.randn(2, 9, 4)
     means = channel_means(models, x, "embedding")
     nothing = mean_replacement(torch.zeros(2, 5, dtype=torch.bool), means)
@@ -82,4 +83,4 @@ def test_mean_replacement_edit():
     logits = models.forward(x, edits={"embedding": everything})[0]
     assert torch.allclose(logits, logits[:, :1].expand_as(logits))  # every sample sees the same embedding
     with pytest.raises(ValueError, match="edit logits"):
-        models.forward(x, edits={"logits": lambda h: h})
+        models.forward(x, edits={"logits": Edit(lambda h: h)})

@@ -1,13 +1,17 @@
-"""The batched engine: each model ends where training it alone would; selection; logging; errors."""
+"""The engine: each stacked copy ends where training it alone would; systems of several modules;
+stages (init, freeze, label-free, augmentation); feeding; selection; logging; devices; errors."""
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from cmkd_lab.losses import make_loss
-from cmkd_lab.models import ModelSpec, build_model
-from cmkd_lab.training import TeacherOutputs, TrainConfig, fit
+from cmkd_lab.metrics import weighted_f1
+from cmkd_lab.models import ModelSpec, Stack, build_model
+from cmkd_lab.systems import Distillation, train_classifier
+from cmkd_lab.training import Head, StepResult, System, TrainConfig, build_seeded, fit, gradient_reversal
 
 SEEDS = [0, 1, 2, 3]
 
@@ -19,9 +23,16 @@ def data(n_models, n=64, shape=(10,), classes=3, seed=0):
     return x, y
 
 
-def assert_same_models(batched, alone, index, atol=1e-5):
-    for name, value in batched.models.params.items():
-        assert torch.allclose(value[index], alone.models.params[name][0], atol=atol), name
+def assert_same_stacks(batched: Stack, alone: Stack, index: int, atol=1e-5):
+    for name, value in batched.state().items():
+        expected = alone.state()[name][0]
+        assert torch.allclose(value[index].to(expected.dtype), expected, atol=atol), name
+
+
+def assert_same_fits(batched, alone, index, atol=1e-5):
+    assert set(batched.modules) == set(alone.modules)
+    for module in batched.modules:
+        assert_same_stacks(batched.modules[module], alone.modules[module], index, atol)
 
 
 @pytest.mark.parametrize(
@@ -30,58 +41,245 @@ def assert_same_models(batched, alone, index, atol=1e-5):
         (ModelSpec("linear", (10,), 3), TrainConfig(epochs=30, lr=0.1)),
         (ModelSpec("mlp", (10,), 3, hidden=(8,)), TrainConfig(epochs=8, lr=0.01, optimizer="adam", batch_size=16)),
         (ModelSpec("cnn1d", (2, 5), 3, hidden=(4, 4)), TrainConfig(epochs=5, lr=0.05, momentum=0.9, batch_size=20)),
+        (ModelSpec("cnn2d", (1, 8, 7), 3, hidden=(4, 6), batch_norm=True),
+         TrainConfig(epochs=4, lr=0.05, momentum=0.9, batch_size=16)),
+        (ModelSpec("cnn2d", (2, 8, 8), 3, hidden=(4, 6, 6), batch_norm=True, residual=True, downsample="stride"),
+         TrainConfig(epochs=3, lr=0.01, optimizer="adam", batch_size=24)),
     ],
-    ids=["linear-sgd-fullbatch", "mlp-adam-minibatch", "cnn1d-momentum-minibatch"],
+    ids=["linear-sgd-fullbatch", "mlp-adam-minibatch", "cnn1d-momentum-minibatch", "cnn2d-batchnorm",
+         "cnn2d-residual-strided-batchnorm"],
 )
 def test_batched_fit_equals_fitting_each_model_alone(spec, config):
     x, y = data(len(SEEDS), shape=spec.input_shape)
-    batched = fit(spec, x, y, seeds=SEEDS, config=config, progress=False)
+    batched = train_classifier(spec, x, y, seeds=SEEDS, config=config, progress=False)
     for i, seed in enumerate(SEEDS):
-        alone = fit(spec, x[i], y[i], seeds=[seed], config=config, progress=False)
-        assert_same_models(batched, alone, i)
+        alone = train_classifier(spec, x[i], y[i], seeds=[seed], config=config, progress=False)
+        assert_same_fits(batched, alone, i, atol=2e-5)
+
+
+def test_batchnorm_keeps_running_statistics_per_copy_and_uses_them_in_eval_mode():
+    spec = ModelSpec("cnn2d", (1, 8, 7), 3, hidden=(4,), batch_norm=True)
+    x, y = data(2, shape=spec.input_shape)
+    x[1] = 3 * x[1] + 2  # the second copy sees other statistics
+    result = train_classifier(spec, x, y, seeds=[0, 0], config=TrainConfig(epochs=3, lr=0.01), progress=False)
+    stack = result.modules["student"]
+    means = stack.buffers["encoder.bn1.running_mean"]
+    assert not torch.allclose(means[0], means[1]) and int(stack.buffers["encoder.bn1.num_batches_tracked"][0]) == 3
+    for i in range(2):
+        net = stack.module(i)
+        assert not net.training
+        expected, _ = net(x[i])  # eval mode: running statistics, so one sample alone gives the same logits
+        assert torch.allclose(stack.predict(x)[i], expected, atol=1e-5)
+        assert torch.allclose(net(x[i][:1])[0], expected[:1], atol=1e-5)
+
+
+def test_dropout_trains_and_is_off_in_eval_mode():
+    spec = ModelSpec("mlp", (10,), 3, hidden=(32,), dropout=0.5)
+    x, y = data(2)
+    result = train_classifier(spec, x, y, seeds=[0, 1], config=TrainConfig(epochs=40, lr=0.1), progress=False)
+    assert result.history["ce"][-1].mean() < result.history["ce"][0].mean()
+    stack = result.modules["student"]
+    assert torch.equal(stack.predict(x), stack.predict(x))  # no dropout at inference
 
 
 def test_kd_fit_equals_a_plain_pytorch_loop():
     """Against an ordinary nn.Module + torch.optim loop, without the kit's engine."""
     spec = ModelSpec("linear", (10,), 3)
     x, y = data(3)
-    teacher = fit(spec, x, y, seeds=[10, 11, 12], config=TrainConfig(epochs=20), progress=False)
-    outputs = TeacherOutputs.of(teacher.models, x)
+    teacher = train_classifier(spec, x, y, seeds=[10, 11, 12], config=TrainConfig(epochs=20), progress=False)
+    teacher_logits = teacher.modules["student"].predict(x)
     kd = make_loss("kd", temperature=2.0, reduction="mean", kd_weight=0.5)
-    students = fit(spec, x, y, seeds=[0, 1, 2], config=TrainConfig(epochs=50, lr=0.1), loss=kd, teacher=outputs,
-                   progress=False)
+    students = train_classifier(spec, x, y, seeds=[0, 1, 2], config=TrainConfig(epochs=50, lr=0.1), loss=kd,
+                                teacher=teacher.modules["student"], x_teacher=x, progress=False)
     for i in range(3):
         net = build_model(spec, i)
         optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
         for _ in range(50):
             optimizer.zero_grad()
             logits, _ = net(x[i])
-            kl = F.kl_div(F.log_softmax(logits / 2, 1), F.softmax(outputs.logits[i] / 2, 1), reduction="mean")
+            kl = F.kl_div(F.log_softmax(logits / 2, 1), F.softmax(teacher_logits[i] / 2, 1), reduction="mean")
             (F.cross_entropy(logits, y[i]) + 0.5 * kl).backward()
             optimizer.step()
-        assert torch.allclose(students.models.params["head.weight"][i], net.head.weight, atol=1e-5)
+        assert torch.allclose(students.modules["student"].params["head.weight"][i], net.head.weight, atol=1e-5)
 
 
-def test_distillation_with_a_projector_batches_exactly():
+def test_teacher_run_per_batch_equals_cached_teacher_outputs():
+    spec = ModelSpec("mlp", (10,), 3, hidden=(6,))
+    x, y = data(2)
+    teacher = train_classifier(spec, x, y, seeds=[5, 6], config=TrainConfig(epochs=5), progress=False).modules["student"]
+    kd = make_loss("kd", temperature=2.0, reduction="batchmean")
+    config = TrainConfig(epochs=6, batch_size=16, lr=0.05)
+    runs = [fit(Distillation(spec, kd, teacher, cache_teacher=cache), {"x": x, "y": y, "x_teacher": x}, seeds=[0, 1],
+                config=config, progress=False) for cache in (True, False)]
+    for name, value in runs[0].modules["student"].state().items():
+        assert torch.allclose(value, runs[1].modules["student"].state()[name], atol=1e-6), name
+    assert runs[1].record["frozen_modules"] == ["teacher"] and "teacher" not in runs[1].modules
+
+
+def test_loss_owned_modules_train_batch_exactly_and_are_kept():
     spec_t, spec_s = ModelSpec("mlp", (10,), 3, hidden=(6,)), ModelSpec("mlp", (10,), 3, hidden=(5,))
     x, y = data(2)
-    teacher = fit(spec_t, x, y, seeds=[5, 6], config=TrainConfig(epochs=5), progress=False)
-    fitnet = make_loss("fitnet")
-    outputs = TeacherOutputs.of(teacher.models, x, fitnet.teacher_layers)
+    teacher = train_classifier(spec_t, x, y, seeds=[5, 6], config=TrainConfig(epochs=5), progress=False).modules["student"]
     config = TrainConfig(epochs=10, batch_size=16, optimizer="adam", lr=0.01)
-    batched = fit(spec_s, x, y, seeds=[0, 1], config=config, loss=fitnet, teacher=outputs, progress=False)
-    alone = fit(spec_s, x[1], y[1], seeds=[1], config=config, loss=fitnet,
-                teacher=TeacherOutputs(outputs.logits[1:], {k: v[1:] for k, v in outputs.features.items()}), progress=False)
-    assert_same_models(batched, alone, 1)
-    assert set(batched.history) == {"ce", "hint", "total"}
+    for name, owned in (("fitnet", {"projector"}), ("crd", {"embed_student", "embed_teacher"})):
+        loss = make_loss(name)
+        batched = train_classifier(spec_s, x, y, seeds=[0, 1], config=config, loss=loss, teacher=teacher, x_teacher=x,
+                                   progress=False)
+        alone = train_classifier(spec_s, x[1], y[1], seeds=[1], config=config, loss=loss, teacher=teacher.subset([1]),
+                                 x_teacher=x[1], progress=False)
+        assert set(batched.modules) == {"student"} | owned
+        assert_same_fits(batched, alone, 1)
+        start = loss.modules({"embedding": 5}, {"embedding": 6}, 0)
+        for module in owned:  # the kept module is the trained one, not its initialisation
+            assert not torch.allclose(batched.modules[module].params["weight"][0], start[module].weight)
+    assert set(batched.history) == {"ce", "crd", "total"}
 
 
+# ----------------------------------------------------------------------------- a system of several modules
+class TwoEncodersAdversarial(System):
+    """Two modality encoders, a shared classifier, and a modality discriminator behind gradient
+    reversal: the shape of DisCoM-KD's alignment, small."""
+
+    def __init__(self, width=6):
+        self.width = width
+
+    def build(self, seed):
+        width = self.width
+        return build_seeded({
+            "encoder_a": lambda: nn.Sequential(nn.Linear(10, width, bias=False), nn.BatchNorm1d(width), nn.ReLU()),
+            "encoder_b": lambda: nn.Sequential(nn.Linear(7, width), nn.ReLU()),
+            "classifier": lambda: nn.Linear(width, 3),
+            "discriminator": lambda: nn.Linear(width, 2),
+        }, seed, offsets={"encoder_b": 1, "classifier": 2, "discriminator": 3})
+
+    def step(self, modules, batch):
+        s_a, s_b = modules["encoder_a"](batch["x_a"]), modules["encoder_b"](batch["x_b"])
+        logits_a, logits_b = modules["classifier"](s_a), modules["classifier"](s_b)
+        shared = torch.cat([s_a, s_b])
+        domain = torch.cat([torch.zeros(len(s_a), dtype=torch.long), torch.ones(len(s_b), dtype=torch.long)])
+        adversarial = F.cross_entropy(modules["discriminator"](gradient_reversal(shared)), domain)
+        terms = {"ce_a": F.cross_entropy(logits_a, batch["y_a"]), "ce_b": F.cross_entropy(logits_b, batch["y_b"]),
+                 "adv": adversarial}
+        return StepResult({"logits_a": logits_a}, terms)
+
+    def weights(self):
+        return {"adv": 0.5}
+
+    def heads(self):
+        return {"a": Head("y_a", ("encoder_a",)), "b": Head("y_b", ("encoder_b",))}
+
+    def predict(self, modules, batch):
+        return {"a": modules["classifier"](modules["encoder_a"](batch["x_a"])),
+                "b": modules["classifier"](modules["encoder_b"](batch["x_b"]))}
+
+
+def two_modality_data(n_models, n=48, seed=0):
+    x_a, y = data(n_models, n=n, shape=(10,), seed=seed)
+    x_b = x_a[..., :7] + 0.3 * data(n_models, n=n, shape=(7,), seed=seed + 1)[0]
+    return {"x_a": x_a, "y_a": y, "x_b": x_b, "y_b": y.clone()}
+
+
+def test_two_encoders_with_a_discriminator_behind_gradient_reversal_stack_exactly():
+    """≥ 4 seeds, unpaired feeding (each modality shuffled by its own generator), per-head
+    selection on weighted F1: the stack equals the same system trained alone per seed."""
+    train, val = two_modality_data(len(SEEDS)), two_modality_data(len(SEEDS), seed=5)
+    config = TrainConfig(epochs=6, lr=0.01, optimizer="adam", batch_size=16, select="best_val", select_metric="weighted_f1")
+    feeds = {"a": ["x_a", "y_a"], "b": ["x_b", "y_b"]}
+    batched = fit(TwoEncodersAdversarial(), train, seeds=SEEDS, config=config, val=val, feeds=feeds, progress=False)
+    assert set(batched.modules) == {"encoder_a", "encoder_b", "classifier", "discriminator"}
+    assert set(batched.history) >= {"ce_a", "ce_b", "adv", "total", "val_weighted_f1/a", "val_weighted_f1/b"}
+    for i, seed in enumerate(SEEDS):
+        alone = fit(TwoEncodersAdversarial(), {k: v[i:i + 1] for k, v in train.items()}, seeds=[seed], config=config,
+                    val={k: v[i:i + 1] for k, v in val.items()}, feeds=feeds, progress=False)
+        assert_same_fits(batched, alone, i)
+        for head in ("a", "b"):
+            assert batched.selected_epoch[head][i] == alone.selected_epoch[head][0]
+    # per head, the kept encoder is the one of its best validation epoch
+    for head in ("a", "b"):
+        scores = batched.history[f"val_weighted_f1/{head}"]
+        assert np.array_equal(batched.selected_epoch[head], scores.argmax(0) + 1)
+
+
+def test_gradient_reversal_is_identity_forward_and_negates_the_gradient():
+    x = torch.randn(5, 3, requires_grad=True)
+    y = gradient_reversal(x, 0.7)
+    assert torch.equal(y, x)
+    (y * torch.arange(3.0)).sum().backward()
+    assert torch.allclose(x.grad, -0.7 * torch.arange(3.0).expand(5, 3))
+
+
+def test_unpaired_feeding_shuffles_each_group_with_its_own_generator():
+    train = two_modality_data(2)
+    train["y_b"] = train["y_a"].roll(5, dims=1)  # pairs no longer aligned: must not matter to feeding
+    config = TrainConfig(epochs=2, lr=0.01, batch_size=16)
+    paired = fit(TwoEncodersAdversarial(), train, seeds=[0, 1], config=config, progress=False)
+    unpaired = fit(TwoEncodersAdversarial(), train, seeds=[0, 1], config=config, progress=False,
+                   feeds={"a": ["x_a", "y_a"], "b": ["x_b", "y_b"]})
+    assert not torch.allclose(paired.modules["encoder_b"].params["0.weight"], unpaired.modules["encoder_b"].params["0.weight"])
+    with pytest.raises(ValueError, match="disjoint groups"):
+        fit(TwoEncodersAdversarial(), train, seeds=[0, 1], config=config, feeds={"a": ["x_a", "y_a"]})
+
+
+# ----------------------------------------------------------------------------- stages
+class Autoencoder(System):
+    """A label-free stage: reconstruct the input through an encoder and a decoder."""
+
+    def build(self, seed):
+        return {"encoder": nn.Linear(10, 4), "decoder": nn.Linear(4, 10)}
+
+    def step(self, modules, batch):
+        return StepResult({}, {"reconstruction": ((modules["decoder"](modules["encoder"](batch["x"])) - batch["x"]) ** 2).mean()})
+
+
+class Probe(System):
+    """A linear probe on an encoder."""
+
+    def build(self, seed):
+        return {"encoder": nn.Linear(10, 4), "head": nn.Linear(4, 3)}
+
+    def step(self, modules, batch):
+        return StepResult({}, {"ce": F.cross_entropy(modules["head"](modules["encoder"](batch["x"])), batch["y"])})
+
+    def heads(self):
+        return {"probe": Head("y", ("head",))}
+
+    def predict(self, modules, batch):
+        return {"probe": modules["head"](modules["encoder"](batch["x"]))}
+
+
+def test_stages_label_free_then_probe_on_a_frozen_encoder_with_augmentation():
+    x, y = data(3)
+    seen = []
+
+    def augment(batch, generators):
+        noise = torch.stack([torch.randn(batch["x"].shape[1:], generator=g) for g in generators])
+        seen.append(noise[:, 0, 0].clone())
+        return {**batch, "x": batch["x"] + 0.1 * noise}
+
+    ssl = fit(Autoencoder(), {"x": x}, seeds=[0, 1, 2], config=TrainConfig(epochs=30, lr=0.05), augment=augment,
+              progress=False)
+    assert ssl.history["reconstruction"][-1].mean() < ssl.history["reconstruction"][0].mean()
+    assert not torch.equal(seen[0], seen[1])  # a fresh augmentation every step
+    probe = fit(Probe(), {"x": x, "y": y}, seeds=[0, 1, 2], config=TrainConfig(epochs=20, lr=0.1),
+                init={"encoder": ssl.modules["encoder"]}, freeze=["encoder"], progress=False)
+    assert torch.equal(probe.modules["encoder"].params["weight"], ssl.modules["encoder"].params["weight"])
+    assert probe.record["frozen_modules"] == ["encoder"]
+    fine_tuned = fit(Probe(), {"x": x, "y": y}, seeds=[0, 1, 2], config=TrainConfig(epochs=20, lr=0.1),
+                     init={"encoder": ssl.modules["encoder"]}, progress=False)
+    assert not torch.equal(fine_tuned.modules["encoder"].params["weight"], ssl.modules["encoder"].params["weight"])
+    # seeded: the same call gives the same numbers, augmentation included
+    again = fit(Autoencoder(), {"x": x}, seeds=[0, 1, 2], config=TrainConfig(epochs=30, lr=0.05), augment=augment,
+                progress=False)
+    assert torch.equal(again.modules["encoder"].params["weight"], ssl.modules["encoder"].params["weight"])
+
+
+# ----------------------------------------------------------------------------- logs, selection, records
 def test_every_loss_term_is_logged_per_epoch_by_name():
     spec = ModelSpec("linear", (10,), 3)
     x, y = data(2)
-    teacher = TeacherOutputs.of(fit(spec, x, y, seeds=[0, 1], config=TrainConfig(epochs=3), progress=False).models, x)
-    result = fit(spec, x, y, seeds=[0, 1], config=TrainConfig(epochs=7), loss=make_loss("dkd"), teacher=teacher,
-                 progress=False)
+    teacher = train_classifier(spec, x, y, seeds=[0, 1], config=TrainConfig(epochs=3), progress=False).modules["student"]
+    result = train_classifier(spec, x, y, seeds=[0, 1], config=TrainConfig(epochs=7), loss=make_loss("dkd"),
+                              teacher=teacher, x_teacher=x, progress=False)
     assert set(result.history) == {"ce", "tckd", "nckd", "total"}
     assert all(v.shape == (7, 2) for v in result.history.values())
     frame = result.history_frame()
@@ -90,41 +288,98 @@ def test_every_loss_term_is_logged_per_epoch_by_name():
     assert np.allclose(total, result.history["total"], atol=1e-5)
 
 
-def test_best_val_selects_the_epoch_with_the_best_validation_accuracy():
+@pytest.mark.parametrize("metric", ["accuracy", "weighted_f1"])
+def test_best_val_selects_the_epoch_with_the_best_validation_metric(metric):
     spec = ModelSpec("mlp", (10,), 3, hidden=(16,))
     x, y = data(3, n=40)
     x_val, y_val = data(3, n=200, seed=1)
-    result = fit(spec, x, y, seeds=[0, 1, 2], config=TrainConfig(epochs=60, lr=0.5, select="best_val"),
-                 val=(x_val, y_val), progress=False)
-    val_acc = result.history["val_acc"]
-    assert np.array_equal(result.selected_epoch, val_acc.argmax(0) + 1)
-    assert np.allclose(result.accuracy(x_val, y_val), val_acc.max(0))
-    last = fit(spec, x, y, seeds=[0, 1, 2], config=TrainConfig(epochs=60, lr=0.5), val=(x_val, y_val), progress=False)
-    assert np.allclose(last.accuracy(x_val, y_val), val_acc[-1])
+    config = TrainConfig(epochs=60, lr=0.5, select="best_val", select_metric=metric)
+    result = train_classifier(spec, x, y, seeds=[0, 1, 2], config=config, val=(x_val, y_val), progress=False)
+    scores = result.history[f"val_{metric}"]
+    assert np.array_equal(result.selected_epoch["student"], scores.argmax(0) + 1)
+    score = {"accuracy": lambda z: (z.argmax(-1) == y_val).double().mean(-1), "weighted_f1": lambda z: weighted_f1(z, y_val)}
+    assert np.allclose(score[metric](result.modules["student"].predict(x_val)).numpy(), scores.max(0))
+    last = train_classifier(spec, x, y, seeds=[0, 1, 2], config=TrainConfig(epochs=60, lr=0.5), val=(x_val, y_val),
+                            progress=False)
+    assert np.allclose((last.modules["student"].predict(x_val).argmax(-1) == y_val).double().mean(-1).numpy(),
+                       last.history["val_accuracy"][-1])
 
 
 def test_same_parameters_give_the_same_numbers():
     spec = ModelSpec("mlp", (10,), 3, hidden=(8,))
     x, y = data(2)
     config = TrainConfig(epochs=4, batch_size=10)
-    first = fit(spec, x, y, seeds=[0, 1], config=config, progress=False)
-    second = fit(spec, x, y, seeds=[0, 1], config=config, progress=False)
-    assert all(torch.equal(first.models.params[k], second.models.params[k]) for k in first.models.params)
-    assert first.record["train_config"]["batch_size"] == 10 and first.record["wall_time_s"] > 0
+    first = train_classifier(spec, x, y, seeds=[0, 1], config=config, progress=False)
+    second = train_classifier(spec, x, y, seeds=[0, 1], config=config, progress=False)
+    assert all(torch.equal(v, second.modules["student"].params[k]) for k, v in first.modules["student"].params.items())
+    record = first.record
+    assert record["train_config"]["batch_size"] == 10 and record["wall_time_s"] > 0
+    assert record["device"] == "cpu" and record["threads"] == 1 and record["system"]["system"] == "distillation"
+
+
+def test_the_engine_sets_its_thread_policy_and_restores_the_callers():
+    torch.set_num_threads(2)
+    seen = []
+
+    class Spy(Probe):
+        def step(self, modules, batch):
+            seen.append(torch.get_num_threads())
+            return super().step(modules, batch)
+
+    x, y = data(1)
+    fit(Spy(), {"x": x, "y": y}, seeds=[0], config=TrainConfig(epochs=1, device="cpu"), progress=False)
+    assert seen == [1] and torch.get_num_threads() == 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_cuda_smoke():
+    spec = ModelSpec("cnn2d", (1, 8, 7), 3, hidden=(4,), batch_norm=True)
+    x, y = data(2, shape=spec.input_shape)
+    config = TrainConfig(epochs=3, lr=0.05, device="cuda")
+    result = train_classifier(spec, x, y, seeds=[0, 1], config=config, progress=False)
+    assert result.record["device"].startswith("cuda") and result.modules["student"].device.type == "cuda"
+    cpu = train_classifier(spec, x, y, seeds=[0, 1], config=TrainConfig(epochs=3, lr=0.05, device="cpu"), progress=False)
+    assert torch.allclose(result.modules["student"].params["head.weight"].cpu(), cpu.modules["student"].params["head.weight"],
+                          atol=1e-4)
 
 
 def test_clear_errors_before_training_starts():
     spec = ModelSpec("linear", (10,), 3)
     x, y = data(2)
+    config = TrainConfig()
     with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'; valid names: adam, sgd"):
         TrainConfig(optimizer="rmsprop")
     with pytest.raises(ValueError, match="unknown select rule 'best_test'; valid: last, best_val"):
         TrainConfig(select="best_test")
+    with pytest.raises(ValueError, match="unknown validation metric 'auc'; valid names: accuracy, weighted_f1"):
+        TrainConfig(select_metric="auc")
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        TrainConfig(device="tpu")
     with pytest.raises(ValueError, match="needs a validation split"):
-        fit(spec, x, y, seeds=[0, 1], config=TrainConfig(select="best_val"), progress=False)
+        train_classifier(spec, x, y, seeds=[0, 1], config=TrainConfig(select="best_val"), progress=False)
     with pytest.raises(ValueError, match="distils from a teacher"):
-        fit(spec, x, y, seeds=[0, 1], config=TrainConfig(), loss=make_loss("kd", temperature=1, reduction="mean"))
+        train_classifier(spec, x, y, seeds=[0, 1], config=config, loss=make_loss("kd", temperature=1, reduction="mean"))
     with pytest.raises(ValueError, match="sample shape"):
-        fit(ModelSpec("linear", (11,), 3), x, y, seeds=[0, 1], config=TrainConfig())
+        train_classifier(ModelSpec("linear", (11,), 3), x, y, seeds=[0, 1], config=config)
     with pytest.raises(ValueError, match="labels must lie in 0..1"):
-        fit(ModelSpec("linear", (10,), 2), x, y, seeds=[0, 1], config=TrainConfig())
+        train_classifier(ModelSpec("linear", (10,), 2), x, y, seeds=[0, 1], config=config)
+    with pytest.raises(ValueError, match="cannot freeze \\['decoder'\\]"):
+        fit(Probe(), {"x": x, "y": y}, seeds=[0, 1], config=config, freeze=["decoder"])
+    with pytest.raises(ValueError, match="init\\['encoder'\\] holds 3 copies but there are 2 seeds"):
+        fit(Probe(), {"x": x, "y": y}, seeds=[0, 1], config=config, init={"encoder": Stack.from_seeds(lambda: nn.Linear(10, 4), [0, 1, 2])})
+    with pytest.raises(ValueError, match="every entry needs \\(models=2, samples"):
+        fit(Probe(), {"x": x[0], "y": y}, seeds=[0, 1], config=config)
+
+
+def test_the_readme_system_example_runs_as_written():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("### Write a system", 1)[1].split("\n## ", 1)[0]
+    (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    namespace: dict = {}
+    exec(code, namespace)
+    result = namespace["result"]
+    assert sorted(result.modules) == ["classifier", "discriminator", "enc_a", "enc_b"]
+    assert result.history["adv"].shape == (20, 4) and np.isfinite(result.history["total"]).all()

@@ -7,11 +7,13 @@ draws the modality Venn diagram of MFH: shared ones are modality-general, the ot
 modality-specific, the rest of each modality is noise.
 
 Study generators (MFH Fig. 2, Fig. 3 and Table 2; their settings in ``shared/papers.md``)
-return the train/test :class:`~cmkd_lab.datasets.core.Splits` and their Venn ratios.
+return the train/test :class:`~cmkd_lab.datasets.core.Splits` and their Venn ratios;
+:func:`ntdh_multiclass` is NTDH's 4-class ``make_classification`` set-up.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -176,6 +178,41 @@ def gaussian_venn(
         np.random.default_rng(seed), a_positions=range(len(a_latent)), b_positions=range(len(b_latent)),
         name="gaussian_venn",
     )
+
+
+NTDH_SAMPLES, NTDH_TRAIN = 10_000, 6_000
+
+
+@functools.lru_cache(maxsize=1)
+def _make_classification() -> tuple[np.ndarray, np.ndarray]:
+    """NTDH's 4-class set (papers.md §2): 10000 samples, 50 informative features, random_state 42;
+    standardised with the first 6000 (training) samples' statistics."""
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(n_samples=NTDH_SAMPLES, n_classes=4, n_features=50, n_informative=50,
+                               n_redundant=0, n_clusters_per_class=1, random_state=42)
+    train = x[:NTDH_TRAIN]
+    return ((x - train.mean(0)) / train.std(0)).astype(np.float32), y
+
+
+def ntdh_multiclass(shift: int, seed: int) -> Splits:
+    """NTDH's 4-class task: student x_b = noise(50) with X[:, 0:20]; teacher x_a = noise(50) with
+    X[:, 20-v:40-v], v = ``shift``, so γ = v/20.
+
+    The noise comes from ``seed`` (the student's first, so it does not depend on v); samples
+    0..5999 train, 6000..9999 test.
+    """
+    if not 0 <= shift <= 20:
+        raise ValueError(f"shift v must lie in 0..20, got {shift}")
+    x, y = _make_classification()
+    rng = np.random.default_rng(seed)
+    x_b = rng.standard_normal(x.shape).astype(np.float32)
+    x_a = rng.standard_normal(x.shape).astype(np.float32)
+    x_b[:, 0:20] = x[:, 0:20]
+    x_a[:, 20 - shift:40 - shift] = x[:, 20 - shift:40 - shift]
+    data = from_arrays({"a": x_a, "b": x_b}, y, name="ntdh_make_classification")
+    index = np.arange(len(y))
+    return Splits(train=data.subset(index[:NTDH_TRAIN]), val=None, test=data.subset(index[NTDH_TRAIN:]))
 
 
 def _register() -> None:

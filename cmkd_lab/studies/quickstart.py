@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from .. import figures
 from ..datasets import Splits
 from ..datasets.synthetic import gaussian_venn, venn_ratios
-from ..experiment import Architecture, StudyResult, Task, run_teacher_student
+from ..experiment import Architecture, StudyRun, Task, run_teacher_student
 from ..losses import make_loss
 from ..notebook import NotebookParameters
 from ..results import summarize
@@ -55,7 +55,7 @@ def make_tasks(p: QuickstartParameters) -> list[Task]:
     return tasks
 
 
-def run(p: QuickstartParameters, progress: bool | None = None) -> StudyResult:
+def run(p: QuickstartParameters, progress: bool | None = None) -> StudyRun:
     config = TrainConfig(epochs=p.epochs, lr=p.lr)
     kd = make_loss("kd", temperature=p.temperature, reduction=p.reduction, kd_weight=p.kd_weight)
     return run_teacher_student(
@@ -71,9 +71,9 @@ def accuracy_figure(table: pd.DataFrame) -> go.Figure:
     return figures.grouped_bars(summary, x="setting", title="Teacher (modality a) and students (modality b)", x_title="")
 
 
-def loss_curves_figure(result: StudyResult) -> go.Figure:
+def loss_curves_figure(result: StudyRun) -> go.Figure:
     """Every loss term of the KD student per epoch, mean over seeds."""
-    history = result.fits["kd"][0].history_frame()
+    history = result.artifacts.fits["kd"][0].history_frame()
     curves = history.groupby(["term", "epoch"], sort=False)["value"].agg(mean="mean", std="std").reset_index()
     curves["std"] = curves["std"].fillna(0.0)
     return figures.metric_vs_knob(curves, x="epoch", color="term", scale=1.0, title="KD student: loss terms per epoch",
@@ -82,8 +82,7 @@ def loss_curves_figure(result: StudyResult) -> go.Figure:
 
 def explore_figure(p: QuickstartParameters, shared: int, a_specific: int, temperature: float, kd_weight: float) -> go.Figure:
     """The Explore callback: re-run the study with new knobs and redraw the accuracy bars."""
-    changed = QuickstartParameters.create(**{**p.as_dict(), "shared": shared, "a_specific": a_specific,
-                                             "temperature": temperature, "kd_weight": kd_weight})
+    changed = p.replace(shared=shared, a_specific=a_specific, temperature=temperature, kd_weight=kd_weight)
     result = run(changed, progress=False)
     ratios = venn_ratios(shared, a_specific, changed.b_specific)
     fig = accuracy_figure(result.table)

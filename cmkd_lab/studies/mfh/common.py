@@ -1,0 +1,88 @@
+"""What the MFH studies share: the KD loss, channel choices, study runs of single fits, the
+per-seed difference of two methods and the paper-vs-kit table."""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ...experiment import StudyRun
+from ...losses import Distiller, make_loss
+from ...metrics import accuracy
+from ...models import ModelSpec
+from ...results import RunLog, paper_vs_kit, summarize, tidy_rows
+from ...systems import train_classifier
+from ...training import FitResult, TrainConfig
+
+OFFICIAL_EPOCHS = 1000
+
+
+def kd_loss(p, **options) -> Distiller:
+    """The KD loss of parameters ``p`` (temperature, reduction, kd_weight)."""
+    return make_loss("kd", temperature=p.temperature, reduction=p.reduction, kd_weight=p.kd_weight, **options)
+
+
+def ratios_table(knob: str, values: Sequence[int], generator: Callable, **options) -> pd.DataFrame:
+    """The Venn shares (α, β, γ) of each value of a generator's ``knob``, one row per setting."""
+    return pd.DataFrame([{"setting": f"{knob} = {v}", **generator(v, 0, n_train=1, n_test=1, **options)[1]} for v in values])
+
+
+# ----------------------------------------------------------------------------- channel choices
+def top_mask(scores: torch.Tensor, ks: torch.Tensor) -> torch.Tensor:
+    """Per model, the ``ks[m]`` highest-scoring channels (k may differ between models)."""
+    ranks = scores.argsort(-1, descending=True).argsort(-1)
+    return ranks < ks.unsqueeze(1)
+
+
+def random_mask(seeds: Sequence[int], ks: torch.Tensor, n_channels: int) -> torch.Tensor:
+    """Per model, ``ks[m]`` channels drawn at random from its seed."""
+    scores = torch.stack([torch.rand(n_channels, generator=torch.Generator().manual_seed(int(s) + 7)) for s in seeds])
+    return top_mask(scores, ks)
+
+
+# ----------------------------------------------------------------------------- single fits as study runs
+def fit_run(study: str, method: str, result: FitResult, rows: Sequence[dict], **tags) -> StudyRun:
+    """A study run of one fit: ``rows``, the fit's record in the log (with ``tags``), the fit."""
+    run = StudyRun(pd.DataFrame(list(rows)), RunLog())
+    run.log.add(study=study, method=method, **tags, **result.record)
+    run.artifacts.fits[method].append(result)
+    return run
+
+
+def classifier_run(
+    study: str, method: str, spec: ModelSpec, train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor], settings: Sequence[dict], *, seeds: Sequence[int], config: TrainConfig,
+    progress: bool | None, tags: Mapping = {}, **options,
+) -> StudyRun:
+    """Students of ``spec`` trained on ``train`` (:func:`~cmkd_lab.systems.train_classifier`
+    with ``options``: loss, teacher…), one ``test_acc`` row per model with its ``settings``."""
+    result = train_classifier(spec, *train, seeds=seeds, config=config, progress=progress,
+                              description=f"{study}: {method}", **options)
+    scores = accuracy(result.predict({"x": test[0]})["student"], test[1]).numpy()
+    return fit_run(study, method, result, tidy_rows(study, method, settings, seeds, "test_acc", scores), **tags)
+
+
+# ----------------------------------------------------------------------------- analysis
+def paired_difference(table: pd.DataFrame, minuend: Mapping, subtrahend: Mapping, on: Sequence[str]) -> pd.DataFrame:
+    """Test accuracy of the rows matching ``minuend`` minus that of the rows matching
+    ``subtrahend`` (e.g. ``{"method": "kd"}``), paired on ``on`` (e.g. setting and seed)."""
+    acc = table[table["metric"] == "test_acc"]
+
+    def values(match: Mapping) -> pd.Series:
+        rows = np.logical_and.reduce([acc[column] == value for column, value in match.items()])
+        return acc[rows].set_index(list(on))["value"]
+
+    return (values(minuend) - values(subtrahend)).rename("value").reset_index()
+
+
+def paper_table(table: pd.DataFrame, paper: pd.DataFrame, on: Sequence[str], tolerance: float,
+                match: Callable[[float], float] = lambda value: round(value, 3)) -> pd.DataFrame:
+    """The published values beside the kit's mean ± std (percent); settings are matched on
+    ``match`` of the first ``on`` column (published settings are rounded)."""
+    on, knob = list(on), on[0]
+    key = lambda frame: frame.assign(**{knob: frame[knob].astype(float).map(match)})  # noqa: E731
+    kit = summarize(table[table["metric"] == "test_acc"], by=on)
+    return paper_vs_kit(key(kit), key(paper), on=on, tolerance=tolerance).round(2)

@@ -1,0 +1,160 @@
+"""MFH Fig. 2 (vary γ) and Fig. 3 (vary α) on Gaussian data (papers.md §1, case study A).
+
+:func:`run_fig2` and :func:`run_fig3` train every (setting × seed) model of a method as one
+batched fit through :func:`~cmkd_lab.experiment.run_teacher_student`.
+
+Rows: ``study`` ∈ mfh_fig2 (setting ``gamma``), mfh_fig3 (``alpha``); ``method`` ∈ teacher,
+no_kd, kd; ``metric`` = test_acc (a fraction).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from ... import figures
+from ...datasets.synthetic import mfh_overlap, mfh_teacher_specific
+from ...experiment import StudyRun, Task, run_teacher_student
+from ...notebook import NotebookParameters
+from ...results import summarize
+from ...training import TrainConfig
+from .common import OFFICIAL_EPOCHS, kd_loss, paired_difference, paper_table, ratios_table
+
+PAPER_TOLERANCE = 2.0  # points: values read off published figures; the official script lands within 1-2 points
+KNOB_TITLES = {"gamma": "γ (modality-general share)", "alpha": "α (teacher-specific share)"}
+
+
+@dataclass(frozen=True)
+class GaussianParameters(NotebookParameters):
+    """Fig. 2 (overlap o → γ) and Fig. 3 (xs1 → α); official settings in the full profile."""
+
+    n_runs: int | None = None
+    epochs: int | None = None
+    overlaps: tuple[int, ...] = (0, 2, 4, 6, 8, 10)
+    xs1_values: tuple[int, ...] = (0, 10, 20, 30, 40)
+    n_train: int = 200
+    n_test: int = 1000
+    lr: float = 0.1
+    temperature: float = 1.0
+    kd_weight: float = 1.0
+    reduction: str = "mean"
+    explore_runs: int = 5
+    explore_epochs: int = 300
+
+    notebook: ClassVar[str] = "02_mfh_gaussian"
+    profile_defaults: ClassVar = {"quick": {"n_runs": 10, "epochs": 300}, "full": {"n_runs": 10, "epochs": OFFICIAL_EPOCHS}}
+    choices: ClassVar = {"reduction": ("mean", "batchmean")}
+
+
+def _sweep_tasks(p: GaussianParameters, generator, knob_values, setting: str) -> list[Task]:
+    """One task per (knob value, seed): train set from seed s, test set from seed s + 1."""
+    tasks = []
+    for value in knob_values:
+        for seed in range(p.n_runs):
+            splits, ratios = generator(value, seed, n_train=p.n_train, n_test=p.n_test)
+            tasks.append(Task(splits, seed, {setting: ratios[setting]}))
+    return tasks
+
+
+def fig2_tasks(p: GaussianParameters) -> list[Task]:
+    """Fig. 2: one task per (overlap, seed), labelled by γ."""
+    return _sweep_tasks(p, mfh_overlap, p.overlaps, "gamma")
+
+
+def fig3_tasks(p: GaussianParameters) -> list[Task]:
+    """Fig. 3: one task per (xs1, seed), labelled by α."""
+    return _sweep_tasks(p, mfh_teacher_specific, p.xs1_values, "alpha")
+
+
+def _run(p: GaussianParameters, tasks: list[Task], study: str, progress: bool | None) -> StudyRun:
+    return run_teacher_student(
+        tasks, study=study, teacher_modality="a", student_modality="b",
+        teacher_config=TrainConfig(epochs=p.epochs, lr=p.lr),  # linear models, full-batch SGD, last epoch
+        losses={"kd": kd_loss(p)}, progress=progress,
+    )
+
+
+def run_fig2(p: GaussianParameters, progress: bool | None = None) -> StudyRun:
+    """MFH Fig. 2: teacher, No-KD and KD students at every γ; one batched fit per method."""
+    return _run(p, fig2_tasks(p), "mfh_fig2", progress)
+
+
+def run_fig3(p: GaussianParameters, progress: bool | None = None) -> StudyRun:
+    """MFH Fig. 3: teacher, No-KD and KD students at every α; one batched fit per method."""
+    return _run(p, fig3_tasks(p), "mfh_fig3", progress)
+
+
+def fig2_ratios(p: GaussianParameters) -> pd.DataFrame:
+    return ratios_table("o", p.overlaps, mfh_overlap)
+
+
+def fig3_ratios(p: GaussianParameters) -> pd.DataFrame:
+    return ratios_table("xs1", p.xs1_values, mfh_teacher_specific)
+
+
+# Published values (percent) read off the figures; see papers.md §1.
+_GAMMAS = (0, 1 / 9, 1 / 4, 3 / 7, 2 / 3, 1)
+_ALPHAS = (0, 1 / 2, 2 / 3, 3 / 4, 4 / 5)
+FIG2_PAPER = pd.DataFrame(
+    [{"gamma": g, "method": "kd", "paper": v} for g, v in zip(_GAMMAS, (66.3, 67.1, 67.9, 68.7, 69.4, 70.1))]
+    + [{"gamma": g, "method": "no_kd", "paper": 67.9} for g in _GAMMAS]
+    + [{"gamma": g, "method": "teacher", "paper": 71.0} for g in _GAMMAS]
+)
+FIG3_PAPER = pd.DataFrame(
+    [{"alpha": a, "method": "teacher", "paper": v} for a, v in zip(_ALPHAS, (58.5, 64.0, 71.5, 78.0, 88.6))]
+    + [{"alpha": 0.0, "method": "kd", "paper": 58.5}, {"alpha": 4 / 5, "method": "kd", "paper": 57.5}]
+    + [{"alpha": a, "method": "no_kd", "paper": 57.4} for a in _ALPHAS]
+)
+
+
+def fig2_paper_table(table: pd.DataFrame) -> pd.DataFrame:
+    return paper_table(table, FIG2_PAPER, ["gamma", "method"], PAPER_TOLERANCE)
+
+
+def fig3_paper_table(table: pd.DataFrame) -> pd.DataFrame:
+    return paper_table(table, FIG3_PAPER, ["alpha", "method"], PAPER_TOLERANCE)
+
+
+def delta_by_seed(table: pd.DataFrame, knob: str) -> pd.DataFrame:
+    """Δ = KD − No-KD per seed and setting (fractions), as a tidy table with method "delta"."""
+    return paired_difference(table, {"method": "kd"}, {"method": "no_kd"}, on=[knob, "seed"]).assign(method="delta")
+
+
+def accuracy_figure(table: pd.DataFrame, knob: str, paper: pd.DataFrame | None = None, title: str = "") -> go.Figure:
+    """Teacher, No-KD and KD accuracy against ``knob`` with ±std bands and the paper's markers."""
+    summary = summarize(table[table["metric"] == "test_acc"], by=["method", knob])
+    return figures.metric_vs_knob(summary, x=knob, reference=paper, title=title, x_title=KNOB_TITLES.get(knob, knob))
+
+
+def delta_figure(table: pd.DataFrame, knob: str, title: str = "") -> go.Figure:
+    """Δ = KD − No-KD (points) against ``knob``, ±std over seeds, with the zero line."""
+    summary = summarize(delta_by_seed(table, knob), by=["method", knob])
+    return figures.zero_line(figures.metric_vs_knob(summary, x=knob, title=title, x_title=KNOB_TITLES.get(knob, knob),
+                                                    y_title="KD − No-KD (points)"))
+
+
+def headline(fig2: pd.DataFrame, fig3: pd.DataFrame) -> str:
+    """The two messages in numbers: Δ per γ (Fig. 2); teacher and KD student from the lowest
+    to the highest α (Fig. 3)."""
+    delta = summarize(delta_by_seed(fig2, "gamma"), by=["gamma"])
+    acc = summarize(fig3[fig3["metric"] == "test_acc"], by=["method", "alpha"]).pivot(index="alpha", columns="method", values="mean")
+    return (f"Fig. 2, KD − No-KD (points): {', '.join(f'γ={g:.2f}: {100 * m:+.2f}' for g, m in zip(delta['gamma'], delta['mean']))}\n"
+            f"Fig. 3: teacher {100 * acc['teacher'].iloc[0]:.1f} → {100 * acc['teacher'].iloc[-1]:.1f}, "
+            f"KD student {100 * acc['kd'].iloc[0]:.1f} → {100 * acc['kd'].iloc[-1]:.1f}")
+
+
+def explore_gaussian(p: GaussianParameters, overlap: int, xs1: int, n_train: int, temperature: float, kd_weight: float) -> go.Figure:
+    """The Explore callback: Fig. 2 at one overlap and Fig. 3 at one xs1, ``explore_runs`` seeds,
+    ``explore_epochs`` epochs; each method of each study is one batched fit."""
+    changed = p.replace(overlaps=(overlap,), xs1_values=(xs1,), n_train=n_train, temperature=temperature,
+                        kd_weight=kd_weight, n_runs=p.explore_runs, epochs=p.explore_epochs)
+    fig2, fig3 = run_fig2(changed, progress=False).table, run_fig3(changed, progress=False).table
+    fig2["setting"] = f"Fig. 2: o = {overlap} (γ = {fig2['gamma'].iloc[0]:.2f})"
+    fig3["setting"] = f"Fig. 3: xs1 = {xs1} (α = {fig3['alpha'].iloc[0]:.2f})"
+    summary = summarize(pd.concat([fig2, fig3]), by=["setting", "method"])
+    return figures.grouped_bars(summary, x="setting", x_title="",
+                                title=f"n_train = {n_train}, T = {temperature}, KD weight = {kd_weight} "
+                                      f"({p.explore_runs} seeds, {p.explore_epochs} epochs)")

@@ -1,0 +1,161 @@
+"""What the NTDH studies share: their parameters, the run with gap metrics, per-task tables,
+correlations and figures.
+
+Every NTDH task has the teacher's view as modality ``a`` and the student's as ``b``. Gap
+metrics per task, on held-out (test) data, are recorded under the student method whose outputs
+they compare with the teacher's: ``ntd`` (non-target divergence, textbook JS by default; 3+
+classes only) and ``cmd_output`` (CMD of the two softmaxes) for ``no_kd`` and every KD method;
+``cmd_input`` (CMD of x_a and x_b; only when both have one shape) depends on the data alone
+and is recorded under ``no_kd``. Δ = KD − No-KD per task; "NTD" in the Δ-vs-NTD analyses is
+the teacher/No-KD divergence, a property of the modality pair measured before any distillation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Mapping, Sequence
+
+import pandas as pd
+import plotly.graph_objects as go
+import torch
+
+from ... import figures
+from ...experiment import Architecture, StudyRun, Task, TaskOutputs, run_teacher_student
+from ...losses import KD_REDUCTIONS, Distiller
+from ...metrics import NTD_VARIANTS, central_moment_discrepancy, non_target_divergence, non_target_log_probs, rank_correlation
+from ...notebook import NotebookParameters
+from ...results import summarize, tidy_rows
+from ...training import TrainConfig
+
+GAP_METRICS = ("ntd", "cmd_input", "cmd_output")
+KNOB_TITLES = {"gamma": "γ (modality-general share)"}
+
+
+@dataclass(frozen=True)
+class NTDHParameters(NotebookParameters):
+    """What every NTDH notebook sets: the KD loss (NTDH's code: T = 0.7, batchmean, no T²) and
+    the gap metrics."""
+
+    temperature: float = 0.7
+    reduction: str = "batchmean"
+    t2_scale: bool = False
+    ntd_variant: str = "js"  # "official": the released code's ½[KL(m‖p_s) + KL(m‖p_t)]
+    cmd_moments: int = 5
+
+    choices: ClassVar = {"reduction": KD_REDUCTIONS, "ntd_variant": NTD_VARIANTS}
+
+
+def kd_options(p: NTDHParameters) -> dict:
+    """The options of the KD loss (``make_loss("kd", **kd_options(p))``)."""
+    return {"temperature": p.temperature, "reduction": p.reduction, "t2_scale": p.t2_scale}
+
+
+def run_with_gaps(
+    tasks: Sequence[Task],
+    p: NTDHParameters,
+    *,
+    study: str,
+    model: Architecture,
+    teacher_config: TrainConfig,
+    losses: Mapping[str, Distiller],
+    student_config: TrainConfig | None = None,
+    progress: bool | None = None,
+) -> StudyRun:
+    """Teacher on ``a``, No-KD and one student per loss on ``b``, every net of ``model``, plus the
+    gap metrics per task. The No-KD student is trained once per distinct student data set (the
+    synthetic sweeps move only the teacher's view) and reported for every task sharing it."""
+    return run_teacher_student(
+        tasks, study=study, teacher_modality="a", student_modality="b", teacher_model=model, student_model=model,
+        teacher_config=teacher_config, student_config=student_config, losses=losses, metrics=(gap_rows,),
+        metric_options={"ntd_variant": p.ntd_variant, "cmd_moments": p.cmd_moments}, progress=progress,
+    )
+
+
+def gap_rows(study: str, outputs: TaskOutputs, options: Mapping) -> list[dict]:
+    """The gap metrics of one task on its test split (see the module docstring for the rules)."""
+    task, teacher = outputs.task, outputs.teacher
+    test, moments = task.splits.test, options["cmd_moments"]
+    row = lambda method, metric, value: tidy_rows(study, method, task.settings, [task.seed], metric, [float(value)])  # noqa: E731
+    rows = []
+    x_a, x_b = test["a"].flatten(1), test["b"].flatten(1)
+    if x_a.shape == x_b.shape:
+        rows += row("no_kd", "cmd_input", central_moment_discrepancy(x_a, x_b, moments))
+    for method, logits in outputs.students.items():
+        if teacher.shape[-1] >= 3:
+            rows += row(method, "ntd", non_target_divergence(teacher, logits, test.labels, variant=options["ntd_variant"]))
+        rows += row(method, "cmd_output", central_moment_discrepancy(teacher.softmax(-1), logits.softmax(-1), moments))
+    return rows
+
+
+# ----------------------------------------------------------------------------- tables
+def per_task(table: pd.DataFrame, settings: Sequence[str], kd_method: str = "kd") -> pd.DataFrame:
+    """One row per task: accuracies (fractions) of teacher/No-KD/KD, Δ = KD − No-KD, and the
+    gap metrics of the teacher/No-KD pair (``ntd``, ``cmd_input``, ``cmd_output``)."""
+    keys = list(settings) + ["seed"]
+    acc = table[table["metric"] == "test_acc"].pivot_table(index=keys, columns="method", values="value")
+    wide = acc[["teacher", "no_kd", kd_method]].rename(columns={kd_method: "kd"})
+    wide["delta"] = wide["kd"] - wide["no_kd"]
+    gaps = table[(table["metric"].isin(GAP_METRICS)) & (table["method"] == "no_kd")]
+    if len(gaps):
+        wide = wide.join(gaps.pivot_table(index=keys, columns="metric", values="value"))
+    return wide.reset_index()
+
+
+def setting_summary(table: pd.DataFrame, settings: Sequence[str], scale_accuracy: float = 100.0) -> pd.DataFrame:
+    """Mean over seeds per setting: accuracies and Δ in percent, gap metrics as measured."""
+    wide = per_task(table, settings)
+    accuracy_columns = ["teacher", "no_kd", "kd", "delta"]
+    wide[accuracy_columns] = wide[accuracy_columns] * scale_accuracy
+    grouped = wide.drop(columns="seed").groupby(list(settings), sort=True)
+    summary = grouped.mean()
+    summary["delta_std"] = grouped["delta"].std()
+    summary["n_seeds"] = grouped.size()
+    return summary.round(4)
+
+
+def delta_ntd_correlation(table: pd.DataFrame, settings: Sequence[str], n_boot: int = 2000, seed: int = 0) -> dict:
+    """Spearman ρ between Δ and NTD over tasks, with a bootstrap interval over tasks."""
+    wide = per_task(table, settings).dropna(subset=["ntd", "delta"])
+    return rank_correlation(wide["ntd"], wide["delta"], n_boot=n_boot, seed=seed)
+
+
+def correlation_line(result: dict, what: str = "Spearman ρ(NTD, Δ)") -> str:
+    return (f"{what} = {result['rho']:+.3f}, 95% bootstrap interval [{result['low']:+.3f}, {result['high']:+.3f}], "
+            f"p = {result['p_value']:.2g}, n = {result['n']}")
+
+
+# ----------------------------------------------------------------------------- figures
+def accuracy_figure(table: pd.DataFrame, knob: str = "gamma", title: str = "") -> go.Figure:
+    summary = summarize(table[table["metric"] == "test_acc"], by=["method", knob])
+    return figures.metric_vs_knob(summary, x=knob, title=title, x_title=KNOB_TITLES.get(knob, knob))
+
+
+def gaps_figure(table: pd.DataFrame, knob: str = "gamma", title: str = "") -> go.Figure:
+    """Each gap metric of the teacher/No-KD pair against ``knob`` (mean ± std over seeds)."""
+    gaps = table[(table["metric"].isin(GAP_METRICS)) & (table["method"] == "no_kd")]
+    summary = summarize(gaps, by=["metric", knob])
+    return figures.metric_vs_knob(summary, x=knob, color="metric", scale=1.0, title=title,
+                                  x_title=KNOB_TITLES.get(knob, knob), y_title="divergence / discrepancy")
+
+
+def delta_vs_ntd_figure(points: pd.DataFrame, color: str, correlation: dict, title: str = "",
+                        hover: str | None = None) -> go.Figure:
+    """Δ against NTD, one marker per row of ``points``, with the rank correlation under the title."""
+    return figures.delta_vs_ntd(points, color, title, correlation_line(correlation), hover)
+
+
+def non_target_sample_figure(teacher: torch.Tensor, student: torch.Tensor, labels: torch.Tensor, sample: int,
+                             heading: str, student_name: str = "student") -> go.Figure:
+    """Teacher's and student's non-target distributions of test sample ``sample`` (logits
+    ``(N, C)``), with their JS divergence and the mean NTD over all samples."""
+    sample = int(sample) % len(labels)
+    label = int(labels[sample])
+    classes = [c for c in range(teacher.shape[-1]) if c != label]
+    one = slice(sample, sample + 1)
+    p_t, p_s = (non_target_log_probs(logits[one], labels[one]).exp()[0, classes] for logits in (teacher, student))
+    js = non_target_divergence(teacher[one], student[one], labels[one]).item()
+    mean_ntd = non_target_divergence(teacher, student, labels).item()
+    title = (f"{heading}, test sample {sample} (label {label}; teacher predicts {int(teacher[sample].argmax())}, "
+             f"student {int(student[sample].argmax())})<br><sup>JS of the non-target distributions = {js:.4f} nats "
+             f"(≤ ln 2 = 0.693); mean NTD over the test set = {mean_ntd:.4f}</sup>")
+    return figures.non_target_bars(classes, p_t.tolist(), p_s.tolist(), title, student_name)
