@@ -28,14 +28,14 @@ def main() -> None:
     fig3 = gaussian.run_fig3(gaussian_params)
     timings["Fig. 3"] = time.perf_counter() - started
     started = time.perf_counter()
-    t2 = table2.run_table2(table2_params)
+    t2 = table2.run(table2_params)
     timings["Table 2"] = time.perf_counter() - started
     print(f"paper vs kit, tolerance ±{gaussian.PAPER_TOLERANCE} points (Fig. 2, Fig. 3), "
           f"±{table2.PAPER_TOLERANCE} points (Table 2)")
     print(gaussian.fig2_paper_table(fig2.table).to_string(index=False))
     print(gaussian.fig3_paper_table(fig3.table).to_string(index=False))
-    print(table2.table2_paper_table(t2.table).to_string(index=False))
-    print(table2.table2_wide(t2.table).T.to_string())
+    print(table2.paper_table(t2.table).to_string(index=False))
+    print(table2.wide_table(t2.table).T.to_string())
     recovery = t2.table[t2.table["metric"] == "channel_recovery"].groupby("teacher_mode")["value"].agg(["mean", "min"])
     print("channel recovery:\n" + recovery.to_string())
     for name, seconds in timings.items():

@@ -28,8 +28,8 @@ import torch
 
 from .datasets import PairedDataset, Splits
 from .losses import Distiller
-from .metrics import accuracy
-from .models import ModelSpec, Stack
+from .metrics import VALIDATION_METRICS, accuracy
+from .models import ModelSpec
 from .results import RunLog, tidy_rows
 from .systems import Distillation
 from .training import FitResult, TrainConfig, fit
@@ -83,10 +83,12 @@ def modality_label(modality: Modality) -> str:
 @dataclass(frozen=True)
 class TaskOutputs:
     """What one task's models produced on its test split: the teacher's logits (``None`` when no
-    teacher was trained) and each student method's logits, for one teacher variant."""
+    teacher was trained) and each student method's logits, for one teacher variant. ``settings``
+    are the task's settings plus the variant column: what the task's rows carry."""
 
     task: Task
     variant: str | None
+    settings: dict
     teacher: torch.Tensor | None
     students: dict[str, torch.Tensor]
 
@@ -277,10 +279,11 @@ def run_teacher_student(
                 rows += tidy_rows(study, name, settings_of(group, v), seeds, "test_acc",
                                   accuracy(student_logits[name][block], labels["test"]).numpy())
         for i, v in enumerate(names):
-            for j, task in enumerate(group):
+            for j, (task, settings) in enumerate(zip(group, settings_of(group, v))):
                 index = i * len(group) + j
                 students = {m: z[index if z.shape[0] > len(group) else j] for m, z in student_logits.items()}
-                outputs = TaskOutputs(task, v, teacher_logits[index] if teacher_logits is not None else None, students)
+                teacher_test = teacher_logits[index] if teacher_logits is not None else None
+                outputs = TaskOutputs(task, v, settings, teacher_test, students)
                 run.artifacts.outputs.append(outputs)
                 for hook in metrics:
                     rows += hook(study, outputs, metric_options or {})
@@ -312,6 +315,16 @@ def _no_kd_logits(group, modality, share, cache, train) -> torch.Tensor:
     return torch.stack([cache[key] for key in keys])
 
 
-def teacher_stack(run: StudyRun, group: int = 0) -> Stack:
-    """The trained teachers of one group of a run, as a stack."""
-    return run.artifacts.fits["teacher"][group].modules["student"]
+def score_hook(metric: str) -> MetricHook:
+    """A metric hook that scores every model of a task on its test split with a registered
+    validation metric (e.g. ``"weighted_f1"``), one row per model, metric named ``test_<metric>``."""
+    score = VALIDATION_METRICS.get(metric)
+
+    def hook(study: str, outputs: TaskOutputs, options: Mapping) -> list[dict]:
+        labels = outputs.task.splits.test.labels
+        models = {"teacher": outputs.teacher, **outputs.students} if outputs.teacher is not None else outputs.students
+        return [row for method, logits in models.items()
+                for row in tidy_rows(study, method, outputs.settings, [outputs.task.seed], f"test_{metric}",
+                                     [float(score(logits, labels))])]
+
+    return hook

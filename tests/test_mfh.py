@@ -93,8 +93,8 @@ def test_venn_diagram_stacks_the_three_shares():
 
 def test_table2_as_released_flag_trains_regular_kd_on_x_a():
     quick = dict(n_runs=2, epochs=30, alg1_epochs=10, alg1_repeats=2, xs2_values=(10,), teacher_modes=("gt",))
-    correct = table2.run_table2(table2.Table2Parameters.create(**quick), progress=False).table
-    released = table2.run_table2(table2.Table2Parameters.create(**quick, regular_kd_as_released=True), progress=False).table
+    correct = table2.run(table2.Table2Parameters.create(**quick), progress=False).table
+    released = table2.run(table2.Table2Parameters.create(**quick, regular_kd_as_released=True), progress=False).table
     pick = lambda t: t[(t["method"] == "kd") & (t["teacher_mode"] == "regular")]["value"].to_numpy()  # noqa: E731
     assert not (pick(correct) == pick(released)).all()
     same = lambda t: t[t["method"] == "no_kd"]["value"].to_numpy()  # noqa: E731
@@ -103,9 +103,9 @@ def test_table2_as_released_flag_trains_regular_kd_on_x_a():
 
 def test_real_study_contract_on_one_small_dataset():
     p = real.RealParameters.create(datasets=("segment",), n_runs=2, epochs=5, alg1_repeats=1)
-    run = real.run_real(p, progress=False)
+    run = real.run(p, progress=False)
     table = run.table
-    assert set(table["teacher_mode"]) == set(real.REAL_TEACHER_MODES)
+    assert set(table["teacher_mode"]) == set(real.TEACHER_MODES)
     assert set(table["method"]) == ALLOWED_METHODS and set(table["dataset"]) == {"segment"}
     assert table.groupby(["method", "teacher_mode", "seed"]).size().eq(1).all()
     assert [fit["method"] for fit in run.log.fits] == ["algorithm1", "no_kd", "kd"]
@@ -119,8 +119,8 @@ def test_real_study_contract_on_one_small_dataset():
 
 def test_explore_callbacks_return_figures():
     p = gaussian.GaussianParameters.create(explore_runs=2, explore_epochs=10)
-    fig = gaussian.explore_gaussian(p, overlap=4, xs1=20, n_train=100, temperature=2.0, kd_weight=0.5)
+    fig = gaussian.explore(p, overlap=4, xs1=20, n_train=100, temperature=2.0, kd_weight=0.5)
     assert len(fig.to_dict()["data"]) == 3
     t = table2.Table2Parameters.create(explore_runs=2, explore_epochs=10)
-    fig = table2.explore_table2(t, xs2=10, n_train=100, temperature=1.0, kd_weight=1.0)
+    fig = table2.explore(t, xs2=10, n_train=100, temperature=1.0, kd_weight=1.0)
     assert len(fig.to_dict()["data"]) == 3

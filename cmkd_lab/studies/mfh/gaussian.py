@@ -21,7 +21,7 @@ from ...experiment import StudyRun, Task, run_teacher_student
 from ...notebook import NotebookParameters
 from ...results import summarize
 from ...training import TrainConfig
-from .common import OFFICIAL_EPOCHS, kd_loss, paired_difference, paper_table, ratios_table
+from .common import OFFICIAL_EPOCHS, kd_loss, paired_difference, paper_comparison, ratios_table
 
 PAPER_TOLERANCE = 2.0  # points: values read off published figures; the official script lands within 1-2 points
 KNOB_TITLES = {"gamma": "γ (modality-general share)", "alpha": "α (teacher-specific share)"}
@@ -111,11 +111,11 @@ FIG3_PAPER = pd.DataFrame(
 
 
 def fig2_paper_table(table: pd.DataFrame) -> pd.DataFrame:
-    return paper_table(table, FIG2_PAPER, ["gamma", "method"], PAPER_TOLERANCE)
+    return paper_comparison(table, FIG2_PAPER, ["gamma", "method"], PAPER_TOLERANCE)
 
 
 def fig3_paper_table(table: pd.DataFrame) -> pd.DataFrame:
-    return paper_table(table, FIG3_PAPER, ["alpha", "method"], PAPER_TOLERANCE)
+    return paper_comparison(table, FIG3_PAPER, ["alpha", "method"], PAPER_TOLERANCE)
 
 
 def delta_by_seed(table: pd.DataFrame, knob: str) -> pd.DataFrame:
@@ -146,7 +146,7 @@ def headline(fig2: pd.DataFrame, fig3: pd.DataFrame) -> str:
             f"KD student {100 * acc['kd'].iloc[0]:.1f} → {100 * acc['kd'].iloc[-1]:.1f}")
 
 
-def explore_gaussian(p: GaussianParameters, overlap: int, xs1: int, n_train: int, temperature: float, kd_weight: float) -> go.Figure:
+def explore(p: GaussianParameters, overlap: int, xs1: int, n_train: int, temperature: float, kd_weight: float) -> go.Figure:
     """The Explore callback: Fig. 2 at one overlap and Fig. 3 at one xs1, ``explore_runs`` seeds,
     ``explore_epochs`` epochs; each method of each study is one batched fit."""
     changed = p.replace(overlaps=(overlap,), xs1_values=(xs1,), n_train=n_train, temperature=temperature,

@@ -50,7 +50,7 @@ REAL_PAIRS = {
     "watch": RealPair({}, "accel", "gyro", Architecture("cnn1d", (16, 32)), Architecture("cnn1d", (16, 32))),
     "segment": RealPair({}, "colour", "shape", Architecture("mlp", (64,)), Architecture("mlp", (32,))),
 }
-REAL_TEACHER_MODES = ("regular", "random", "least_salient", "most_salient")
+TEACHER_MODES = ("regular", "random", "least_salient", "most_salient")
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class RealParameters(NotebookParameters):
             raise ValueError(f"fraction must lie in (0, 1), got {self.fraction}")
 
 
-def real_tasks(p: RealParameters, name: str) -> list[Task]:
+def make_tasks(p: RealParameters, name: str) -> list[Task]:
     """One task per seed: the seeded split of dataset ``name``, both modalities standardised."""
     pair = REAL_PAIRS[name]
     data = load(name, **pair.load_options)
@@ -102,14 +102,14 @@ def _mode_masks(scores: torch.Tensor, fraction: float, seeds: Sequence[int]) -> 
     }
 
 
-def run_real(p: RealParameters, progress: bool | None = None) -> StudyRun:
+def run(p: RealParameters, progress: bool | None = None) -> StudyRun:
     """The protocol on every dataset of ``p``, one group of equal-shape seeds at a time."""
     config = TrainConfig(epochs=p.epochs, lr=p.lr, optimizer="sgd", momentum=p.momentum)
     kd = kd_loss(p, ce_weight=p.kd_ce_weight)
     runs = []
     for name in p.datasets:
         pair = REAL_PAIRS[name]
-        for tasks in groups_of_equal_shape(real_tasks(p, name), [pair.teacher_modality, pair.student_modality]):
+        for tasks in groups_of_equal_shape(make_tasks(p, name), [pair.teacher_modality, pair.student_modality]):
             runs += _run_group(pair, tasks, config, kd, p, progress)
     return StudyRun.concat(runs)
 
@@ -142,17 +142,17 @@ def _run_group(pair: RealPair, tasks: list[Task], config: TrainConfig, kd: Disti
     ]
 
 
-def real_table(table: pd.DataFrame) -> pd.DataFrame:
+def summary_table(table: pd.DataFrame) -> pd.DataFrame:
     """Mean ± std (percent) per dataset and teacher mode, teacher and students side by side."""
     acc = table[table["metric"] == "test_acc"]
     summary = summarize(acc, by=["dataset", "teacher_mode", "method"])
     summary["cell"] = mean_std_cells(summary)
     wide = summary.pivot(index=["dataset", "teacher_mode"], columns="method", values="cell")
-    order = [m for m in REAL_TEACHER_MODES if m in acc["teacher_mode"].unique()]
+    order = [m for m in TEACHER_MODES if m in acc["teacher_mode"].unique()]
     return wide.reindex(pd.MultiIndex.from_product([list(dict.fromkeys(acc["dataset"])), order]))[["teacher", "no_kd", "kd"]]
 
 
-def real_figure(table: pd.DataFrame, title: str = "") -> go.Figure:
+def accuracy_figure(table: pd.DataFrame, title: str = "") -> go.Figure:
     acc = table[(table["metric"] == "test_acc") & (table["method"] != "no_kd")].copy()
     acc["setting"] = acc["dataset"] + " · " + acc["teacher_mode"]
     summary = summarize(acc, by=["setting", "method"])

@@ -27,13 +27,13 @@ import torch
 from ... import figures
 from ...datasets import Splits
 from ...datasets.synthetic import mfh_table2
-from ...experiment import StudyRun, Task, Variant, run_teacher_student, stack_split, teacher_stack
+from ...experiment import StudyRun, Task, Variant, run_teacher_student, stack_split
 from ...models import ModelSpec
 from ...notebook import NotebookParameters
 from ...results import RunLog, mean_std_cells, summarize, tidy_rows
 from ...saliency import ALGORITHM1_CONFIG, algorithm1
 from ...training import TrainConfig
-from .common import OFFICIAL_EPOCHS, classifier_run, fit_run, kd_loss, paper_table, random_mask, ratios_table, top_mask
+from .common import OFFICIAL_EPOCHS, classifier_run, fit_run, kd_loss, paper_comparison, random_mask, ratios_table, top_mask
 
 STUDY = "mfh_table2"
 TEACHER_MODES = ("random", "gt", "alg1")
@@ -70,17 +70,17 @@ class Table2Parameters(NotebookParameters):
     choices: ClassVar = {"reduction": ("mean", "batchmean"), "teacher_modes": TEACHER_MODES}
 
 
-def table2_tasks(p: Table2Parameters) -> tuple[list[Task], list[Task]]:
+def make_tasks(p: Table2Parameters) -> tuple[list[Task], list[Task]]:
     """Per (xs2, run): the regular teacher's task (train s, test s + 1) and the students' task
     (train s + 2, the same test set)."""
     teacher_tasks, student_tasks = [], []
     for xs2 in p.xs2_values:
-        for run in range(p.n_runs):
-            seed = p.base_seed + 3 * run
-            splits, ratios = mfh_table2(xs2, seed, xs1=p.xs1, n_train=p.n_train, n_test=p.n_test)
+        for r in range(p.n_runs):
+            seed = p.base_seed + 3 * r
+            splits, shares = mfh_table2(xs2, seed, xs1=p.xs1, n_train=p.n_train, n_test=p.n_test)
             fresh, _ = mfh_table2(xs2, seed + 2, xs1=p.xs1, n_train=p.n_train, n_test=1)
-            teacher_tasks.append(Task(splits, seed, {"gamma": ratios["gamma"]}))
-            student_tasks.append(Task(Splits(fresh.train, None, splits.test), seed, {"gamma": ratios["gamma"]}))
+            teacher_tasks.append(Task(splits, seed, {"gamma": shares["gamma"]}))
+            student_tasks.append(Task(Splits(fresh.train, None, splits.test), seed, {"gamma": shares["gamma"]}))
     return teacher_tasks, student_tasks
 
 
@@ -90,10 +90,10 @@ def _keeping(mask: torch.Tensor, tasks: list[Task]) -> Variant:
     return lambda x, group: x * mask[[row[id(task)] for task in group]].unsqueeze(1).to(x.dtype)
 
 
-def run_table2(p: Table2Parameters, progress: bool | None = None) -> StudyRun:
+def run(p: Table2Parameters, progress: bool | None = None) -> StudyRun:
     """Regular teacher, No-KD, regular KD, Algorithm 1's joint pair, all MG teachers and all MG
     KD students; every kind of model is one batched fit over settings, runs (and modes)."""
-    teacher_tasks, student_tasks = table2_tasks(p)
+    teacher_tasks, student_tasks = make_tasks(p)
     seeds = [t.seed for t in teacher_tasks]
     shared = torch.tensor(p.xs2_values).repeat_interleave(p.n_runs)  # xs2 of each task
     settings = lambda mode: [{**t.settings, "teacher_mode": mode} for t in teacher_tasks]  # noqa: E731
@@ -101,20 +101,19 @@ def run_table2(p: Table2Parameters, progress: bool | None = None) -> StudyRun:
     runner = dict(study=STUDY, teacher_modality="a", student_modality="b", teacher_config=config,
                   variant_column="teacher_mode", progress=progress)
     regular = run_teacher_student(teacher_tasks, include=("teacher",), variants={"regular": None}, **runner)
-    runs = [regular]
-
     xa, y = stack_split(student_tasks, "train", "a")
     xb, _ = stack_split(student_tasks, "train", "b")
-    test = stack_split(student_tasks, "test", "b")
     n_channels = xa.shape[-1]
     spec = ModelSpec("linear", (n_channels,), 2)
-    # The released code trains its regular-KD student on x_a (a bug); the paper means x_b.
-    kd_input = xa if p.regular_kd_as_released else xb
-    runs.append(classifier_run(STUDY, "no_kd", spec, (xb, y), test, settings("regular"), seeds=seeds, config=config,
-                               progress=progress))
-    runs.append(classifier_run(STUDY, "kd", spec, (kd_input, y), test, settings("regular"), seeds=seeds, config=config,
-                               progress=progress, loss=kd, teacher=teacher_stack(regular), x_teacher=xa))
-
+    on_fresh_draw = dict(test=stack_split(student_tasks, "test", "b"), settings=settings("regular"), seeds=seeds,
+                         config=config, progress=progress)
+    runs = [
+        regular,
+        classifier_run(STUDY, "no_kd", spec, (xb, y), **on_fresh_draw),
+        # The released code trains its regular-KD student on x_a (a bug); the paper means x_b.
+        classifier_run(STUDY, "kd", spec, (xa if p.regular_kd_as_released else xb, y), **on_fresh_draw, loss=kd,
+                       teacher=regular.artifacts.fits["teacher"][0].modules["student"], x_teacher=xa),
+    ]
     truth = torch.arange(n_channels).unsqueeze(0) < shared.unsqueeze(1)
     masks, recovery = {}, []
     for mode in p.teacher_modes:
@@ -159,10 +158,10 @@ TABLE2_PAPER = pd.DataFrame(
 )
 
 
-def table2_paper_table(table: pd.DataFrame) -> pd.DataFrame:
+def paper_table(table: pd.DataFrame) -> pd.DataFrame:
     """Table 2 beside the kit: the paper prints γ to two digits (0.66 for 2/3), so settings are
     matched on γ truncated to two digits; a paper row without a kit setting shows NaN."""
-    return paper_table(table, TABLE2_PAPER, ["gamma", "method", "teacher_mode"], PAPER_TOLERANCE,
+    return paper_comparison(table, TABLE2_PAPER, ["gamma", "method", "teacher_mode"], PAPER_TOLERANCE,
                        match=lambda gamma: math.floor(gamma * 100 + 1e-9) / 100)
 
 
@@ -174,7 +173,7 @@ def _labelled(table: pd.DataFrame, separator: str, names: dict | None = None) ->
     return acc
 
 
-def table2_wide(table: pd.DataFrame) -> pd.DataFrame:
+def wide_table(table: pd.DataFrame) -> pd.DataFrame:
     """Table 2 in the paper's layout: one row per γ, mean ± std (percent) per teacher and student."""
     summary = summarize(_labelled(table, " · ", {"teacher": "teacher", "no_kd": "No-KD", "kd": "KD"}), by=["gamma", "label"])
     summary["cell"] = mean_std_cells(summary)
@@ -183,7 +182,7 @@ def table2_wide(table: pd.DataFrame) -> pd.DataFrame:
     return wide
 
 
-def table2_figure(table: pd.DataFrame, title: str = "") -> go.Figure:
+def accuracy_figure(table: pd.DataFrame, title: str = "") -> go.Figure:
     summary = summarize(_labelled(table, " · "), by=["label", "gamma"])
     return figures.metric_vs_knob(summary, x="gamma", color="label", title=title, x_title="γ of the regular teacher")
 
@@ -213,16 +212,16 @@ def headline(table: pd.DataFrame) -> str:
                      for mode in modes)
 
 
-def table2_ratios(p: Table2Parameters) -> pd.DataFrame:
+def ratios(p: Table2Parameters) -> pd.DataFrame:
     return ratios_table("xs2", p.xs2_values, mfh_table2, xs1=p.xs1)
 
 
-def explore_table2(p: Table2Parameters, xs2: int, n_train: int, temperature: float, kd_weight: float) -> go.Figure:
+def explore(p: Table2Parameters, xs2: int, n_train: int, temperature: float, kd_weight: float) -> go.Figure:
     """The Explore callback: Table 2 at one xs2 with every teacher mode, ``explore_runs`` seeds."""
     changed = p.replace(xs2_values=(xs2,), n_train=n_train, temperature=temperature, kd_weight=kd_weight,
                         n_runs=p.explore_runs, epochs=p.explore_epochs, alg1_epochs=p.explore_epochs,
                         alg1_repeats=min(p.alg1_repeats, 20))
-    acc = run_table2(changed, progress=False).table
+    acc = run(changed, progress=False).table
     acc = acc[acc["metric"] == "test_acc"]
     summary = summarize(acc, by=["teacher_mode", "method"])
     return figures.grouped_bars(summary, x="teacher_mode", x_title="teacher",

@@ -1,0 +1,89 @@
+"""The study runner: variants × tasks in one fit, shared baselines, metric hooks, one result type."""
+
+import numpy as np
+import pytest
+import torch
+
+from cmkd_lab.datasets import Splits, from_arrays
+from cmkd_lab.experiment import Architecture, StudyRun, Task, run_teacher_student, score_hook
+from cmkd_lab.losses import make_loss
+from cmkd_lab.metrics import weighted_f1
+from cmkd_lab.systems import train_classifier
+from cmkd_lab.training import TrainConfig
+
+CONFIG = TrainConfig(epochs=40, lr=0.1)
+
+
+def task(seed, teacher_shift=0, n=120):
+    """Student view b fixed by ``seed``; the teacher's view a depends on ``teacher_shift`` too."""
+    g = torch.Generator().manual_seed(seed)
+    signal = torch.randn(n, 4, generator=g)
+    labels = signal[:, :3].argmax(-1)
+    b = torch.cat([signal[:, :2], torch.randn(n, 4, generator=g)], 1)
+    a = torch.cat([signal, torch.randn(n, 2, generator=torch.Generator().manual_seed(100 + teacher_shift))], 1)
+    data = from_arrays({"a": a, "b": b}, labels)
+    index = np.arange(n)
+    return Task(Splits(data.subset(index[:80]), None, data.subset(index[80:])), seed, {"shift": teacher_shift})
+
+
+def run(tasks, **options):
+    return run_teacher_student(tasks, study="demo", teacher_modality="a", student_modality="b",
+                               teacher_config=CONFIG, progress=False, **options)
+
+
+def test_variants_train_k_teachers_by_m_tasks_in_one_fit_equal_to_alone():
+    tasks = [task(0), task(1)]
+    keep_first = lambda x, group: x * (torch.arange(x.shape[-1]) < 3)  # noqa: E731
+    result = run(tasks, variants={"all": None, "first3": keep_first}, variant_column="teacher_mode",
+                 losses={"kd": make_loss("kd", temperature=2.0, reduction="batchmean")})
+    table = result.table
+    assert set(table.groupby("method")["teacher_mode"].unique().map(tuple)) == {("all", "first3"), ("all",)}
+    assert set(table[table["method"] == "no_kd"]["teacher_mode"]) == {"all"}
+    teacher_fit = result.artifacts.fits["teacher"]
+    assert len(teacher_fit) == 1 and teacher_fit[0].record["n_models"] == 4  # 2 variants × 2 tasks, one fit
+    for i, t in enumerate(tasks):
+        alone = train_classifier(Architecture().spec((6,), 3), keep_first(t.splits.train["a"], [t]), t.splits.train.labels,
+                                 seeds=[t.seed], config=CONFIG, progress=False)
+        accuracy = (alone.modules["student"].predict(keep_first(t.splits.test["a"], [t]))[0].argmax(-1)
+                    == t.splits.test.labels).double().mean().item()
+        row = table[(table["method"] == "teacher") & (table["teacher_mode"] == "first3") & (table["seed"] == t.seed)]
+        assert row["value"].item() == pytest.approx(accuracy, abs=1e-9)
+    outputs = result.artifacts.find(shift=0)
+    assert [o.variant for o in outputs] == ["all", "all", "first3", "first3"]  # variant after variant
+    assert all(o.settings["teacher_mode"] == o.variant and set(o.students) == {"no_kd", "kd"} for o in outputs)
+
+
+def test_the_no_kd_baseline_trains_once_per_distinct_student_data():
+    tasks = [task(0, shift) for shift in (0, 1, 2)] + [task(1, 0)]
+    result = run(tasks, include=("teacher", "no_kd"))
+    no_kd_models = sum(f["n_models"] for f in result.log.fits if f["method"] == "no_kd")
+    assert no_kd_models == 2  # seed 0's three tasks share one student data set
+    no_kd = result.table[result.table["method"] == "no_kd"]
+    assert len(no_kd) == 4 and no_kd[no_kd["seed"] == 0]["value"].nunique() == 1
+    separate = run(tasks, include=("no_kd",), share_baselines=False)
+    assert sum(f["n_models"] for f in separate.log.fits if f["method"] == "no_kd") == 4
+    assert np.allclose(separate.table.sort_values(["seed", "shift"])["value"].to_numpy(),
+                       no_kd.sort_values(["seed", "shift"])["value"].to_numpy())
+
+
+def test_metric_hooks_add_rows_from_the_kept_test_logits():
+    tasks = [task(0), task(1)]
+    result = run(tasks, losses={"kd": make_loss("kd", temperature=2.0, reduction="batchmean")},
+                 metrics=[score_hook("weighted_f1")])
+    f1 = result.table[result.table["metric"] == "test_weighted_f1"]
+    assert set(f1["method"]) == {"teacher", "no_kd", "kd"} and len(f1) == 6
+    for t, logits in result.artifacts.logits("kd"):
+        row = f1[(f1["method"] == "kd") & (f1["seed"] == t.seed)]
+        assert row["value"].item() == pytest.approx(float(weighted_f1(logits, t.splits.test.labels)))
+    both = StudyRun.concat([result, run(tasks, include=("no_kd",))])
+    assert len(both.table) == len(result.table) + 2 and len(both.log.fits) == len(result.log.fits) + 1
+    assert len(both.artifacts.logits("no_kd")) == 4
+
+
+def test_bad_runner_input_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown baseline"):
+        run([task(0)], include=("oracle",))
+    with pytest.raises(ValueError, match="clash with the baselines"):
+        run([task(0)], losses={"teacher": make_loss("ce")})
+    with pytest.raises(ValueError, match="at least one task"):
+        run([])
