@@ -29,7 +29,7 @@ import torch
 from .datasets import PairedDataset, Splits
 from .losses import Distiller
 from .metrics import VALIDATION_METRICS, accuracy
-from .models import ModelSpec
+from .models import ModelSpec, Stack
 from .results import RunLog, tidy_rows
 from .systems import Distillation
 from .training import FitResult, TrainConfig, fit
@@ -113,6 +113,10 @@ class Artifacts:
                 pairs.append((out.task, value))
         return pairs
 
+    def models(self, method: str) -> list[Stack]:
+        """The trained nets of ``method`` (``"teacher"`` or a student), one stack per fit."""
+        return [result.modules["student"] for result in self.fits[method]]
+
     def find(self, **settings) -> list[TaskOutputs]:
         """The outputs of tasks whose settings include ``settings``."""
         return [o for o in self.outputs if all(o.task.settings.get(k) == v for k, v in settings.items())]
@@ -135,7 +139,8 @@ class StudyRun:
             artifacts.outputs.extend(run.artifacts.outputs)
             for method, fits in run.artifacts.fits.items():
                 artifacts.fits[method].extend(fits)
-        return StudyRun(pd.concat([r.table for r in runs], ignore_index=True), log, artifacts)
+        tables = [r.table for r in runs if len(r.table)]
+        return StudyRun(pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(), log, artifacts)
 
 
 # ----------------------------------------------------------------------------- stacking tasks
@@ -211,7 +216,9 @@ def run_teacher_student(
     if clash:
         raise ValueError(f"loss names {sorted(clash)} clash with the baselines; rename them")
     student_config = student_config or teacher_config
-    variants = dict(variants or {None: None})
+    if variants is not None and not variants:
+        raise ValueError("variants is empty: pass None for the plain teacher, or name at least one variant")
+    variants = dict(variants) if variants is not None else {None: None}
     names = list(variants)
     run = StudyRun(pd.DataFrame(), log if log is not None else RunLog())
     rows = []

@@ -321,6 +321,9 @@ class Stack:
             raise ValueError(f"inputs hold {m} model slices but there are {self.n_models} models")
         edits = dict(edits or {})
         names = list(edits)
+        plain = [n for n in names if not isinstance(edits[n], Edit)]
+        if plain:
+            raise TypeError(f"edits of a stack must be Edit(function, per-copy args), got plain functions for {plain}")
 
         def one(params, buffers, inputs, edit_args):
             bound = {name: _bind_edit(edits[name].function, args) for name, args in zip(names, edit_args)}

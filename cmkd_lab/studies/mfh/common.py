@@ -79,7 +79,7 @@ def paired_difference(table: pd.DataFrame, minuend: Mapping, subtrahend: Mapping
 
 
 def paper_comparison(table: pd.DataFrame, paper: pd.DataFrame, on: Sequence[str], tolerance: float,
-                match: Callable[[float], float] = lambda value: round(value, 3)) -> pd.DataFrame:
+                     match: Callable[[float], float] = lambda value: round(value, 3)) -> pd.DataFrame:
     """The published values beside the kit's mean ± std (percent); settings are matched on
     ``match`` of the first ``on`` column (published settings are rounded)."""
     on, knob = list(on), on[0]

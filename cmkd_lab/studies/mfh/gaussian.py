@@ -140,8 +140,10 @@ def headline(fig2: pd.DataFrame, fig3: pd.DataFrame) -> str:
     """The two messages in numbers: Δ per γ (Fig. 2); teacher and KD student from the lowest
     to the highest α (Fig. 3)."""
     delta = summarize(delta_by_seed(fig2, "gamma"), by=["gamma"])
-    acc = summarize(fig3[fig3["metric"] == "test_acc"], by=["method", "alpha"]).pivot(index="alpha", columns="method", values="mean")
-    return (f"Fig. 2, KD − No-KD (points): {', '.join(f'γ={g:.2f}: {100 * m:+.2f}' for g, m in zip(delta['gamma'], delta['mean']))}\n"
+    acc = summarize(fig3[fig3["metric"] == "test_acc"], by=["method", "alpha"])
+    acc = acc.pivot(index="alpha", columns="method", values="mean")
+    gains = ", ".join(f"γ={g:.2f}: {100 * m:+.2f}" for g, m in zip(delta["gamma"], delta["mean"]))
+    return (f"Fig. 2, KD − No-KD (points): {gains}\n"
             f"Fig. 3: teacher {100 * acc['teacher'].iloc[0]:.1f} → {100 * acc['teacher'].iloc[-1]:.1f}, "
             f"KD student {100 * acc['kd'].iloc[0]:.1f} → {100 * acc['kd'].iloc[-1]:.1f}")
 

@@ -170,10 +170,11 @@ COMPARISONS = {
 
 def comparisons(table: pd.DataFrame) -> pd.DataFrame:
     """Per dataset, each comparison's difference per seed: mean and std over seeds (points)."""
-    keys = ("method", "teacher_mode")
+    rows = lambda pair: dict(zip(("method", "teacher_mode"), pair))  # noqa: E731
     differences = pd.concat([
-        paired_difference(part, dict(zip(keys, minuend)), dict(zip(keys, subtrahend)), on=["seed"]).assign(dataset=name, comparison=label)
+        paired_difference(part, rows(minuend), rows(subtrahend), on=["seed"]).assign(dataset=name, comparison=label)
         for name, part in table.groupby("dataset", sort=False) for label, (minuend, subtrahend) in COMPARISONS.items()
     ])
     summary = summarize(differences, by=["dataset", "comparison"])
-    return summary.assign(mean=100 * summary["mean"], std=100 * summary["std"]).rename(columns={"mean": "mean (points)"}).round(2)
+    summary = summary.assign(mean=100 * summary["mean"], std=100 * summary["std"])
+    return summary.rename(columns={"mean": "mean (points)"}).round(2)

@@ -129,7 +129,8 @@ def run(p: Table2Parameters, progress: bool | None = None) -> StudyRun:
                                   config=dataclasses.replace(ALGORITHM1_CONFIG, epochs=p.alg1_epochs))
             masks[mode] = top_mask(saliency.scores, shared)
             scores = [row for c in range(n_channels) for row in tidy_rows(
-                STUDY, "teacher", [{**s, "channel": c} for s in settings(mode)], seeds, "alg1_score", saliency.scores[:, c].numpy())]
+                STUDY, "teacher", [{**s, "channel": c} for s in settings(mode)], seeds, "alg1_score",
+                saliency.scores[:, c].numpy())]
             runs.append(fit_run(STUDY, "algorithm1", saliency.joint, scores))
         recovery += tidy_rows(STUDY, "teacher", settings(mode), seeds, "channel_recovery",
                               ((masks[mode] & truth).sum(1) / shared).numpy())
@@ -205,11 +206,12 @@ def scores_figure(table: pd.DataFrame, seed: int) -> go.Figure:
 
 def headline(table: pd.DataFrame) -> str:
     """Per channel choice: the MG teacher and its KD student against the regular ones (points)."""
-    acc = summarize(table[table["metric"] == "test_acc"], by=["method", "teacher_mode"]).set_index(["method", "teacher_mode"])["mean"]
-    modes = [m for m in TEACHER_MODES if ("teacher", m) in acc.index]
-    return "\n".join(f"{mode:>6}: MG teacher {100 * (acc[('teacher', mode)] - acc[('teacher', 'regular')]):+.2f} points vs regular; "
-                     f"its KD student {100 * (acc[('kd', mode)] - acc[('kd', 'regular')]):+.2f} points vs regular KD"
-                     for mode in modes)
+    acc = summarize(table[table["metric"] == "test_acc"], by=["method", "teacher_mode"])
+    acc = acc.set_index(["method", "teacher_mode"])["mean"]
+    gain = lambda method, mode: 100 * (acc[(method, mode)] - acc[(method, "regular")])  # noqa: E731
+    return "\n".join(f"{mode:>6}: MG teacher {gain('teacher', mode):+.2f} points vs regular; "
+                     f"its KD student {gain('kd', mode):+.2f} points vs regular KD"
+                     for mode in TEACHER_MODES if ("teacher", mode) in acc.index)
 
 
 def ratios(p: Table2Parameters) -> pd.DataFrame:

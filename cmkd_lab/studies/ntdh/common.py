@@ -75,7 +75,10 @@ def gap_rows(study: str, outputs: TaskOutputs, options: Mapping) -> list[dict]:
     """The gap metrics of one task on its test split (see the module docstring for the rules)."""
     task, teacher = outputs.task, outputs.teacher
     test, moments = task.splits.test, options["cmd_moments"]
-    row = lambda method, metric, value: tidy_rows(study, method, task.settings, [task.seed], metric, [float(value)])  # noqa: E731
+
+    def row(method: str, metric: str, value: torch.Tensor) -> list[dict]:
+        return tidy_rows(study, method, outputs.settings, [task.seed], metric, [float(value)])
+
     rows = []
     x_a, x_b = test["a"].flatten(1), test["b"].flatten(1)
     if x_a.shape == x_b.shape:

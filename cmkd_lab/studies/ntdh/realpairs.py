@@ -64,6 +64,7 @@ def make_tasks(p: RealPairsParameters) -> list[Task]:
 
 
 def run(p: RealPairsParameters, progress: bool | None = None) -> StudyRun:
+    """Teacher, No-KD and KD students (one-hidden-layer MLPs, full-batch Adam) on every pair."""
     return run_with_gaps(make_tasks(p), p, study=STUDY, model=Architecture("mlp", (p.hidden,)),
                          teacher_config=TrainConfig(epochs=p.epochs, lr=p.lr, optimizer="adam"),
                          losses={"kd": make_loss("kd", **kd_options(p))}, progress=progress)
