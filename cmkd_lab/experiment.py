@@ -31,7 +31,7 @@ from .losses import Distiller
 from .metrics import VALIDATION_METRICS, accuracy
 from .models import ModelSpec, Stack
 from .results import RunLog, tidy_rows
-from .systems import Distillation
+from .systems import Distillation, train_classifier
 from .training import FitResult, TrainConfig, fit
 
 BASELINES = ("teacher", "no_kd")
@@ -141,6 +141,28 @@ class StudyRun:
                 artifacts.fits[method].extend(fits)
         tables = [r.table for r in runs if len(r.table)]
         return StudyRun(pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(), log, artifacts)
+
+
+# ----------------------------------------------------------------------------- single fits as study runs
+def fit_run(study: str, method: str, result: FitResult, rows: Sequence[dict], **tags) -> StudyRun:
+    """A study run of one fit: ``rows``, the fit's record in the log (with ``tags``), the fit."""
+    run = StudyRun(pd.DataFrame(list(rows)), RunLog())
+    run.log.add(study=study, method=method, **tags, **result.record)
+    run.artifacts.fits[method].append(result)
+    return run
+
+
+def classifier_run(
+    study: str, method: str, spec: ModelSpec, train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor], settings: Sequence[dict], *, seeds: Sequence[int], config: TrainConfig,
+    progress: bool | None, tags: Mapping = {}, **options,
+) -> StudyRun:
+    """Students of ``spec`` trained on ``train`` (:func:`~cmkd_lab.systems.train_classifier`
+    with ``options``: loss, teacher…), one ``test_acc`` row per model with its ``settings``."""
+    result = train_classifier(spec, *train, seeds=seeds, config=config, progress=progress,
+                              description=f"{study}: {method}", **options)
+    scores = accuracy(result.predict({"x": test[0]})["student"], test[1]).numpy()
+    return fit_run(study, method, result, tidy_rows(study, method, settings, seeds, "test_acc", scores), **tags)
 
 
 # ----------------------------------------------------------------------------- stacking tasks

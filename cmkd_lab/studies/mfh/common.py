@@ -1,5 +1,5 @@
-"""What the MFH studies share: the KD loss, channel choices, study runs of single fits, the
-per-seed difference of two methods and the paper-vs-kit table."""
+"""What the MFH studies share: the KD loss, channel choices, the per-seed difference of two
+methods and the paper-vs-kit table."""
 
 from __future__ import annotations
 
@@ -9,13 +9,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ...experiment import StudyRun
 from ...losses import Distiller, make_loss
-from ...metrics import accuracy
-from ...models import ModelSpec
-from ...results import RunLog, paper_vs_kit, summarize, tidy_rows
-from ...systems import train_classifier
-from ...training import FitResult, TrainConfig
+from ...results import paper_vs_kit, summarize
 
 OFFICIAL_EPOCHS = 1000
 
@@ -41,28 +36,6 @@ def random_mask(seeds: Sequence[int], ks: torch.Tensor, n_channels: int) -> torc
     """Per model, ``ks[m]`` channels drawn at random from its seed."""
     scores = torch.stack([torch.rand(n_channels, generator=torch.Generator().manual_seed(int(s) + 7)) for s in seeds])
     return top_mask(scores, ks)
-
-
-# ----------------------------------------------------------------------------- single fits as study runs
-def fit_run(study: str, method: str, result: FitResult, rows: Sequence[dict], **tags) -> StudyRun:
-    """A study run of one fit: ``rows``, the fit's record in the log (with ``tags``), the fit."""
-    run = StudyRun(pd.DataFrame(list(rows)), RunLog())
-    run.log.add(study=study, method=method, **tags, **result.record)
-    run.artifacts.fits[method].append(result)
-    return run
-
-
-def classifier_run(
-    study: str, method: str, spec: ModelSpec, train: tuple[torch.Tensor, torch.Tensor],
-    test: tuple[torch.Tensor, torch.Tensor], settings: Sequence[dict], *, seeds: Sequence[int], config: TrainConfig,
-    progress: bool | None, tags: Mapping = {}, **options,
-) -> StudyRun:
-    """Students of ``spec`` trained on ``train`` (:func:`~cmkd_lab.systems.train_classifier`
-    with ``options``: loss, teacher…), one ``test_acc`` row per model with its ``settings``."""
-    result = train_classifier(spec, *train, seeds=seeds, config=config, progress=progress,
-                              description=f"{study}: {method}", **options)
-    scores = accuracy(result.predict({"x": test[0]})["student"], test[1]).numpy()
-    return fit_run(study, method, result, tidy_rows(study, method, settings, seeds, "test_acc", scores), **tags)
 
 
 # ----------------------------------------------------------------------------- analysis

@@ -22,14 +22,15 @@ import torch
 
 from ... import figures
 from ...datasets import load, standardise
-from ...experiment import Architecture, StudyRun, Task, groups_of_equal_shape, repeat_models, stack_split
+from ...experiment import (Architecture, StudyRun, Task, classifier_run, fit_run, groups_of_equal_shape, repeat_models,
+                          stack_split)
 from ...losses import Distiller
 from ...metrics import accuracy
 from ...notebook import NotebookParameters
 from ...results import mean_std_cells, summarize, tidy_rows
 from ...saliency import algorithm1, channel_means, mean_replacement
 from ...training import TrainConfig
-from .common import classifier_run, fit_run, kd_loss, paired_difference, random_mask, top_mask
+from .common import kd_loss, paired_difference, random_mask, top_mask
 
 STUDY = "mfh_real"
 

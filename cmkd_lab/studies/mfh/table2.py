@@ -27,13 +27,13 @@ import torch
 from ... import figures
 from ...datasets import Splits
 from ...datasets.synthetic import mfh_table2
-from ...experiment import StudyRun, Task, Variant, run_teacher_student, stack_split
+from ...experiment import StudyRun, Task, Variant, classifier_run, fit_run, run_teacher_student, stack_split
 from ...models import ModelSpec
 from ...notebook import NotebookParameters
 from ...results import RunLog, mean_std_cells, summarize, tidy_rows
 from ...saliency import ALGORITHM1_CONFIG, algorithm1
 from ...training import TrainConfig
-from .common import OFFICIAL_EPOCHS, classifier_run, fit_run, kd_loss, paper_comparison, random_mask, ratios_table, top_mask
+from .common import OFFICIAL_EPOCHS, kd_loss, paper_comparison, random_mask, ratios_table, top_mask
 
 STUDY = "mfh_table2"
 TEACHER_MODES = ("random", "gt", "alg1")
