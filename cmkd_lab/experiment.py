@@ -173,10 +173,11 @@ def stack_split(tasks: Sequence[Task], part: str, modality: Modality) -> tuple[t
 
 
 def groups_of_equal_shape(tasks: Sequence[Task], modalities: Sequence[Modality]) -> list[list[Task]]:
+    """Tasks that can train as one stacked fit: equal input shapes and class counts."""
     groups: dict[tuple, list[Task]] = defaultdict(list)
     for task in tasks:
         key = tuple(
-            (part, tuple(modality_input(data, m).shape))
+            (part, data.n_classes, tuple(modality_input(data, m).shape))
             for part, data in task.splits.parts().items()
             for m in modalities
         )

@@ -198,13 +198,19 @@ def parameters_class(stem: str) -> type[NotebookParameters]:
     """The parameter class of notebook ``stem``, from any module under :mod:`cmkd_lab.studies`."""
     from . import studies
 
-    for module in pkgutil.walk_packages(studies.__path__, f"{studies.__name__}."):
-        importlib.import_module(module.name)
+    broken = {}  # a study module that fails to import must not block the other notebooks
+    for module in pkgutil.walk_packages(studies.__path__, f"{studies.__name__}.", onerror=lambda name: None):
+        try:
+            importlib.import_module(module.name)
+        except Exception as error:  # reported below, with the notebook that needed it
+            broken[module.name] = f"{type(error).__name__}: {error}"
     if stem not in _PARAMETER_CLASSES:
         missing = [p.stem for p in list_notebooks() if p.stem not in _PARAMETER_CLASSES]
+        failures = "".join(f"\n  {name} failed to import: {error}" for name, error in broken.items())
         raise ValueError(
             f"no parameter class for notebook {stem!r}; notebooks without one: {', '.join(missing) or 'none'} "
             "(set `notebook: ClassVar[str] = \"<stem>\"` on a NotebookParameters subclass in cmkd_lab.studies)"
+            + failures
         )
     return _PARAMETER_CLASSES.get(stem)
 

@@ -87,3 +87,13 @@ def test_bad_runner_input_is_a_clear_error():
         run([task(0)], losses={"teacher": make_loss("ce")})
     with pytest.raises(ValueError, match="at least one task"):
         run([])
+
+
+def test_tasks_with_other_class_counts_never_share_a_fit():
+    binary = task(0)
+    labels = (binary.splits.train.labels > 0).long(), (binary.splits.test.labels > 0).long()
+    two_class = Task(Splits(from_arrays(binary.splits.train.modalities, labels[0]), None,
+                            from_arrays(binary.splits.test.modalities, labels[1])), 0, {"shift": "binary"})
+    result = run([task(1), two_class], include=("teacher",))
+    assert len(result.artifacts.fits["teacher"]) == 2
+    assert sorted(z.shape[-1] for _, z in result.artifacts.logits("teacher")) == [2, 3]

@@ -81,6 +81,11 @@ def test_multiclass_contract_and_claims(multiclass):
     assert correlation["rho"] < 0 and correlation["high"] < 0.2, correlation
 
 
+def test_multiclass_log_records_the_fits_of_both_studies(executed):
+    record = json.loads((executed.folder("03_ntdh_multiclass_methods") / "run.json").read_text())
+    assert {fit["study"] for fit in record["fits"]} == {"ntdh_multiclass", "ntdh_methods"}
+
+
 def test_method_table_has_every_method_with_and_without_masking(multiclass):
     methods = multiclass[multiclass["study"] == "ntdh_methods"]
     students = methods[~methods["method"].isin(["teacher", "no_kd"]) & (methods["metric"] == "test_acc")]
