@@ -318,6 +318,8 @@ def test_same_parameters_give_the_same_numbers():
 
 
 def test_the_engine_sets_its_thread_policy_and_restores_the_callers():
+    """Small steps run on one thread, large ones on the caller's threads; an explicit count wins."""
+    previous = torch.get_num_threads()
     torch.set_num_threads(2)
     seen = []
 
@@ -326,9 +328,14 @@ def test_the_engine_sets_its_thread_policy_and_restores_the_callers():
             seen.append(torch.get_num_threads())
             return super().step(modules, batch)
 
-    x, y = data(1)
-    fit(Spy(), {"x": x, "y": y}, seeds=[0], config=TrainConfig(epochs=1, device="cpu"), progress=False)
-    assert seen == [1] and torch.get_num_threads() == 2
+    try:
+        for n_models, n, threads in ((1, 64, None), (2, 2500, None), (1, 64, 2)):
+            x, y = data(n_models, n=n)
+            fit(Spy(), {"x": x, "y": y}, seeds=range(n_models), config=TrainConfig(epochs=1, device="cpu", threads=threads),
+                progress=False)
+        assert seen == [1, 2, 2] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
