@@ -18,7 +18,7 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import pandas as pd
 
@@ -42,7 +42,8 @@ class NotebookParameters:
     output_dir: str | None = None
 
     profile_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {"quick": {}, "full": {}}
-    choices: ClassVar[Mapping[str, Sequence]] = {}
+    # name -> the allowed values, or a function returning them when they can grow (registered datasets)
+    choices: ClassVar[Mapping[str, Sequence | Callable[[], Sequence]]] = {}
     notebook: ClassVar[str | None] = None  # the stem of the notebook these parameters belong to
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -93,6 +94,8 @@ class NotebookParameters:
             if resolved[name] is _REJECTED:
                 raise cls._invalid(f"parameter {name!r} must be {_describe(hints[name])}, got {value!r} ({type(value).__name__})")
             allowed = cls.choices.get(name)
+            if callable(allowed):
+                allowed = allowed()
             if allowed is not None:
                 chosen = resolved[name] if isinstance(resolved[name], (list, tuple)) else [resolved[name]]
                 bad = [v for v in chosen if v not in allowed]

@@ -28,6 +28,10 @@ class Registry(Generic[T]):
 
         return add
 
+    def unregister(self, name: str) -> None:
+        self.get(name)
+        del self._entries[name], self._info[name]
+
     def get(self, name: str) -> T:
         if name not in self._entries:
             raise ValueError(f"unknown {self.kind} {name!r}; valid names: {', '.join(sorted(self._entries))}")

@@ -18,7 +18,9 @@ groups of data keys with their own generators (unpaired modalities).
 from __future__ import annotations
 
 import contextlib
+import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Mapping, NamedTuple, Sequence
 
@@ -308,6 +310,8 @@ def fit(
                     log.setdefault(name, []).append(value)
                 selection.update(epoch, scores, stacks)
         wall_time = time.perf_counter() - started
+        with torch.no_grad():
+            at_chance = _chance_warnings(system, stacks, heads, data, log, seeds, description)
 
     final = {name: Stack(stack.base, {k: v.detach() for k, v in stack.params.items()}, stack.buffers)
              for name, stack in stacks.items() if name in trainable}
@@ -324,6 +328,7 @@ def fit(
         "val_epochs": val_epochs,
         "wall_time_s": wall_time,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "warnings": at_chance,
     }
     history = {name: torch.stack(values).cpu().numpy() for name, values in log.items()}
     return FitResult(final, history, selection.epochs(config.epochs), seeds, record, system)
@@ -351,6 +356,34 @@ def _predict(system: System, stacks: Mapping[str, Stack], batch: dict) -> dict[s
         return system.predict(modules, batch)
 
     return vmap(one, randomness="different")([stacks[n].params for n in names], [stacks[n].buffers for n in names], batch)
+
+
+CHANCE_LOSS_MARGIN = 0.02  # a final cross-entropy within 2 % of ln K
+CHANCE_ACCURACY_MARGIN = 0.05  # a train accuracy at most 1/K + 5 points
+
+
+def _chance_warnings(system, stacks, heads, data, log, seeds, description) -> list[str]:
+    """Per head, the copies whose training ended at chance: train accuracy ≤ 1/K + 5 points, or
+    (for a one-head system logging ``ce``) a final cross-entropy within 2 % of ln K. Each is
+    warned about and returned for the run record."""
+    heads = {h: spec for h, spec in heads.items() if spec.labels in data}
+    if not heads:
+        return []
+    logits = _predict(system, stacks, data)
+    found = []
+    for head, spec in heads.items():
+        n_classes = logits[head].shape[-1]
+        train_accuracy = VALIDATION_METRICS.get("accuracy")(logits[head], data[spec.labels]).cpu()
+        at_chance = train_accuracy <= 1 / n_classes + CHANCE_ACCURACY_MARGIN
+        if len(heads) == 1 and "ce" in log:
+            at_chance |= (log["ce"][-1].cpu() >= (1 - CHANCE_LOSS_MARGIN) * math.log(n_classes))
+        for i in torch.nonzero(at_chance).flatten().tolist():
+            message = (f"{description}: head {head!r} of seed {seeds[i]} ended at chance (train accuracy "
+                       f"{100 * float(train_accuracy[i]):.1f}% with {n_classes} classes): check the inputs' scale "
+                       "(standardise them), the learning rate and the number of epochs")
+            found.append(message)
+            warnings.warn(message, stacklevel=3)
+    return found
 
 
 def _validation_scores(system, stacks, heads, val, metric) -> dict[str, torch.Tensor]:

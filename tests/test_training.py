@@ -390,3 +390,13 @@ def test_the_readme_system_example_runs_as_written():
     result = namespace["result"]
     assert sorted(result.modules) == ["classifier", "discriminator", "enc_a", "enc_b"]
     assert result.history["adv"].shape == (20, 4) and np.isfinite(result.history["total"]).all()
+
+
+def test_a_fit_that_ends_at_chance_warns_and_records_it():
+    spec = ModelSpec("linear", (10,), 3)
+    x, y = data(2)
+    x[1] = torch.randn(64, 10) * 1e-3  # copy 1 sees no signal: it cannot leave chance
+    y[1] = torch.arange(64) % 3
+    with pytest.warns(UserWarning, match="seed 1 ended at chance"):
+        result = train_classifier(spec, x, y, seeds=[0, 1], config=TrainConfig(epochs=30), progress=False)
+    assert len(result.record["warnings"]) == 1 and "standardise" in result.record["warnings"][0]

@@ -18,10 +18,17 @@ DATASETS: Registry[Callable[..., PairedDataset]] = Registry("dataset")
 def register_dataset(name: str, *, kind: str, description: str, is_available: Callable[[], bool] | None = None):
     """Register a loader ``f(**options) -> PairedDataset`` under ``name``.
 
-    ``kind`` is "synthetic", "offline" (installs with the kit) or "download" (needs a script in
-    data_scripts/); ``is_available`` tells whether the data is on disk now.
+    ``kind`` is "synthetic", "offline" (installs with the kit), "download" (needs a script in
+    data_scripts/), "user" (the user datasets folder, see :mod:`.user`) or any other word for a
+    dataset defined in code; ``is_available`` tells whether the data is on disk now.
     """
     return DATASETS.register(name, kind=kind, description=description, is_available=is_available)
+
+
+def real_dataset_names() -> list[str]:
+    """The registered datasets of real paired data (every kind but "synthetic"), which the
+    real-data studies take by name."""
+    return [name for name in DATASETS.names() if DATASETS.info(name)["kind"] != "synthetic"]
 
 
 def list_datasets() -> pd.DataFrame:
@@ -51,5 +58,10 @@ def load(name: str, **options) -> PairedDataset:
 
 from . import synthetic  # noqa: E402,F401  (registers the synthetic datasets)
 from . import real, remote  # noqa: E402,F401  (register mfeat, watch, segment and the download datasets)
+from . import user  # noqa: E402  (last: user datasets never shadow the kit's own)
 
-__all__ = ["PairedDataset", "Splits", "from_arrays", "split_dataset", "standardise", "list_datasets", "load", "register_dataset"]
+user.register_folder()
+user.import_modules()
+
+__all__ = ["PairedDataset", "Splits", "from_arrays", "split_dataset", "standardise", "list_datasets", "load",
+           "real_dataset_names", "register_dataset"]

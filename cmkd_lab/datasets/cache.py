@@ -135,10 +135,8 @@ def read_manifest(name: str, root: Path | None = None) -> dict[str, Any]:
     path = folder / MANIFEST
     hint = create_command(name)
     if not path.exists():
-        raise DataNotPreparedError(
-            f"dataset {name!r} is not on disk (looked in {folder}). Run {hint} to create it; "
-            f"set {ENV_VAR} to use another data folder."
-        )
+        elsewhere = "" if root else f"; set {ENV_VAR} to use another data folder"
+        raise DataNotPreparedError(f"dataset {name!r} is not on disk (looked in {folder}). Run {hint} to create it{elsewhere}.")
     try:
         manifest = json.loads(path.read_text())
         if manifest.get("format") != FORMAT_VERSION or not isinstance(manifest.get("arrays"), dict):

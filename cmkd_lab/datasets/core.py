@@ -2,11 +2,13 @@
 
 Every dataset in the kit, synthetic, real or brought by the user, is a :class:`PairedDataset`.
 Splits are seeded, stratified by label, and group-disjoint whenever groups exist (for example
-subjects), so that no subject is seen in training and tested on.
+subjects), so that no subject is seen in training and tested on. Group splits hold out one fold of
+a fixed group k-fold per seed, so seeds 0..k-1 test on disjoint groups.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -17,12 +19,20 @@ from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 @dataclass(frozen=True)
 class PairedDataset:
-    """N paired samples: ``modalities[name][i]`` for every name belongs to ``labels[i]``."""
+    """N paired samples: ``modalities[name][i]`` for every name belongs to ``labels[i]``.
+
+    ``class_names[c]`` names class ``c``; it defaults to "0".."K-1" for labels 0..K-1.
+    """
 
     modalities: dict[str, torch.Tensor]
     labels: torch.Tensor
     groups: np.ndarray | None = None
     name: str = "dataset"
+    class_names: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        n_classes = int(self.labels.max().item()) + 1 if len(self) else 0
+        object.__setattr__(self, "class_names", tuple(self.class_names) or tuple(map(str, range(n_classes))))
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -33,7 +43,7 @@ class PairedDataset:
 
     @property
     def n_classes(self) -> int:
-        return int(self.labels.max().item()) + 1 if len(self) else 0
+        return len(self.class_names)
 
     def shape(self, modality: str) -> tuple[int, ...]:
         """Shape of one sample of ``modality``."""
@@ -54,11 +64,12 @@ class PairedDataset:
             labels=self.labels[index],
             groups=None if self.groups is None else self.groups[index.numpy()],
             name=self.name,
+            class_names=self.class_names,
         )
 
     def select(self, *modality_names: str) -> "PairedDataset":
         """The same samples with only the named modalities."""
-        return PairedDataset({m: self[m] for m in modality_names}, self.labels, self.groups, self.name)
+        return PairedDataset({m: self[m] for m in modality_names}, self.labels, self.groups, self.name, self.class_names)
 
     def split(self, seed: int, val_fraction: float = 0.15, test_fraction: float = 0.15) -> "Splits":
         """Seeded train/val/test split: stratified, group-disjoint when ``groups`` is set."""
@@ -81,6 +92,10 @@ class Splits:
     train: PairedDataset
     val: PairedDataset | None
     test: PairedDataset
+
+    def test_groups(self) -> list | None:
+        """The distinct groups of the test part, sorted (for a run log); None without groups."""
+        return None if self.test.groups is None else np.unique(self.test.groups).tolist()
 
     def parts(self) -> dict[str, PairedDataset]:
         named = {"train": self.train, "val": self.val, "test": self.test}
@@ -116,7 +131,7 @@ def standardise(splits: Splits, modalities: Mapping[str, str] | list[str], per: 
         for new, old in names.items():
             values = data[old] if per == "channel" else data[old].flatten(1)
             views[new] = (values - stats[new][0]) / stats[new][1]
-        return PairedDataset(views, data.labels, data.groups, data.name)
+        return PairedDataset(views, data.labels, data.groups, data.name, data.class_names)
 
     return splits.map(part)
 
@@ -126,11 +141,16 @@ def from_arrays(
     labels,
     groups=None,
     name: str | None = None,
+    relabel: bool = False,
+    class_names=None,
 ) -> PairedDataset:
     """Build a :class:`PairedDataset` from arrays, checking them first.
 
-    ``modalities`` maps a name to an array of shape ``(N, ...)``; ``labels`` holds N integers
-    (class indices 0..K-1); ``groups`` (optional) holds N group ids, e.g. subjects.
+    ``modalities`` maps a name to an array of shape ``(N, ...)``; ``labels`` holds N class indices
+    0..K-1, every class present; ``groups`` (optional) holds N group ids, e.g. subjects.
+    ``relabel=True`` accepts any labels (strings, 1..K, {0, 5, 10}) and maps their sorted distinct
+    values to 0..K-1, keeping the values as ``class_names``. ``class_names`` (optional) names
+    classes 0..K-1 and lets some of them be absent from the data (e.g. a subset of subjects).
     """
     if not isinstance(modalities, Mapping) or not modalities:
         raise ValueError("modalities must be a non-empty dict {name: array of shape (N, ...)}")
@@ -144,10 +164,27 @@ def from_arrays(
         if not np.all(np.isfinite(label_array)) or np.any(label_array != np.round(label_array)):
             raise ValueError("labels must be integers (class indices); found non-integer values")
         label_array = label_array.astype(np.int64)
-    if label_array.dtype.kind not in "iu":
-        raise ValueError(f"labels must be integers (class indices), got dtype {label_array.dtype}")
-    if label_array.min() < 0:
-        raise ValueError("labels must be class indices >= 0; found a negative label")
+    if relabel:
+        if class_names is not None:
+            raise ValueError("pass relabel=True or class_names, not both: relabel=True names the classes after their labels")
+        values, label_array = np.unique(label_array, return_inverse=True)
+        class_names = [str(value) for value in values]
+    elif label_array.dtype.kind not in "iu":
+        raise ValueError(
+            f"labels must be integers (class indices), got dtype {label_array.dtype}; pass relabel=True "
+            f"to encode them as 0..K-1 (their sorted values become class_names)"
+        )
+    present = np.unique(label_array)
+    if class_names is None and not np.array_equal(present, np.arange(len(present))):
+        raise ValueError(
+            f"labels must be the class indices 0..K-1 with every class present; found {len(present)} distinct "
+            f"labels {_listed(present)}. Pass relabel=True to map them to 0..{len(present) - 1} (the labels "
+            f"become class_names), or class_names=[...] if some classes are absent from the data"
+        )
+    if class_names is not None and not 0 <= present[0] <= present[-1] < len(class_names):
+        raise ValueError(
+            f"labels must index class_names, 0..{len(class_names) - 1}; found labels {_listed(present)}"
+        )
 
     tensors = {}
     for modality, values in modalities.items():
@@ -164,6 +201,11 @@ def from_arrays(
         array = array.astype(np.float32)
         if array.ndim == 1:
             array = array[:, None]
+        if 0 in array.shape[1:]:
+            raise ValueError(
+                f"modality {modality!r} has samples of shape {array.shape[1:]}, which hold no values; "
+                f"give it at least one feature or leave it out"
+            )
         if not np.all(np.isfinite(array)):
             bad = int((~np.isfinite(array.reshape(n, -1))).any(axis=1).sum())
             raise ValueError(f"modality {modality!r} contains NaN or infinite values in {bad} samples")
@@ -174,18 +216,31 @@ def from_arrays(
         group_array = np.asarray(groups)
         if group_array.shape != (n,):
             raise ValueError(f"groups must have shape ({n},) like labels, got {group_array.shape}")
-    return PairedDataset(tensors, torch.from_numpy(label_array.astype(np.int64)), group_array, name or "custom")
+    return PairedDataset(
+        tensors, torch.from_numpy(label_array.astype(np.int64)), group_array, name or "custom", class_names or ()
+    )
+
+
+def _listed(values, limit: int = 10) -> str:
+    """``[0, 5, 10]``, or the first ``limit`` values and how many there are."""
+    shown = ", ".join(str(value) for value in values[:limit])
+    return f"[{shown}]" if len(values) <= limit else f"[{shown}, ...] ({len(values)} in all)"
 
 
 def split_dataset(
     dataset: PairedDataset, seed: int, val_fraction: float = 0.15, test_fraction: float = 0.15
 ) -> Splits:
-    """Seeded stratified split; group-disjoint (every group in one part only) when groups exist."""
+    """Seeded stratified split; group-disjoint (every group in one part only) when groups exist.
+
+    Every class must be able to appear in every part. With groups, seeds 0..k-1 test on the k
+    disjoint folds of one group k-fold (k about ``1 / test_fraction``); later seeds warn.
+    """
     if not 0 < test_fraction < 1 or not 0 <= val_fraction < 1 or val_fraction + test_fraction >= 1:
         raise ValueError(
             f"need 0 < test_fraction < 1, 0 <= val_fraction < 1 and their sum < 1; "
             f"got val_fraction={val_fraction}, test_fraction={test_fraction}"
         )
+    _check_class_sizes(dataset, n_parts=2 if val_fraction == 0 else 3)
     index = np.arange(len(dataset))
     labels = dataset.labels.numpy()
     if dataset.groups is None:
@@ -197,11 +252,25 @@ def split_dataset(
                 rest, test_size=val_fraction / (1 - test_fraction), stratify=labels[rest], random_state=seed + 1
             )
     else:
-        rest, test = _group_split(index, labels, dataset.groups, test_fraction, seed)
+        rest, test, n_folds = _group_fold(index, labels, dataset.groups, test_fraction, seed)
+        if seed >= n_folds:
+            warnings.warn(
+                f"dataset {dataset.name!r}: its groups give {n_folds} distinct, disjoint test sets (seeds "
+                f"0..{n_folds - 1}); seed {seed} reshuffles the groups, so its test groups overlap an earlier "
+                f"seed's. Use at most {n_folds} seeds, or a smaller test_fraction for more folds",
+                stacklevel=3,
+            )
         if val_fraction == 0:
             train, val = rest, None
         else:
-            train, val = _group_split(rest, labels, dataset.groups, val_fraction / (1 - test_fraction), seed + 1)
+            train, val, _ = _group_fold(rest, labels, dataset.groups, val_fraction / (1 - test_fraction), seed)
+        left_out = np.setdiff1d(labels, labels[train])
+        if len(left_out):
+            raise ValueError(
+                f"the group-disjoint split of seed {seed} leaves {_class(dataset, left_out[0])} out of training: "
+                f"its groups are confounded with the labels. Use groups that cut across the classes, or "
+                f"split without groups"
+            )
     return Splits(
         train=dataset.subset(np.sort(train)),
         val=None if val is None else dataset.subset(np.sort(val)),
@@ -209,11 +278,36 @@ def split_dataset(
     )
 
 
-def _group_split(index, labels, groups, fraction, seed):
-    """Hold out about ``fraction`` of the groups, keeping class proportions as far as groups allow.
+def _class(dataset: PairedDataset, label) -> str:
+    name = dataset.class_names[label]
+    return f"class {label}" if name == str(label) else f"class {label} ({name!r})"
 
-    StratifiedGroupKFold's shuffle only breaks ties between groups, so with balanced groups every
-    seed would hold out the same ones; the seed therefore also picks which fold is held out.
+
+def _check_class_sizes(dataset: PairedDataset, n_parts: int) -> None:
+    """Every class needs a sample (with groups, a group) for each of the ``n_parts`` parts."""
+    labels = dataset.labels.numpy()
+    kind = "stratified" if dataset.groups is None else "group-disjoint"
+    for label in np.unique(labels):
+        members = labels == label
+        count = f"{members.sum()} sample(s)"
+        units = members.sum()
+        if dataset.groups is not None:
+            units = len(np.unique(dataset.groups[members]))
+            count += f" in {units} group(s)"
+        if units < n_parts:
+            unit = "samples" if dataset.groups is None else "groups (are the groups confounded with the labels?)"
+            raise ValueError(
+                f"{_class(dataset, label)} has {count}; a {kind} split into {n_parts} parts needs at least "
+                f"{n_parts} {unit} per class so that it appears in every part. Add samples of this class, "
+                f"merge it into another or drop it" + ("" if dataset.groups is None else ", or split without groups")
+            )
+
+
+def _group_fold(index, labels, groups, fraction, seed):
+    """Hold out one of k (about ``1 / fraction``) stratified group folds; returns (kept, held, k).
+
+    Seeds 0..k-1 hold out the k folds of one fixed assignment, so they hold out disjoint groups;
+    seed s >= k holds out fold s mod k of the assignment reshuffled with s // k.
     """
     group_ids = groups[index]
     n_groups = len(np.unique(group_ids))
@@ -221,7 +315,6 @@ def _group_split(index, labels, groups, fraction, seed):
     if n_groups < 2 or n_splits < 2:
         raise ValueError(f"cannot make a group-disjoint split of {n_groups} groups with fraction {fraction:.2f}")
     n_splits = min(n_splits, n_groups)
-    folds = list(StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(
-        index, labels[index], group_ids))
-    kept, held = folds[seed % n_splits]
-    return index[kept], index[held]
+    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed // n_splits)
+    kept, held = list(folds.split(index, labels[index], group_ids))[seed % n_splits]
+    return index[kept], index[held], n_splits
