@@ -1,4 +1,5 @@
-"""Command line: ``python -m cmkd_lab list`` and ``python -m cmkd_lab run NOTEBOOK|all``."""
+"""Command line: ``python -m cmkd_lab list``, ``python -m cmkd_lab run NOTEBOOK|all`` and
+``python -m cmkd_lab datasets add|list|remove`` (the user's own datasets)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def _literal(text: str):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cmkd_lab", description="Run the cmkd_lab notebooks headless.")
+    parser = argparse.ArgumentParser(prog="python -m cmkd_lab",
+                                     description="Run the cmkd_lab notebooks headless; add your own datasets.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="list the notebooks, what each shows, and its parameters with types and defaults")
     run = commands.add_parser("run", help="execute a notebook (or 'all') with papermill")
@@ -37,12 +39,47 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                      help="set a notebook parameter (a Python literal, else a string); repeatable")
     run.add_argument("--out", default="outputs", help="output folder (default: outputs)")
+    datasets = commands.add_parser("datasets", help="your own datasets, which every notebook takes by name")
+    actions = datasets.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="store an .npz file's arrays as a dataset (all but labels and groups are modalities)")
+    add.add_argument("name", help="the dataset's name (letters, digits, '_', '-'); not a built-in dataset's")
+    add.add_argument("file", help="an .npz file of named arrays, one row per sample (numpy.savez)")
+    add.add_argument("--labels", default="labels", help="the array of labels (default: labels)")
+    add.add_argument("--groups", help="the array of groups (e.g. subjects) that splits keep together")
+    add.add_argument("--relabel", action="store_true",
+                     help="labels are any values (strings, 1..K): map them to 0..K-1, their sorted values become class names")
+    add.add_argument("--description", default="", help="what the data is, for `datasets list`")
+    add.add_argument("--replace", action="store_true", help="overwrite a user dataset of that name")
+    actions.add_parser("list", help="every registered dataset, built-in and yours, and whether it can be loaded now")
+    remove = actions.add_parser("remove", help="delete one of your datasets")
+    remove.add_argument("name")
     return parser
+
+
+def _datasets(args: argparse.Namespace) -> None:
+    from .datasets import list_datasets, user
+
+    if args.action == "add":
+        data = user.add(args.name, args.file, labels=args.labels, groups=args.groups, relabel=args.relabel,
+                        description=args.description, replace=args.replace)
+        shapes = ", ".join(f"{m} {data.shape(m)}" for m in data.modality_names)
+        groups = "" if data.groups is None else f", {data.summary()['n_groups']} groups"
+        print(f"added {args.name!r} ({user.user_root() / args.name}): {len(data)} samples, {data.n_classes} classes"
+              f"{groups}; modalities {shapes}")
+        print(f"use it by name, e.g. python -m cmkd_lab run 03_ntdh_realpairs -p datasets \"['{args.name}']\"")
+    elif args.action == "list":
+        print(list_datasets().to_string(index=False))
+        print(f"\nuser datasets folder: {user.user_root()} (set {user.ENV_VAR} to use another)")
+    else:
+        print(f"removed {args.name!r} ({user.remove(args.name)})")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "datasets":
+            _datasets(args)
+            return 0
         if args.command == "list":
             for path in list_notebooks():
                 print(f"{path.stem} — {notebook_title(path)}")
@@ -60,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.notebook == "all":
             print(f"summary: {write_summary(args.out)}")
         return 0
-    except (ValueError, FileNotFoundError, NotebookFailed) as error:
+    except (ValueError, FileNotFoundError, ImportError, NotebookFailed) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -32,8 +32,12 @@ def test_from_arrays_builds_the_protocol():
         ({"a": np.zeros((5, 2))}, np.zeros(4, int), None, "has 5 samples but there are 4 labels"),
         ({"a": np.array([[0.0], [np.nan]])}, [0, 1], None, "NaN or infinite values in 1 samples"),
         ({"a": np.zeros((2, 1))}, [0.5, 1.0], None, "labels must be integers"),
-        ({"a": np.zeros((2, 1))}, ["x", "y"], None, "labels must be integers"),
-        ({"a": np.zeros((2, 1))}, [0, -1], None, "negative label"),
+        ({"a": np.zeros((2, 1))}, ["x", "y"], None, r"got dtype <U1; pass relabel=True to encode them as 0..K-1"),
+        ({"a": np.zeros((2, 1))}, [0, -1], None, r"found 2 distinct labels \[-1, 0\]\. Pass relabel=True"),
+        ({"a": np.zeros((3, 1))}, [1, 2, 3], None, r"0\.\.K-1 with every class present; found 3 distinct labels \[1, 2, 3\]"),
+        ({"a": np.zeros((3, 1))}, [0, 5, 10], None, r"labels \[0, 5, 10\]\. Pass relabel=True to map them to 0\.\.2"),
+        ({"a": np.zeros((2, 0))}, [0, 1], None, r"modality 'a' has samples of shape \(0,\), which hold no values"),
+        ({"a": np.zeros((2, 3, 0))}, [0, 1], None, r"samples of shape \(3, 0\)"),
         ({"a": np.zeros((2, 1))}, [0, 1], [1, 2, 3], "groups must have shape"),
         ({}, [0, 1], None, "non-empty dict"),
         ({"a": np.array([["u"], ["v"]])}, [0, 1], None, "must be numeric"),
@@ -42,6 +46,87 @@ def test_from_arrays_builds_the_protocol():
 def test_from_arrays_rejects_bad_input_clearly(modalities, labels, groups, message):
     with pytest.raises(ValueError, match=message):
         from_arrays(modalities, labels, groups)
+
+
+def test_relabel_maps_any_labels_to_indices_and_keeps_their_names():
+    ds = from_arrays({"a": np.zeros((4, 1))}, [10, 0, 5, 10], relabel=True)
+    assert ds.labels.tolist() == [2, 0, 1, 2] and ds.class_names == ("0", "5", "10") and ds.n_classes == 3
+    words = from_arrays({"a": np.zeros((3, 1))}, ["walk", "jog", "walk"], relabel=True)
+    assert words.labels.tolist() == [1, 0, 1] and words.class_names == ("jog", "walk")
+    assert toy().class_names == ("0", "1", "2")
+    assert words.subset([0]).class_names == ("jog", "walk") and words.subset([0]).n_classes == 2
+    assert words.select("a").class_names == ("jog", "walk")
+    with pytest.raises(ValueError, match="pass relabel=True or class_names, not both"):
+        from_arrays({"a": np.zeros((2, 1))}, [0, 1], relabel=True, class_names=["x", "y"])
+
+
+def test_class_names_declare_classes_absent_from_the_data():
+    ds = from_arrays({"a": np.zeros((3, 1))}, [0, 2, 2], class_names=np.array(["calm", "happy", "sad"]))
+    assert ds.n_classes == 3 and ds.class_names == ("calm", "happy", "sad")
+    with pytest.raises(ValueError, match=r"labels must index class_names, 0\.\.1; found labels \[0, 2\]"):
+        from_arrays({"a": np.zeros((2, 1))}, [0, 2], class_names=["calm", "happy"])
+
+
+def test_split_keeps_its_indices_for_a_seed():
+    """Stratified splits must not move, so that recorded results stay reproducible."""
+    ds = from_arrays({"i": np.arange(30)}, np.arange(30) % 3)
+    splits = ds.split(0)
+    assert splits.test["i"][:, 0].int().tolist() == [0, 13, 15, 22, 23]
+    assert splits.val["i"][:, 0].int().tolist() == [7, 8, 9, 19, 26]
+    assert ds.split(5, val_fraction=0).test["i"][:, 0].int().tolist() == [1, 5, 14, 18, 28]
+    assert splits.test_groups() is None
+
+
+@pytest.mark.parametrize("val_fraction, needed", [(0.15, 3), (0.0, 2)])
+def test_split_names_a_class_too_small_for_every_part(val_fraction, needed):
+    labels = np.r_[np.repeat([0, 1], 20), [2] * (needed - 1)]
+    ds = from_arrays({"a": np.zeros(len(labels))}, labels, class_names=["x", "y", "rare"])
+    message = rf"class 2 \('rare'\) has {needed - 1} sample\(s\); a stratified split into {needed} parts needs at least {needed}"
+    with pytest.raises(ValueError, match=message):
+        ds.split(0, val_fraction=val_fraction)
+    from_arrays({"a": np.zeros(len(labels) + 1)}, np.r_[labels, 2]).split(0, val_fraction=val_fraction)
+
+
+def test_group_split_names_a_class_in_too_few_groups():
+    labels = np.r_[np.repeat([0, 1], 30), 2]
+    ds = from_arrays({"a": np.zeros(61)}, labels, groups=np.r_[np.arange(60) % 10, 3])
+    with pytest.raises(ValueError, match=r"class 2 has 1 sample\(s\) in only 1 group\(s\); a group-disjoint split into 3 parts"):
+        ds.split(0)
+
+
+def test_groups_confounded_with_labels_are_refused():
+    labels = np.repeat(np.arange(3), 20)
+    with pytest.raises(ValueError, match="in only 1 group.*confounded with the labels"):
+        from_arrays({"a": np.zeros(60)}, labels, groups=labels).split(0)
+    # each class in 3 groups, yet half the groups go to test: some seed leaves the rare class out of training
+    groups, labels = np.repeat(np.arange(6), 4), np.tile([0, 1, 0, 1], 6)
+    labels[[0, 4, 8]] = 2
+    ds = from_arrays({"a": np.zeros(24)}, labels, groups=groups)
+    refused = 0
+    for seed in range(2):  # test_fraction=0.5: two folds
+        try:
+            assert 2 in ds.split(seed, val_fraction=0.15, test_fraction=0.5).train.labels
+        except ValueError as error:
+            assert f"split of seed {seed} leaves class 2 out of training" in str(error)
+            refused += 1
+    assert refused
+
+
+def test_group_splits_test_distinct_groups_per_seed():
+    """30 subjects: seeds 0..6 hold out the 7 disjoint folds; seed 7 warns that they have run out."""
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(30), 6)
+    ds = from_arrays({"a": rng.standard_normal(180)}, np.tile(np.arange(3), 60), groups=groups)
+    tests = []
+    for seed in range(7):
+        splits = ds.split(seed)
+        assert not set(splits.val.groups) & set(splits.test_groups()) and not set(splits.train.groups) & set(splits.test_groups())
+        tests.append(set(splits.test_groups()))
+    assert all(not a & b for i, a in enumerate(tests) for b in tests[i + 1:])
+    assert set().union(*tests) == set(range(30))
+    with pytest.warns(UserWarning, match=r"give 7 distinct, disjoint test sets \(seeds 0\.\.6\); seed 7 reshuffles"):
+        later = ds.split(7)
+    assert set(later.test_groups()) != tests[0]
 
 
 def test_split_is_seeded_disjoint_and_stratified():

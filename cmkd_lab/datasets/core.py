@@ -32,7 +32,7 @@ class PairedDataset:
 
     def __post_init__(self):
         n_classes = int(self.labels.max().item()) + 1 if len(self) else 0
-        object.__setattr__(self, "class_names", tuple(self.class_names) or tuple(map(str, range(n_classes))))
+        object.__setattr__(self, "class_names", tuple(map(str, self.class_names)) or tuple(map(str, range(n_classes))))
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -141,6 +141,7 @@ def from_arrays(
     labels,
     groups=None,
     name: str | None = None,
+    *,
     relabel: bool = False,
     class_names=None,
 ) -> PairedDataset:
@@ -167,8 +168,7 @@ def from_arrays(
     if relabel:
         if class_names is not None:
             raise ValueError("pass relabel=True or class_names, not both: relabel=True names the classes after their labels")
-        values, label_array = np.unique(label_array, return_inverse=True)
-        class_names = [str(value) for value in values]
+        class_names, label_array = np.unique(label_array, return_inverse=True)
     elif label_array.dtype.kind not in "iu":
         raise ValueError(
             f"labels must be integers (class indices), got dtype {label_array.dtype}; pass relabel=True "
@@ -216,9 +216,8 @@ def from_arrays(
         group_array = np.asarray(groups)
         if group_array.shape != (n,):
             raise ValueError(f"groups must have shape ({n},) like labels, got {group_array.shape}")
-    return PairedDataset(
-        tensors, torch.from_numpy(label_array.astype(np.int64)), group_array, name or "custom", class_names or ()
-    )
+    labels_tensor = torch.from_numpy(label_array.astype(np.int64))
+    return PairedDataset(tensors, labels_tensor, group_array, name or "custom", () if class_names is None else class_names)
 
 
 def _listed(values, limit: int = 10) -> str:
@@ -258,7 +257,7 @@ def split_dataset(
                 f"dataset {dataset.name!r}: its groups give {n_folds} distinct, disjoint test sets (seeds "
                 f"0..{n_folds - 1}); seed {seed} reshuffles the groups, so its test groups overlap an earlier "
                 f"seed's. Use at most {n_folds} seeds, or a smaller test_fraction for more folds",
-                stacklevel=3,
+                stacklevel=2,
             )
         if val_fraction == 0:
             train, val = rest, None
@@ -268,8 +267,9 @@ def split_dataset(
         if len(left_out):
             raise ValueError(
                 f"the group-disjoint split of seed {seed} leaves {_class(dataset, left_out[0])} out of training: "
-                f"its groups are confounded with the labels. Use groups that cut across the classes, or "
-                f"split without groups"
+                f"all its groups went to validation or test, so it is never learnt. Its groups are too few or "
+                f"confounded with the labels; use groups that cut across the classes, smaller val/test "
+                f"fractions, or split without groups"
             )
     return Splits(
         train=dataset.subset(np.sort(train)),
@@ -286,20 +286,24 @@ def _class(dataset: PairedDataset, label) -> str:
 def _check_class_sizes(dataset: PairedDataset, n_parts: int) -> None:
     """Every class needs a sample (with groups, a group) for each of the ``n_parts`` parts."""
     labels = dataset.labels.numpy()
-    kind = "stratified" if dataset.groups is None else "group-disjoint"
     for label in np.unique(labels):
         members = labels == label
-        count = f"{members.sum()} sample(s)"
-        units = members.sum()
-        if dataset.groups is not None:
-            units = len(np.unique(dataset.groups[members]))
-            count += f" in {units} group(s)"
-        if units < n_parts:
-            unit = "samples" if dataset.groups is None else "groups (are the groups confounded with the labels?)"
+        if dataset.groups is None and members.sum() < n_parts:
             raise ValueError(
-                f"{_class(dataset, label)} has {count}; a {kind} split into {n_parts} parts needs at least "
-                f"{n_parts} {unit} per class so that it appears in every part. Add samples of this class, "
-                f"merge it into another or drop it" + ("" if dataset.groups is None else ", or split without groups")
+                f"{_class(dataset, label)} has {members.sum()} sample(s); a stratified split into {n_parts} parts "
+                f"needs at least {n_parts} samples per class so that it appears in every part. Add samples of "
+                f"this class, merge it into another or drop it"
+            )
+        if dataset.groups is None:
+            continue
+        n_groups = len(np.unique(dataset.groups[members]))
+        if n_groups < n_parts:
+            raise ValueError(
+                f"{_class(dataset, label)} has {members.sum()} sample(s) in only {n_groups} group(s); a "
+                f"group-disjoint split into {n_parts} parts needs every class in at least {n_parts} groups. If "
+                f"the groups follow the classes (e.g. one subject per class), they are confounded with the "
+                f"labels: use groups that cut across the classes, or split without groups. Otherwise add groups "
+                f"with this class, merge it into another or drop it"
             )
 
 

@@ -196,7 +196,7 @@ def avmnist(group_by: str = "recording") -> PairedDataset:
     """
     if group_by not in ("recording", "speaker"):
         raise ValueError(f"group_by must be 'recording' or 'speaker', got {group_by!r}")
-    arrays, _ = _load("avmnist")
+    arrays, meta = _load("avmnist")
     recording = arrays["pair_recording"]
     groups = recording if group_by == "recording" else arrays["recording_speaker"][recording]
     return from_arrays(
@@ -204,6 +204,7 @@ def avmnist(group_by: str = "recording") -> PairedDataset:
         arrays["labels"],
         groups=groups,
         name="avmnist",
+        class_names=meta["class_names"],
     )
 
 
@@ -287,12 +288,13 @@ def convert_nyu_depth_v2(
 
 def nyu_depth_v2() -> PairedDataset:
     """NYU Depth V2 labeled frames: ``rgb`` (3xHxW in [0, 1]) and ``depth`` (1xHxW, metres); scene groups."""
-    arrays, _ = _load("nyu_depth_v2")
+    arrays, meta = _load("nyu_depth_v2")
     return from_arrays(
         {"rgb": arrays["rgb"] / np.float32(255), "depth": arrays["depth"]},
         arrays["labels"],
         groups=arrays["scene"],
         name="nyu_depth_v2",
+        class_names=meta["class_names"],
     )
 
 
@@ -388,8 +390,9 @@ def convert_eurosat_ms_sar(
 
 def eurosat_ms_sar() -> PairedDataset:
     """EuroSAT patches: ``ms`` (13 bands, reflectance = stored value / 10000) and ``sar`` (VV, VH as stored)."""
-    arrays, _ = _load("eurosat_ms_sar")
-    return from_arrays({"ms": arrays["ms"] / np.float32(10000), "sar": arrays["sar"]}, arrays["labels"], name="eurosat_ms_sar")
+    arrays, meta = _load("eurosat_ms_sar")
+    return from_arrays({"ms": arrays["ms"] / np.float32(10000), "sar": arrays["sar"]}, arrays["labels"], name="eurosat_ms_sar",
+                       class_names=meta["class_names"])
 
 
 EUROSAT_MS_SAR = DownloadSpec(
@@ -511,11 +514,12 @@ def ravdess(stack_frames: bool = True) -> PairedDataset:
 
     ``stack_frames=True`` gives ``face`` as (3*frames, S, S) for a 2-D CNN; False as (frames, 3, S, S).
     """
-    arrays, _ = _load("ravdess")
+    arrays, meta = _load("ravdess")
     face = arrays["frames"] / np.float32(255)
     if stack_frames:
         face = face.reshape(len(face), -1, *face.shape[-2:])
-    return from_arrays({"audio": arrays["audio"][:, None], "face": face}, arrays["labels"], groups=arrays["actor"], name="ravdess")
+    return from_arrays({"audio": arrays["audio"][:, None], "face": face}, arrays["labels"], groups=arrays["actor"], name="ravdess",
+                       class_names=meta["class_names"])
 
 
 RAVDESS = DownloadSpec(

@@ -69,7 +69,9 @@ def planted_gaussian(
     x_a = rng.standard_normal((n_samples, a_dims))
     x_a[:, a_positions] = latent[:, list(a_latent)]
     x_b[:, b_positions] = latent[:, list(b_latent)]
-    return from_arrays({"a": x_a, "b": x_b}, labels_from_hyperplane(latent, hyperplane), name=name)
+    n_classes = 2 if hyperplane.ndim == 1 else hyperplane.shape[1]  # a small draw may miss a class
+    return from_arrays({"a": x_a, "b": x_b}, labels_from_hyperplane(latent, hyperplane), name=name,
+                       class_names=[str(c) for c in range(n_classes)])
 
 
 def _hyperplane(rng: np.random.Generator, dims: int, n_classes: int) -> np.ndarray:

@@ -51,27 +51,33 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise FileNotFoundError(f"no file {path}; save your arrays with numpy.savez({path.name!r}, name=array, ...)")
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("it holds one unnamed array, not named arrays")
+        with archive:
             return {key: archive[key] for key in archive.files}
-    except (ValueError, OSError, zipfile.BadZipFile, AttributeError, TypeError) as error:
+    except (ValueError, OSError, zipfile.BadZipFile) as error:
         raise ValueError(f"cannot read {path} as an .npz file of numeric arrays ({error}); "
-                         f"write it with numpy.savez({path.name!r}, name=array, ...)") from None
+                         f"write it with numpy.savez({path.with_suffix('.npz').name!r}, name=array, ...)") from None
 
 
 def add(name: str, path: str | os.PathLike, *, labels: str = "labels", groups: str | None = None,
-        description: str = "", replace: bool = False) -> PairedDataset:
+        relabel: bool = False, description: str = "", replace: bool = False) -> PairedDataset:
     """Store the arrays of the ``.npz`` file ``path`` as user dataset ``name`` and register it.
 
-    Array ``labels`` holds the labels (class indices, or strings that become classes in sorted
-    order), array ``groups`` (optional) the group of each sample (e.g. its subject); every other
-    array is a modality. The arrays are checked with :func:`from_arrays` before anything is written.
+    Array ``labels`` holds the labels (class indices 0..K-1, or any values with ``relabel``, as
+    :func:`from_arrays` takes them), array ``groups`` (optional) the group of each sample (e.g. its
+    subject); every other array is a modality. :func:`from_arrays` checks them before anything is
+    written.
     """
     from . import DATASETS
 
     if not NAME_PATTERN.fullmatch(name):
         raise ValueError(f"dataset names are letters, digits, '_' and '-' (not first), got {name!r}")
     if name in DATASETS and DATASETS.info(name)["kind"] != KIND:
-        raise ValueError(f"{name!r} is the name of a built-in dataset ({DATASETS.info(name)['description']}); choose another")
+        info = DATASETS.info(name)
+        raise ValueError(f"{name!r} is the name of a registered dataset ({info['kind']}: {info['description']}); "
+                         "choose another")
     folder = cache.dataset_dir(name, user_root())
     if folder.exists() and not replace:
         raise ValueError(f"user dataset {name!r} exists ({folder}); pass --replace to overwrite it, "
@@ -85,10 +91,8 @@ def add(name: str, path: str | os.PathLike, *, labels: str = "labels", groups: s
     if len(modalities) < 2:
         raise ValueError(f"a paired dataset needs two modalities or more; {Path(path).name} has "
                          f"{list(modalities)} besides the labels and groups")
-    label_values, class_names = arrays[labels], None
-    if label_values.dtype.kind in "US":  # class names given as strings: classes in sorted order
-        class_names, label_values = np.unique(label_values, return_inverse=True)
-    dataset = from_arrays(modalities, label_values, groups=arrays.get(groups) if groups else None, name=name)
+    dataset = from_arrays(modalities, arrays[labels], groups=arrays.get(groups) if groups else None, name=name,
+                          relabel=relabel)
     stored = {**{m: dataset[m].numpy() for m in modalities}, labels: dataset.labels.numpy()}
     if groups:
         stored[groups] = dataset.groups
@@ -96,7 +100,7 @@ def add(name: str, path: str | os.PathLike, *, labels: str = "labels", groups: s
         "modalities": list(modalities),
         "labels": labels,
         "groups": groups,
-        "class_names": [str(c) for c in (class_names if class_names is not None else range(dataset.n_classes))],
+        "class_names": list(dataset.class_names),
         "description": description or f"{Path(path).name}: {len(dataset)} samples, {dataset.n_classes} classes",
         "source": f"{Path(path).name} (sha256 {cache.sha256_file(Path(path))})",
     }
@@ -123,7 +127,8 @@ def remove(name: str) -> Path:
 def _load(name: str) -> PairedDataset:
     arrays, meta = cache.read_arrays(name, root=user_root())
     groups = arrays[meta["groups"]] if meta["groups"] else None
-    return from_arrays({m: arrays[m] for m in meta["modalities"]}, arrays[meta["labels"]], groups=groups, name=name)
+    return from_arrays({m: arrays[m] for m in meta["modalities"]}, arrays[meta["labels"]], groups=groups, name=name,
+                       class_names=meta["class_names"])
 
 
 def _register(name: str, description: str) -> None:

@@ -15,14 +15,15 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .. import datasets, figures
-from ..datasets import PairedDataset
+from ..datasets import PairedDataset, real_dataset_names
 from ..datasets.baselines import view_accuracy
 from ..notebook import NotebookParameters
 
 STUDY = "data_tour"
 OFFLINE = ("mfeat", "watch", "segment")
-# Probe inputs: watch windows are time series, where a linear probe needs shift-invariant features.
-PROBE_FEATURES = {"mfeat": "flatten", "watch": "spectrum", "segment": "flatten"}
+# Probe inputs: watch windows are time series, where a linear probe needs shift-invariant features;
+# any other dataset is flattened.
+PROBE_FEATURES = {"watch": "spectrum"}
 # papers.md, "Real paired data": scaler + logistic regression per view (fractions).
 PAPER_VIEW_ACCURACY = {
     ("mfeat", "fourier"): 0.79, ("mfeat", "profile"): 0.98, ("mfeat", "karhunen_loeve"): 0.94,
@@ -41,7 +42,7 @@ class DataTourParameters(NotebookParameters):
 
     notebook: ClassVar[str] = "01_data_tour"
     profile_defaults: ClassVar = {"quick": {"n_seeds": 2}, "full": {"n_seeds": 5}}
-    choices: ClassVar = {"datasets": OFFLINE}
+    choices: ClassVar = {"datasets": real_dataset_names}
 
 
 def load_all(names) -> dict[str, PairedDataset]:
@@ -50,7 +51,7 @@ def load_all(names) -> dict[str, PairedDataset]:
 
 def modality_gap(loaded: dict[str, PairedDataset], n_seeds: int) -> pd.DataFrame:
     """Per dataset and view, the linear probe's test accuracy for seeds 0..n_seeds-1 (tidy)."""
-    tables = [view_accuracy(d, seeds=range(n_seeds), features=PROBE_FEATURES[name], study=STUDY)
+    tables = [view_accuracy(d, seeds=range(n_seeds), features=PROBE_FEATURES.get(name, "flatten"), study=STUDY)
               for name, d in loaded.items()]
     return pd.concat(tables, ignore_index=True)
 

@@ -1,5 +1,10 @@
 """MFH's real-data protocol (the RAVDESS study, papers.md §1) on real paired datasets.
 
+Any registered dataset of real paired data can be studied by name (the kit's own, downloaded ones,
+the user's). Its teacher → student modalities come from ``pairs`` ("dataset:teacher>student"), else
+from the kit's defaults for its own datasets, else they are its first two modalities; the nets come
+from the defaults, else from each modality's shape (vector: MLP, (C, T): 1-D CNN, (C, H, W): 2-D CNN).
+
 Per dataset and group of equal-shape seeds: Algorithm 1 (joint fit and permutation saliency of
 the teacher's ``embedding`` channels); the teacher in four modes, ``regular`` (whole) or with
 ``fraction`` of its channels replaced by their training mean, chosen ``random``,
@@ -13,6 +18,7 @@ Rows (study ``mfh_real``; settings ``dataset``, ``teacher_mode``): ``test_acc`` 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import ClassVar, Sequence
 
@@ -21,7 +27,7 @@ import plotly.graph_objects as go
 import torch
 
 from ... import figures
-from ...datasets import load, standardise
+from ...datasets import PairedDataset, load, real_dataset_names, standardise
 from ...experiment import (Architecture, StudyRun, Task, classifier_run, fit_run, groups_of_equal_shape, repeat_models,
                           stack_split)
 from ...losses import Distiller
@@ -30,6 +36,7 @@ from ...notebook import NotebookParameters
 from ...results import mean_std_cells, summarize, tidy_rows
 from ...saliency import algorithm1, channel_means, mean_replacement
 from ...training import TrainConfig
+from ..real_data import note_small_test_sets
 from .common import kd_loss, paired_difference, random_mask, top_mask
 
 STUDY = "mfh_real"
@@ -39,18 +46,21 @@ STUDY = "mfh_real"
 class RealPair:
     """A real paired dataset as teacher modality → student modality, with the nets to use."""
 
-    load_options: dict
     teacher_modality: str
     student_modality: str
     teacher: Architecture
     student: Architecture
 
 
-REAL_PAIRS = {
-    "mfeat": RealPair({"views": ["pixels", "zernike"]}, "pixels", "zernike", Architecture("mlp", (128,)), Architecture("mlp", (64,))),
-    "watch": RealPair({}, "accel", "gyro", Architecture("cnn1d", (16, 32)), Architecture("cnn1d", (16, 32))),
-    "segment": RealPair({}, "colour", "shape", Architecture("mlp", (64,)), Architecture("mlp", (32,))),
+# The kit's own datasets: the pair and nets this study was tuned on.
+DEFAULT_PAIRS = {
+    "mfeat": RealPair("pixels", "zernike", Architecture("mlp", (128,)), Architecture("mlp", (64,))),
+    "watch": RealPair("accel", "gyro", Architecture("cnn1d", (16, 32)), Architecture("cnn1d", (16, 32))),
+    "segment": RealPair("colour", "shape", Architecture("mlp", (64,)), Architecture("mlp", (32,))),
 }
+# The net for a modality without a default, by the number of axes of one sample.
+NETS_BY_RANK = {1: Architecture("mlp", (64,)), 2: Architecture("cnn1d", (16, 32)), 3: Architecture("cnn2d", (16, 32))}
+PAIR_FORMAT = re.compile(r"([^:>]+):([^:>]+)>([^:>]+)")
 TEACHER_MODES = ("regular", "random", "least_salient", "most_salient")
 
 
@@ -60,6 +70,7 @@ class RealParameters(NotebookParameters):
     then ``fraction`` of its channels replaced by their training mean."""
 
     datasets: tuple[str, ...] = ("mfeat", "segment")
+    pairs: tuple[str, ...] = ()  # "dataset:teacher>student", e.g. "mine:accel>gyro"
     n_runs: int | None = None
     epochs: int | None = None
     alg1_repeats: int | None = None
@@ -76,19 +87,56 @@ class RealParameters(NotebookParameters):
         "quick": {"n_runs": 5, "epochs": 150, "alg1_repeats": 5},
         "full": {"n_runs": 10, "epochs": 500, "alg1_repeats": 100},
     }
-    choices: ClassVar = {"datasets": tuple(REAL_PAIRS), "reduction": ("mean", "batchmean")}
+    choices: ClassVar = {"datasets": real_dataset_names, "reduction": ("mean", "batchmean")}
 
     def __post_init__(self):
         if not 0 < self.fraction < 1:
             raise ValueError(f"fraction must lie in (0, 1), got {self.fraction}")
+        self.chosen_pairs()
+
+    def chosen_pairs(self) -> dict[str, tuple[str, str]]:
+        """``pairs`` as dataset → (teacher modality, student modality)."""
+        chosen = {}
+        for item in self.pairs:
+            match = PAIR_FORMAT.fullmatch(item)
+            if not match or match[2] == match[3]:
+                raise ValueError(f"pairs: {item!r} is not 'dataset:teacher>student' with two different modalities, "
+                                 "e.g. 'mine:accel>gyro'")
+            if match[1] not in self.datasets:
+                raise ValueError(f"pairs: {item!r} names dataset {match[1]!r}, which is not in datasets {list(self.datasets)}")
+            chosen[match[1]] = (match[2], match[3])
+        return chosen
 
 
-def make_tasks(p: RealParameters, name: str) -> list[Task]:
-    """One task per seed: the seeded split of dataset ``name``, both modalities standardised."""
-    pair = REAL_PAIRS[name]
-    data = load(name, **pair.load_options)
+def choose_pair(p: RealParameters, name: str, data: PairedDataset) -> RealPair:
+    """Dataset ``name``'s pair: from ``p.pairs``, else the defaults, else its first two modalities;
+    nets from the defaults, else by the shape of each modality's samples."""
+    chosen = p.chosen_pairs()
+    if name in chosen:
+        teacher, student = chosen[name]
+    elif name in DEFAULT_PAIRS:
+        return DEFAULT_PAIRS[name]
+    elif len(data.modality_names) >= 2:
+        teacher, student = data.modality_names[:2]
+    else:
+        raise ValueError(f"dataset {name!r} has one modality, {data.modality_names}; MFH needs a teacher's and a student's")
+
+    def net(modality: str) -> Architecture:
+        shape = data.shape(modality)
+        if len(shape) not in NETS_BY_RANK:
+            raise ValueError(f"no net for modality {modality!r} of dataset {name!r}: its samples have shape {shape}; "
+                             "the kit builds nets for vectors, (channels, time) and (channels, height, width)")
+        return NETS_BY_RANK[len(shape)]
+
+    return RealPair(teacher, student, net(teacher), net(student))
+
+
+def make_tasks(p: RealParameters, name: str) -> tuple[RealPair, list[Task]]:
+    """Dataset ``name``'s pair and one task per seed: the seeded split, both modalities standardised."""
+    data = load(name)
+    pair = choose_pair(p, name, data)
     modalities = [pair.teacher_modality, pair.student_modality]
-    return [Task(standardise(data.split(seed), modalities), seed, {"dataset": name}) for seed in range(p.n_runs)]
+    return pair, [Task(standardise(data.split(seed), modalities), seed, {"dataset": name}) for seed in range(p.n_runs)]
 
 
 def _mode_masks(scores: torch.Tensor, fraction: float, seeds: Sequence[int]) -> dict[str, torch.Tensor]:
@@ -107,11 +155,12 @@ def run(p: RealParameters, progress: bool | None = None) -> StudyRun:
     """The protocol on every dataset of ``p``, one group of equal-shape seeds at a time."""
     config = TrainConfig(epochs=p.epochs, lr=p.lr, optimizer="sgd", momentum=p.momentum)
     kd = kd_loss(p, ce_weight=p.kd_ce_weight)
+    studied = [make_tasks(p, name) for name in p.datasets]  # every dataset loads before anything trains
+    note_small_test_sets([task for _, tasks in studied for task in tasks])
     runs = []
-    for name in p.datasets:
-        pair = REAL_PAIRS[name]
-        for tasks in groups_of_equal_shape(make_tasks(p, name), [pair.teacher_modality, pair.student_modality]):
-            runs += _run_group(pair, tasks, config, kd, p, progress)
+    for pair, tasks in studied:
+        for group in groups_of_equal_shape(tasks, [pair.teacher_modality, pair.student_modality]):
+            runs += _run_group(pair, group, config, kd, p, progress)
     return StudyRun.concat(runs)
 
 

@@ -93,7 +93,8 @@ def gap_rows(study: str, outputs: TaskOutputs, options: Mapping) -> list[dict]:
 # ----------------------------------------------------------------------------- tables
 def per_task(table: pd.DataFrame, settings: Sequence[str], kd_method: str = "kd") -> pd.DataFrame:
     """One row per task: accuracies (fractions) of teacher/No-KD/KD, Δ = KD − No-KD, and the
-    gap metrics of the teacher/No-KD pair (``ntd``, ``cmd_input``, ``cmd_output``)."""
+    gap metrics of the teacher/No-KD pair (``ntd``, ``cmd_input``, ``cmd_output``; NaN where not
+    measured, e.g. NTD with two classes)."""
     keys = list(settings) + ["seed"]
     acc = table[table["metric"] == "test_acc"].pivot_table(index=keys, columns="method", values="value")
     wide = acc[["teacher", "no_kd", kd_method]].rename(columns={kd_method: "kd"})
@@ -101,7 +102,7 @@ def per_task(table: pd.DataFrame, settings: Sequence[str], kd_method: str = "kd"
     gaps = table[(table["metric"].isin(GAP_METRICS)) & (table["method"] == "no_kd")]
     if len(gaps):
         wide = wide.join(gaps.pivot_table(index=keys, columns="metric", values="value"))
-    return wide.reset_index()
+    return wide.reindex(columns=[*wide.columns, *(m for m in GAP_METRICS if m not in wide)]).reset_index()
 
 
 def setting_summary(table: pd.DataFrame, settings: Sequence[str], scale_accuracy: float = 100.0) -> pd.DataFrame:
