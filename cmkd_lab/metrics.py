@@ -24,7 +24,6 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import stats
 
 from .registry import Registry
 
@@ -122,6 +121,8 @@ def rank_correlation(
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if x.shape != y.shape or x.ndim != 1 or len(x) < 3:
         raise ValueError(f"need two 1-D arrays of the same length >= 3, got {x.shape} and {y.shape}")
+    from scipy import stats  # deferred: a slow import most callers never need
+
     rho, p_value = stats.spearmanr(x, y)
     index = np.random.default_rng(seed).integers(0, len(x), (n_boot, len(x)))
     x_ranks, y_ranks = stats.rankdata(x[index], axis=1), stats.rankdata(y[index], axis=1)

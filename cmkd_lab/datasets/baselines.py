@@ -10,9 +10,6 @@ from typing import Iterable
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from ..results import tidy_rows
@@ -50,6 +47,10 @@ def view_accuracy(
     row per (view, seed) with study ``study``, method "linear_probe", setting columns dataset,
     view and features, metric "test_acc".
     """
+    from sklearn.linear_model import LogisticRegression  # deferred: a slow import most callers never need
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     if features not in FEATURES:
         raise ValueError(f"unknown features {features!r}; valid: {', '.join(FEATURES)}")
     to_features = FEATURES[features]

@@ -14,7 +14,6 @@ from typing import Mapping
 
 import numpy as np
 import torch
-from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 
 @dataclass(frozen=True)
@@ -243,6 +242,8 @@ def split_dataset(
     index = np.arange(len(dataset))
     labels = dataset.labels.numpy()
     if dataset.groups is None:
+        from sklearn.model_selection import train_test_split  # deferred: a slow import most callers never need
+
         rest, test = train_test_split(index, test_size=test_fraction, stratify=labels, random_state=seed)
         if val_fraction == 0:
             train, val = rest, None
@@ -319,6 +320,8 @@ def _group_fold(index, labels, groups, fraction, seed):
     if n_groups < 2 or n_splits < 2:
         raise ValueError(f"cannot make a group-disjoint split of {n_groups} groups with fraction {fraction:.2f}")
     n_splits = min(n_splits, n_groups)
+    from sklearn.model_selection import StratifiedGroupKFold  # deferred, as above
+
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed // n_splits)
     kept, held = list(folds.split(index, labels[index], group_ids))[seed % n_splits]
     return index[kept], index[held], n_splits
