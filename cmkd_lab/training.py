@@ -223,10 +223,6 @@ class FitResult:
     def device(self) -> torch.device:
         return next(iter(self.modules.values())).device
 
-    def cpu(self) -> "FitResult":
-        self.modules = {k: v.to("cpu") for k, v in self.modules.items()}
-        return self
-
 
 # ----------------------------------------------------------------------------- the loop
 def fit(
@@ -331,7 +327,7 @@ def fit(
         "warnings": at_chance,
     }
     history = {name: torch.stack(values).cpu().numpy() for name, values in log.items()}
-    return FitResult(final, history, selection.epochs(config.epochs), seeds, record, system)
+    return FitResult(final, history, selection.epochs(), seeds, record, system)
 
 
 def _step(system: System, stacks: Mapping[str, Stack], learning: set[str], batch: dict) -> dict[str, torch.Tensor]:
@@ -438,7 +434,7 @@ class _Selection:
                 out[module] = Stack(stack.base, pick(stack.params), pick(stack.buffers))
         return out
 
-    def epochs(self, last: int) -> dict[str, np.ndarray]:
+    def epochs(self) -> dict[str, np.ndarray]:
         return {head: epoch.numpy() for head, epoch in self.epoch.items()}
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cmkd_lab import datasets
-from cmkd_lab.datasets import from_arrays
+from cmkd_lab.datasets import from_arrays, standardise
 from cmkd_lab.datasets.synthetic import gaussian_venn, mfh_overlap, mfh_table2, mfh_teacher_specific
 
 
@@ -193,3 +193,14 @@ def test_mfh_fig3_and_table2_generator_layouts():
     assert ratios["gamma"] == pytest.approx(0.6)
     with pytest.raises(ValueError, match="overlap must lie in 0..10"):
         mfh_overlap(11, seed=0)
+
+
+def test_standardise_uses_training_statistics_and_can_only_select():
+    rng = np.random.default_rng(0)
+    data = from_arrays({"a": rng.normal(5, 3, (90, 2, 4)), "b": rng.normal(size=(90, 3))}, np.arange(90) % 3)
+    splits = data.split(0)
+    z = standardise(splits, {"x": "a"}, per="feature")
+    assert torch.allclose(z.train["x"].mean(0), torch.zeros(8), atol=1e-5)
+    assert not torch.allclose(z.test["x"].mean(0), torch.zeros(8), atol=1e-3)  # test statistics are never used
+    kept = standardise(splits, {"x": "a"}, per="feature", scale=False)
+    assert torch.equal(kept.test["x"], splits.test["a"].flatten(1)) and kept.train.modality_names == ["x"]

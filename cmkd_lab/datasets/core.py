@@ -108,13 +108,16 @@ class Splits:
 STANDARDISE_PER = ("channel", "feature")
 
 
-def standardise(splits: Splits, modalities: Mapping[str, str] | list[str], per: str = "channel") -> Splits:
+def standardise(splits: Splits, modalities: Mapping[str, str] | list[str], per: str = "channel",
+                scale: bool = True) -> Splits:
     """z-score modalities with the training split's statistics (never the test split's).
 
     ``modalities`` lists the modalities to keep, or maps new names to them (e.g.
     ``{"a": "pixels", "b": "zernike"}``). ``per="channel"`` takes one mean/std per channel
     (axis 1, pooled over samples and any trailing axes, e.g. time); ``per="feature"`` flattens
     each sample and takes one mean/std per feature. Constant inputs keep a std of 1e-6.
+    ``scale=False`` keeps, renames and (per feature) flattens the modalities without z-scoring,
+    for data already on a common scale: the studies' ``standardize`` parameter.
     """
     if per not in STANDARDISE_PER:
         raise ValueError(f"unknown standardisation {per!r}; valid: {', '.join(STANDARDISE_PER)}")
@@ -124,6 +127,8 @@ def standardise(splits: Splits, modalities: Mapping[str, str] | list[str], per: 
         train = splits.train[old] if per == "channel" else splits.train[old].flatten(1)
         axes = [0] + list(range(2, train.dim()))
         stats[new] = (train.mean(axes, keepdim=True)[0], train.std(axes, keepdim=True)[0].clamp_min(1e-6))
+        if not scale:
+            stats[new] = (torch.zeros_like(stats[new][0]), torch.ones_like(stats[new][1]))
 
     def part(data: PairedDataset) -> PairedDataset:
         views = {}

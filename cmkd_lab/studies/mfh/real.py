@@ -81,6 +81,7 @@ class RealParameters(NotebookParameters):
     kd_ce_weight: float = 0.0
     kd_weight: float = 1.0
     reduction: str = "batchmean"
+    standardize: bool = True  # z-score each modality with training-split statistics
 
     notebook: ClassVar[str] = "02_mfh_real"
     profile_defaults: ClassVar = {
@@ -136,7 +137,7 @@ def make_tasks(p: RealParameters, name: str) -> tuple[RealPair, list[Task]]:
     data = load(name)
     pair = choose_pair(p, name, data)
     modalities = [pair.teacher_modality, pair.student_modality]
-    return pair, [Task(standardise(data.split(seed), modalities), seed, {"dataset": name}) for seed in range(p.n_runs)]
+    return pair, [Task(standardise(data.split(seed), modalities, scale=p.standardize), seed, {"dataset": name}) for seed in range(p.n_runs)]
 
 
 def _mode_masks(scores: torch.Tensor, fraction: float, seeds: Sequence[int]) -> dict[str, torch.Tensor]:

@@ -41,6 +41,7 @@ class RealPairsParameters(NTDHParameters):
     datasets: tuple[str, ...] = ("mfeat", "watch", "segment")
     hidden: int = 64
     lr: float = 0.003
+    standardize: bool = True  # z-score each view with training-split statistics
 
     notebook: ClassVar[str] = "03_ntdh_realpairs"
     profile_defaults: ClassVar = {"quick": {"n_runs": 2, "epochs": 60, "max_pairs_per_dataset": 2},
@@ -58,7 +59,7 @@ def make_tasks(p: RealPairsParameters) -> list[Task]:
         for teacher_view, student_view in list(permutations(data.modality_names, 2))[: p.max_pairs_per_dataset]:
             settings = {"dataset": name, "teacher_view": teacher_view, "student_view": student_view}
             for seed, split in splits.items():
-                views = standardise(split, {"a": teacher_view, "b": student_view}, per="feature")
+                views = standardise(split, {"a": teacher_view, "b": student_view}, per="feature", scale=p.standardize)
                 tasks.append(Task(views, seed, settings))
     return tasks
 
