@@ -3,16 +3,37 @@ methods and the paper-vs-kit table."""
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
 from ...losses import Distiller, make_loss
+from ...notebook import NotebookParameters
 from ...results import paper_vs_kit, summarize
 
 OFFICIAL_EPOCHS = 1000
+
+
+@dataclass(frozen=True)
+class SyntheticKDParameters(NotebookParameters):
+    """What the two Gaussian MFH notebooks share: runs, data sizes, the official optimiser and
+    KD settings, and the Explore section's smaller scale."""
+
+    n_runs: int | None = None
+    epochs: int | None = None
+    n_train: int = 200
+    n_test: int = 1000
+    lr: float = 0.1
+    temperature: float = 1.0
+    kd_weight: float = 1.0
+    reduction: str = "mean"
+    explore_runs: int = 5
+    explore_epochs: int = 300
+
+    choices: ClassVar = {"reduction": ("mean", "batchmean")}
 
 
 def kd_loss(p, **options) -> Distiller:

@@ -18,35 +18,23 @@ import plotly.graph_objects as go
 from ... import figures
 from ...datasets.synthetic import mfh_overlap, mfh_teacher_specific
 from ...experiment import StudyRun, Task, run_teacher_student
-from ...notebook import NotebookParameters
 from ...results import summarize
 from ...training import TrainConfig
-from .common import OFFICIAL_EPOCHS, kd_loss, paired_difference, paper_comparison, ratios_table
+from .common import OFFICIAL_EPOCHS, SyntheticKDParameters, kd_loss, paired_difference, paper_comparison, ratios_table
 
 PAPER_TOLERANCE = 2.0  # points: values read off published figures; the official script lands within 1-2 points
 KNOB_TITLES = {"gamma": "γ (modality-general share)", "alpha": "α (teacher-specific share)"}
 
 
 @dataclass(frozen=True)
-class GaussianParameters(NotebookParameters):
+class GaussianParameters(SyntheticKDParameters):
     """Fig. 2 (overlap o → γ) and Fig. 3 (xs1 → α); official settings in the full profile."""
 
-    n_runs: int | None = None
-    epochs: int | None = None
     overlaps: tuple[int, ...] = (0, 2, 4, 6, 8, 10)
     xs1_values: tuple[int, ...] = (0, 10, 20, 30, 40)
-    n_train: int = 200
-    n_test: int = 1000
-    lr: float = 0.1
-    temperature: float = 1.0
-    kd_weight: float = 1.0
-    reduction: str = "mean"
-    explore_runs: int = 5
-    explore_epochs: int = 300
 
     notebook: ClassVar[str] = "02_mfh_gaussian"
     profile_defaults: ClassVar = {"quick": {"n_runs": 10, "epochs": 300}, "full": {"n_runs": 10, "epochs": OFFICIAL_EPOCHS}}
-    choices: ClassVar = {"reduction": ("mean", "batchmean")}
 
 
 def _sweep_tasks(p: GaussianParameters, generator, knob_values, setting: str) -> list[Task]:

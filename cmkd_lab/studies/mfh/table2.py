@@ -29,11 +29,11 @@ from ...datasets import Splits
 from ...datasets.synthetic import mfh_table2
 from ...experiment import StudyRun, Task, Variant, classifier_run, fit_run, run_teacher_student, stack_split
 from ...models import ModelSpec
-from ...notebook import NotebookParameters
 from ...results import RunLog, mean_std_cells, summarize, tidy_rows
 from ...saliency import ALGORITHM1_CONFIG, algorithm1
 from ...training import TrainConfig
-from .common import OFFICIAL_EPOCHS, kd_loss, paper_comparison, random_mask, ratios_table, top_mask
+from .common import (OFFICIAL_EPOCHS, SyntheticKDParameters, kd_loss, paper_comparison, random_mask, ratios_table,
+                     top_mask)
 
 STUDY = "mfh_table2"
 TEACHER_MODES = ("random", "gt", "alg1")
@@ -41,33 +41,23 @@ PAPER_TOLERANCE = 3.0  # points: values read off the paper's table; std over run
 
 
 @dataclass(frozen=True)
-class Table2Parameters(NotebookParameters):
+class Table2Parameters(SyntheticKDParameters):
     """MFH Table 2: regular vs modality-general teachers (xs1 decisive a-only dims, xs2 shared)."""
 
-    n_runs: int | None = None
-    epochs: int | None = None
     alg1_epochs: int | None = None
     alg1_repeats: int | None = None
     xs1: int = 10
     xs2_values: tuple[int, ...] = (5, 10, 15, 20, 25, 30)
     base_seed: int = 42
-    n_train: int = 200
-    n_test: int = 1000
-    lr: float = 0.1
-    temperature: float = 1.0
-    kd_weight: float = 1.0
-    reduction: str = "mean"
     teacher_modes: tuple[str, ...] = TEACHER_MODES
     regular_kd_as_released: bool = False
-    explore_runs: int = 5
-    explore_epochs: int = 300
 
     notebook: ClassVar[str] = "02_mfh_table2"
     profile_defaults: ClassVar = {
         "quick": {"n_runs": 10, "epochs": 300, "alg1_epochs": 300, "alg1_repeats": 20},
         "full": {"n_runs": 10, "epochs": OFFICIAL_EPOCHS, "alg1_epochs": OFFICIAL_EPOCHS, "alg1_repeats": 100},
     }
-    choices: ClassVar = {"reduction": ("mean", "batchmean"), "teacher_modes": TEACHER_MODES}
+    choices: ClassVar = {**SyntheticKDParameters.choices, "teacher_modes": TEACHER_MODES}
 
 
 def make_tasks(p: Table2Parameters) -> tuple[list[Task], list[Task]]:
