@@ -136,6 +136,7 @@ class StudyRun:
         artifacts = Artifacts()
         for run in runs:
             log.fits.extend(run.log.fits)
+            log.splits.extend(run.log.splits)
             artifacts.outputs.extend(run.artifacts.outputs)
             for method, fits in run.artifacts.fits.items():
                 artifacts.fits[method].extend(fits)

@@ -15,6 +15,7 @@ import importlib
 import os
 import pkgutil
 import re
+import sys
 import types
 import typing
 from pathlib import Path
@@ -226,6 +227,17 @@ def notebook_parameters(path: Path) -> dict[str, Any]:
     return {name: info["default"] for name, info in found.items()}
 
 
+class _KernelStderr:
+    """Where the kernel's stderr goes: this process's stderr, less the kernel's own start-up log."""
+
+    def write(self, text: str) -> None:
+        kept = "".join(line for line in text.splitlines(keepends=True) if not line.startswith("[IPKernelApp]"))
+        sys.stderr.write(kept)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 class NotebookFailed(RuntimeError):
     """A notebook raised; the message carries the notebook's own error."""
 
@@ -244,7 +256,9 @@ def run_notebook(
 
     target.mkdir(parents=True, exist_ok=True)
     executed = target / path.name
-    environment = {"CMKD_LAB_QUIET": os.environ.get("CMKD_LAB_QUIET", "1")}
+    # no widget bars in the kernel; its progress lines go to this process's stderr
+    environment = {"CMKD_LAB_QUIET": os.environ.get("CMKD_LAB_QUIET", "1"),
+                   "CMKD_LAB_PROGRESS": os.environ.get("CMKD_LAB_PROGRESS", "lines")}
     previous = {k: os.environ.get(k) for k in environment}
     os.environ.update(environment)
     try:
@@ -253,6 +267,7 @@ def run_notebook(
                 papermill.execute_notebook(
                     str(path), str(temporary), parameters=values,
                     cwd=str(path.parent), kernel_name="python3", progress_bar=False, log_output=False,
+                    stderr_file=_KernelStderr(),
                 )
             except PapermillExecutionError as error:
                 failed = target / f"{path.stem}.failed.ipynb"

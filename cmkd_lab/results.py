@@ -114,6 +114,7 @@ class RunLog:
     """What was run: each fit's configuration, seeds and wall time, plus the environment."""
 
     fits: list[dict] = field(default_factory=list)
+    splits: list[dict] = field(default_factory=list)  # per task of real data: seed, sizes, test groups
     started: float = field(default_factory=time.time)
 
     def add(self, **record) -> None:
@@ -126,6 +127,7 @@ class RunLog:
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
             "wall_time_s": time.time() - self.started,
             "fits": self.fits,
+            "splits": self.splits,
         }
 
 

@@ -192,9 +192,10 @@ def algorithm1(
     layer: str = INPUT,
     repeats: int = 100,
     config: TrainConfig = ALGORITHM1_CONFIG,
+    progress: bool | None = None,
 ) -> Saliency:
     """MFH Algorithm 1 end to end: joint fit, permutation saliency on ``layer``, min-max."""
-    joint = joint_fit(teacher_spec, x_a, student_spec, x_b, y, seeds=seeds, config=config)
+    joint = joint_fit(teacher_spec, x_a, student_spec, x_b, y, seeds=seeds, config=config, progress=progress)
     teacher, student = joint.modules["teacher"], joint.modules["student"]
     raw = permutation_saliency(teacher, x_a, student, x_b, layer=layer, repeats=repeats, seed=int(seeds[0]))
     return Saliency(min_max(raw), raw, joint, layer)

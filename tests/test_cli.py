@@ -1,5 +1,6 @@
 """The command line and notebook parameters: listing, running, and clear errors."""
 
+import re
 import subprocess
 import sys
 
@@ -66,6 +67,8 @@ def test_run_writes_the_executed_notebook_figures_and_results(tmp_path):
         capture_output=True, text=True, timeout=300,
     )
     assert completed.returncode == 0, completed.stderr
+    assert re.search(r"quickstart: kd \(2 models\): started \(20 epochs\)\n.*: done, 20/20 in \d+\.\d s",
+                     completed.stderr, flags=re.S), completed.stderr  # the kernel's progress reaches the terminal
     folder = tmp_path / "00_quickstart"
     table = pd.read_csv(folder / "results.csv")
     assert sorted(table["seed"].unique()) == [0, 1]

@@ -253,3 +253,85 @@ def test_fewer_than_three_pairs_give_a_verdict_not_an_error():
     row = realpairs.claims(correlation).iloc[0]
     assert row["kit"] == "too few pairs (n = 2) for a rank correlation"
     assert row["verdict"] == "not tested: too few pairs (n = 2) for a rank correlation"
+
+
+# --- packages declare datasets by entry point ----------------------------------------------------
+
+def test_entry_points_register_datasets_and_a_broken_one_names_itself(user_folder, tmp_path, monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    (tmp_path / "lab_package.py").write_text(
+        "import numpy as np\n"
+        "from cmkd_lab.datasets import from_arrays, register_dataset\n\n"
+        "def register():\n"
+        "    register_dataset('packaged', kind='package', description='declared by entry point')(\n"
+        "        lambda: from_arrays({'a': np.ones((12, 2)), 'b': np.zeros((12, 3))}, np.arange(12) % 2, name='packaged'))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    declared = [EntryPoint("lab", "lab_package:register", user.ENTRY_POINT_GROUP)]
+    monkeypatch.setattr("importlib.metadata.entry_points", lambda group: declared if group == user.ENTRY_POINT_GROUP else [])
+    user.load_entry_points()
+    assert len(datasets.load("packaged")) == 12
+    assert datasets.list_datasets().set_index("name").loc["packaged", "kind"] == "package"
+
+    declared[:] = [EntryPoint("broken", "no_such_package:register", user.ENTRY_POINT_GROUP)]
+    with pytest.raises(ImportError, match="entry point 'broken' \\(no_such_package:register\\) of group 'cmkd_lab.datasets' "
+                                          "failed \\(ModuleNotFoundError"):
+        user.load_entry_points()
+
+
+# --- large sets: mini-batches, progress, the record of each seed's split --------------------------
+
+def test_large_sets_train_in_mini_batches_for_as_many_steps_as_full_batch():
+    from cmkd_lab.experiment import Task
+    from cmkd_lab.studies.real_data import FULL_BATCH_LIMIT, MINI_BATCH, train_config
+
+    def tasks(n):
+        data = datasets.from_arrays({"a": np.zeros((n, 2))}, np.arange(n) % 2)
+        return [Task(datasets.Splits(data, None, data), 0, {})]
+
+    small = train_config(tasks(FULL_BATCH_LIMIT), epochs=150, batch_size=None, lr=0.1)
+    assert (small.batch_size, small.epochs, small.lr) == (None, 150, 0.1)
+    large = train_config(tasks(7500), epochs=150, batch_size=None)
+    steps_per_epoch = -(-7500 // MINI_BATCH)
+    assert large.batch_size == MINI_BATCH and large.epochs == 3
+    assert large.epochs * steps_per_epoch >= 150 > (large.epochs - 1) * steps_per_epoch
+    chosen = train_config(tasks(7500), epochs=20, batch_size=500)
+    assert (chosen.batch_size, chosen.epochs) == (500, 20)
+
+
+def test_run_json_records_each_seeds_test_groups(user_folder, tmp_path):
+    from cmkd_lab.results import save_results
+
+    rng = np.random.default_rng(1)
+    n = 240
+    subjects = np.arange(n) % 8
+    y = (np.arange(n) // 8) % 3
+    npz = write_npz(tmp_path / "grouped.npz", n=n, y=y, subject=subjects, accel=rng.normal(size=(n, 6)) + y[:, None],
+                    gyro=rng.normal(size=(n, 4)) + y[:, None])
+    user.add("grouped", npz, labels="y", groups="subject")
+    params = real.RealParameters.create(datasets=["grouped"], n_runs=3, epochs=3, alg1_repeats=1)
+    run = real.run(params, progress=False)
+    save_results(run.table, tmp_path / "out", run.log)
+    splits = json.loads((tmp_path / "out" / "run.json").read_text())["splits"]
+    assert [s["seed"] for s in splits] == [0, 1, 2] and {s["dataset"] for s in splits} == {"grouped"}
+    test_groups = [set(s["test_groups"]) for s in splits]
+    assert all(test_groups) and not any(a & b for i, a in enumerate(test_groups) for b in test_groups[i + 1:])
+    assert all(s["n_train"] + s["n_val"] + s["n_test"] == n for s in splits)
+
+
+def test_progress_lines_say_when_a_fit_starts_and_ends(monkeypatch, capsys):
+    from cmkd_lab import progress
+
+    monkeypatch.setenv(progress.ENV_VAR, "lines")
+    assert list(progress.progress_bar(range(3), "fit (2 models)", unit="epoch")) == [0, 1, 2]
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "fit (2 models): started (3 epochs)" and re.fullmatch(r"fit \(2 models\): done, 3/3 in \d+\.\d s", lines[1])
+    assert list(progress.progress_lines(iter("ab"), "loop", every_s=0.0)) == ["a", "b"]
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "loop: started" and [re.sub(r"\d+(\.\d)? s", "T", line) for line in lines[1:]] == [
+        "loop: 1 after T", "loop: 2 after T", "loop: done, 2 in T"]
+    monkeypatch.setenv(progress.ENV_VAR, "loud")
+    with pytest.raises(ValueError, match="CMKD_LAB_PROGRESS is 'loud'; choose one of \\['bar', 'lines', 'off'\\]"):
+        progress.progress_mode()
+    assert progress.progress_mode(False) == "off"

@@ -62,6 +62,7 @@ from . import user  # noqa: E402  (last: user datasets never shadow the kit's ow
 
 user.register_folder()
 user.import_modules()
+user.load_entry_points()
 
 __all__ = ["PairedDataset", "Splits", "from_arrays", "split_dataset", "standardise", "list_datasets", "load",
            "real_dataset_names", "register_dataset"]

@@ -8,7 +8,8 @@ modality-specific, the rest of each modality is noise.
 
 Study generators (MFH Fig. 2, Fig. 3 and Table 2; their settings in ``shared/papers.md``)
 return the train/test :class:`~cmkd_lab.datasets.core.Splits` and their Venn ratios;
-:func:`ntdh_multiclass` is NTDH's 4-class ``make_classification`` set-up.
+:func:`ntdh_multiclass` is NTDH's 4-class ``make_classification`` set-up. :func:`sensor_windows`
+is a sensor-like set of paired (channels, time) windows, for sizing real-data protocols.
 """
 
 from __future__ import annotations
@@ -215,6 +216,34 @@ def ntdh_multiclass(shift: int, seed: int) -> Splits:
     data = from_arrays({"a": x_a, "b": x_b}, y, name="ntdh_make_classification")
     index = np.arange(len(y))
     return Splits(train=data.subset(index[:NTDH_TRAIN]), val=None, test=data.subset(index[NTDH_TRAIN:]))
+
+
+def sensor_windows(n_windows: int = 10_000, channels: int = 3, length: int = 128, n_classes: int = 6,
+                   n_subjects: int = 20, noise: float = 1.0, seed: int = 0) -> dict[str, np.ndarray]:
+    """Two paired sensor modalities ``"accel"`` and ``"gyro"``, ``(n_windows, channels, length)``
+    each, with ``labels`` and ``subjects`` (for group splits), as :func:`numpy.savez` would take them.
+
+    Like activity windows: each class has a posture (a constant per channel, as gravity gives an
+    accelerometer) and a rhythm (a sinusoid of the class's frequency, random phase). Each modality
+    sees both through its own random gains, plus a per-subject offset and white noise of standard
+    deviation ``noise``. Both modalities see the class; neither sees it without noise.
+    """
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, n_classes, n_windows)
+    labels[:n_classes] = np.arange(n_classes)  # every class present, however few windows
+    subjects = rng.integers(0, n_subjects, n_windows)
+    posture = rng.normal(0, 1, (n_classes, channels, 1))
+    frequencies = np.linspace(1.0, 4.0, n_classes)  # cycles per window
+    time = np.arange(length) / length
+    phase = rng.uniform(0, 2 * np.pi, (n_windows, 1, 1))
+    rhythm = np.sin(2 * np.pi * frequencies[labels][:, None, None] * time + phase)
+    arrays = {}
+    for name in ("accel", "gyro"):
+        posture_gain, rhythm_gain = rng.uniform(0.2, 1.0, (2, 1, channels, 1))
+        offset = rng.normal(0, 0.5, (n_subjects, channels, 1))[subjects]
+        signal = posture_gain * posture[labels] + rhythm_gain * rhythm + offset
+        arrays[name] = (signal + rng.normal(0, noise, (n_windows, channels, length))).astype(np.float32)
+    return {**arrays, "labels": labels, "subjects": subjects}
 
 
 def _register() -> None:

@@ -11,7 +11,11 @@ or else the platformdirs user data directory. It is apart from the converted bui
 Importing :mod:`cmkd_lab.datasets` registers every dataset of that folder (kind "user"), so a
 notebook kernel sees the same datasets as the command line, then imports each module named in
 ``$CMKD_LAB_DATASET_MODULES`` (comma-separated), whose ``register_dataset`` calls define datasets
-in code.
+in code, then loads the Python entry points of group ``cmkd_lab.datasets`` that installed packages
+declare (each a module, or a function called with no arguments, that registers datasets)::
+
+    [project.entry-points."cmkd_lab.datasets"]
+    my_lab = "my_lab.cmkd_datasets"
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from .core import PairedDataset, from_arrays
 
 ENV_VAR = "CMKD_LAB_USER_DATA"
 MODULES_ENV_VAR = "CMKD_LAB_DATASET_MODULES"
+ENTRY_POINT_GROUP = "cmkd_lab.datasets"
 KIND = "user"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
@@ -163,3 +168,17 @@ def import_modules() -> None:
         except Exception as error:
             raise ImportError(f"{MODULES_ENV_VAR} names module {module!r}, which failed to import "
                               f"({type(error).__name__}: {error})") from error
+
+
+def load_entry_points() -> None:
+    """Load each entry point of group ``cmkd_lab.datasets``; a function it names is called."""
+    from importlib.metadata import entry_points
+
+    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            loaded = entry_point.load()
+            if callable(loaded):
+                loaded()
+        except Exception as error:
+            raise ImportError(f"entry point {entry_point.name!r} ({entry_point.value}) of group {ENTRY_POINT_GROUP!r} "
+                              f"failed ({type(error).__name__}: {error}); fix or uninstall the package that declares it") from error

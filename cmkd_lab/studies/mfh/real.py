@@ -33,10 +33,10 @@ from ...experiment import (Architecture, StudyRun, Task, classifier_run, fit_run
 from ...losses import Distiller
 from ...metrics import accuracy
 from ...notebook import NotebookParameters
-from ...results import mean_std_cells, summarize, tidy_rows
+from ...results import RunLog, mean_std_cells, summarize, tidy_rows
 from ...saliency import algorithm1, channel_means, mean_replacement
 from ...training import TrainConfig
-from ..real_data import note_small_test_sets
+from ..real_data import note_small_test_sets, split_records, train_config
 from .common import kd_loss, paired_difference, random_mask, top_mask
 
 STUDY = "mfh_real"
@@ -82,6 +82,7 @@ class RealParameters(NotebookParameters):
     kd_weight: float = 1.0
     reduction: str = "batchmean"
     standardize: bool = True  # z-score each modality with training-split statistics
+    batch_size: int | None = None  # None: full batch up to 2048 training samples, else mini-batches (see real_data)
 
     notebook: ClassVar[str] = "02_mfh_real"
     profile_defaults: ClassVar = {
@@ -154,13 +155,15 @@ def _mode_masks(scores: torch.Tensor, fraction: float, seeds: Sequence[int]) -> 
 
 def run(p: RealParameters, progress: bool | None = None) -> StudyRun:
     """The protocol on every dataset of ``p``, one group of equal-shape seeds at a time."""
-    config = TrainConfig(epochs=p.epochs, lr=p.lr, optimizer="sgd", momentum=p.momentum)
     kd = kd_loss(p, ce_weight=p.kd_ce_weight)
     studied = [make_tasks(p, name) for name in p.datasets]  # every dataset loads before anything trains
-    note_small_test_sets([task for _, tasks in studied for task in tasks])
-    runs = []
+    every_task = [task for _, tasks in studied for task in tasks]
+    note_small_test_sets(every_task)
+    runs = [StudyRun(pd.DataFrame(), RunLog(splits=split_records(every_task)))]
     for pair, tasks in studied:
         for group in groups_of_equal_shape(tasks, [pair.teacher_modality, pair.student_modality]):
+            config = train_config(group, epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, optimizer="sgd",
+                                  momentum=p.momentum)
             runs += _run_group(pair, group, config, kd, p, progress)
     return StudyRun.concat(runs)
 
@@ -174,7 +177,7 @@ def _run_group(pair: RealPair, tasks: list[Task], config: TrainConfig, kd: Disti
     teacher_spec = pair.teacher.spec(tuple(xa.shape[2:]), n_classes)
     student_spec = pair.student.spec(tuple(xb.shape[2:]), n_classes)
     saliency = algorithm1(teacher_spec, xa, student_spec, xb, y, seeds=seeds, layer="embedding",
-                          repeats=p.alg1_repeats, config=config)
+                          repeats=p.alg1_repeats, config=config, progress=progress)
     teacher, masks = saliency.joint.modules["teacher"], _mode_masks(saliency.scores, p.fraction, seeds)
     means = channel_means(teacher, xa, "embedding")
     edits = {mode: {"embedding": mean_replacement(mask, means)} for mode, mask in masks.items()}

@@ -116,7 +116,7 @@ def run(p: Table2Parameters, progress: bool | None = None) -> StudyRun:
             x_a, y_a = stack_split(teacher_tasks, "train", "a")
             x_b, _ = stack_split(teacher_tasks, "train", "b")
             saliency = algorithm1(spec, x_a, spec, x_b, y_a, seeds=seeds, layer="input", repeats=p.alg1_repeats,
-                                  config=dataclasses.replace(ALGORITHM1_CONFIG, epochs=p.alg1_epochs))
+                                  config=dataclasses.replace(ALGORITHM1_CONFIG, epochs=p.alg1_epochs), progress=progress)
             masks[mode] = top_mask(saliency.scores, shared)
             scores = [row for c in range(n_channels) for row in tidy_rows(
                 STUDY, "teacher", [{**s, "channel": c} for s in settings(mode)], seeds, "alg1_score",

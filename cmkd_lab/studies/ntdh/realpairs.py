@@ -21,8 +21,7 @@ from ...datasets import load, real_dataset_names, standardise
 from ...experiment import Architecture, StudyRun, Task
 from ...losses import make_loss
 from ...metrics import rank_correlation
-from ...training import TrainConfig
-from ..real_data import note_small_test_sets
+from ..real_data import note_small_test_sets, split_records, train_config
 from . import common
 from .common import NTDHParameters, kd_options, non_target_sample_figure, run_with_gaps, setting_summary
 
@@ -42,6 +41,7 @@ class RealPairsParameters(NTDHParameters):
     hidden: int = 64
     lr: float = 0.003
     standardize: bool = True  # z-score each view with training-split statistics
+    batch_size: int | None = None  # None: full batch up to 2048 training samples, else mini-batches (see real_data)
 
     notebook: ClassVar[str] = "03_ntdh_realpairs"
     profile_defaults: ClassVar = {"quick": {"n_runs": 2, "epochs": 60, "max_pairs_per_dataset": 2},
@@ -68,9 +68,11 @@ def run(p: RealPairsParameters, progress: bool | None = None) -> StudyRun:
     """Teacher, No-KD and KD students (one-hidden-layer MLPs, full-batch Adam) on every pair."""
     tasks = make_tasks(p)
     note_small_test_sets(tasks)
-    return run_with_gaps(tasks, p, study=STUDY, model=Architecture("mlp", (p.hidden,)),
-                         teacher_config=TrainConfig(epochs=p.epochs, lr=p.lr, optimizer="adam"),
-                         losses={"kd": make_loss("kd", **kd_options(p))}, progress=progress)
+    config = train_config(tasks, epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, optimizer="adam")
+    run = run_with_gaps(tasks, p, study=STUDY, model=Architecture("mlp", (p.hidden,)), teacher_config=config,
+                        losses={"kd": make_loss("kd", **kd_options(p))}, progress=progress)
+    run.log.splits += split_records(tasks)
+    return run
 
 
 def pair_summary(table: pd.DataFrame) -> pd.DataFrame:
