@@ -10,6 +10,9 @@
   sets through their means and central moments 2..k.
 - :func:`rank_correlation`: Spearman's ρ with a percentile bootstrap interval, for "does NTD
   predict the KD gain" across settings.
+- :func:`domain_tv_lower_bound` and :func:`mmd` (for CMCD, arXiv 2405.03355): how far apart
+  two feature distributions are, as a held-out domain classifier's lower bound on their total
+  variation and as the unbiased squared MMD with a Gaussian kernel.
 - ``VALIDATION_METRICS``: classification scores per model (:func:`accuracy`,
   :func:`weighted_f1`) that the training engine selects epochs by and studies report.
 
@@ -167,3 +170,82 @@ def weighted_f1(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 VALIDATION_METRICS: Registry = Registry("validation metric")
 VALIDATION_METRICS.register("accuracy", about="fraction of correct top-1 predictions")(accuracy)
 VALIDATION_METRICS.register("weighted_f1", about="class-support-weighted F1 (scikit-learn's 'weighted')")(weighted_f1)
+
+
+# ----------------------------------------------------------------------------- modality distance
+MIN_SAMPLES_PER_SIDE = 4  # two to fit and two to score, per side, at the smallest
+
+
+def _feature_sets(a, b) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two feature sets ``(N, d)`` and ``(N', d)`` (tensors or arrays) as float64 CPU tensors, checked."""
+    a = torch.as_tensor(a).detach().to("cpu", torch.float64)
+    b = torch.as_tensor(b).detach().to("cpu", torch.float64)
+    if a.dim() != 2 or b.dim() != 2:
+        raise ValueError(f"need two feature matrices (N, d) and (N', d), got shapes {tuple(a.shape)} and {tuple(b.shape)}")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"the two feature sets must have the same width d, got {a.shape[1]} and {b.shape[1]}")
+    if min(len(a), len(b)) < MIN_SAMPLES_PER_SIDE:
+        raise ValueError(f"need at least {MIN_SAMPLES_PER_SIDE} samples per side, got {len(a)} and {len(b)}")
+    return a, b
+
+
+def domain_tv_lower_bound(a, b, seed: int = 0, test_fraction: float = 0.5) -> float:
+    """A lower bound on the total-variation distance between the distributions of ``a`` ``(N, d)``
+    and ``b`` ``(N', d)``, from a held-out domain classifier.
+
+    For any classifier f telling a from b, with balanced classes, its accuracy is
+    ½[1 + P_a(f = a) − P_b(f = a)], so TV(P_a, P_b) = sup_A |P_a(A) − P_b(A)| ≥ 2·acc − 1.
+    Here f is a logistic regression on standardised features: the same number of samples from
+    each side (the smaller count, drawn with ``seed``), fitted on a ``1 − test_fraction`` share
+    and scored on the rest; returns ``max(0, 2·acc − 1)`` (below chance is noise). It is only a
+    lower bound: a linear classifier sees differences a hyperplane can separate (a shifted mean,
+    not a change of spread alone), and the held-out accuracy has sampling error of about
+    1/√(number of scored samples).
+    """
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction}")
+    a, b = _feature_sets(a, b)
+    per_side = min(len(a), len(b))
+    n_test = min(max(1, round(per_side * test_fraction)), per_side - 1)  # each part holds both sides
+    rng = np.random.default_rng(seed)
+    a_index, b_index = rng.permutation(len(a))[:per_side], rng.permutation(len(b))[:per_side]
+    features = np.concatenate([a.numpy()[a_index], b.numpy()[b_index]])
+    domains = np.repeat([0, 1], per_side)
+    is_test = np.tile(np.arange(per_side) < n_test, 2)  # the first n_test of each shuffled side
+    from sklearn.linear_model import LogisticRegression  # deferred: a slow import most callers never need
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    classifier.fit(features[~is_test], domains[~is_test])
+    accuracy_held_out = classifier.score(features[is_test], domains[is_test])
+    return max(0.0, 2.0 * accuracy_held_out - 1.0)
+
+
+def mmd(a, b, bandwidth: float | None = None) -> float:
+    """Unbiased squared maximum mean discrepancy between ``a`` ``(N, d)`` and ``b`` ``(N', d)``.
+
+    Gaussian kernel k(x, y) = exp(−‖x − y‖² / (2·bandwidth²)); ``bandwidth=None`` takes the
+    median of the pairwise distances of the pooled samples (the median heuristic). The unbiased
+    estimate drops the i = j terms, so it is centred on 0 for one distribution and can be
+    slightly negative. Float64 on the CPU with all pairwise distances in memory: a few thousand
+    samples per side.
+    """
+    a, b = _feature_sets(a, b)
+    if bandwidth is not None and not bandwidth > 0:
+        raise ValueError(f"bandwidth must be positive (or None for the median heuristic), got {bandwidth}")
+    pooled = torch.cat([a, b])
+    squared = torch.cdist(pooled, pooled).pow(2)
+    if bandwidth is None:
+        upper = torch.triu(torch.ones_like(squared, dtype=torch.bool), diagonal=1)
+        bandwidth = squared[upper].median().sqrt().item()
+        if bandwidth == 0:
+            raise ValueError("the median pairwise distance is 0 (most samples repeat); pass a bandwidth")
+    kernel = torch.exp(-squared / (2 * bandwidth**2))
+    n_a, n_b = len(a), len(b)
+    within_a, within_b, across = kernel[:n_a, :n_a], kernel[n_a:, n_a:], kernel[:n_a, n_a:]
+    return float(
+        (within_a.sum() - within_a.diagonal().sum()) / (n_a * (n_a - 1))
+        + (within_b.sum() - within_b.diagonal().sum()) / (n_b * (n_b - 1))
+        - 2 * across.mean()
+    )

@@ -268,7 +268,11 @@ class Stack:
 
     @property
     def n_models(self) -> int:
-        return next(iter(self.params.values())).shape[0]
+        return self._first_tensor().shape[0]
+
+    def _first_tensor(self) -> torch.Tensor:
+        """A tensor with the copy axis: a parameter, or a buffer of a parameter-free module (a queue)."""
+        return next(iter({**self.params, **self.buffers}.values()))
 
     @property
     def spec(self) -> ModelSpec | None:
@@ -276,7 +280,7 @@ class Stack:
 
     @property
     def device(self) -> torch.device:
-        return next(iter(self.params.values())).device
+        return self._first_tensor().device
 
     def state(self) -> dict[str, torch.Tensor]:
         return {**self.params, **self.buffers}

@@ -10,6 +10,8 @@ Study generators (MFH Fig. 2, Fig. 3 and Table 2; their settings in ``shared/pap
 return the train/test :class:`~cmkd_lab.datasets.core.Splits` and their Venn ratios;
 :func:`ntdh_multiclass` is NTDH's 4-class ``make_classification`` set-up. :func:`sensor_windows`
 is a sensor-like set of paired (channels, time) windows, for sizing real-data protocols.
+:func:`cmcd_modalities` renders one class latent through two random nonlinear maps, with a knob
+``alpha`` for the modality distance (CMCD).
 """
 
 from __future__ import annotations
@@ -246,6 +248,74 @@ def sensor_windows(n_windows: int = 10_000, channels: int = 3, length: int = 128
     return {**arrays, "labels": labels, "subjects": subjects}
 
 
+CMCD_MAP_HIDDEN = 64  # width of the random tanh network that renders a latent as a modality
+
+
+def _random_tanh_map(rng: np.random.Generator, in_dims: int, out_dims: int):
+    """A fixed random 2-layer network ``x ↦ tanh(x W1 + b1) W2``, weights drawn from ``rng``.
+
+    W1 is scaled by 1/√in_dims so unit-scale inputs give unit-scale pre-activations (tanh bends
+    but rarely saturates); the bias makes the map not odd, so it is not just a warped linear map.
+    """
+    first = rng.standard_normal((in_dims, CMCD_MAP_HIDDEN)) / np.sqrt(in_dims)
+    bias = rng.standard_normal(CMCD_MAP_HIDDEN)
+    second = rng.standard_normal((CMCD_MAP_HIDDEN, out_dims)) / np.sqrt(CMCD_MAP_HIDDEN)
+    return lambda latent: np.tanh(latent @ first + bias) @ second
+
+
+def cmcd_modalities(
+    alpha: float, seed: int, n_samples: int = 3000, *, n_classes: int = 4, latent_dim: int = 8,
+    source_dim: int = 32, target_dim: int = 32, class_spread: float = 0.5, noise: float = 0.3,
+    map_seed: int = 0,
+) -> PairedDataset:
+    """Paired ``"source"`` and ``"target"`` modalities whose modality distance grows with ``alpha``
+    (for CMCD, arXiv 2405.03355).
+
+    A shared class latent ``c`` (``latent_dim`` dims): class k's mean is ``√latent_dim · q_k``
+    with ``q_1..q_K`` orthonormal (so every pair of classes is equally far apart; needs
+    ``n_classes <= latent_dim``), plus ``class_spread`` · N(0, I) within the class. A nuisance
+    latent ``z ~ N(0, I)`` of the same dims, independent of the class (its scale matches the
+    class means'). Each modality is its own fixed random tanh network (:data:`CMCD_MAP_HIDDEN`
+    hidden units) plus ``noise`` · N(0, I)::
+
+        source = map_s(c) + noise
+        target = map_t((1 - alpha) · c + alpha · z) + noise
+
+    At ``alpha = 0`` both modalities render the same class latent (through different maps); as
+    ``alpha`` grows the target sees less of the class and more of a nuisance the source never
+    sees, and at ``alpha = 1`` the target carries no label information. Only the target moves
+    with ``alpha``: at a fixed ``seed`` the source is the same array for every ``alpha``.
+
+    The class means and both maps come from ``map_seed`` (fixed across ``seed`` and ``alpha``,
+    so train and test draws share them); labels (balanced, every class present), latents and
+    noise come from ``seed``. With the defaults and standardised features, a logistic
+    regression on the target scores about 1.0, 0.98, 0.83, 0.47 and chance (0.25) at
+    alpha = 0, 0.25, 0.5, 0.75 and 1; on the source about 1.0.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha (the share of nuisance in the target's latent) must lie in [0, 1], got {alpha!r}")
+    if not 2 <= n_classes <= latent_dim:
+        raise ValueError(f"n_classes must lie in 2..latent_dim ({latent_dim}) so the class means can be orthogonal, "
+                         f"got {n_classes}")
+    if n_samples < n_classes:
+        raise ValueError(f"n_samples must be at least n_classes ({n_classes}) so every class is present, got {n_samples}")
+    map_rng = np.random.default_rng(map_seed)
+    orthonormal, _ = np.linalg.qr(map_rng.standard_normal((latent_dim, n_classes)))
+    class_means = np.sqrt(latent_dim) * orthonormal.T  # per-dim RMS 1, like the nuisance
+    source_map = _random_tanh_map(map_rng, latent_dim, source_dim)
+    target_map = _random_tanh_map(map_rng, latent_dim, target_dim)
+
+    # every draw happens before alpha is used, so alpha changes nothing but the target's mix
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(n_samples) % n_classes)
+    class_latent = class_means[labels] + class_spread * rng.standard_normal((n_samples, latent_dim))
+    nuisance = rng.standard_normal((n_samples, latent_dim))
+    source = source_map(class_latent) + noise * rng.standard_normal((n_samples, source_dim))
+    target = target_map((1 - alpha) * class_latent + alpha * nuisance) + noise * rng.standard_normal((n_samples, target_dim))
+    return from_arrays({"source": source.astype(np.float32), "target": target.astype(np.float32)}, labels,
+                       name=f"cmcd_alpha{alpha:g}")
+
+
 def _register() -> None:
     from . import register_dataset
 
@@ -254,6 +324,11 @@ def _register() -> None:
         kind="synthetic",
         description="two Gaussian modalities with a tunable modality Venn diagram (shared/specific/noise dims)",
     )(gaussian_venn)
+    register_dataset(
+        "cmcd_modalities",
+        kind="synthetic",
+        description="source and target modalities of one class latent; alpha mixes a nuisance into the target (CMCD)",
+    )(cmcd_modalities)
 
 
 _register()

@@ -1,17 +1,50 @@
-"""What the real-data studies (02_mfh_real, 03_ntdh_realpairs) share: how large sets are fed,
-the record of each seed's split, and a note on tiny test sets."""
+"""What the real-data studies (02_mfh_real, 03_ntdh_realpairs, 04_cmcd_real) share: the net for
+a modality's shape, how large sets are fed, the record of each seed's split, and a note on tiny
+test sets."""
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Sequence
 
-from ..experiment import Task
+from ..datasets import PairedDataset
+from ..experiment import Architecture, Task
 from ..training import TrainConfig
 
 SMALL_TEST_SET = 30  # below this many test samples, one sample moves the accuracy by more than 3 points
 FULL_BATCH_LIMIT = 2048  # training samples; larger sets are fed in mini-batches unless told otherwise
 MINI_BATCH = 128
+PAIR_FORMAT = re.compile(r"([^:>]+):([^:>]+)>([^:>]+)")
+
+
+def parse_pairs(pairs: Sequence[str], datasets: Sequence[str]) -> list[tuple[str, str, str]]:
+    """``"dataset:from>to"`` items as ``(dataset, from modality, to modality)``; each must name two
+    different modalities of one of ``datasets``."""
+    parsed = []
+    for item in pairs:
+        match = PAIR_FORMAT.fullmatch(item)
+        if not match or match[2] == match[3]:
+            raise ValueError(f"pairs: {item!r} is not 'dataset:teacher>student' with two different modalities, "
+                             "e.g. 'mine:accel>gyro'")
+        if match[1] not in datasets:
+            raise ValueError(f"pairs: {item!r} names dataset {match[1]!r}, which is not in datasets {list(datasets)}")
+        parsed.append((match[1], match[2], match[3]))
+    return parsed
+
+
+# The net for a modality without a default, by the number of axes of one sample.
+NETS_BY_RANK = {1: Architecture("mlp", (64,)), 2: Architecture("cnn1d", (16, 32)), 3: Architecture("cnn2d", (16, 32))}
+
+
+def net_for(data: PairedDataset, modality: str, name: str) -> Architecture:
+    """The net for ``modality`` of dataset ``name``, from the shape of its samples: a vector gets
+    an MLP, ``(channels, time)`` a 1-D CNN, ``(channels, height, width)`` a 2-D CNN."""
+    shape = data.shape(modality)
+    if len(shape) not in NETS_BY_RANK:
+        raise ValueError(f"no net for modality {modality!r} of dataset {name!r}: its samples have shape {shape}; "
+                         "the kit builds nets for vectors, (channels, time) and (channels, height, width)")
+    return NETS_BY_RANK[len(shape)]
 
 
 def train_config(tasks: Sequence[Task], *, epochs: int, batch_size: int | None, **options) -> TrainConfig:

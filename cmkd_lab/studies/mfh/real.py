@@ -18,7 +18,6 @@ Rows (study ``mfh_real``; settings ``dataset``, ``teacher_mode``): ``test_acc`` 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import ClassVar, Sequence
 
@@ -36,7 +35,7 @@ from ...notebook import NotebookParameters
 from ...results import RunLog, mean_std_cells, summarize, tidy_rows
 from ...saliency import algorithm1, channel_means, mean_replacement
 from ...training import TrainConfig
-from ..real_data import note_small_test_sets, split_records, train_config
+from ..real_data import net_for, note_small_test_sets, parse_pairs, split_records, train_config
 from .common import kd_loss, paired_difference, random_mask, top_mask
 
 STUDY = "mfh_real"
@@ -58,9 +57,6 @@ DEFAULT_PAIRS = {
     "watch": RealPair("accel", "gyro", Architecture("cnn1d", (16, 32)), Architecture("cnn1d", (16, 32))),
     "segment": RealPair("colour", "shape", Architecture("mlp", (64,)), Architecture("mlp", (32,))),
 }
-# The net for a modality without a default, by the number of axes of one sample.
-NETS_BY_RANK = {1: Architecture("mlp", (64,)), 2: Architecture("cnn1d", (16, 32)), 3: Architecture("cnn2d", (16, 32))}
-PAIR_FORMAT = re.compile(r"([^:>]+):([^:>]+)>([^:>]+)")
 TEACHER_MODES = ("regular", "random", "least_salient", "most_salient")
 
 
@@ -98,16 +94,7 @@ class RealParameters(NotebookParameters):
 
     def chosen_pairs(self) -> dict[str, tuple[str, str]]:
         """``pairs`` as dataset → (teacher modality, student modality)."""
-        chosen = {}
-        for item in self.pairs:
-            match = PAIR_FORMAT.fullmatch(item)
-            if not match or match[2] == match[3]:
-                raise ValueError(f"pairs: {item!r} is not 'dataset:teacher>student' with two different modalities, "
-                                 "e.g. 'mine:accel>gyro'")
-            if match[1] not in self.datasets:
-                raise ValueError(f"pairs: {item!r} names dataset {match[1]!r}, which is not in datasets {list(self.datasets)}")
-            chosen[match[1]] = (match[2], match[3])
-        return chosen
+        return {name: (teacher, student) for name, teacher, student in parse_pairs(self.pairs, self.datasets)}
 
 
 def choose_pair(p: RealParameters, name: str, data: PairedDataset) -> RealPair:
@@ -123,14 +110,7 @@ def choose_pair(p: RealParameters, name: str, data: PairedDataset) -> RealPair:
     else:
         raise ValueError(f"dataset {name!r} has one modality, {data.modality_names}; MFH needs a teacher's and a student's")
 
-    def net(modality: str) -> Architecture:
-        shape = data.shape(modality)
-        if len(shape) not in NETS_BY_RANK:
-            raise ValueError(f"no net for modality {modality!r} of dataset {name!r}: its samples have shape {shape}; "
-                             "the kit builds nets for vectors, (channels, time) and (channels, height, width)")
-        return NETS_BY_RANK[len(shape)]
-
-    return RealPair(teacher, student, net(teacher), net(student))
+    return RealPair(teacher, student, net_for(data, teacher, name), net_for(data, student, name))
 
 
 def make_tasks(p: RealParameters, name: str) -> tuple[RealPair, list[Task]]:

@@ -1,0 +1,251 @@
+"""CMCD's three stages (papers.md §3), batched over seeds and settings, for any paired data.
+
+Per :class:`Transfer` (one seed's data, and the setting values it stands for):
+
+1. **SSL** on the source modality's unlabeled training samples: :class:`~cmkd_lab.systems.ContrastiveSSL`
+   gives the teacher encoder.
+2. **Distil** on ``n_paired`` paired, unlabeled samples into a target encoder:
+   :class:`~cmkd_lab.systems.EmbeddingDistillation` with CMD, CMC or L2 alignment.
+3. **Linear probe** (encoder frozen) and **fine-tune** (encoder trained) on ``n_labeled`` labeled
+   target samples: :class:`~cmkd_lab.systems.EncoderClassifier`, started from stage 2.
+
+Baselines: ``no_distill`` (a random target encoder, probed), ``target_ssl`` (the target encoder
+from SSL on the paired target samples, probed and fine-tuned) and ``finetune_only`` (the random
+encoder fine-tuned). Every method's stage-3 model starts its head from the same seed, so methods
+are compared seed by seed. All tasks of equal shapes train together: one fit per stage and method.
+
+Rows (``stage`` ``probe`` | ``finetune``): ``test_acc`` on the target test split, and the
+modality distance between the teacher's embedding of the source test samples and that stage's
+target embedding of the paired target test samples (both as unit vectors), estimated two ways: ``tv_lower_bound``
+(a held-out linear domain classifier: TV ≥ |2·acc − 1|) and ``mmd`` (unbiased MMD², Gaussian kernel).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ...datasets import Splits, standardise
+from ...experiment import Architecture, StudyRun, fit_run, repeat_models
+from ...losses import make_embedding_loss, unit_rows
+from ...metrics import accuracy, domain_tv_lower_bound, mmd
+from ...models import Stack
+from ...results import tidy_rows
+from ...systems import TEACHER_PREFIX, ContrastiveSSL, EmbeddingDistillation, EncoderClassifier, two_views
+from ...training import TrainConfig, fit
+
+DISTILLERS = ("cmd", "cmc", "l2")
+METHODS = DISTILLERS + ("no_distill", "target_ssl", "finetune_only")
+STAGES = ("probe", "finetune")
+# which stages each method reports: a random encoder is probed (no_distill) or fine-tuned (finetune_only)
+METHOD_STAGES = {**{m: STAGES for m in DISTILLERS + ("target_ssl",)}, "no_distill": ("probe",), "finetune_only": ("finetune",)}
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One seed's data for the three stages, as ``(N, ...)`` tensors."""
+
+    source_unlabeled: torch.Tensor  # stage 1
+    source_paired: torch.Tensor  # stage 2, paired row by row with target_paired
+    target_paired: torch.Tensor
+    target_labeled: torch.Tensor  # stage 3
+    labels: torch.Tensor
+    source_test: torch.Tensor  # evaluation, paired row by row
+    target_test: torch.Tensor
+    test_labels: torch.Tensor
+    n_classes: int
+    seed: int
+    settings: dict = field(default_factory=dict)
+
+    def shape_key(self) -> tuple:
+        tensors = (self.source_unlabeled, self.source_paired, self.target_paired, self.target_labeled, self.target_test)
+        return tuple(tuple(t.shape) for t in tensors) + (self.n_classes,)
+
+
+def make_transfer(splits: Splits, source: str, target: str, *, n_paired: int, n_labeled: int, seed: int,
+                  settings: dict) -> Transfer:
+    """A :class:`Transfer` from a seeded split: SSL on every training sample's source; ``n_paired``
+    training samples (a seeded draw, labels unused) to distil on; ``n_labeled`` other training
+    samples, as even across classes as the classes allow, to probe and fine-tune on; the test split."""
+    train = splits.train
+    n_classes = max(part.n_classes for part in splits.parts().values())
+    order = np.random.default_rng(seed).permutation(len(train))
+    labels = train.labels.numpy()[order]
+    if n_labeled < n_classes:
+        raise ValueError(f"n_labeled = {n_labeled} cannot hold one sample of each of {n_classes} classes")
+    # the labeled set: round-robin over classes in the seeded order, so every class has ⌊m/K⌋ or more
+    rank_in_class = np.zeros(len(order), dtype=int)
+    for k in range(n_classes):
+        rank_in_class[labels == k] = np.arange((labels == k).sum())
+    labeled = order[np.lexsort((np.arange(len(order)), rank_in_class))[:n_labeled]]
+    rest = order[~np.isin(order, labeled)]
+    if n_paired > len(rest):
+        raise ValueError(f"n_paired = {n_paired} but only {len(rest)} training samples remain after the "
+                         f"{n_labeled} labeled ones; lower n_paired or n_labeled")
+    paired = rest[:n_paired]
+    return Transfer(
+        source_unlabeled=train[source], source_paired=train[source][paired], target_paired=train[target][paired],
+        target_labeled=train[target][labeled], labels=train.labels[labeled], source_test=splits.test[source],
+        target_test=splits.test[target], test_labels=splits.test.labels, n_classes=n_classes, seed=seed,
+        settings=settings,
+    )
+
+
+@dataclass(frozen=True)
+class Stages:
+    """How each stage trains, and the loss settings (temperatures are our reading: the paper
+    does not fix them)."""
+
+    embedding_dim: int = 16
+    ssl_epochs: int = 30
+    distill_epochs: int = 60
+    head_epochs: int = 100
+    lr: float = 1e-3
+    head_lr: float = 1e-2
+    batch_size: int = 128
+    ssl_temperature: float = 0.1
+    cmd_student_temperature: float = 0.1
+    cmd_teacher_temperature: float = 0.05
+    cmc_temperature: float = 0.07
+    queue_size: int = 0
+    augment_noise: float = 0.1
+    augment_drop: float = 0.2
+
+    @classmethod
+    def of(cls, parameters) -> "Stages":
+        """The stage settings a notebook's parameters give (fields of the same names)."""
+        return cls(**{f.name: getattr(parameters, f.name) for f in dataclasses.fields(cls) if hasattr(parameters, f.name)})
+
+    def loss(self, name: str):
+        options = {"cmd": {"student_temperature": self.cmd_student_temperature,
+                           "teacher_temperature": self.cmd_teacher_temperature, "queue_size": self.queue_size},
+                   "cmc": {"temperature": self.cmc_temperature}, "l2": {}}
+        return make_embedding_loss(name, **options[name])
+
+    def representation_config(self, epochs: int) -> TrainConfig:
+        return TrainConfig(epochs=epochs, lr=self.lr, optimizer="adam", batch_size=self.batch_size)
+
+    def head_config(self) -> TrainConfig:
+        return TrainConfig(epochs=self.head_epochs, lr=self.head_lr, optimizer="adam")
+
+
+def run_transfers(transfers: Sequence[Transfer], *, study: str, source_net: Architecture, target_net: Architecture,
+                  stages: Stages = Stages(), methods: Sequence[str] = METHODS, progress: bool | None = None) -> StudyRun:
+    """Every method of ``methods`` on every transfer: the SSL teachers first (one per distinct seed
+    and source data, so settings that move only the target share them), then one batched fit per
+    stage and method per group of equal shapes."""
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; valid methods: {', '.join(METHODS)}")
+    teachers, runs = _train_teachers(transfers, source_net, stages, progress, study)
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, transfer in enumerate(transfers):
+        groups[transfer.shape_key()].append(i)
+    for members in groups.values():
+        group_teacher = Stack.concat([teachers[i] for i in members])
+        runs += _run_group([transfers[i] for i in members], group_teacher, study, target_net, stages, methods, progress)
+    return StudyRun.concat(runs)
+
+
+def stacked(transfers: Sequence[Transfer], name: str) -> torch.Tensor:
+    return torch.stack([getattr(t, name) for t in transfers])
+
+
+def _train_teachers(transfers, source_net, stages, progress, study) -> tuple[list[Stack], list[StudyRun]]:
+    """Stage 1: an SSL teacher (one copy) per transfer, trained once per distinct (seed, source data)."""
+    keys = [(t.seed, _digest(t.source_unlabeled)) for t in transfers]
+    by_shape: dict[tuple, dict] = defaultdict(dict)
+    for transfer, key in zip(transfers, keys):
+        by_shape[tuple(transfer.source_unlabeled.shape)].setdefault(key, transfer.source_unlabeled)
+    teacher_of, runs = {}, []
+    for shape, distinct in by_shape.items():
+        spec = source_net.spec(shape[1:], stages.embedding_dim)
+        result = fit(ContrastiveSSL(spec, stages.ssl_temperature), {"x": torch.stack(list(distinct.values()))},
+                     seeds=[seed for seed, _ in distinct], config=stages.representation_config(stages.ssl_epochs),
+                     augment=two_views(stages.augment_noise, stages.augment_drop), progress=progress,
+                     description=f"{study}: source SSL (teachers)")
+        runs.append(fit_run(study, "ssl_teacher", result, []))
+        for i, key in enumerate(distinct):
+            teacher_of[key] = result.modules["encoder"].subset([i])
+    return [teacher_of[key] for key in keys], runs
+
+
+def _digest(tensor: torch.Tensor) -> str:
+    return hashlib.sha1(tensor.contiguous().numpy().tobytes()).hexdigest()
+
+
+def _run_group(transfers, teacher, study, target_net, stages, methods, progress) -> list[StudyRun]:
+    seeds = [t.seed for t in transfers]
+    target_spec = target_net.spec(tuple(transfers[0].target_paired.shape[1:]), stages.embedding_dim)
+    representation = stages.representation_config
+    runs, encoders = [], {}
+    with torch.no_grad():
+        teacher_paired = teacher(stacked(transfers, "source_paired"))[0]
+        teacher_test = teacher(stacked(transfers, "source_test"))[0]
+    for name in DISTILLERS:
+        if name in methods:
+            result = fit(EmbeddingDistillation(target_spec, stages.loss(name), stages.embedding_dim),
+                         {"x": stacked(transfers, "target_paired"), f"{TEACHER_PREFIX}embedding": teacher_paired},
+                         seeds=seeds, config=representation(stages.distill_epochs), progress=progress,
+                         description=f"{study}: distil ({name})")
+            encoders[name] = result.modules["encoder"]
+            runs.append(fit_run(study, name, result, []))
+    if "target_ssl" in methods:
+        result = fit(ContrastiveSSL(target_spec, stages.ssl_temperature), {"x": stacked(transfers, "target_paired")},
+                     seeds=seeds, config=representation(stages.ssl_epochs),
+                     augment=two_views(stages.augment_noise, stages.augment_drop), progress=progress,
+                     description=f"{study}: target SSL")
+        encoders["target_ssl"] = result.modules["encoder"]
+        runs.append(fit_run(study, "target_ssl", result, []))
+    random_encoder = Stack.from_seeds(target_spec, seeds)
+    for name in ("no_distill", "finetune_only"):
+        if name in methods:
+            encoders[name] = random_encoder
+
+    settings = [t.settings for t in transfers]
+    for stage in STAGES:
+        chosen = [m for m in encoders if stage in METHOD_STAGES[m]]
+        if not chosen:
+            continue
+        k = len(chosen)
+        result = fit(EncoderClassifier(target_spec, transfers[0].n_classes),
+                     {"x": repeat_models(stacked(transfers, "target_labeled"), k),
+                      "y": repeat_models(stacked(transfers, "labels"), k)}, seeds=seeds * k,
+                     config=stages.head_config(), init={"encoder": Stack.concat([encoders[m] for m in chosen])},
+                     freeze=["encoder"] if stage == "probe" else [], progress=progress,
+                     description=f"{study}: {stage} ({', '.join(chosen)})")
+        runs.append(_stage_rows(study, stage, chosen, result, transfers, teacher_test, seeds, settings))
+    return runs
+
+
+def _stage_rows(study, stage, methods, result, transfers, teacher_test, seeds, settings) -> StudyRun:
+    """Test accuracy and modality distances of each method's stage-3 model, one row per seed."""
+    k = len(methods)
+    x = repeat_models(stacked(transfers, "target_test"), k)
+    logits = result.predict({"x": x})["classifier"]
+    test_acc = accuracy(logits, repeat_models(stacked(transfers, "test_labels"), k)).numpy()
+    with torch.no_grad():  # directions: CMD and CMC match embeddings up to their length
+        student_test, teacher_test = unit_rows(result.modules["encoder"](x)[0]), unit_rows(teacher_test)
+    rows = []
+    for i, method in enumerate(methods):
+        block = slice(i * len(transfers), (i + 1) * len(transfers))
+        stage_settings = [{**s, "stage": stage} for s in settings]
+        tv = [domain_tv_lower_bound(teacher_test[j], student_test[block][j], seed=seeds[j]) for j in range(len(transfers))]
+        gap = [mmd(teacher_test[j], student_test[block][j]) for j in range(len(transfers))]
+        for metric, values in (("test_acc", test_acc[block]), ("tv_lower_bound", tv), ("mmd", gap)):
+            rows += tidy_rows(study, method, stage_settings, seeds, metric, values)
+    return fit_run(study, stage, result, rows)
+
+
+def transfers_from_splits(splits: Mapping[int, Splits], source: str, target: str, *, n_paired: int, n_labeled: int,
+                          settings: dict, standardize: bool = True) -> list[Transfer]:
+    """One transfer per seed → split, each modality standardised with training-split statistics
+    unless ``standardize`` is False."""
+    return [make_transfer(standardise(split, [source, target], scale=standardize), source, target, n_paired=n_paired,
+                          n_labeled=n_labeled, seed=seed, settings=settings) for seed, split in splits.items()]

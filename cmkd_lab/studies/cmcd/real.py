@@ -1,0 +1,101 @@
+"""CMCD on real paired data (04_cmcd_real): any registered dataset, by (source, target) pairs.
+
+Pairs come from ``pairs`` ("dataset:source>target"), else the kit's defaults for its own datasets
+(mfeat: pixels → each other view; watch: accel → gyro; segment: colour → shape), else a dataset's
+first two modalities. Nets come from each modality's shape (vector: MLP, (C, T): 1-D CNN,
+(C, H, W): 2-D CNN). Per seed, the stages of :mod:`.pipeline` use the training split: SSL on every
+training sample's source, distillation on ``n_paired`` of them (None: all but the labeled ones),
+and ``labeled_per_class`` labeled samples per class; the test split scores.
+
+Rows: study ``cmcd_real``, settings ``dataset``, ``source``, ``target``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pandas as pd
+
+from ...datasets import load, real_dataset_names
+from ...experiment import StudyRun, Task
+from ...results import RunLog
+from ...notebook import NotebookParameters
+from ..real_data import net_for, note_small_test_sets, parse_pairs, split_records
+from .pipeline import Stages, run_transfers, transfers_from_splits
+
+STUDY = "cmcd_real"
+MFEAT_VIEWS = ("fourier", "profile", "karhunen_loeve", "zernike", "morphological")
+DEFAULT_PAIRS = {
+    "mfeat": [("pixels", view) for view in MFEAT_VIEWS],
+    "watch": [("accel", "gyro")],
+    "segment": [("colour", "shape")],
+}
+
+
+@dataclass(frozen=True)
+class CMCDRealParameters(NotebookParameters):
+    """CMCD's three stages on real pairs: a method table per pair and distance vs error across pairs."""
+
+    datasets: tuple[str, ...] = ("mfeat", "segment")
+    pairs: tuple[str, ...] = ()  # "dataset:source>target", e.g. "mine:accel>gyro"; several per dataset allowed
+    n_runs: int | None = None
+    n_paired: int | None = None  # None: every training sample that is not labeled
+    labeled_per_class: int = 5
+    ssl_epochs: int | None = None
+    distill_epochs: int | None = None
+    head_epochs: int | None = None
+    embedding_dim: int = 32
+    lr: float = 1e-3
+    head_lr: float = 1e-2
+    batch_size: int = 128
+    ssl_temperature: float = 0.1
+    cmd_student_temperature: float = 0.1
+    cmd_teacher_temperature: float = 0.05
+    cmc_temperature: float = 0.07
+    queue_size: int = 0
+    standardize: bool = True  # z-score each modality with training-split statistics
+
+    notebook: ClassVar[str] = "04_cmcd_real"
+    profile_defaults: ClassVar = {
+        "quick": {"n_runs": 2, "ssl_epochs": 10, "distill_epochs": 20, "head_epochs": 100},
+        "full": {"n_runs": 5, "ssl_epochs": 40, "distill_epochs": 80, "head_epochs": 200},
+    }
+    choices: ClassVar = {"datasets": real_dataset_names}
+
+    def __post_init__(self):
+        parse_pairs(self.pairs, self.datasets)
+        if self.labeled_per_class < 1:
+            raise ValueError(f"labeled_per_class must be >= 1, got {self.labeled_per_class}")
+
+
+def chosen_pairs(p: CMCDRealParameters, name: str, modalities: list[str]) -> list[tuple[str, str]]:
+    """Dataset ``name``'s (source, target) pairs: from ``p.pairs``, else the defaults, else its first two modalities."""
+    given = [(a, b) for dataset, a, b in parse_pairs(p.pairs, p.datasets) if dataset == name]
+    if given:
+        return given
+    if name in DEFAULT_PAIRS:
+        return DEFAULT_PAIRS[name]
+    if len(modalities) < 2:
+        raise ValueError(f"dataset {name!r} has one modality, {modalities}; CMCD needs a source and a target")
+    return [tuple(modalities[:2])]
+
+
+def run(p: CMCDRealParameters, progress: bool | None = None) -> StudyRun:
+    """Every pair of every dataset; one :func:`~.pipeline.run_transfers` per pair (nets differ by pair)."""
+    loaded = {name: load(name) for name in p.datasets}  # every dataset loads before anything trains
+    splits = {name: {seed: data.split(seed) for seed in range(p.n_runs)} for name, data in loaded.items()}
+    tasks = [Task(split, seed, {"dataset": name}) for name, by_seed in splits.items() for seed, split in by_seed.items()]
+    note_small_test_sets(tasks)
+    runs = [StudyRun(pd.DataFrame(), RunLog(splits=split_records(tasks)))]
+    for name, data in loaded.items():
+        n_labeled = p.labeled_per_class * data.n_classes
+        # None: every unlabeled training sample; the smallest training split decides, so seeds stack
+        n_paired = p.n_paired or min(len(split.train) for split in splits[name].values()) - n_labeled
+        for source, target in chosen_pairs(p, name, data.modality_names):
+            transfers = transfers_from_splits(splits[name], source, target, n_paired=n_paired, n_labeled=n_labeled,
+                                              settings={"dataset": name, "source": source, "target": target},
+                                              standardize=p.standardize)
+            runs.append(run_transfers(transfers, study=STUDY, source_net=net_for(data, source, name),
+                                      target_net=net_for(data, target, name), stages=Stages.of(p), progress=progress))
+    return StudyRun.concat(runs)
