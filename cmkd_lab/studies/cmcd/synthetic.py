@@ -22,9 +22,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+import plotly.graph_objects as go
+
+from ... import figures
 from ...datasets import load
 from ...experiment import Architecture, StudyRun
 from ...notebook import NotebookParameters
+from ...results import summarize
 from .pipeline import Stages, run_transfers, transfers_from_splits
 
 
@@ -58,7 +62,7 @@ class CMCDParameters(NotebookParameters):
     notebook: ClassVar[str] = "04_cmcd"
     profile_defaults: ClassVar = {
         "quick": {"n_runs": 3, "ssl_epochs": 15, "distill_epochs": 30, "head_epochs": 100},
-        "full": {"n_runs": 10, "ssl_epochs": 40, "distill_epochs": 80, "head_epochs": 200},
+        "full": {"n_runs": 10, "ssl_epochs": 30, "distill_epochs": 60, "head_epochs": 150},
     }
 
     def __post_init__(self):
@@ -93,3 +97,22 @@ def run(p: CMCDParameters, progress: bool | None = None) -> StudyRun:
         runs.append(run_transfers(sweep_tasks, study="cmcd_sweep", source_net=net, target_net=net, stages=stages,
                                   progress=progress))
     return StudyRun.concat(runs)
+
+
+EXPLORE_SCALE = {"n_runs": 1, "n_samples": 1000, "ssl_epochs": 6, "distill_epochs": 12, "head_epochs": 50, "sweeps": False}
+
+
+def explore_figure(p: CMCDParameters, alpha: float, n_paired: int, n_labeled: int, temperature: float) -> go.Figure:
+    """The Explore callback: one seed at a small scale (``EXPLORE_SCALE``) with new knobs; every
+    method's accuracy per stage. ``temperature`` is CMC's and CMD's student temperature (CMD's
+    teacher temperature keeps its ratio to it)."""
+    ratio = p.cmd_teacher_temperature / p.cmd_student_temperature
+    changed = p.replace(alphas=(alpha,), alpha=alpha, n_paired=n_paired, n_labeled=n_labeled, cmc_temperature=temperature,
+                        cmd_student_temperature=temperature, cmd_teacher_temperature=ratio * temperature, **EXPLORE_SCALE)
+    table = run(changed, progress=False).table
+    acc = table[table["metric"] == "test_acc"]
+    summary = summarize(acc, by=["method", "stage"])
+    fig = figures.grouped_bars(summary, x="method", color="stage", title=(
+        f"α = {alpha:.2f}, M = {n_paired}, m = {n_labeled}, temperature = {temperature:g} (one seed, small scale)"),
+        x_title="method")
+    return fig
