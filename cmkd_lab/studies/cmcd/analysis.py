@@ -59,6 +59,16 @@ def distance_correlation(points: pd.DataFrame, distance: str = "tv_lower_bound",
     return rank_correlation(points[distance], points["test_error"], n_boot=n_boot)
 
 
+def correlations_by_method(points: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
+    """ρ between each distance estimate and the target error, per distiller and pooled: a loss that
+    aligns embeddings only up to their similarities (CMD, CMC) can leave a distance that tracks the
+    modality gap less than a regression onto the teacher's embedding (L2) does."""
+    groups = [(method, part) for method, part in points.groupby("method", sort=False)] + [("all", points)]
+    return pd.DataFrame([{"method": method, "distance": distance, **rank_correlation(part[distance], part["test_error"],
+                                                                                   n_boot=n_boot)}
+                         for method, part in groups for distance in DISTANCES]).round(3)
+
+
 def correlation_line(correlation: dict, distance: str = "tv_lower_bound") -> str:
     return (f"ρ({distance}, target error) = {correlation['rho']:+.2f} "
             f"[{correlation['low']:+.2f}, {correlation['high']:+.2f}], n = {correlation['n']}")

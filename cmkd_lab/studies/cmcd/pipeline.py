@@ -22,7 +22,6 @@ target embedding of the paired target test samples (both as unit vectors), estim
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -100,7 +99,7 @@ def make_transfer(splits: Splits, source: str, target: str, *, n_paired: int, n_
 @dataclass(frozen=True)
 class Stages:
     """How each stage trains, and the loss settings (temperatures are our reading: the paper
-    does not fix them)."""
+    does not fix them). The CMCD notebooks' parameter classes are Stages too."""
 
     embedding_dim: int = 16
     ssl_epochs: int = 30
@@ -116,11 +115,6 @@ class Stages:
     queue_size: int = 0
     augment_noise: float = 0.1
     augment_drop: float = 0.2
-
-    @classmethod
-    def of(cls, parameters) -> "Stages":
-        """The stage settings a notebook's parameters give (fields of the same names)."""
-        return cls(**{f.name: getattr(parameters, f.name) for f in dataclasses.fields(cls) if hasattr(parameters, f.name)})
 
     def loss(self, name: str):
         options = {"cmd": {"student_temperature": self.cmd_student_temperature,

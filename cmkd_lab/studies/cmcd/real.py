@@ -34,7 +34,7 @@ DEFAULT_PAIRS = {
 
 
 @dataclass(frozen=True)
-class CMCDRealParameters(NotebookParameters):
+class CMCDRealParameters(Stages, NotebookParameters):
     """CMCD's three stages on real pairs: a method table per pair and distance vs error across pairs."""
 
     datasets: tuple[str, ...] = ("mfeat", "segment")
@@ -46,14 +46,7 @@ class CMCDRealParameters(NotebookParameters):
     distill_epochs: int | None = None
     head_epochs: int | None = None
     embedding_dim: int = 32
-    lr: float = 1e-3
-    head_lr: float = 1e-2
-    batch_size: int = 128
-    ssl_temperature: float = 0.1
-    cmd_student_temperature: float = 0.1
-    cmd_teacher_temperature: float = 0.05
-    cmc_temperature: float = 0.07
-    queue_size: int = 0
+    # the other stage settings (learning rates, batch size, temperatures, CMD's queue): see Stages
     standardize: bool = True  # z-score each modality with training-split statistics
 
     notebook: ClassVar[str] = "04_cmcd_real"
@@ -97,5 +90,5 @@ def run(p: CMCDRealParameters, progress: bool | None = None) -> StudyRun:
                                               settings={"dataset": name, "source": source, "target": target},
                                               standardize=p.standardize)
             runs.append(run_transfers(transfers, study=STUDY, source_net=net_for(data, source, name),
-                                      target_net=net_for(data, target, name), stages=Stages.of(p), progress=progress))
+                                      target_net=net_for(data, target, name), stages=p, progress=progress))
     return StudyRun.concat(runs)

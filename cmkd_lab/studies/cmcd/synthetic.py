@@ -33,7 +33,7 @@ from .pipeline import Stages, run_transfers, transfers_from_splits
 
 
 @dataclass(frozen=True)
-class CMCDParameters(NotebookParameters):
+class CMCDParameters(Stages, NotebookParameters):
     """Synthetic CMCD: the α sweep (method table and distance vs error) and the M and m sweeps."""
 
     alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -49,15 +49,7 @@ class CMCDParameters(NotebookParameters):
     distill_epochs: int | None = None
     head_epochs: int | None = None
     hidden: int = 64
-    embedding_dim: int = 16
-    lr: float = 1e-3
-    head_lr: float = 1e-2
-    batch_size: int = 128
-    ssl_temperature: float = 0.1
-    cmd_student_temperature: float = 0.1
-    cmd_teacher_temperature: float = 0.05
-    cmc_temperature: float = 0.07
-    queue_size: int = 0  # 0: CMD's anchors are the batch's teacher embeddings; K: plus a queue of K earlier ones
+    # the other stage settings (learning rates, batch size, temperatures, CMD's queue): see Stages
 
     notebook: ClassVar[str] = "04_cmcd"
     profile_defaults: ClassVar = {
@@ -87,7 +79,7 @@ def transfers(p: CMCDParameters, alpha: float, n_paired: int, n_labeled: int, se
 
 def run(p: CMCDParameters, progress: bool | None = None) -> StudyRun:
     """The α study, then (``p.sweeps``) the M and m sweeps."""
-    net, stages = p.net(), Stages.of(p)
+    net, stages = p.net(), p
     alpha_tasks = [t for a in p.alphas for t in transfers(p, a, p.n_paired, p.n_labeled, {})]
     runs = [run_transfers(alpha_tasks, study="cmcd_synthetic", source_net=net, target_net=net, stages=stages,
                           progress=progress)]
