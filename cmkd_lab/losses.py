@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .models import seeded
+from .training import Ramp
 from .registry import Registry, check_options
 
 KD_REDUCTIONS = ("batchmean", "mean")
@@ -227,6 +228,7 @@ class DKD(Distiller):
     beta: float | Sequence[float] = 8.0
     temperature: float = 4.0
     t2_scale: bool = True
+    warmup_epochs: int = 0  # the DKD paper's linear warm-up of both terms (0: none)
     masking: bool = False
     mask_threshold: float = PSSM_COSINE_THRESHOLD
 
@@ -239,6 +241,8 @@ class DKD(Distiller):
         return {**super().terms(out, modules), "tckd": tckd, "nckd": nckd}
 
     def weights(self):
+        if self.warmup_epochs:
+            return {**super().weights(), "tckd": Ramp(self.alpha, self.warmup_epochs), "nckd": Ramp(self.beta, self.warmup_epochs)}
         return {**super().weights(), "tckd": self.alpha, "nckd": self.beta}
 
 

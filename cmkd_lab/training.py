@@ -144,7 +144,8 @@ class System:
     - ``frozen``: modules that do not train (teachers), as stacks with one copy per model;
     - ``step(modules, batch)``: one copy's batch (``{key: (B, ...)}``) → :class:`StepResult`;
       written for a single model, run for all copies under ``vmap``;
-    - ``weights()``: the weight of each term (a number, or one per copy); terms not named weigh 1;
+    - ``weights()``: the weight of each term (a number, one per copy, or a warm-up
+      :class:`Ramp`); terms not named weigh 1;
     - ``heads()`` and ``predict(modules, batch)``: the classifiers that validation scores;
     - ``prepare(data, frozen)``: optional caching of frozen outputs before training.
     """
@@ -171,6 +172,20 @@ class System:
 
     def config(self) -> dict:
         return {"system": type(self).__name__}
+
+
+@dataclass(frozen=True)
+class Ramp:
+    """A term weight that a system's ``weights()`` may give instead of a number: it grows
+    linearly to ``value`` (a number or one per copy) over the first ``epochs`` epochs, reaching
+    it at epoch ``epochs`` (DKD's warm-up: weight × min(epoch / epochs, 1))."""
+
+    value: float | Sequence[float]
+    epochs: int
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise ValueError(f"a warm-up ramp needs epochs >= 1, got {self.epochs}")
 
 
 def gradient_reversal(x: torch.Tensor, scale: float | torch.Tensor = 1.0) -> torch.Tensor:
@@ -286,11 +301,12 @@ def fit(
         for epoch in progress_bar(range(1, config.epochs + 1), f"{description} ({n_models} model{'s' * (n_models > 1)})", enabled=progress,
                                   unit="epoch"):
             sums: dict[str, torch.Tensor] = {}
+            weights_now = _weights_at(weights, epoch)
             for share, batch in _batches(data, groups, config.batch_size, shuffles):
                 if augment is not None:
                     batch = augment(batch, augmenters)
                 terms = _step(system, stacks, set(learning), batch)
-                total = sum(weights.get(name, 1.0) * value for name, value in terms.items())
+                total = sum(weights_now.get(name, 1.0) * value for name, value in terms.items())
                 optimizer.zero_grad(set_to_none=True)
                 total.sum().backward()
                 optimizer.step()
@@ -489,14 +505,20 @@ def _build(system: System, seeds: Sequence[int], init: Mapping[str, Stack], devi
     return stacks
 
 
-def _weights(system: System, n_models: int, device: torch.device) -> dict[str, torch.Tensor]:
+def _weights(system: System, n_models: int, device: torch.device) -> dict[str, tuple[torch.Tensor, int]]:
+    """Each term's weight per copy and its warm-up length in epochs (0: none)."""
     weights = {}
     for term, w in system.weights().items():
-        value = torch.as_tensor(w, dtype=torch.float32, device=device)
+        warmup = w.epochs if isinstance(w, Ramp) else 0
+        value = torch.as_tensor(w.value if isinstance(w, Ramp) else w, dtype=torch.float32, device=device)
         if value.dim() and value.shape != (n_models,):
             raise ValueError(f"weight of term {term!r} must be a number or one per model ({n_models}), got {tuple(value.shape)}")
-        weights[term] = value.expand(n_models)
+        weights[term] = (value.expand(n_models), warmup)
     return weights
+
+
+def _weights_at(weights: Mapping[str, tuple[torch.Tensor, int]], epoch: int) -> dict[str, torch.Tensor]:
+    return {term: value * min(epoch / warmup, 1.0) if warmup else value for term, (value, warmup) in weights.items()}
 
 
 def _feed_groups(feeds: Mapping[str, Sequence[str]] | None, data: Mapping[str, torch.Tensor]) -> list[list[str]]:

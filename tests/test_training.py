@@ -11,7 +11,7 @@ from cmkd_lab.losses import make_loss
 from cmkd_lab.metrics import weighted_f1
 from cmkd_lab.models import ModelSpec, Stack, build_model
 from cmkd_lab.systems import Distillation, train_classifier
-from cmkd_lab.training import Head, StepResult, System, TrainConfig, build_seeded, fit, gradient_reversal
+from cmkd_lab.training import Head, Ramp, StepResult, System, TrainConfig, build_seeded, fit, gradient_reversal
 
 SEEDS = [0, 1, 2, 3]
 
@@ -400,3 +400,34 @@ def test_a_fit_that_ends_at_chance_warns_and_records_it():
     with pytest.warns(UserWarning, match="seed 1 ended at chance"):
         result = train_classifier(spec, x, y, seeds=[0, 1], config=TrainConfig(epochs=30), progress=False)
     assert len(result.record["warnings"]) == 1 and "standardise" in result.record["warnings"][0]
+
+
+class _Decay(System):
+    """One scalar p per copy and the term p², weighted by a warm-up ramp."""
+
+    def __init__(self, weight):
+        self.weight = weight
+
+    def build(self, seed):
+        module = nn.Module()
+        module.p = nn.Parameter(torch.ones(()))
+        return {"p": module}
+
+    def step(self, modules, batch):
+        return StepResult({}, {"square": modules["p"].params["p"] ** 2 + 0 * batch["x"].sum()})
+
+    def weights(self):
+        return {"square": self.weight}
+
+
+def test_a_warm_up_ramp_scales_its_term_by_epoch_over_length():
+    lr, epochs, length = 0.1, 6, 4
+    result = fit(_Decay(Ramp([1.0, 2.0], length)), {"x": torch.zeros(2, 3, 1)}, seeds=[0, 1],
+                 config=TrainConfig(epochs=epochs, lr=lr))
+    for copy, value in enumerate([1.0, 2.0]):
+        expected = 1.0
+        for epoch in range(1, epochs + 1):  # SGD on w·p²: p ← p·(1 − 2·lr·w_epoch)
+            expected *= 1 - 2 * lr * value * min(epoch / length, 1.0)
+        assert result.modules["p"].params["p"][copy].item() == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="epochs >= 1"):
+        Ramp(1.0, 0)
