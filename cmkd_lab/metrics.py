@@ -23,6 +23,7 @@ Shapes follow :mod:`cmkd_lab.losses`: logits ``(..., N, C)``, labels ``(..., N)`
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -189,37 +190,43 @@ def _feature_sets(a, b) -> tuple[torch.Tensor, torch.Tensor]:
     return a, b
 
 
-def domain_tv_lower_bound(a, b, seed: int = 0, test_fraction: float = 0.5) -> float:
-    """A lower bound on the total-variation distance between the distributions of ``a`` ``(N, d)``
-    and ``b`` ``(N', d)``, from a held-out domain classifier.
-
-    For any classifier f telling a from b, with balanced classes, its accuracy is
-    ½[1 + P_a(f = a) − P_b(f = a)], so TV(P_a, P_b) = sup_A |P_a(A) − P_b(A)| ≥ 2·acc − 1.
-    Here f is a logistic regression on standardised features: the same number of samples from
-    each side (the smaller count, drawn with ``seed``), fitted on a ``1 − test_fraction`` share
-    and scored on the rest; returns ``max(0, 2·acc − 1)`` (below chance is noise). It is only a
-    lower bound: a linear classifier sees differences a hyperplane can separate (a shifted mean,
-    not a change of spread alone), and the held-out accuracy has sampling error of about
-    1/√(number of scored samples).
-    """
+def domain_classifier_accuracy(feature_sets: Sequence, seed: int = 0, test_fraction: float = 0.5) -> float:
+    """Held-out accuracy of a classifier telling which of K feature sets ``(N_k, d)`` a sample
+    comes from (chance: 1/K). A logistic regression on standardised features, with the same
+    number of samples from each set (the smallest count, drawn with ``seed``), fitted on a
+    ``1 − test_fraction`` share and scored on the rest; its sampling error is about
+    1/√(number of scored samples)."""
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction}")
-    a, b = _feature_sets(a, b)
-    per_side = min(len(a), len(b))
-    n_test = min(max(1, round(per_side * test_fraction)), per_side - 1)  # each part holds both sides
+    if len(feature_sets) < 2:
+        raise ValueError(f"need at least two feature sets to tell apart, got {len(feature_sets)}")
+    sets = [_feature_sets(feature_sets[0], other)[1] for other in feature_sets]
+    per_side = min(len(x) for x in sets)
+    n_test = min(max(1, round(per_side * test_fraction)), per_side - 1)  # each part holds every set
     rng = np.random.default_rng(seed)
-    a_index, b_index = rng.permutation(len(a))[:per_side], rng.permutation(len(b))[:per_side]
-    features = np.concatenate([a.numpy()[a_index], b.numpy()[b_index]])
-    domains = np.repeat([0, 1], per_side)
-    is_test = np.tile(np.arange(per_side) < n_test, 2)  # the first n_test of each shuffled side
+    features = np.concatenate([x.numpy()[rng.permutation(len(x))[:per_side]] for x in sets])
+    domains = np.repeat(np.arange(len(sets)), per_side)
+    is_test = np.tile(np.arange(per_side) < n_test, len(sets))  # the first n_test of each shuffled set
     from sklearn.linear_model import LogisticRegression  # deferred: a slow import most callers never need
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     classifier.fit(features[~is_test], domains[~is_test])
-    accuracy_held_out = classifier.score(features[is_test], domains[is_test])
-    return max(0.0, 2.0 * accuracy_held_out - 1.0)
+    return float(classifier.score(features[is_test], domains[is_test]))
+
+
+def domain_tv_lower_bound(a, b, seed: int = 0, test_fraction: float = 0.5) -> float:
+    """A lower bound on the total-variation distance between the distributions of ``a`` ``(N, d)``
+    and ``b`` ``(N', d)``, from a held-out domain classifier (:func:`domain_classifier_accuracy`).
+
+    For any classifier f telling a from b, with balanced classes, its accuracy is
+    ½[1 + P_a(f = a) − P_b(f = a)], so TV(P_a, P_b) = sup_A |P_a(A) − P_b(A)| ≥ 2·acc − 1.
+    Returns ``max(0, 2·acc − 1)`` (below chance is noise). It is only a lower bound: a linear
+    classifier sees differences a hyperplane can separate (a shifted mean, not a change of
+    spread alone), and the held-out accuracy has sampling error.
+    """
+    return max(0.0, 2.0 * domain_classifier_accuracy([a, b], seed, test_fraction) - 1.0)
 
 
 def mmd(a, b, bandwidth: float | None = None) -> float:
