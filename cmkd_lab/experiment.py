@@ -29,7 +29,7 @@ import torch
 from .datasets import PairedDataset, Splits
 from .losses import Distiller
 from .metrics import VALIDATION_METRICS, accuracy
-from .models import ModelSpec, Stack
+from .models import ModelSpec, Net, Stack
 from .results import RunLog, tidy_rows
 from .systems import Distillation, train_classifier
 from .training import FitResult, TrainConfig, fit
@@ -39,11 +39,14 @@ BASELINES = ("teacher", "no_kd")
 
 @dataclass(frozen=True)
 class Task:
-    """One dataset draw to run every method on."""
+    """One dataset draw to run every method on. ``init`` may give a method's initial weights
+    (``"teacher"``, ``"no_kd"`` or a loss name → the state dict of its net) instead of building
+    them from the seed, e.g. to replay an official script's draws."""
 
     splits: Splits
     seed: int
     settings: dict = field(default_factory=dict)
+    init: Mapping[str, Mapping[str, torch.Tensor]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -247,9 +250,11 @@ def run_teacher_student(
     run = StudyRun(pd.DataFrame(), log if log is not None else RunLog())
     rows = []
 
-    def train(method, spec, data, val, seeds, config, loss=None, teacher=None, modality=None):
+    def train(method, spec, data, val, group, config, loss=None, teacher=None, modality=None, copies=1):
         system = Distillation(spec, loss or Distiller(), teacher)
-        result = fit(system, data, seeds=seeds, config=config, val=val, progress=progress, description=f"{study}: {method}")
+        init = given_init(group, method, spec, copies)
+        result = fit(system, data, seeds=[t.seed for t in group] * copies, config=config, val=val, init=init,
+                     progress=progress, description=f"{study}: {method}")
         run.artifacts.fits[method].append(result)
         run.log.add(study=study, method=method, modality=modality_label(modality), **result.record)
         return result
@@ -280,7 +285,7 @@ def run_teacher_student(
             y = {p: repeat_models(labels[p], k) for p in parts}
             teacher = train("teacher", spec, {"x": teacher_x["train"], "y": y["train"]},
                             {"x": teacher_x["val"], "y": y["val"]} if "val" in parts else None,
-                            seeds * k, teacher_config, modality=teacher_modality)
+                            group, teacher_config, modality=teacher_modality, copies=k)
             teacher_logits = teacher.predict({"x": teacher_x["test"]})["student"]
             if "teacher" in include:
                 for i, v in enumerate(names):
@@ -293,7 +298,7 @@ def run_teacher_student(
             student_logits["no_kd"] = _no_kd_logits(
                 group, student_modality, share_baselines, no_kd_cache,
                 lambda todo: train("no_kd", student_spec, *[_stacked(todo, p, student_modality) for p in ("train", "val")],
-                                   [t.seed for t in todo], student_config, modality=student_modality),
+                                   todo, student_config, modality=student_modality),
             )
             rows += tidy_rows(study, "no_kd", settings_of(group, names[0]), seeds, "test_acc",
                               accuracy(student_logits["no_kd"], labels["test"]).numpy())
@@ -302,8 +307,9 @@ def run_teacher_student(
             if loss.needs_teacher:
                 data["x_teacher"] = teacher_x["train"]
             val = split_data(student_x.get("val"), labels.get("val"), group, "val", k)
-            result = train(name, student_spec, data, val, seeds * k, student_config, loss=loss,
-                           teacher=teacher.modules["student"] if loss.needs_teacher else None, modality=student_modality)
+            result = train(name, student_spec, data, val, group, student_config, loss=loss,
+                           teacher=teacher.modules["student"] if loss.needs_teacher else None, modality=student_modality,
+                           copies=k)
             student_logits[name] = result.predict({"x": repeat_models(student_x["test"], k)})["student"]
             for i, v in enumerate(names):
                 block = slice(i * len(group), (i + 1) * len(group))
@@ -320,6 +326,22 @@ def run_teacher_student(
                     rows += hook(study, outputs, metric_options or {})
     run.table = pd.DataFrame(rows)
     return run
+
+
+def given_init(tasks: Sequence[Task], method: str, spec: ModelSpec, copies: int = 1) -> dict[str, Stack] | None:
+    """The initial nets of ``method`` that ``tasks`` give (``Task.init``), as the student stack of a
+    fit over ``copies`` blocks of the tasks; ``None`` when no task gives them."""
+    given = [method in t.init for t in tasks]
+    if not any(given):
+        return None
+    if not all(given):
+        raise ValueError(f"either every task of a fit gives initial weights for {method!r} or none does")
+    nets = []
+    for task in tasks:
+        net = Net(spec)
+        net.load_state_dict(dict(task.init[method]))
+        nets.append(net)
+    return {"student": Stack.from_modules(nets).repeat(copies)}
 
 
 def _stacked(tasks: Sequence[Task], part: str, modality: Modality) -> dict | None:

@@ -16,10 +16,11 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ... import figures
-from ...datasets.synthetic import mfh_overlap, mfh_teacher_specific
+from ...datasets.synthetic import RNG_MODES, mfh_overlap, mfh_teacher_specific
 from ...experiment import StudyRun, Task, run_teacher_student
 from ...results import summarize
 from ...training import TrainConfig
+from ..official import with_official_inits
 from .common import OFFICIAL_EPOCHS, SyntheticKDParameters, kd_loss, paired_difference, paper_comparison, ratios_table
 
 PAPER_TOLERANCE = 2.0  # points: values read off published figures; the official script lands within 1-2 points
@@ -32,18 +33,22 @@ class GaussianParameters(SyntheticKDParameters):
 
     overlaps: tuple[int, ...] = (0, 2, 4, 6, 8, 10)
     xs1_values: tuple[int, ...] = (0, 10, 20, 30, 40)
+    rng: str = "kit"  # "official": data and initial weights drawn as gauss/main.py draws them, run for run
 
     notebook: ClassVar[str] = "02_mfh_gaussian"
     profile_defaults: ClassVar = {"quick": {"n_runs": 10, "epochs": 300}, "full": {"n_runs": 10, "epochs": OFFICIAL_EPOCHS}}
+    choices: ClassVar = {**SyntheticKDParameters.choices, "rng": RNG_MODES}
 
 
 def _sweep_tasks(p: GaussianParameters, generator, knob_values, setting: str) -> list[Task]:
-    """One task per (knob value, seed): train set from seed s, test set from seed s + 1."""
+    """One task per (knob value, seed): train set from seed s, test set from seed s + 1; with
+    ``rng="official"`` the official script's data and initial weights of run s."""
     tasks = []
     for value in knob_values:
         for seed in range(p.n_runs):
-            splits, ratios = generator(value, seed, n_train=p.n_train, n_test=p.n_test)
-            tasks.append(Task(splits, seed, {setting: ratios[setting]}))
+            splits, ratios = generator(value, seed, n_train=p.n_train, n_test=p.n_test, rng=p.rng)
+            task = Task(splits, seed, {setting: ratios[setting]})
+            tasks.append(with_official_inits(task) if p.rng == "official" else task)
     return tasks
 
 

@@ -16,11 +16,12 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ... import figures
-from ...datasets.synthetic import mfh_overlap
+from ...datasets.synthetic import RNG_MODES, mfh_overlap
 from ...experiment import Architecture, StudyRun, Task
 from ...losses import make_loss
 from ...metrics import rank_correlation
 from ...training import TrainConfig
+from ..official import ntdh_crd_draws, with_official_inits
 from .common import (KNOB_TITLES, NTDHParameters, correlation_line, delta_ntd_correlation, kd_options,
                      non_target_sample_figure, per_task, run_with_gaps)
 
@@ -40,10 +41,11 @@ class GaussianParameters(NTDHParameters):
     n_train: int = 200
     n_test: int = 1000
     lr: float = 0.1
+    rng: str = "kit"  # "official": data and initial weights drawn as NTDH's gauss/main.py draws them, run for run
 
     notebook: ClassVar[str] = "03_ntdh_gaussian"
     profile_defaults: ClassVar = {"quick": {"n_runs": 20, "epochs": 300}, "full": {"n_runs": 100, "epochs": 1000}}
-    choices: ClassVar = {**NTDHParameters.choices, "overlaps": tuple(range(11))}
+    choices: ClassVar = {**NTDHParameters.choices, "overlaps": tuple(range(11)), "rng": RNG_MODES}
 
     def __post_init__(self):
         if self.n_classes < 3:
@@ -51,9 +53,11 @@ class GaussianParameters(NTDHParameters):
 
 
 def make_task(p: GaussianParameters, overlap: int, seed: int, n_classes: int) -> Task:
-    """MFH Fig. 2's generator with x_a and x_b both 25-d."""
-    splits, ratios = mfh_overlap(overlap, seed, p.n_train, p.n_test, a_dims=25, b_dims=25, n_classes=n_classes)
-    return Task(splits, seed, {"gamma": round(ratios["gamma"], 4), "n_classes": n_classes})
+    """MFH Fig. 2's generator with x_a and x_b both 25-d; with ``rng="official"`` the official
+    script's data and initial weights of run ``seed`` (for K classes, the same sequence of draws)."""
+    splits, ratios = mfh_overlap(overlap, seed, p.n_train, p.n_test, a_dims=25, b_dims=25, n_classes=n_classes, rng=p.rng)
+    task = Task(splits, seed, {"gamma": round(ratios["gamma"], 4), "n_classes": n_classes})
+    return with_official_inits(task, after_kd=ntdh_crd_draws(p.n_train)) if p.rng == "official" else task
 
 
 def train_config(p: GaussianParameters) -> TrainConfig:
