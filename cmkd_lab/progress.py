@@ -1,6 +1,9 @@
 """Progress on long loops, in one of three modes:
 
-- ``"bar"``: a tqdm bar (a widget in a notebook, text in a terminal);
+- ``"bar"``: a tqdm text bar on stderr, in a terminal and in a notebook alike. Not tqdm's
+  notebook widget: a saved notebook keeps widget bars as references to widget state that is
+  gone on reopening ("Error displaying widget: model not found"), while a text bar is a plain
+  stream output that survives saving;
 - ``"lines"``: plain text lines on stderr, when a loop starts, every ``LINE_EVERY_S`` seconds and
   when it ends. ``python -m cmkd_lab run`` uses them: its kernels' stderr reaches the terminal,
   and the executed notebooks keep a short log rather than widget state;
@@ -17,7 +20,7 @@ import sys
 import time
 from typing import Iterable, Iterator, TypeVar
 
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the text bar, never the notebook widget (see the module docstring)
 
 T = TypeVar("T")
 ENV_VAR = "CMKD_LAB_PROGRESS"

@@ -335,3 +335,14 @@ def test_progress_lines_say_when_a_fit_starts_and_ends(monkeypatch, capsys):
     with pytest.raises(ValueError, match="CMKD_LAB_PROGRESS is 'loud'; choose one of \\['bar', 'lines', 'off'\\]"):
         progress.progress_mode()
     assert progress.progress_mode(False) == "off"
+
+
+def test_bars_are_text_that_survives_saving_a_notebook(monkeypatch):
+    """A bar is tqdm's plain text bar, never tqdm.auto's choice (a widget inside a kernel, which
+    leaves 'model not found' on reopening a saved notebook)."""
+    import tqdm.std
+
+    from cmkd_lab import progress
+
+    bar = progress.progress_bar(range(2), "fit", enabled=True)
+    assert type(bar) is tqdm.std.tqdm and list(bar) == [0, 1]

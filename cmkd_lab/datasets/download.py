@@ -199,7 +199,7 @@ def _download(url: str, partial: Path, size: int | None, timeout: float, progres
             offset = 0
         length = response.headers.get("Content-Length")
         total = offset + int(length) if length is not None else size
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         with open(partial, "ab" if offset else "wb") as handle, tqdm(
             total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
