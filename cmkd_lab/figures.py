@@ -23,6 +23,18 @@ TEMPLATE = "plotly_white"
 PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#CCB974", "#64B5CD"]
 METHOD_COLORS = {"teacher": "#4C72B0", "no_kd": "#8C8C8C", "kd": "#DD8452"}
 METHOD_NAMES = {"teacher": "Teacher", "no_kd": "No-KD student", "kd": "KD student"}
+# Readable names of the other columns and values that reach legends and axes.
+NAMES = {
+    "gamma": "γ", "alpha": "α", "beta": "β", "delta": "KD − No-KD",
+    "ntd": "NTD (non-target divergence)", "cmd_input": "CMD of the inputs x_a, x_b",
+    "cmd_output": "CMD of the output softmaxes", "n_classes": "classes",
+}
+BANDS = {
+    "std": "band: ± 1 standard deviation over runs",
+    "se": "band: ± 1 standard error of the mean over runs",
+    "ci95": "band: 95 % confidence interval of the mean over runs (t)",
+}
+MANY_POINTS = 40  # lines with more points than this are drawn without markers
 STATIC_FORMATS = ("png", "svg")
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
 
@@ -32,7 +44,31 @@ def color_for(name: str, position: int) -> str:
 
 
 def display_name(name) -> str:
-    return METHOD_NAMES.get(name, str(name))
+    return METHOD_NAMES.get(name, NAMES.get(name, str(name)))
+
+
+def band_half_width(summary: pd.DataFrame, band: str) -> np.ndarray:
+    """Half-width of the band around each ``mean`` of a :func:`~cmkd_lab.results.summarize`
+    table (columns ``std`` and ``n``): one std, one standard error, or the 95 % t interval."""
+    if band not in BANDS:
+        raise ValueError(f"unknown band {band!r}; valid: {', '.join(BANDS)}")
+    std = summary["std"].to_numpy(dtype=float)
+    if band == "std":
+        return std
+    n = summary["n"].to_numpy(dtype=float) if "n" in summary else np.full(len(summary), np.nan)
+    if np.isnan(n).any():
+        raise ValueError(f"band {band!r} needs the number of runs per point (column 'n', as summarize() gives)")
+    se = std / np.sqrt(np.maximum(n, 1))
+    if band == "se":
+        return se
+    from scipy.stats import t  # deferred: a slow import most figures never need
+
+    return np.where(n > 1, t.ppf(0.975, np.maximum(n - 1, 1)) * se, 0.0)
+
+
+def with_caption(title: str, caption: str) -> str:
+    """A title with a smaller caption line under it."""
+    return f"{title}<br><sup>{caption}</sup>" if title else f"<sup>{caption}</sup>"
 
 
 def _rgba(hex_color: str, alpha: float) -> str:
@@ -63,16 +99,21 @@ def metric_vs_knob(
     x_title: str | None = None,
     y_title: str = "test accuracy (%)",
     reference: pd.DataFrame | None = None,
+    band: str = "std",
+    names: dict | None = None,
 ) -> go.Figure:
-    """Lines of ``mean`` against ``x``, one per ``color`` value, with ±``std`` bands.
+    """Lines of ``mean`` against ``x``, one per ``color`` value, with a band (``band``: "std",
+    "se" or "ci95", see :data:`BANDS`; the caption under the title says which).
 
     ``reference`` (optional) has columns ``x``, ``color`` and ``paper``: published values,
-    drawn as open markers in the same colour (already in the plotted units).
+    drawn as open markers in the same colour (already in the plotted units). ``names`` renames
+    ``color`` values in the legend (default: :func:`display_name`).
     """
     fig = go.Figure()
+    label = (lambda v: names.get(v, display_name(v))) if names else display_name  # noqa: E731
     for i, (name, part) in enumerate(summary.groupby(color, sort=False)):
         part = part.sort_values(x)
-        xs, mean, std = part[x].to_numpy(), part["mean"].to_numpy() * scale, part["std"].to_numpy() * scale
+        xs, mean, std = part[x].to_numpy(), part["mean"].to_numpy() * scale, band_half_width(part, band) * scale
         c = color_for(name, i)
         fig.add_trace(
             go.Scatter(
@@ -88,18 +129,76 @@ def metric_vs_knob(
             )
         )
         fig.add_trace(
-            go.Scatter(x=xs.tolist(), y=mean.tolist(), mode="lines+markers", name=display_name(name),
-                       line=dict(color=c, width=2), legendgroup=str(name))
+            go.Scatter(x=xs.tolist(), y=mean.tolist(), mode="lines" if len(xs) > MANY_POINTS else "lines+markers",
+                       name=label(name), line=dict(color=c, width=2), legendgroup=str(name))
         )
         if reference is not None:
             ref = reference[reference[color] == name].sort_values(x)
             if len(ref):
                 fig.add_trace(
-                    go.Scatter(x=ref[x].tolist(), y=ref["paper"].tolist(), mode="markers", name=f"{display_name(name)} (paper)",
+                    go.Scatter(x=ref[x].tolist(), y=ref["paper"].tolist(), mode="markers", name=f"{label(name)} (paper)",
                                marker=dict(color=c, symbol="circle-open", size=10, line=dict(width=2)),
                                legendgroup=str(name))
                 )
-    return style(fig, title, x_title or x, y_title)
+    fig = style(fig, with_caption(title, BANDS[band]), x_title or display_name(x), y_title)
+    return fig.update_layout(margin=dict(t=80))
+
+
+def paired_delta(points: pd.DataFrame, x: str, color: str | None = None, title: str = "", x_title: str | None = None,
+                 y_title: str = "KD − No-KD (points)") -> go.Figure:
+    """Each run's paired difference ``delta`` (a fraction; one row of ``points`` per run) as a
+    small marker at its ``x``, and per ``x`` the mean with its 95 % confidence interval (t),
+    with the zero line: the effect itself, not two wide accuracy bands that hide it."""
+    fig = go.Figure()
+    groups = points.groupby(color, sort=True) if color else [(None, points)]
+    n_groups = points[color].nunique() if color else 1
+    span = np.diff(np.sort(points[x].unique())).min() if points[x].nunique() > 1 else 1.0
+    for i, (name, part) in enumerate(groups):
+        c = PALETTE[i % len(PALETTE)] if color else METHOD_COLORS["kd"]
+        shift = (i - (n_groups - 1) / 2) * 0.12 * span
+        legend = f"{display_name(color)} = {name}" if color else "per run"
+        jitter = np.random.default_rng(i).uniform(-0.04, 0.04, len(part)) * span
+        fig.add_trace(go.Scatter(
+            x=(part[x].to_numpy(dtype=float) + shift + jitter).tolist(), y=(100 * part["delta"]).tolist(), mode="markers",
+            name=f"{legend}: one run" if color else "one run", legendgroup=str(name),
+            marker=dict(color=_rgba(c, 0.35), size=5), hoverinfo="y",
+        ))
+        summary = part.groupby(x)["delta"].agg(mean="mean", std="std", n="count").reset_index()
+        summary["std"] = summary["std"].fillna(0.0)
+        half = band_half_width(summary, "ci95")
+        fig.add_trace(go.Scatter(
+            x=(summary[x].to_numpy(dtype=float) + shift).tolist(), y=(100 * summary["mean"]).tolist(),
+            mode="lines+markers", name=f"{legend}: mean" if color else "mean over runs", legendgroup=str(name),
+            line=dict(color=c, width=2), marker=dict(size=8),
+            error_y=dict(type="data", array=(100 * half).tolist(), visible=True, thickness=1.5),
+        ))
+    fig = style(fig, with_caption(title, "markers: each run's paired difference; bars: 95 % confidence interval of the mean (t)"),
+                x_title or display_name(x), y_title)
+    fig.update_layout(margin=dict(t=80))
+    return zero_line(fig)
+
+
+def metric_panels(summary: pd.DataFrame, x: str, panel: str = "metric", scale: float = 1.0, title: str = "",
+                  x_title: str | None = None, band: str = "ci95") -> go.Figure:
+    """One panel per ``panel`` value (each with its own y-axis, titled by its readable name),
+    ``mean`` against ``x`` with a band: quantities of different sizes never share an axis."""
+    from plotly.subplots import make_subplots
+
+    values = list(dict.fromkeys(summary[panel]))
+    fig = make_subplots(rows=1, cols=len(values), subplot_titles=[display_name(v) for v in values], horizontal_spacing=0.08)
+    for i, value in enumerate(values, start=1):
+        part = summary[summary[panel] == value].sort_values(x)
+        xs, mean = part[x].to_numpy(), part["mean"].to_numpy() * scale
+        half = band_half_width(part, band) * scale
+        c = PALETTE[(i - 1) % len(PALETTE)]
+        fig.add_trace(go.Scatter(x=np.concatenate([xs, xs[::-1]]).tolist(), y=np.concatenate([mean + half, (mean - half)[::-1]]).tolist(),
+                                 mode="lines", fill="toself", fillcolor=_rgba(c, 0.18), line=dict(width=0), hoverinfo="skip",
+                                 showlegend=False), 1, i)
+        fig.add_trace(go.Scatter(x=xs.tolist(), y=mean.tolist(), mode="lines+markers", line=dict(color=c, width=2),
+                                 name=display_name(value), showlegend=False), 1, i)
+        fig.update_xaxes(title_text=x_title or display_name(x), row=1, col=i)
+    fig = style(fig, with_caption(title, BANDS[band]), x_title or display_name(x), "")
+    return fig.update_layout(margin=dict(t=100))
 
 
 def grouped_bars(
@@ -120,7 +219,8 @@ def grouped_bars(
                    error_y=dict(type="data", array=(part["std"] * scale).tolist(), visible=True))
         )
     fig.update_layout(barmode="group")
-    return style(fig, title, x_title or x, y_title)
+    return style(fig, with_caption(title, "error bars: ± 1 standard deviation over runs"),
+                 display_name(x) if x_title is None else x_title, y_title).update_layout(margin=dict(t=80))
 
 
 def heatmap(
@@ -253,7 +353,7 @@ def delta_vs_ntd(points: pd.DataFrame, color: str, title: str = "", subtitle: st
     for i, (name, part) in enumerate(points.groupby(color, sort=True)):
         fig.add_trace(go.Scatter(
             x=part["ntd"].tolist(), y=(100 * part["delta"]).tolist(), mode="markers",
-            name=f"{color} = {name:.2f}" if isinstance(name, float) else f"{color} = {name}",
+            name=f"{display_name(color)} = {name:.2f}" if isinstance(name, float) else f"{display_name(color)} = {name}",
             marker=dict(color=PALETTE[i % len(PALETTE)], size=8, opacity=0.75),
             text=part[hover].tolist() if hover else None,
         ))

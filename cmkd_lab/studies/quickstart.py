@@ -65,19 +65,24 @@ def run(p: QuickstartParameters, progress: bool | None = None) -> StudyRun:
     )
 
 
+LOSS_TERMS = {"ce": "cross-entropy with the labels", "kd": "KD term (KL to the teacher's softmax)", "total": "total loss"}
+
+
 def accuracy_figure(table: pd.DataFrame) -> go.Figure:
+    """One bar per model: the teacher on modality a, the students on modality b."""
     summary = summarize(table, by=["method"])
-    summary["setting"] = "test accuracy"
-    return figures.grouped_bars(summary, x="setting", title="Teacher (modality a) and students (modality b)", x_title="")
+    summary["model"] = [figures.display_name(m) for m in summary["method"]]
+    fig = figures.grouped_bars(summary, x="model", title="Teacher (modality a) and students (modality b)", x_title="")
+    return fig.update_layout(barmode="overlay", showlegend=False)  # one bar per category: no empty group slots
 
 
 def loss_curves_figure(result: StudyRun) -> go.Figure:
     """Every loss term of the KD student per epoch, mean over seeds."""
     history = result.artifacts.fits["kd"][0].history_frame()
-    curves = history.groupby(["term", "epoch"], sort=False)["value"].agg(mean="mean", std="std").reset_index()
+    curves = history.groupby(["term", "epoch"], sort=False)["value"].agg(mean="mean", std="std", n="count").reset_index()
     curves["std"] = curves["std"].fillna(0.0)
     return figures.metric_vs_knob(curves, x="epoch", color="term", scale=1.0, title="KD student: loss terms per epoch",
-                                  y_title="loss (mean over seeds)")
+                                  y_title="loss (mean over seeds)", names=LOSS_TERMS)
 
 
 def explore_figure(p: QuickstartParameters, shared: int, a_specific: int, temperature: float, kd_weight: float) -> go.Figure:

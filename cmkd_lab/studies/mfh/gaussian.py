@@ -117,16 +117,19 @@ def delta_by_seed(table: pd.DataFrame, knob: str) -> pd.DataFrame:
 
 
 def accuracy_figure(table: pd.DataFrame, knob: str, paper: pd.DataFrame | None = None, title: str = "") -> go.Figure:
-    """Teacher, No-KD and KD accuracy against ``knob`` with ±std bands and the paper's markers."""
+    """Teacher, No-KD and KD accuracy against ``knob`` with 95 % confidence bands of the mean
+    (each run draws a new hyperplane, so ± std bands would span most of the axis) and the
+    paper's markers."""
     summary = summarize(table[table["metric"] == "test_acc"], by=["method", knob])
-    return figures.metric_vs_knob(summary, x=knob, reference=paper, title=title, x_title=KNOB_TITLES.get(knob, knob))
+    return figures.metric_vs_knob(summary, x=knob, reference=paper, title=title, x_title=KNOB_TITLES.get(knob, knob),
+                                  band="ci95")
 
 
 def delta_figure(table: pd.DataFrame, knob: str, title: str = "") -> go.Figure:
-    """Δ = KD − No-KD (points) against ``knob``, ±std over seeds, with the zero line."""
-    summary = summarize(delta_by_seed(table, knob), by=["method", knob])
-    return figures.zero_line(figures.metric_vs_knob(summary, x=knob, title=title, x_title=KNOB_TITLES.get(knob, knob),
-                                                    y_title="KD − No-KD (points)"))
+    """Δ = KD − No-KD (points) against ``knob``: every run's paired difference and the mean
+    with its 95 % confidence interval, with the zero line."""
+    points = delta_by_seed(table, knob).rename(columns={"value": "delta"})
+    return figures.paired_delta(points, x=knob, title=title, x_title=KNOB_TITLES.get(knob, knob))
 
 
 def headline(fig2: pd.DataFrame, fig3: pd.DataFrame) -> str:

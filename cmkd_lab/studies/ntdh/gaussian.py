@@ -78,16 +78,10 @@ def run(p: GaussianParameters, class_counts: Sequence[int] | None = None, progre
 
 def delta_figure(table: pd.DataFrame, settings: Sequence[str], knob: str = "gamma", color: str | None = None,
                  title: str = "") -> go.Figure:
-    """Δ = KD − No-KD (points) against ``knob``, mean ± std over seeds, one line per ``color`` value."""
+    """Δ = KD − No-KD (points) against ``knob``: every run's paired difference and the mean with
+    its 95 % confidence interval, one series per ``color`` value."""
     wide = per_task(table, settings)
-    by = [color, knob] if color else [knob]
-    summary = wide.groupby(by)["delta"].agg(mean="mean", std="std").reset_index()
-    if color is None:
-        summary, color = summary.assign(method="delta"), "method"
-    else:
-        summary[color] = [f"{color} = {v}" for v in summary[color]]
-    return figures.zero_line(figures.metric_vs_knob(summary, x=knob, color=color, title=title,
-                                                    x_title=KNOB_TITLES.get(knob, knob), y_title="KD − No-KD (points)"))
+    return figures.paired_delta(wide, x=knob, color=color, title=title, x_title=KNOB_TITLES.get(knob, knob))
 
 
 def claims(table: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
