@@ -92,3 +92,31 @@ def test_export_without_chromium_prints_one_note(tmp_path, monkeypatch, capsys):
     written = figures.save_figure(figures.grouped_bars(summarize(table()), x="gamma"), tmp_path, "bars")
     assert set(written) == {"html"} and not (tmp_path / "bars.png").exists()
     assert capsys.readouterr().out.count("\n") == 1
+
+
+def test_bands_say_what_they_are_and_have_the_stated_width():
+    summary = pd.DataFrame({"method": ["kd"] * 2, "gamma": [0.0, 1.0], "mean": [0.6, 0.7], "std": [0.1, 0.2], "n": [10, 10]})
+    assert np.allclose(figures.band_half_width(summary, "std"), [0.1, 0.2])
+    assert np.allclose(figures.band_half_width(summary, "se"), np.array([0.1, 0.2]) / np.sqrt(10))
+    assert np.allclose(figures.band_half_width(summary, "ci95"), 2.2622 * np.array([0.1, 0.2]) / np.sqrt(10), atol=1e-4)
+    with pytest.raises(ValueError, match="valid: std, se, ci95"):
+        figures.band_half_width(summary, "iqr")
+    fig = figures.metric_vs_knob(summary, x="gamma", band="ci95", title="Fig. 2")
+    assert "95 % confidence interval" in fig.layout.title.text and fig.layout.xaxis.title.text == "γ"
+    upper = fig.data[0].y[:2]  # the band's upper edge, in points
+    assert np.allclose(upper, 100 * (summary["mean"] + figures.band_half_width(summary, "ci95")))
+
+
+def test_paired_delta_shows_every_run_and_panels_keep_their_own_axes():
+    rng = np.random.default_rng(0)
+    points = pd.DataFrame({"gamma": np.repeat([0.0, 1.0], 5), "seed": np.tile(range(5), 2),
+                           "delta": rng.normal(0.01, 0.01, 10)})
+    fig = figures.paired_delta(points, x="gamma")
+    runs, mean = fig.data
+    assert len(runs.x) == 10 and np.allclose(sorted(runs.y), sorted(100 * points["delta"]))
+    assert np.allclose(mean.y, 100 * points.groupby("gamma")["delta"].mean())
+    summary = pd.DataFrame({"metric": ["ntd", "ntd", "cmd_input", "cmd_input"], "gamma": [0, 1, 0, 1],
+                            "mean": [0.1, 0.05, 8.0, 7.0], "std": [0.01] * 4, "n": [5] * 4})
+    panels = figures.metric_panels(summary, x="gamma")
+    assert [a.text for a in panels.layout.annotations] == ["NTD (non-target divergence)", "CMD of the inputs x_a, x_b"]
+    assert {trace.yaxis for trace in panels.data} == {"y", "y2"}
