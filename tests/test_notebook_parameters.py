@@ -1,0 +1,50 @@
+"""Every notebook runs to the end with parameters other than its defaults.
+
+A user who changes a parameter is exploring: the notebook must show what the data say (claims
+as "held / not held" with the numbers) and go on, never stop on an assertion about its own
+results. The assertions on the default profiles live in the study tests. Each set below is
+small (few runs, few epochs) and moves at least one study knob away from its default; a
+notebook without a set here fails ``test_every_notebook_has_a_non_default_set``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from cmkd_lab.notebook import list_notebooks, parameters_class, run_notebook
+from cmkd_lab.results import load_results
+
+NON_DEFAULT = {
+    "00_quickstart": {"n_runs": 2, "epochs": 40, "shared": 14, "a_specific": 2, "temperature": 1.0},
+    "01_data_tour": {"n_seeds": 1, "datasets": ["segment"], "samples_per_class": 2},
+    "02_mfh_gaussian": {"n_runs": 3, "epochs": 40, "overlaps": [0, 10], "xs1_values": [0, 40], "reduction": "batchmean",
+                        "rng": "official"},
+    "02_mfh_real": {"n_runs": 2, "epochs": 20, "alg1_repeats": 2, "datasets": ["segment"], "fraction": 0.5},
+    "02_mfh_table2": {"n_runs": 2, "epochs": 40, "alg1_epochs": 40, "alg1_repeats": 3, "xs2_values": [10, 30],
+                      "teacher_modes": ["gt", "alg1"], "regular_kd_as_released": True},
+    "03_ntdh_gaussian": {"n_runs": 4, "epochs": 40, "overlaps": [0, 5, 10], "n_classes": 6, "ntd_variant": "official"},
+    "03_ntdh_multiclass_methods": {"n_runs": 2, "epochs": 20, "shifts": [20, 0], "methods": ["kd", "dkd"], "method_runs": 1,
+                                   "method_epochs": 1, "check_official": False},
+    "03_ntdh_realpairs": {"n_runs": 2, "epochs": 10, "datasets": ["segment"], "hidden": 16},
+    "04_cmcd": {"n_runs": 2, "ssl_epochs": 3, "distill_epochs": 3, "head_epochs": 10, "alphas": [0.0, 1.0], "alpha": 1.0,
+                "n_samples": 800, "n_paired": 100, "sweeps": False},
+    "04_cmcd_real": {"n_runs": 2, "ssl_epochs": 2, "distill_epochs": 2, "head_epochs": 10, "datasets": ["segment"],
+                     "labeled_per_class": 3},
+}
+
+
+def test_every_notebook_has_a_non_default_set():
+    stems = [path.stem for path in list_notebooks()]
+    assert sorted(NON_DEFAULT) == sorted(stems)
+    for stem, values in NON_DEFAULT.items():
+        cls = parameters_class(stem)
+        cls.create(**values)  # valid names and values
+        defaults = cls.create()
+        assert any(getattr(cls.create(**values), name) != getattr(defaults, name) for name in values
+                   if name not in {"n_runs", "epochs", "n_seeds"}), f"{stem}: no study knob differs from its default"
+
+
+@pytest.mark.parametrize("stem", sorted(NON_DEFAULT))
+def test_the_notebook_completes_with_other_parameters(stem, tmp_path):
+    folder = run_notebook(stem, "quick", NON_DEFAULT[stem], tmp_path)
+    assert len(load_results(folder))
