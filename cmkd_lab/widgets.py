@@ -6,6 +6,7 @@ values, times the run and shows the figure it returns.
 
 from __future__ import annotations
 
+import html
 import time
 from typing import Callable, Mapping
 
@@ -32,7 +33,11 @@ def explore(controls: Mapping[str, object], redraw: Callable[..., go.Figure], ti
     def update(**values):
         started = time.perf_counter()
         status.value = "<i>running…</i>"
-        figure = redraw(**values)
+        try:
+            figure = redraw(**values)
+        except ValueError as error:  # a combination of knobs the study refuses: say why, keep the last figure
+            status.value = f"<small style='color:#C44E52'>not run: {html.escape(str(error))}</small>"
+            return
         output.clear_output(wait=True)
         with output:
             figure.show()

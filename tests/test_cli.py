@@ -40,7 +40,7 @@ def test_list_shows_each_notebook_with_its_purpose_and_parameter_defaults(capsys
         assert all(" = " in line for line in lines), "every parameter shows its default"
     quickstart = listed["00_quickstart — Quickstart: a teacher on one modality, a student on another"]
     assert quickstart[:4] == ["    profile: str = 'quick'", "    interactive: bool = False",
-                              "    output_dir: str | None = None", "    n_runs: int | None = None (quick 3, full 10)"]
+                              "    output_dir: str | None = None", "    n_runs: int | None = None (quick 10, full 20)"]
     assert "    reduction: str = 'batchmean'" in quickstart
     assert "    datasets: tuple[str, ...] = ('mfeat', 'watch', 'segment')" in listed[
         "01_data_tour — Data tour: real paired data, and which pairs are worth distilling"]
@@ -97,7 +97,7 @@ def test_bad_parameters_fail_before_a_kernel_starts(parameter, message, tmp_path
 def test_parameters_are_validated_and_profiles_fill_the_rest():
     quick = QuickstartParameters.create(profile="quick")
     full = QuickstartParameters.create(profile="full", epochs=50)
-    assert (quick.n_runs, quick.epochs) == (3, 300) and (full.n_runs, full.epochs) == (10, 50)
+    assert (quick.n_runs, quick.epochs) == (10, 300) and (full.n_runs, full.epochs) == (20, 50)
     assert QuickstartParameters.create(temperature=2).temperature == 2.0
     with pytest.raises(ValueError, match="unknown profile 'medium'; valid profiles: quick, full"):
         QuickstartParameters.create(profile="medium")

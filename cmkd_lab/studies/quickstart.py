@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -27,12 +28,15 @@ STUDY = "quickstart"
 
 @dataclass(frozen=True)
 class QuickstartParameters(NotebookParameters):
+    """Two contrasting Venn settings by default: the same strong teacher, once relying on what
+    the student's modality also sees (KD helps), once on what only its own modality sees (KD
+    hurts). Few training samples, so what the teacher passes on is worth something."""
+
     n_runs: int | None = None
     epochs: int | None = None
-    shared: int = 8
-    a_specific: int = 8
-    b_specific: int = 4
-    n_train: int = 200
+    # each setting: (shared, a_specific, b_specific) decisive features of the modality Venn diagram
+    venn_settings: tuple[tuple[int, ...], ...] = ((16, 0, 0), (2, 14, 4))
+    n_train: int = 50
     n_test: int = 1000
     temperature: float = 2.0
     kd_weight: float = 1.0
@@ -40,18 +44,35 @@ class QuickstartParameters(NotebookParameters):
     lr: float = 0.1
 
     notebook: ClassVar[str] = "00_quickstart"
-    profile_defaults: ClassVar = {"quick": {"n_runs": 3, "epochs": 300}, "full": {"n_runs": 10, "epochs": 1000}}
+    profile_defaults: ClassVar = {"quick": {"n_runs": 10, "epochs": 300}, "full": {"n_runs": 20, "epochs": 1000}}
     choices: ClassVar = {"reduction": ("batchmean", "mean")}
+
+    def __post_init__(self):
+        if not self.venn_settings:
+            raise ValueError("venn_settings needs at least one (shared, a_specific, b_specific) setting")
+        for setting in self.venn_settings:
+            if len(setting) != 3 or min(setting) < 0:
+                raise ValueError(f"each of venn_settings is (shared, a_specific, b_specific), non-negative; got {setting}")
+            shared, a_specific, b_specific = setting
+            if shared + a_specific == 0 or shared + b_specific == 0:
+                raise ValueError(f"setting {setting}: each modality needs at least one decisive feature")
+
+
+def setting_label(shared: int, a_specific: int, b_specific: int) -> str:
+    return f"shared {shared} · a only {a_specific} · b only {b_specific}"
 
 
 def make_tasks(p: QuickstartParameters) -> list[Task]:
-    """One task per seed s: train set drawn with seed s, test set with seed s + 1000 (same task)."""
-    knobs = dict(shared=p.shared, a_specific=p.a_specific, b_specific=p.b_specific)
+    """Per setting, one task per seed s: train set drawn with seed s, test set with seed s + 1000
+    (same task). Rows carry the setting's label and its Venn ratios (α, β, γ)."""
     tasks = []
-    for seed in range(p.n_runs):
-        train = gaussian_venn(p.n_train, **knobs, seed=seed, task_seed=seed)
-        test = gaussian_venn(p.n_test, **knobs, seed=seed + 1000, task_seed=seed)
-        tasks.append(Task(Splits(train=train, val=None, test=test), seed, venn_ratios(**knobs)))
+    for shared, a_specific, b_specific in p.venn_settings:
+        knobs = dict(shared=shared, a_specific=a_specific, b_specific=b_specific)
+        settings = {"setting": setting_label(**knobs), **venn_ratios(**knobs)}
+        for seed in range(p.n_runs):
+            train = gaussian_venn(p.n_train, **knobs, seed=seed, task_seed=seed)
+            test = gaussian_venn(p.n_test, **knobs, seed=seed + 1000, task_seed=seed)
+            tasks.append(Task(Splits(train=train, val=None, test=test), seed, settings))
     return tasks
 
 
@@ -68,28 +89,46 @@ def run(p: QuickstartParameters, progress: bool | None = None) -> StudyRun:
 LOSS_TERMS = {"ce": "cross-entropy with the labels", "kd": "KD term (KL to the teacher's softmax)", "total": "total loss"}
 
 
-def accuracy_figure(table: pd.DataFrame) -> go.Figure:
-    """One bar per model: the teacher on modality a, the students on modality b."""
-    summary = summarize(table, by=["method"])
-    summary["model"] = [figures.display_name(m) for m in summary["method"]]
-    fig = figures.grouped_bars(summary, x="model", title="Teacher (modality a) and students (modality b)", x_title="")
-    return fig.update_layout(barmode="overlay", showlegend=False)  # one bar per category: no empty group slots
+def accuracy_figure(table: pd.DataFrame, title: str = "Teacher (modality a) and students (modality b)") -> go.Figure:
+    """Bars per setting: the teacher on modality a, the students on modality b."""
+    summary = summarize(table, by=["setting", "method"])
+    return figures.grouped_bars(summary, x="setting", title=title, x_title="")
+
+
+def delta_figure(table: pd.DataFrame) -> go.Figure:
+    """Each run's KD − No-KD against the setting's γ, with the 95 % interval of the mean."""
+    wide = table.pivot_table(index=["setting", "gamma", "seed"], columns="method", values="value").reset_index()
+    return figures.paired_delta(wide.assign(delta=wide["kd"] - wide["no_kd"]), x="gamma",
+                                title="What KD adds to the student, per run", x_title="γ (modality-general share)")
+
+
+def gains(table: pd.DataFrame) -> pd.DataFrame:
+    """Per setting: γ, teacher and students (%), and KD − No-KD (points) with its standard error."""
+    wide = table.pivot_table(index=["setting", "gamma", "seed"], columns="method", values="value")
+    delta = 100 * (wide["kd"] - wide["no_kd"])
+    by = delta.groupby(level=["setting", "gamma"], sort=False)
+    out = (100 * wide.groupby(level=["setting", "gamma"], sort=False).mean()).round(2)
+    out["KD − No-KD"] = by.mean().round(2)
+    out["standard error"] = (by.std() / np.sqrt(by.count())).round(2)
+    return out.reset_index()
+
+
+LOSS_TERMS = {"ce": "cross-entropy with the labels", "kd": "KD term (KL to the teacher's softmax)", "total": "total loss"}
 
 
 def loss_curves_figure(result: StudyRun) -> go.Figure:
-    """Every loss term of the KD student per epoch, mean over seeds."""
-    history = result.artifacts.fits["kd"][0].history_frame()
+    """Every loss term of the KD students per epoch, mean over seeds and settings."""
+    history = pd.concat([fit.history_frame() for fit in result.artifacts.fits["kd"]])
     curves = history.groupby(["term", "epoch"], sort=False)["value"].agg(mean="mean", std="std", n="count").reset_index()
     curves["std"] = curves["std"].fillna(0.0)
-    return figures.metric_vs_knob(curves, x="epoch", color="term", scale=1.0, title="KD student: loss terms per epoch",
-                                  y_title="loss (mean over seeds)", names=LOSS_TERMS)
+    return figures.metric_vs_knob(curves, x="epoch", color="term", scale=1.0, title="KD students: loss terms per epoch",
+                                  y_title="loss (mean over runs)", names=LOSS_TERMS)
 
 
-def explore_figure(p: QuickstartParameters, shared: int, a_specific: int, temperature: float, kd_weight: float) -> go.Figure:
-    """The Explore callback: re-run the study with new knobs and redraw the accuracy bars."""
-    changed = p.replace(shared=shared, a_specific=a_specific, temperature=temperature, kd_weight=kd_weight)
-    result = run(changed, progress=False)
-    ratios = venn_ratios(shared, a_specific, changed.b_specific)
-    fig = accuracy_figure(result.table)
-    fig.update_layout(title=f"γ = {ratios['gamma']:.2f}, α = {ratios['alpha']:.2f}, T = {temperature}, KD weight = {kd_weight}")
-    return fig
+def explore_figure(p: QuickstartParameters, shared: int, a_specific: int, b_specific: int, temperature: float,
+                   kd_weight: float) -> go.Figure:
+    """The Explore callback: re-run one Venn setting with new knobs and redraw the bars."""
+    changed = p.replace(venn_settings=[(shared, a_specific, b_specific)], temperature=temperature, kd_weight=kd_weight)
+    ratios = venn_ratios(shared, a_specific, b_specific)
+    return accuracy_figure(run(changed, progress=False).table,
+                           title=f"γ = {ratios['gamma']:.2f}, α = {ratios['alpha']:.2f}, T = {temperature}, KD weight = {kd_weight}")
