@@ -256,3 +256,76 @@ def mmd(a, b, bandwidth: float | None = None) -> float:
         + (within_b.sum() - within_b.diagonal().sum()) / (n_b * (n_b - 1))
         - 2 * across.mean()
     )
+
+
+# ----------------------------------------------------------------------------- dimensional structure (DS-CMKD)
+# DS-CMKD (arXiv 2306.15977, papers.md §4) reads features through their "dimensional structure":
+# how correlated their channels are, and how evenly each channel of an intermediate map spreads
+# over the image. These work on any model's named layers: pooled features ``(..., N, C)`` or
+# maps ``(..., N, C, H, W)`` (any number of spatial axes); a map is pooled (mean over its spatial
+# axes) where channels are compared. Written without in-place ops or branches on values, so the
+# DS losses (:mod:`cmkd_lab.losses`) reuse them under ``vmap``.
+CORRELATION_EPS = 1e-5  # added to each channel's variance: a constant channel correlates with nothing
+
+
+def channel_correlation(features: torch.Tensor, n_spatial: int = 0, eps: float = CORRELATION_EPS) -> torch.Tensor:
+    """The channels' correlation matrix over the samples: ``(..., N, C)`` (or a map with
+    ``n_spatial`` trailing spatial axes, pooled first) → ``(..., C, C)``. Each channel is
+    standardised over the batch, z = (f − mean) / √(var + eps), then R = zᵀz / N."""
+    if n_spatial:
+        features = features.flatten(-n_spatial).mean(-1)
+    centred = features - features.mean(-2, keepdim=True)
+    z = centred / (centred.pow(2).mean(-2, keepdim=True) + eps).sqrt()
+    return z.transpose(-1, -2) @ z / features.shape[-2]
+
+
+def off_diagonal_mean(matrix: torch.Tensor) -> torch.Tensor:
+    """Mean of the off-diagonal entries of square matrices ``(..., C, C)`` → ``(...)``, as
+    (total − trace) / (C² − C): no boolean indexing, so it runs under ``vmap``."""
+    channels = matrix.shape[-1]
+    trace = torch.diagonal(matrix, dim1=-2, dim2=-1).sum(-1)
+    return (matrix.sum((-2, -1)) - trace) / (channels * (channels - 1))
+
+
+def mean_abs_correlation(features: torch.Tensor, n_spatial: int = 0) -> torch.Tensor:
+    """Mean |off-diagonal entry| of :func:`channel_correlation`: 0 for uncorrelated channels,
+    1 when every channel is a multiple of one. ``(..., N, C[, spatial])`` → ``(...)``."""
+    return off_diagonal_mean(channel_correlation(features, n_spatial).abs())
+
+
+def spatial_log_probs(feature_map: torch.Tensor, n_spatial: int = 2) -> torch.Tensor:
+    """Per sample and channel, the log-softmax of a map over its ``n_spatial`` trailing axes:
+    ``(..., C, H, W)`` → ``(..., C, H·W)``."""
+    return F.log_softmax(feature_map.flatten(-n_spatial), dim=-1)
+
+
+def spatial_entropy(feature_map: torch.Tensor, n_spatial: int = 2) -> torch.Tensor:
+    """Entropy (nats) of each channel's softmax over positions, averaged over the samples:
+    ``(..., N, C, H, W)`` → ``(..., C)``. log(H·W) for a flat map, 0 for a single peak."""
+    log_p = spatial_log_probs(feature_map, n_spatial)
+    return -(log_p.exp() * log_p).sum(-1).mean(-2)
+
+
+def effective_rank(features: torch.Tensor, n_spatial: int = 0) -> torch.Tensor:
+    """Effective rank (Roy & Vetterli 2007) of centred features ``(..., N, C[, spatial])``:
+    exp of the entropy of the singular values normalised to sum 1. Between 1 (one direction)
+    and min(N, C) (all directions equally used)."""
+    if n_spatial:
+        features = features.flatten(-n_spatial).mean(-1)
+    centred = (features - features.mean(-2, keepdim=True)).double()
+    values = torch.linalg.svdvals(centred)
+    p = values / values.sum(-1, keepdim=True).clamp_min(1e-300)
+    entropy = -torch.where(p > 0, p * p.clamp_min(1e-300).log(), torch.zeros_like(p)).sum(-1)
+    return entropy.exp()
+
+
+def structure_diagnostics(output_features: torch.Tensor, feature_map: torch.Tensor) -> dict[str, torch.Tensor]:
+    """DS-CMKD's diagnostics per leading index: ``channel_corr`` (mean |off-diagonal
+    correlation|) and ``effective_rank`` of ``output_features`` (pooled ``(..., N, C)``, or a map
+    ``(..., N, C, H, W)`` that is pooled first), and ``spatial_entropy`` (nats, mean over
+    channels and samples) of ``feature_map`` ``(..., N, C, H, W)``."""
+    n_spatial = 2 if output_features.dim() == feature_map.dim() else 0
+    output_features = output_features.double()
+    return {"channel_corr": mean_abs_correlation(output_features, n_spatial),
+            "spatial_entropy": spatial_entropy(feature_map.double()).mean(-1),
+            "effective_rank": effective_rank(output_features, n_spatial)}

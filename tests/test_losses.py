@@ -34,6 +34,7 @@ REGISTRY_OPTIONS = {
     "pkt": {},
     "sp": {},
     "crd": {},
+    "ds": {"map_layer": None},  # this step has no feature map: the independence term only
 }
 REGISTRY_GOLDEN = {
     "ce": GOLDEN["cross_entropy"],
@@ -46,6 +47,9 @@ REGISTRY_GOLDEN = {
     "pkt": 1202.1165771484375,
     "sp": 1035.330810546875,
     "crd": 3.8917763233184814,
+    # CE + channel independence of the student's features (the term's own golden values and
+    # properties: tests/test_ds_losses.py)
+    "ds": 2.0463078022003174,
 }
 
 

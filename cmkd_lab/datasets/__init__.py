@@ -58,6 +58,7 @@ def load(name: str, **options) -> PairedDataset:
 
 from . import synthetic  # noqa: E402,F401  (registers the synthetic datasets)
 from . import real, remote  # noqa: E402,F401  (register mfeat, watch, segment and the download datasets)
+from . import degraded  # noqa: E402,F401  (registers the clean/degraded image pairs)
 from . import user  # noqa: E402  (last: user datasets never shadow the kit's own)
 
 user.register_folder()

@@ -1,0 +1,273 @@
+"""DS-CMKD (papers.md §4): a high-quality teacher, low-quality students, and the dimensional
+structure of what they learn (05_ds_cmkd).
+
+Pairs: clean and degraded images (:mod:`cmkd_lab.datasets.degraded`, the degradation ``severity``
+a knob), and any registered dataset's image pair by name (``pairs=["eurosat_ms_sar:ms>sar"]``,
+its ``severity`` NaN: the gap is whatever the two modalities are). Per pair and seed: a 2-D CNN
+with BatchNorm trained with CE on the high-quality modality (the teacher), and students on the
+low-quality one, trained with
+
+- ``ce``: cross-entropy only;
+- ``kd`` and ``fitnet``: from the teacher (Hinton KD with T² scaling; a hint on the embedding);
+- ``ds_ci``, ``ds_ud``, ``ds_both``: CE + the DS losses of :class:`~cmkd_lab.losses.DimensionalStructure`
+  (channel independence, spatial uniformity, both; our reading of the paper).
+
+CE and the three DS students are one batched fit (the DS loss with per-model weights, CE's
+both 0), KD and FitNet one fit each; teachers are trained once per seed and clean data, so the
+severities share them. Model selection is ``select`` (default: the best validation epoch).
+
+Rows (tidy; settings ``dataset``, ``source``, ``target``, ``severity``): ``test_acc`` and the
+diagnostics of :func:`~cmkd_lab.metrics.structure_diagnostics` on the test split, each model on
+its own modality: ``channel_corr`` and ``effective_rank`` of the output features
+(``output_layer``), ``spatial_entropy`` of the intermediate map (``map_layer``). Studies:
+``ds_severity`` (the degraded pairs, every method and severity), ``ds_methods`` (the registered
+pairs), ``ds_analysis`` (the motivating analysis: the teacher's features on clean inputs beside
+the CE student's on degraded ones, for every pair).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ...datasets import Splits, load, real_dataset_names, standardise
+from ...datasets.degraded import DEGRADATIONS, DEGRADED_DATASETS
+from ...experiment import Architecture, StudyRun, Task, fit_run, repeat_models
+from ...losses import make_loss
+from ...metrics import accuracy, structure_diagnostics
+from ...models import Stack
+from ...notebook import NotebookParameters
+from ...results import RunLog, tidy_rows
+from ...systems import Distillation
+from ...training import SELECTION_RULES, TrainConfig, fit
+from ..real_data import parse_pairs, split_records
+
+DS_METHODS = ("ds_ci", "ds_ud", "ds_both")
+METHODS = ("ce", "kd", "fitnet") + DS_METHODS  # the students
+ALL_METHODS = ("teacher",) + METHODS
+STUDIES = ("ds_analysis", "ds_methods", "ds_severity")
+DIAGNOSTICS = ("channel_corr", "spatial_entropy", "effective_rank")
+METRICS = ("test_acc",) + DIAGNOSTICS
+DEGRADED_SOURCE, DEGRADED_TARGET = "clean", "degraded"
+# which DS terms each student of the batched CE/DS fit switches on (independence, uniformity)
+DS_SWITCHES = {"ce": (0, 0), "ds_ci": (1, 0), "ds_ud": (0, 1), "ds_both": (1, 1)}
+
+
+@dataclass(frozen=True)
+class DSParameters(NotebookParameters):
+    """DS-CMKD: the motivating analysis, the severity sweep, and registered image pairs."""
+
+    images: tuple[str, ...] | None = None  # clean/degraded image sets (quick: digits; full: digits and mfeat)
+    severities: tuple[float, ...] = (0.25, 0.5, 0.75)
+    degradations: tuple[str, ...] = DEGRADATIONS
+    pairs: tuple[str, ...] = ()  # registered image pairs "dataset:high>low", e.g. "nyu_depth_v2:rgb>depth"
+    methods: tuple[str, ...] = METHODS
+    n_runs: int | None = None
+    n_train: int | None = None  # training images per seed of the degraded sets (a seeded subset); 0: all
+    epochs: int | None = None
+    teacher_epochs: int | None = None
+    hidden: tuple[int, ...] = (8, 16, 16)
+    lr: float = 0.03
+    batch_size: int = 64
+    select: str = "best_val"
+    independence_weight: float = 1.0
+    uniformity_weight: float = 1.0
+    output_layer: str = "embedding"
+    map_layer: str = "relu1"
+    kd_temperature: float = 4.0
+    kd_weight: float = 1.0
+    hint_weight: float = 1.0
+
+    notebook: ClassVar[str] = "05_ds_cmkd"
+    profile_defaults: ClassVar = {
+        "quick": {"images": ("digits_degraded",), "n_runs": 3, "n_train": 600, "epochs": 10, "teacher_epochs": 10},
+        "full": {"images": DEGRADED_DATASETS, "n_runs": 5, "n_train": 600, "epochs": 10, "teacher_epochs": 15},
+    }
+    choices: ClassVar = {"images": DEGRADED_DATASETS, "methods": METHODS, "degradations": DEGRADATIONS,
+                         "select": SELECTION_RULES}
+
+    def __post_init__(self):
+        for severity in self.severities:
+            if not 0 <= severity <= 1:
+                raise ValueError(f"severities lie in [0, 1] (0: no degradation), got {severity}")
+        parse_pairs(self.pairs, real_dataset_names())
+        if not self.methods:
+            raise ValueError(f"methods is empty; valid methods: {', '.join(METHODS)}")
+        if not self.images and not self.pairs:
+            raise ValueError("nothing to run: give images (clean/degraded sets) or pairs (registered image pairs)")
+        if not self.hidden:
+            raise ValueError("hidden needs the CNN's channels per stage, e.g. (8, 16, 16)")
+
+    def net(self) -> Architecture:
+        return Architecture("cnn2d", tuple(self.hidden), batch_norm=True)
+
+    def train_config(self, epochs: int) -> TrainConfig:
+        return TrainConfig(epochs=epochs, lr=self.lr, optimizer="adam", batch_size=self.batch_size, select=self.select)
+
+    def ds_loss(self, methods: Sequence[str], n_tasks: int):
+        """One DS loss for the batched CE/DS fit: ``methods`` blocks of ``n_tasks`` models each,
+        every block with its own switches of the two DS terms."""
+        def per_model(term: int, weight: float) -> tuple[float, ...]:
+            return tuple(float(weight * DS_SWITCHES[m][term]) for m in methods for _ in range(n_tasks))
+
+        return make_loss("ds", independence_weight=per_model(0, self.independence_weight),
+                         uniformity_weight=per_model(1, self.uniformity_weight),
+                         output_layer=self.output_layer, map_layer=self.map_layer)
+
+    def guided_loss(self, method: str):
+        """The KD or FitNet student's loss (the teacher's guidance without the DS terms)."""
+        if method == "kd":
+            return make_loss("kd", temperature=self.kd_temperature, reduction="batchmean", t2_scale=True,
+                             kd_weight=self.kd_weight)
+        return make_loss("fitnet", hint_weight=self.hint_weight)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One seed's split of one high/low-quality pair, standardised (training-split statistics)."""
+
+    task: Task
+    source: str
+    target: str
+
+    @property
+    def settings(self) -> dict:
+        return self.task.settings
+
+
+def degraded_pairs(p: DSParameters, name: str, severities: Sequence[float]) -> list[Pair]:
+    """Per severity and seed: the seed's split of ``name`` degraded with that seed."""
+    pairs = []
+    for severity in severities:
+        for seed in range(p.n_runs):
+            data = load(name, severity=severity, seed=seed, kinds=p.degradations)
+            split = standardise(_fewer_train(data.split(seed), p.n_train, seed), [DEGRADED_SOURCE, DEGRADED_TARGET])
+            settings = {"dataset": name, "source": DEGRADED_SOURCE, "target": DEGRADED_TARGET, "severity": float(severity)}
+            pairs.append(Pair(Task(split, seed, settings), DEGRADED_SOURCE, DEGRADED_TARGET))
+    return pairs
+
+
+def _fewer_train(splits: Splits, n_train: int, seed: int) -> Splits:
+    """``splits`` with a seeded subset of ``n_train`` training samples (0 or more than there are: all)."""
+    if not n_train or n_train >= len(splits.train):
+        return splits
+    keep = np.random.default_rng(seed).permutation(len(splits.train))[:n_train]
+    return Splits(splits.train.subset(np.sort(keep)), splits.val, splits.test)
+
+
+def registered_pairs(p: DSParameters) -> list[Pair]:
+    """Per item of ``p.pairs`` and seed: the seed's split of that registered dataset, its two
+    modalities checked to be images ``(C, H, W)``."""
+    pairs = []
+    for name, source, target in parse_pairs(p.pairs, real_dataset_names()):
+        data = load(name)
+        for modality in (source, target):
+            if len(data.shape(modality)) != 3:
+                raise ValueError(f"DS-CMKD needs image modalities (channels, height, width); {name!r} modality "
+                                 f"{modality!r} has samples of shape {data.shape(modality)}. Image modalities of "
+                                 f"{name!r}: {[m for m in data.modality_names if len(data.shape(m)) == 3]}")
+        for seed in range(p.n_runs):
+            split = standardise(data.split(seed), [source, target])
+            settings = {"dataset": name, "source": source, "target": target, "severity": math.nan}
+            pairs.append(Pair(Task(split, seed, settings), source, target))
+    return pairs
+
+
+def run(p: DSParameters, progress: bool | None = None) -> StudyRun:
+    """The degraded image sets over ``p.severities`` (``ds_severity``), the registered pairs
+    (``ds_methods``), and the motivating analysis of both (``ds_analysis``)."""
+    groups = [("ds_severity", degraded_pairs(p, name, p.severities)) for name in p.images or ()]
+    if p.pairs:
+        by_pair = defaultdict(list)
+        for pair in registered_pairs(p):  # every pair loads and is checked before anything trains
+            by_pair[(pair.settings["dataset"], pair.source, pair.target)].append(pair)
+        groups += [("ds_methods", pairs) for pairs in by_pair.values()]
+    runs = [StudyRun(pd.DataFrame(), RunLog(splits=split_records([pair.task for _, pairs in groups for pair in pairs])))]
+    for study, pairs in groups:
+        runs.append(run_pairs(pairs, study=study, p=p, progress=progress))
+    return StudyRun.concat(runs)
+
+
+def run_pairs(pairs: Sequence[Pair], *, study: str, p: DSParameters, progress: bool | None = None) -> StudyRun:
+    """Teacher and every student of ``p.methods`` on ``pairs`` (one source and target each, all
+    of one shape): rows of ``study``, plus the ``ds_analysis`` rows of the teacher and CE."""
+    unknown = sorted(set(p.methods) - set(METHODS))
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; valid methods: {', '.join(METHODS)}")
+    net, seeds, n = p.net(), [pair.task.seed for pair in pairs], len(pairs)
+    parts = {part: _stacked(pairs, part) for part in ("train", "val", "test")}
+    n_classes = max(part.n_classes for pair in pairs for part in pair.task.splits.parts().values())
+    teacher, runs = _teachers(pairs, parts, net, n_classes, p, progress, study)
+    outputs = {"teacher": _evaluate(teacher, parts["test"]["x_teacher"], parts["test"]["y"], p)}
+    student_spec = net.spec(tuple(parts["train"]["x"].shape[2:]), n_classes)
+
+    def student_fit(methods, loss, with_teacher):
+        k = len(methods)
+        data = {key: repeat_models(value, k) for key, value in parts["train"].items() if with_teacher or key != "x_teacher"}
+        val = {key: repeat_models(parts["val"][key], k) for key in ("x", "y")}
+        system = Distillation(student_spec, loss, teacher.repeat(k) if with_teacher else None)
+        result = fit(system, data, seeds=seeds * k, config=p.train_config(p.epochs), val=val, progress=progress,
+                     description=f"{study}: {', '.join(methods)}")
+        evaluated = _evaluate(result.modules["student"], repeat_models(parts["test"]["x"], k),
+                              repeat_models(parts["test"]["y"], k), p)
+        for i, method in enumerate(methods):
+            outputs[method] = {metric: values[i * n:(i + 1) * n] for metric, values in evaluated.items()}
+        runs.append(fit_run(study, "+".join(methods), result, []))
+
+    plain = [m for m in METHODS if m in p.methods and m in DS_SWITCHES]
+    if plain:
+        student_fit(plain, p.ds_loss(plain, n), with_teacher=False)
+    for method in ("kd", "fitnet"):
+        if method in p.methods:
+            student_fit([method], p.guided_loss(method), with_teacher=True)
+
+    settings = [pair.settings for pair in pairs]
+    rows = [row for method, values in outputs.items() for metric in METRICS
+            for row in tidy_rows(study, method, settings, seeds, metric, values[metric])]
+    rows += [row for method in ("teacher", "ce") if method in outputs for metric in METRICS
+             for row in tidy_rows("ds_analysis", method, settings, seeds, metric, outputs[method][metric])]
+    runs.append(StudyRun(pd.DataFrame(rows), RunLog()))
+    return StudyRun.concat(runs)
+
+
+def _stacked(pairs: Sequence[Pair], part: str) -> dict[str, torch.Tensor]:
+    """``x`` (low quality), ``x_teacher`` (high quality), ``y`` of ``part``, stacked over pairs."""
+    datasets = [getattr(pair.task.splits, part) for pair in pairs]
+    return {"x": torch.stack([d[pair.target] for d, pair in zip(datasets, pairs)]),
+            "x_teacher": torch.stack([d[pair.source] for d, pair in zip(datasets, pairs)]),
+            "y": torch.stack([d.labels for d in datasets])}
+
+
+def _teachers(pairs, parts, net, n_classes, p, progress, study) -> tuple[Stack, list[StudyRun]]:
+    """One CE teacher per distinct (seed, high-quality data): severities share their teacher."""
+    keys = [(pair.task.seed, _digest(parts["train"]["x_teacher"][i])) for i, pair in enumerate(pairs)]
+    first = {key: i for i, key in reversed(list(enumerate(keys)))}
+    distinct = sorted(first.values())
+    spec = net.spec(tuple(parts["train"]["x_teacher"].shape[2:]), n_classes)
+    pick = lambda part: {"x": parts[part]["x_teacher"][distinct], "y": parts[part]["y"][distinct]}  # noqa: E731
+    result = fit(Distillation(spec), pick("train"), seeds=[keys[i][0] for i in distinct],
+                 config=p.train_config(p.teacher_epochs), val=pick("val"), progress=progress,
+                 description=f"{study}: teachers")
+    position = {keys[i]: j for j, i in enumerate(distinct)}
+    teacher = result.modules["student"].subset([position[key] for key in keys])
+    return teacher, [fit_run(study, "teacher", result, [])]
+
+
+def _digest(tensor: torch.Tensor) -> str:
+    return hashlib.sha1(tensor.contiguous().numpy().tobytes()).hexdigest()
+
+
+@torch.no_grad()
+def _evaluate(models: Stack, x: torch.Tensor, y: torch.Tensor, p: DSParameters) -> dict[str, list[float]]:
+    """Test accuracy and the structure diagnostics of each model ``(M,)`` on its inputs ``x`` ``(M, N, ...)``."""
+    logits, features = models(x, features=(p.output_layer, p.map_layer))
+    values = {"test_acc": accuracy(logits, y)}
+    values.update(structure_diagnostics(features[p.output_layer], features[p.map_layer]))
+    return {metric: [float(v) for v in value] for metric, value in values.items()}
