@@ -28,6 +28,10 @@ NON_DEFAULT = {
     "03_ntdh_realpairs": {"n_runs": 2, "epochs": 10, "datasets": ["segment"], "hidden": 16},
     "04_cmcd": {"n_runs": 2, "ssl_epochs": 3, "distill_epochs": 3, "head_epochs": 10, "alphas": [0.0, 1.0], "alpha": 1.0,
                 "n_samples": 800, "n_paired": 100, "sweeps": False},
+    "05_ds_cmkd": {"n_runs": 2, "n_train": 200, "epochs": 2, "teacher_epochs": 2, "images": ["mfeat_degraded"],
+                   "severities": [1.0], "degradations": ["noise"], "methods": ["ce", "ds_both"], "select": "last"},
+    "06_discom_kd": {"n_splits": 2, "epochs": 3, "synthetic": False, "real": ["mfeat:pixels,fourier,zernike"],
+                     "modality_targets": "as_released", "grl_scale": 0.5},
     "04_cmcd_real": {"n_runs": 2, "ssl_epochs": 2, "distill_epochs": 2, "head_epochs": 10, "datasets": ["segment"],
                      "labeled_per_class": 3},
 }
