@@ -15,7 +15,7 @@ from cmkd_lab.notebook import list_notebooks, parameters_class, run_notebook
 from cmkd_lab.results import load_results
 
 NON_DEFAULT = {
-    "00_quickstart": {"n_runs": 2, "epochs": 40, "venn_settings": [[10, 5, 5]], "n_train": 200, "temperature": 1.0},
+    "00_quickstart": {"n_runs": 2, "epochs": 40, "venn_settings": ((10, 5, 5),), "n_train": 200, "temperature": 1.0},
     "01_data_tour": {"n_seeds": 1, "datasets": ["segment"], "samples_per_class": 2},
     "02_mfh_gaussian": {"n_runs": 3, "epochs": 40, "overlaps": [0, 10], "xs1_values": [0, 40], "reduction": "batchmean",
                         "rng": "official"},
