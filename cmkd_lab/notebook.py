@@ -26,8 +26,10 @@ import pandas as pd
 from .io import atomic_path, write_text
 from .registry import Registry
 from .results import load_results, summarize
+from .training import DEVICES
 
 PROFILES = ("quick", "full")
+BASE_CHOICES = {"device": DEVICES}  # what every notebook's parameter class checks, whatever its own choices
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 _PARAMETER_CLASSES: Registry[type["NotebookParameters"]] = Registry("notebook parameter class")
@@ -41,6 +43,7 @@ class NotebookParameters:
     profile: str = "quick"
     interactive: bool = False
     output_dir: str | None = None
+    device: str = "auto"  # where every fit runs: "auto" (CUDA when present), "cpu" or "cuda"
 
     profile_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {"quick": {}, "full": {}}
     # name -> the allowed values, or a function returning them when they can grow (registered datasets)
@@ -94,7 +97,7 @@ class NotebookParameters:
             resolved[name] = _accepts(value, hints[name])
             if resolved[name] is _REJECTED:
                 raise cls._invalid(f"parameter {name!r} must be {_describe(hints[name])}, got {value!r} ({type(value).__name__})")
-            allowed = cls.choices.get(name)
+            allowed = cls.choices.get(name, BASE_CHOICES.get(name))
             if callable(allowed):
                 allowed = allowed()
             if allowed is not None:

@@ -39,8 +39,9 @@ def test_list_shows_each_notebook_with_its_purpose_and_parameter_defaults(capsys
         assert [line.split(":")[0].strip() for line in lines] == parameters_class(path.stem).parameter_names()
         assert all(" = " in line for line in lines), "every parameter shows its default"
     quickstart = listed["00_quickstart — Quickstart: a teacher on one modality, a student on another"]
-    assert quickstart[:4] == ["    profile: str = 'quick'", "    interactive: bool = False",
-                              "    output_dir: str | None = None", "    n_runs: int | None = None (quick 10, full 20)"]
+    assert quickstart[:5] == ["    profile: str = 'quick'", "    interactive: bool = False",
+                              "    output_dir: str | None = None", "    device: str = 'auto'",
+                              "    n_runs: int | None = None (quick 10, full 20)"]
     assert "    reduction: str = 'batchmean'" in quickstart
     assert "    datasets: tuple[str, ...] = ('mfeat', 'watch', 'segment')" in listed[
         "01_data_tour — Data tour: real paired data, and which pairs are worth distilling"]

@@ -9,6 +9,8 @@ notebook without a set here fails ``test_every_notebook_has_a_non_default_set``.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from cmkd_lab.notebook import list_notebooks, parameters_class, run_notebook
@@ -50,5 +52,8 @@ def test_every_notebook_has_a_non_default_set():
 
 @pytest.mark.parametrize("stem", sorted(NON_DEFAULT))
 def test_the_notebook_completes_with_other_parameters(stem, tmp_path):
-    folder = run_notebook(stem, "quick", NON_DEFAULT[stem], tmp_path)
+    """... and every fit runs where the ``device`` parameter says (each fit's record keeps it)."""
+    folder = run_notebook(stem, "quick", {**NON_DEFAULT[stem], "device": "cpu"}, tmp_path)
     assert len(load_results(folder))
+    fits = json.loads((folder / "run.json").read_text())["fits"]
+    assert all(fit["train_config"]["device"] == "cpu" and fit["device"] == "cpu" for fit in fits), stem

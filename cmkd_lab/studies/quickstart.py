@@ -77,7 +77,7 @@ def make_tasks(p: QuickstartParameters) -> list[Task]:
 
 
 def run(p: QuickstartParameters, progress: bool | None = None) -> StudyRun:
-    config = TrainConfig(epochs=p.epochs, lr=p.lr)
+    config = TrainConfig(epochs=p.epochs, lr=p.lr, device=p.device)
     kd = make_loss("kd", temperature=p.temperature, reduction=p.reduction, kd_weight=p.kd_weight)
     return run_teacher_student(
         make_tasks(p), study=STUDY, teacher_modality="a", student_modality="b",

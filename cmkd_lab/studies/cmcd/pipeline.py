@@ -115,6 +115,7 @@ class Stages:
     queue_size: int = 0
     augment_noise: float = 0.1
     augment_drop: float = 0.2
+    device: str = "auto"  # where every stage trains (see TrainConfig)
 
     def loss(self, name: str):
         options = {"cmd": {"student_temperature": self.cmd_student_temperature,
@@ -123,10 +124,10 @@ class Stages:
         return make_embedding_loss(name, **options[name])
 
     def representation_config(self, epochs: int) -> TrainConfig:
-        return TrainConfig(epochs=epochs, lr=self.lr, optimizer="adam", batch_size=self.batch_size)
+        return TrainConfig(epochs=epochs, lr=self.lr, optimizer="adam", batch_size=self.batch_size, device=self.device)
 
     def head_config(self) -> TrainConfig:
-        return TrainConfig(epochs=self.head_epochs, lr=self.head_lr, optimizer="adam")
+        return TrainConfig(epochs=self.head_epochs, lr=self.head_lr, optimizer="adam", device=self.device)
 
 
 def run_transfers(transfers: Sequence[Transfer], *, study: str, source_net: Architecture, target_net: Architecture,

@@ -82,6 +82,7 @@ class Protocol:
     kd_temperature: float = 4.0
     dkd_warmup_epochs: int = 20
     fusion_width: int = 64
+    device: str = "auto"  # where every fit trains (see TrainConfig)
 
     def check(self) -> None:
         if self.modality_targets not in MODALITY_TARGETS:
@@ -97,7 +98,7 @@ class Protocol:
         ``REFERENCE_TRAIN`` samples trains fewer passes, for about the optimiser steps ``epochs``
         passes over ``REFERENCE_TRAIN`` samples take (watch: about 3,300 samples, 17 of 40 passes)."""
         epochs = min(self.epochs, math.ceil(self.epochs * REFERENCE_TRAIN / n_train))
-        return TrainConfig(epochs=epochs, lr=self.lr, optimizer="adam", batch_size=self.batch_size,
+        return TrainConfig(epochs=epochs, lr=self.lr, optimizer="adam", batch_size=self.batch_size, device=self.device,
                            select="best_val", select_metric="weighted_f1")
 
     def discom(self, specs: Mapping[str, ModelSpec], copies: Sequence[Mapping[str, float]] | None = None,

@@ -109,7 +109,8 @@ class DSParameters(NotebookParameters):
         return Architecture("cnn2d", tuple(self.hidden), batch_norm=True)
 
     def train_config(self, epochs: int) -> TrainConfig:
-        return TrainConfig(epochs=epochs, lr=self.lr, optimizer="adam", batch_size=self.batch_size, select=self.select)
+        return TrainConfig(epochs=epochs, lr=self.lr, optimizer="adam", batch_size=self.batch_size, select=self.select,
+                           device=self.device)
 
     def ds_loss(self, methods: Sequence[str], n_tasks: int):
         """One DS loss for the batched CE/DS fit: ``methods`` blocks of ``n_tasks`` models each,

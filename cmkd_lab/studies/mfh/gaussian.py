@@ -65,7 +65,7 @@ def fig3_tasks(p: GaussianParameters) -> list[Task]:
 def _run(p: GaussianParameters, tasks: list[Task], study: str, progress: bool | None) -> StudyRun:
     return run_teacher_student(
         tasks, study=study, teacher_modality="a", student_modality="b",
-        teacher_config=TrainConfig(epochs=p.epochs, lr=p.lr),  # linear models, full-batch SGD, last epoch
+        teacher_config=TrainConfig(epochs=p.epochs, lr=p.lr, device=p.device),  # linear models, full-batch SGD, last epoch
         losses={"kd": kd_loss(p)}, progress=progress,
     )
 

@@ -143,7 +143,7 @@ def run(p: RealParameters, progress: bool | None = None) -> StudyRun:
     for pair, tasks in studied:
         for group in groups_of_equal_shape(tasks, [pair.teacher_modality, pair.student_modality]):
             config = train_config(group, epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, optimizer="sgd",
-                                  momentum=p.momentum)
+                                  momentum=p.momentum, device=p.device)
             runs += _run_group(pair, group, config, kd, p, progress)
     return StudyRun.concat(runs)
 

@@ -87,7 +87,7 @@ def run(p: Table2Parameters, progress: bool | None = None) -> StudyRun:
     seeds = [t.seed for t in teacher_tasks]
     shared = torch.tensor(p.xs2_values).repeat_interleave(p.n_runs)  # xs2 of each task
     settings = lambda mode: [{**t.settings, "teacher_mode": mode} for t in teacher_tasks]  # noqa: E731
-    config, kd = TrainConfig(epochs=p.epochs, lr=p.lr), kd_loss(p)
+    config, kd = TrainConfig(epochs=p.epochs, lr=p.lr, device=p.device), kd_loss(p)
     runner = dict(study=STUDY, teacher_modality="a", student_modality="b", teacher_config=config,
                   variant_column="teacher_mode", progress=progress)
     regular = run_teacher_student(teacher_tasks, include=("teacher",), variants={"regular": None}, **runner)
@@ -116,7 +116,7 @@ def run(p: Table2Parameters, progress: bool | None = None) -> StudyRun:
             x_a, y_a = stack_split(teacher_tasks, "train", "a")
             x_b, _ = stack_split(teacher_tasks, "train", "b")
             saliency = algorithm1(spec, x_a, spec, x_b, y_a, seeds=seeds, layer="input", repeats=p.alg1_repeats,
-                                  config=dataclasses.replace(ALGORITHM1_CONFIG, epochs=p.alg1_epochs), progress=progress)
+                                  config=dataclasses.replace(ALGORITHM1_CONFIG, epochs=p.alg1_epochs, device=p.device), progress=progress)
             masks[mode] = top_mask(saliency.scores, shared)
             scores = [row for c in range(n_channels) for row in tidy_rows(
                 STUDY, "teacher", [{**s, "channel": c} for s in settings(mode)], seeds, "alg1_score",

@@ -62,7 +62,7 @@ def make_task(p: GaussianParameters, overlap: int, seed: int, n_classes: int) ->
 
 def train_config(p: GaussianParameters) -> TrainConfig:
     """The official training: full-batch SGD, lr 0.1."""
-    return TrainConfig(epochs=p.epochs, lr=p.lr)
+    return TrainConfig(epochs=p.epochs, lr=p.lr, device=p.device)
 
 
 def run(p: GaussianParameters, class_counts: Sequence[int] | None = None, progress: bool | None = None) -> StudyRun:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar, Sequence
 
@@ -64,7 +65,7 @@ def make_task(shift: int, seed: int) -> Task:
 
 
 def train_config(p: MulticlassParameters) -> TrainConfig:
-    return TrainConfig(epochs=p.epochs, lr=p.lr, optimizer=p.optimizer)
+    return TrainConfig(epochs=p.epochs, lr=p.lr, optimizer=p.optimizer, device=p.device)
 
 
 def run_multiclass(p: MulticlassParameters, progress: bool | None = None) -> StudyRun:
@@ -80,7 +81,7 @@ def training_check(p: MulticlassParameters, seeds: Sequence[int] = (0, 1), stude
     splits = make_task(20, 0).splits
     train, test = splits.train, splits.test
     rows = []
-    for name, config in (("official: SGD lr 0.01, full batch", OFFICIAL_CONFIG),
+    for name, config in (("official: SGD lr 0.01, full batch", dataclasses.replace(OFFICIAL_CONFIG, device=p.device)),
                          (f"kit: {p.optimizer} lr {p.lr}, full batch", train_config(p))):
         for modality, role in (("a", "teacher"), ("b", "student (No-KD)"))[: 2 if students else 1]:
             result = train_classifier(MODEL.spec((50,), 4), train[modality], train.labels, seeds=list(seeds),
@@ -127,7 +128,8 @@ def method_losses(p: MulticlassParameters) -> dict[str, Distiller]:
 def run_methods(p: MulticlassParameters, progress: bool | None = None) -> StudyRun:
     """The method table on the 4-class set: columns ``loss`` and ``masking`` split the method key."""
     tasks = [make_task(v, seed) for v in p.method_shifts for seed in range(p.method_runs)]
-    student_config = TrainConfig(epochs=p.method_epochs, lr=p.method_lr, optimizer="adam", batch_size=p.method_batch_size)
+    student_config = TrainConfig(epochs=p.method_epochs, lr=p.method_lr, optimizer="adam", batch_size=p.method_batch_size,
+                                 device=p.device)
     run = run_with_gaps(tasks, p, study=STUDY_METHODS, model=MODEL, teacher_config=train_config(p),
                         student_config=student_config, losses=method_losses(p), progress=progress)
     table = run.table

@@ -68,7 +68,7 @@ def run(p: RealPairsParameters, progress: bool | None = None) -> StudyRun:
     """Teacher, No-KD and KD students (one-hidden-layer MLPs, full-batch Adam) on every pair."""
     tasks = make_tasks(p)
     note_small_test_sets(tasks)
-    config = train_config(tasks, epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, optimizer="adam")
+    config = train_config(tasks, epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, optimizer="adam", device=p.device)
     run = run_with_gaps(tasks, p, study=STUDY, model=Architecture("mlp", (p.hidden,)), teacher_config=config,
                         losses={"kd": make_loss("kd", **kd_options(p))}, progress=progress)
     run.log.splits += split_records(tasks)
