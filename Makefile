@@ -35,7 +35,7 @@ run: setup chromium
 
 test: setup chromium
 	# One thread per process: two workers and their notebook kernels share the two cores.
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax tests notebooks
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile --durations=15 --nbval-lax tests notebooks
 
 benchmark: setup
 	$(BIN)/python benchmarks/batched_vs_single.py

@@ -37,6 +37,7 @@ BANDS = {
 MANY_POINTS = 40  # lines with more points than this are drawn without markers
 STATIC_FORMATS = ("png", "svg")
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
+STATIC_ENV_VAR = "CMKD_LAB_STATIC_FIGURES"  # "0": HTML figures only, no PNG/SVG export (the test suite's runs)
 
 
 def color_for(name: str, position: int) -> str:
@@ -294,7 +295,7 @@ def save_figure(
     fig: go.Figure, out_dir: str | Path, name: str, static: Sequence[str] = ("png",), scale: float = 2.0
 ) -> dict[str, Path]:
     """Write ``name.html`` always (plotly.min.js beside it, so it opens offline), and each
-    ``static`` format when a Chromium is available.
+    ``static`` format when a Chromium is available (unless ``$CMKD_LAB_STATIC_FIGURES`` is "0").
 
     Returns the paths written. Without Chromium a one-line note says how to get static files.
     """
@@ -306,7 +307,7 @@ def save_figure(
     with atomic_path(out_dir / f"{name}.html") as temporary:
         fig.write_html(temporary, include_plotlyjs="directory", full_html=True)
     written["html"] = out_dir / f"{name}.html"
-    if not static:
+    if not static or os.environ.get(STATIC_ENV_VAR) == "0":
         return written
     chromium = find_chromium()
     if chromium is None:

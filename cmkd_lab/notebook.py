@@ -245,10 +245,10 @@ class NotebookFailed(RuntimeError):
     """A notebook raised; the message carries the notebook's own error."""
 
 
-def _as_literal(value: Any) -> Any:
+def as_literal(value: Any) -> Any:
     """Tuples as lists: papermill writes a list into the parameters cell as a literal but a tuple
     as a string; the parameter classes take lists where they want tuples."""
-    return [_as_literal(v) for v in value] if isinstance(value, (list, tuple)) else value
+    return [as_literal(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 def run_notebook(
@@ -258,7 +258,7 @@ def run_notebook(
     its figures, ``results.csv`` and ``run.json``. Returns that folder."""
     path = resolve_notebook(name)
     target = Path(out_dir).resolve() / path.stem
-    values = {**{k: _as_literal(v) for k, v in (parameters or {}).items()}, "profile": profile, "interactive": False,
+    values = {**{k: as_literal(v) for k, v in (parameters or {}).items()}, "profile": profile, "interactive": False,
               "output_dir": str(target)}
     parameters_class(path.stem).create(**values)  # wrong names, types or choices fail here, before a kernel starts
     import papermill

@@ -12,6 +12,9 @@ from cmkd_lab.notebook import run_notebook
 from cmkd_lab.results import load_results
 
 os.environ.setdefault("CMKD_LAB_QUIET", "1")
+# Notebook runs in the suite write HTML figures only: PNG/SVG export through Chromium costs more
+# than the fits (13 of 42 s for 02_mfh_gaussian); test_results_figures tests the export itself.
+os.environ.setdefault("CMKD_LAB_STATIC_FIGURES", "0")
 
 
 class ExecutedNotebooks:

@@ -73,7 +73,8 @@ def test_figure_builders_return_figures_with_bands_and_error_bars():
         figures.embedding_2d(np.zeros((4, 3)), [0, 1, 0, 1])
 
 
-def test_export_writes_html_and_static_files_when_chromium_is_there(tmp_path, capsys):
+def test_export_writes_html_and_static_files_when_chromium_is_there(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(figures.STATIC_ENV_VAR, "1")
     fig = figures.grouped_bars(summarize(table()), x="gamma")
     written = figures.save_figure(fig, tmp_path, "bars", static=("png", "svg"))
     assert (tmp_path / "bars.html").stat().st_size > 1000 and (tmp_path / "plotly.min.js").exists()
@@ -88,6 +89,7 @@ def test_export_writes_html_and_static_files_when_chromium_is_there(tmp_path, ca
 
 
 def test_export_without_chromium_prints_one_note(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(figures.STATIC_ENV_VAR, "1")
     monkeypatch.setattr(figures, "find_chromium", lambda: None)
     written = figures.save_figure(figures.grouped_bars(summarize(table()), x="gamma"), tmp_path, "bars")
     assert set(written) == {"html"} and not (tmp_path / "bars.png").exists()
@@ -120,3 +122,9 @@ def test_paired_delta_shows_every_run_and_panels_keep_their_own_axes():
     panels = figures.metric_panels(summary, x="gamma")
     assert [a.text for a in panels.layout.annotations] == ["NTD (non-target divergence)", "CMD of the inputs x_a, x_b"]
     assert {trace.yaxis for trace in panels.data} == {"y", "y2"}
+
+
+def test_static_export_can_be_switched_off(tmp_path, monkeypatch):
+    monkeypatch.setenv(figures.STATIC_ENV_VAR, "0")
+    written = figures.save_figure(figures.grouped_bars(summarize(table()), x="gamma"), tmp_path, "bars")
+    assert set(written) == {"html"} and not (tmp_path / "bars.png").exists()

@@ -17,7 +17,7 @@ import pytest
 
 from cmkd_lab import sweep
 from cmkd_lab.cli import main, parse_grid
-from cmkd_lab.notebook import parameters_class
+from cmkd_lab.notebook import as_literal, parameters_class
 from cmkd_lab.sweep import plan_points, run_grid
 
 # tiny runs: one seed, two epochs, few samples (a point is then mostly its kernel's start-up);
@@ -193,7 +193,7 @@ def test_every_resolved_parameter_reaches_the_notebook_as_the_literal_it_is():
     from papermill.translators import PythonTranslator
 
     point = plan_points("00_quickstart", {"epochs": [5]})[0]
-    plain = {name: sweep._plain(value) for name, value in point.parameters.items()}
+    plain = {name: as_literal(value) for name, value in point.parameters.items()}  # what run_notebook passes on
     for name, value in plain.items():  # papermill writes a tuple as a string, a list as a list
         assert ast.literal_eval(PythonTranslator.translate(value)) == value, name
     again = parameters_class("00_quickstart").create(**plain).as_dict()
