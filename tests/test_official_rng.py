@@ -106,6 +106,9 @@ def test_ntdh_gaussian_official_mode_equals_the_official_loop_run_for_run():
     tasks = [ntdh.make_task(p, overlap, s, 2) for s in range(RUNS)]
     table = ntdh.run(p, class_counts=[2], progress=False).table
     check_against_loop(tasks, table, "gamma", official)
+    beside = ntdh.official_script_table(table)  # the script's printed means at this γ beside the kit's
+    assert list(beside["method"]) == ["teacher", "no_kd", "kd"] and beside["gamma"].eq(0.43).all()
+    assert beside["kit"].notna().all() and beside["within_tolerance"].dtype == bool
 
 
 def test_the_kit_generators_stay_the_default_and_differ_from_the_official_draws():
