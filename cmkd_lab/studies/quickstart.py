@@ -76,6 +76,11 @@ def make_tasks(p: QuickstartParameters) -> list[Task]:
     return tasks
 
 
+def settings_table(tasks: list[Task]) -> pd.DataFrame:
+    """One row per Venn setting: its label and ratios (α, β, γ)."""
+    return pd.DataFrame([task.settings for task in tasks]).drop_duplicates().round(3).reset_index(drop=True)
+
+
 def run(p: QuickstartParameters, progress: bool | None = None) -> StudyRun:
     config = TrainConfig(epochs=p.epochs, lr=p.lr, device=p.device)
     kd = make_loss("kd", temperature=p.temperature, reduction=p.reduction, kd_weight=p.kd_weight)

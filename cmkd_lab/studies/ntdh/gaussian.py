@@ -20,6 +20,7 @@ from ...datasets.synthetic import RNG_MODES, mfh_overlap
 from ...experiment import Architecture, StudyRun, Task
 from ...losses import make_loss
 from ...metrics import rank_correlation
+from ...results import paper_vs_kit, summarize
 from ...training import TrainConfig
 from ..official import ntdh_crd_draws, with_official_inits
 from .common import (KNOB_TITLES, NTDHParameters, correlation_line, delta_ntd_correlation, kd_options,
@@ -101,12 +102,10 @@ def official_script_table(table: pd.DataFrame) -> pd.DataFrame:
     """The official script's printed means beside the kit's binary sweep (percent), within
     ±0.3 points: the check of ``rng="official"`` at the full profile (100 runs, 1000 epochs)."""
     binary = table[(table["n_classes"] == 2) & (table["metric"] == "test_acc")]
-    kit = binary.groupby(["gamma", "method"])["value"].mean().mul(100).rename("kit").reset_index()
-    kit["gamma"] = kit["gamma"].round(4)
-    merged = OFFICIAL_SCRIPT.merge(kit, on=["gamma", "method"], how="inner")  # the settings this run has
-    merged["difference"] = merged["kit"] - merged["official script"]
-    merged["within_tolerance"] = merged["difference"].abs() <= OFFICIAL_TOLERANCE
-    return merged.round(2)
+    kit = summarize(binary.assign(gamma=binary["gamma"].round(4)), by=["gamma", "method"])
+    reference = OFFICIAL_SCRIPT[OFFICIAL_SCRIPT["gamma"].isin(kit["gamma"])].rename(columns={"official script": "paper"})
+    compared = paper_vs_kit(kit, reference, on=["gamma", "method"], tolerance=OFFICIAL_TOLERANCE)
+    return compared.rename(columns={"paper": "official script"}).round(2)
 
 
 def claims(table: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
