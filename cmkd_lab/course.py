@@ -1,0 +1,136 @@
+"""Course mode: instructor and student copies of the notebooks, in nbgrader's conventions.
+
+Each notebook ends with exercises and their worked solutions. A solution is a code or markdown
+cell whose answer lies between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` and whose first
+line names its exercise (``# Exercise 2`` in code, ``**Exercise 2.**`` in markdown). A check cell
+(tagged ``check``) tests an answer with :func:`check_within` or :func:`check_sign`.
+
+``python -m cmkd_lab course build --out DIR`` writes ``DIR/instructor/`` (the notebooks with
+nbgrader cell metadata: solution cells, locked and graded check cells) and ``DIR/student/``
+(the same with every solution replaced by nbgrader's prompt and all outputs cleared). An
+instructor can put the student copies into nbgrader's ``source/`` folder as they are.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Iterable
+
+import nbformat
+
+from .io import write_text
+from .notebook import list_notebooks, resolve_notebook
+
+BEGIN = "### BEGIN SOLUTION"
+END = "### END SOLUTION"
+CODE_PROMPT = "# YOUR CODE HERE\nraise NotImplementedError()"
+MARKDOWN_PROMPT = "YOUR ANSWER HERE"
+CHECK_TAG = "check"
+NBGRADER_SCHEMA = 3
+_SOLUTION_HEADING = re.compile(r"^\s*(?:#|\*\*)\s*Exercise\s+(\d+)\b")
+_EXERCISE_ITEM = re.compile(r"^(\d+)\.\s", re.MULTILINE)
+
+
+def check_within(value: float, low: float, high: float, what: str) -> None:
+    """Pass when ``low <= value <= high``; else say what was expected and what was found."""
+    if value is None or not low <= float(value) <= high:
+        raise AssertionError(f"{what}: expected a value in [{low}, {high}], got {value!r}")
+    print(f"✓ {what}: {float(value):.4g} lies in [{low}, {high}]")
+
+
+def check_sign(value: float, sign: str, what: str) -> None:
+    """Pass when ``value`` is strictly positive (``sign="+"``) or strictly negative (``"-"``)."""
+    if sign not in ("+", "-"):
+        raise ValueError(f"sign must be '+' or '-', got {sign!r}")
+    if value is None or not (float(value) > 0 if sign == "+" else float(value) < 0):
+        raise AssertionError(f"{what}: expected a {'positive' if sign == '+' else 'negative'} value, got {value!r}")
+    print(f"✓ {what}: {float(value):+.4g}")
+
+
+def is_solution(cell) -> bool:
+    return BEGIN in cell.source
+
+
+def is_check(cell) -> bool:
+    return CHECK_TAG in cell.metadata.get("tags", [])
+
+
+def exercise_numbers(notebook) -> list[int]:
+    """The numbers of the exercises listed in the notebook's ``## Exercises`` cell."""
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown" and cell.source.lstrip().startswith("## Exercises"):
+            return [int(n) for n in _EXERCISE_ITEM.findall(cell.source)]
+    return []
+
+
+def solved_exercises(notebook) -> dict[int, list[str]]:
+    """Exercise number → the kinds (``code``/``markdown``) of its solution cells."""
+    solved: dict[int, list[str]] = {}
+    for cell in notebook.cells:
+        if is_solution(cell):
+            match = _SOLUTION_HEADING.match(cell.source)
+            if not match:
+                raise ValueError(f"a solution cell must start with '# Exercise N' or '**Exercise N.**': {cell.source[:60]!r}")
+            solved.setdefault(int(match.group(1)), []).append(cell.cell_type)
+    return solved
+
+
+def _strip_solution(source: str, prompt: str) -> str:
+    """Replace each BEGIN/END region (markers included) by ``prompt``, keeping the text around it."""
+    pattern = re.compile(rf"^([ \t]*){re.escape(BEGIN)}.*?^[ \t]*{re.escape(END)}[^\n]*", re.MULTILINE | re.DOTALL)
+    if source.count(BEGIN) != source.count(END):
+        raise ValueError(f"unbalanced solution markers in {source[:60]!r}")
+    return pattern.sub(lambda m: "\n".join(m.group(1) + line for line in prompt.splitlines()), source)
+
+
+def _nbgrader(stem: str, cell, index: int) -> dict | None:
+    if is_solution(cell):
+        graded = cell.cell_type == "markdown"  # a written answer: graded by hand
+        return {"solution": True, "grade": graded, "locked": False, "points": 1 if graded else None,
+                "grade_id": f"{stem}-solution-{index}", "schema_version": NBGRADER_SCHEMA}
+    if is_check(cell):
+        return {"solution": False, "grade": True, "locked": True, "points": 1,
+                "grade_id": f"{stem}-check-{index}", "schema_version": NBGRADER_SCHEMA}
+    return None
+
+
+def instructor_copy(notebook, stem: str):
+    """The notebook with nbgrader metadata on its solution and check cells, outputs cleared."""
+    copied = copy.deepcopy(notebook)
+    for index, cell in enumerate(copied.cells):
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+        metadata = _nbgrader(stem, cell, index)
+        if metadata is not None:
+            cell.metadata["nbgrader"] = {k: v for k, v in metadata.items() if v is not None}
+    return copied
+
+
+def student_copy(notebook, stem: str):
+    """The instructor copy with every solution replaced by nbgrader's prompt."""
+    copied = instructor_copy(notebook, stem)
+    for cell in copied.cells:
+        if is_solution(cell):
+            prompt = CODE_PROMPT if cell.cell_type == "code" else MARKDOWN_PROMPT
+            cell.source = _strip_solution(cell.source, prompt)
+    return copied
+
+
+def build(out: str | Path, notebooks: Iterable[str] | None = None) -> dict[str, list[Path]]:
+    """Write ``out/instructor/*.ipynb`` and ``out/student/*.ipynb``; returns both lists of paths."""
+    paths = list_notebooks() if notebooks is None else [resolve_notebook(n) for n in notebooks]
+    out = Path(out)
+    written: dict[str, list[Path]] = {"instructor": [], "student": []}
+    for path in paths:
+        notebook = nbformat.read(path, as_version=4)
+        missing = sorted(set(exercise_numbers(notebook)) - set(solved_exercises(notebook)))
+        if missing:
+            raise ValueError(f"{path.stem}: exercises {missing} have no solution cell")
+        for kind, make in (("instructor", instructor_copy), ("student", student_copy)):
+            target = out / kind / path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_text(target, nbformat.writes(make(notebook, path.stem)))
+            written[kind].append(target)
+    return written
