@@ -32,6 +32,7 @@ chromium:
 
 run: setup chromium
 	$(BIN)/python -m cmkd_lab run all --profile $(PROFILE) --out outputs
+	$(BIN)/python -m cmkd_lab gallery --outputs outputs --out site
 
 test: setup chromium
 	# One thread per process: two workers and their notebook kernels share the two cores.
@@ -41,4 +42,4 @@ benchmark: setup
 	$(BIN)/python benchmarks/batched_vs_single.py
 
 clean:
-	rm -rf $(VENV) outputs .pytest_cache
+	rm -rf $(VENV) outputs site .pytest_cache

@@ -2,7 +2,7 @@
 
 The browser tests, the slider benchmark and the gallery test share this. No browser is
 downloaded: Playwright launches the Chromium the system has (``apt-get install chromium``), or
-the one ``CMKD_LAB_CHROMIUM`` names.
+the one ``$BROWSER_PATH`` names (as for kaleido's figure export).
 
     with jupyter_lab(folder) as lab, chromium() as browser:
         page = NotebookPage(browser, lab, "00_quickstart.ipynb")
@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -26,22 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-CHROMIUM_ENV_VAR = "CMKD_LAB_CHROMIUM"
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+from .figures import CHROMIUM_NAMES, find_chromium
+
 # JupyterLab's own settings for a test server: no news or update pop-ups over the notebook
 _LAB_SETTINGS = {"@jupyterlab/apputils-extension/notification.jupyterlab-settings":
                  {"fetchNews": "false", "checkForUpdates": False}}
 # console messages of the browser that are not the notebook's: a server without a language
 # server or a favicon answers 404, which Chromium logs as an error
 BENIGN_CONSOLE = ("Failed to load resource: the server responded with a status of 404",)
-
-
-def find_chromium() -> str | None:
-    """The system Chromium: ``$CMKD_LAB_CHROMIUM``, else the first of CHROMIUM_NAMES on the PATH."""
-    named = os.environ.get(CHROMIUM_ENV_VAR)
-    if named:
-        return named if Path(named).exists() else None
-    return next((path for path in map(shutil.which, CHROMIUM_NAMES) if path), None)
 
 
 def _free_port() -> int:
@@ -116,7 +107,7 @@ def chromium(executable: str | None = None) -> Iterator["object"]:
 
     executable = executable or find_chromium()
     if executable is None:
-        raise FileNotFoundError(f"no Chromium found (tried {', '.join(CHROMIUM_NAMES)} and ${CHROMIUM_ENV_VAR}); "
+        raise FileNotFoundError(f"no Chromium found (tried {', '.join(CHROMIUM_NAMES)} and $BROWSER_PATH); "
                                 "install it with: apt-get install -y chromium")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])

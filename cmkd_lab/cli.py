@@ -1,6 +1,8 @@
 """Command line: ``python -m cmkd_lab list``, ``python -m cmkd_lab run NOTEBOOK|all``,
-``python -m cmkd_lab sweep NOTEBOOK --grid NAME=V1,V2`` (a grid of runs on Dask) and
-``python -m cmkd_lab datasets add|list|remove`` (the user's own datasets)."""
+``python -m cmkd_lab sweep NOTEBOOK --grid NAME=V1,V2`` (a grid of runs on Dask),
+``python -m cmkd_lab datasets add|list|remove`` (the user's own datasets),
+``python -m cmkd_lab gallery`` (a static site of the executed notebooks) and
+``python -m cmkd_lab course build`` (instructor and student copies)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,9 @@ import argparse
 import ast
 import sys
 import time
+from pathlib import Path
+
+import pandas as pd
 
 from .notebook import (
     PROFILES,
@@ -103,6 +108,16 @@ def _parser() -> argparse.ArgumentParser:
     actions.add_parser("list", help="every registered dataset, built-in and yours, and whether it can be loaded now")
     remove = actions.add_parser("remove", help="delete one of your datasets")
     remove.add_argument("name")
+    gallery = commands.add_parser("gallery", help="build a static site of the executed notebooks, figures and verdicts")
+    gallery.add_argument("--outputs", default="outputs", help="where `run` wrote the notebooks (default: outputs)")
+    gallery.add_argument("--out", default="site", help="the site folder (default: site)")
+    course = commands.add_parser("course", help="teaching: instructor and student copies of the notebooks")
+    course_actions = course.add_subparsers(dest="action", required=True)
+    course_build = course_actions.add_parser(
+        "build", help="write DIR/instructor/ (with solutions) and DIR/student/ (solutions replaced by prompts), "
+                      "both with nbgrader cell metadata")
+    course_build.add_argument("notebooks", nargs="*", help="notebook names or stems (default: all)")
+    course_build.add_argument("--out", required=True, help="the course folder")
     return parser
 
 
@@ -138,6 +153,64 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _run(args: argparse.Namespace) -> int:
+    """Run one notebook or all, with a line per notebook and a final table of what went where."""
+    parameters = {name: _literal(value) for name, value in args.parameter}
+    paths = list_notebooks() if args.notebook == "all" else [resolve_notebook(args.notebook)]
+    if args.notebook == "all" and parameters:
+        raise ValueError("-p applies to one notebook; run notebooks one by one to set parameters")
+    rows = []
+    for number, path in enumerate(paths, 1):
+        started = time.perf_counter()
+        print(f"[{number}/{len(paths)}] running {path.stem} ({args.profile}) ...", flush=True)
+        try:
+            folder = run_notebook(path.stem, args.profile, parameters, args.out)
+        except NotebookFailed as error:
+            print(f"  FAILED: {error}", file=sys.stderr, flush=True)
+            rows.append({"notebook": path.stem, "status": "failed", "seconds": time.perf_counter() - started,
+                         "folder": str(Path(args.out).resolve() / path.stem), "written": "see the .failed.ipynb"})
+            continue
+        seconds = time.perf_counter() - started
+        print(f"  done in {seconds:.1f} s -> {folder}", flush=True)
+        rows.append({"notebook": path.stem, "status": "ok", "seconds": seconds, "folder": str(folder),
+                     "written": written_files(folder)})
+    if args.notebook == "all" and any(row["status"] == "ok" for row in rows):
+        print(f"summary: {write_summary(args.out)}")
+    print("\n" + pd.DataFrame(rows).round({"seconds": 1}).to_string(index=False))
+    return 0 if all(row["status"] == "ok" for row in rows) else 1
+
+
+def written_files(folder: Path) -> str:
+    """``"notebook, 5 figures (html, png), results.csv, run.json"``: what a run left in its folder."""
+    names = [p.name for p in folder.iterdir() if p.is_file()]
+    figures = {p.rsplit(".", 1)[0] for p in names if p.endswith(".html")}
+    kinds = sorted({p.rsplit(".", 1)[1] for p in names if p.rsplit(".", 1)[0] in figures})
+    parts = ["notebook" if f"{folder.name}.ipynb" in names else "no notebook"]
+    if figures:
+        parts.append(f"{len(figures)} figures ({', '.join(kinds)})")
+    parts += [name for name in ("results.csv", "claims.csv", "run.json") if name in names]
+    return ", ".join(parts)
+
+
+def _gallery(args: argparse.Namespace) -> int:
+    from .gallery import build
+
+    pages = build(args.outputs, args.out)
+    for page in pages:
+        print(f"{page.stem}: {page.verdict}; {len(page.exports)} exports -> {Path(args.out) / page.stem / 'index.html'}")
+    print(f"gallery: {Path(args.out).resolve() / 'index.html'} ({len(pages)} notebooks)")
+    return 0
+
+
+def _course(args: argparse.Namespace) -> int:
+    from .course import build
+
+    written = build(args.out, args.notebooks or None)
+    for kind, paths in written.items():
+        print(f"{kind}: {len(paths)} notebooks in {Path(args.out).resolve() / kind}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -151,18 +224,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "sweep":
             return _sweep(args)
-        parameters = {name: _literal(value) for name, value in args.parameter}
-        paths = list_notebooks() if args.notebook == "all" else [resolve_notebook(args.notebook)]
-        if args.notebook == "all" and parameters:
-            raise ValueError("-p applies to one notebook; run notebooks one by one to set parameters")
-        for path in paths:
-            started = time.perf_counter()
-            print(f"running {path.stem} ({args.profile}) ...", flush=True)
-            folder = run_notebook(path.stem, args.profile, parameters, args.out)
-            print(f"  done in {time.perf_counter() - started:.1f} s -> {folder}", flush=True)
-        if args.notebook == "all":
-            print(f"summary: {write_summary(args.out)}")
-        return 0
+        if args.command == "gallery":
+            return _gallery(args)
+        if args.command == "course":
+            return _course(args)
+        return _run(args)
     except (ValueError, OSError, ImportError, NotebookFailed) as error:  # OSError: e.g. no scheduler at --scheduler
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -31,6 +31,9 @@ from .training import DEVICES
 PROFILES = ("quick", "full")
 BASE_CHOICES = {"device": DEVICES}  # what every notebook's parameter class checks, whatever its own choices
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# the kernel's own log at ERROR: its start-up warning about plain TCP on localhost would print
+# once per notebook (the cells' warnings still reach their outputs)
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 _PARAMETER_CLASSES: Registry[type["NotebookParameters"]] = Registry("notebook parameter class")
 
@@ -230,17 +233,6 @@ def notebook_parameters(path: Path) -> dict[str, Any]:
     return {name: info["default"] for name, info in found.items()}
 
 
-class _KernelStderr:
-    """Where the kernel's stderr goes: this process's stderr, less the kernel's own start-up log."""
-
-    def write(self, text: str) -> None:
-        kept = "".join(line for line in text.splitlines(keepends=True) if not line.startswith("[IPKernelApp]"))
-        sys.stderr.write(kept)
-
-    def flush(self) -> None:
-        sys.stderr.flush()
-
-
 class NotebookFailed(RuntimeError):
     """A notebook raised; the message carries the notebook's own error."""
 
@@ -277,7 +269,7 @@ def run_notebook(
                 papermill.execute_notebook(
                     str(path), str(temporary), parameters=values,
                     cwd=str(path.parent), kernel_name="python3", progress_bar=False, log_output=False,
-                    stderr_file=_KernelStderr(),
+                    stderr_file=sys.stderr, extra_arguments=KERNEL_ARGUMENTS,
                 )
             except PapermillExecutionError as error:
                 failed = target / f"{path.stem}.failed.ipynb"

@@ -70,6 +70,11 @@ def test_run_writes_the_executed_notebook_figures_and_results(tmp_path):
     assert completed.returncode == 0, completed.stderr
     assert re.search(r"quickstart: kd \(2 models\): started \(20 epochs\)\n.*: done, 20/20 in \d+\.\d s",
                      completed.stderr, flags=re.S), completed.stderr  # the kernel's progress reaches the terminal
+    assert "without encryption" not in completed.stderr  # the kernel's start-up log stays quiet
+    assert "[1/1] running 00_quickstart (quick) ..." in completed.stdout
+    table = completed.stdout.split("\n\n")[-1]  # the final table: what was written where
+    assert re.search(rf"00_quickstart\s+ok\s+\d+\.\d\s+{re.escape(str(tmp_path / '00_quickstart'))}\s+notebook, \d+ figures",
+                     table), completed.stdout
     folder = tmp_path / "00_quickstart"
     table = pd.read_csv(folder / "results.csv")
     assert sorted(table["seed"].unique()) == [0, 1]
