@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .metrics import CORRELATION_EPS, channel_correlation, off_diagonal_mean, spatial_log_probs
+from .metrics import CORRELATION_EPS, channel_correlation, log_softmax, off_diagonal_mean, spatial_log_probs
 from .models import seeded
 from .training import Ramp
 from .registry import Registry, check_options
@@ -37,7 +37,7 @@ def _per_model(value: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy over samples: ``(..., N, C)``, ``(..., N)`` → ``(...)``."""
-    log_probs = F.log_softmax(logits, dim=-1)
+    log_probs = log_softmax(logits)
     return -log_probs.gather(-1, labels.unsqueeze(-1)).squeeze(-1).mean(-1)
 
 
@@ -57,7 +57,7 @@ def kd_loss(
     if reduction not in KD_REDUCTIONS:
         raise ValueError(f"unknown KD reduction {reduction!r}; valid: {', '.join(KD_REDUCTIONS)}")
     t = _per_model(temperature, student_logits)
-    per_sample = kl_divergence(F.log_softmax(teacher_logits / t, -1), F.log_softmax(student_logits / t, -1))
+    per_sample = kl_divergence(log_softmax(teacher_logits / t), log_softmax(student_logits / t))
     loss = per_sample.mean(-1)
     if reduction == "mean":
         loss = loss / student_logits.shape[-1]
@@ -90,8 +90,8 @@ def dkd_loss(
         return torch.cat([p_target, 1 - p_target], -1).clamp_min(1e-12).log()
 
     tckd = weighted_sample_mean(kl_divergence(binary(p_teacher), binary(p_student)), sample_weights)
-    masked_student = F.log_softmax(student_logits.masked_fill(target, float("-inf")) / t, -1)
-    masked_teacher = F.log_softmax(teacher_logits.masked_fill(target, float("-inf")) / t, -1)
+    masked_student = log_softmax(student_logits.masked_fill(target, float("-inf")) / t)
+    masked_teacher = log_softmax(teacher_logits.masked_fill(target, float("-inf")) / t)
     non_target = ~target
     nckd = weighted_sample_mean(
         (masked_teacher.exp() * (masked_teacher - masked_student)).where(non_target, 0.0).sum(-1), sample_weights

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .losses import Distiller, EmbeddingLoss, StepOutputs, cmc_loss, cross_entropy
+from .losses import Distiller, EmbeddingLoss, StepOutputs, cmc_loss, cross_entropy, log_softmax
 from .models import ModelSpec, Net, Stack, build_model, broadcast_models
 from .training import FitResult, Head, StepResult, System, TrainConfig, build_seeded, fit, gradient_reversal
 
@@ -311,7 +311,7 @@ def modality_loss(logits: torch.Tensor, modality: int, targets: str = "class_ind
     modality classifiers learn to tell the modalities apart."""
     if targets not in MODALITY_TARGETS:
         raise ValueError(f"unknown modality_targets {targets!r}; valid: {', '.join(MODALITY_TARGETS)}")
-    log_probs = F.log_softmax(logits, dim=-1)
+    log_probs = log_softmax(logits)
     if targets == "class_index":
         return -log_probs[..., modality].mean(-1)
     fill = 1.0 if modality == 0 else 0.0

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..experiment import Task
-from ..models import ModelSpec, Net
+from ..models import ModelSpec, Net, seeded
 
 CRD_FEATURE_DIM = 8  # NTDH's CRD options: feat_dim 8, s_dim = t_dim = 2 (the logits)
 CRD_LOGIT_DIM = 2
@@ -50,14 +50,16 @@ def official_inits(seed: int, teacher: ModelSpec, student: ModelSpec, kd_methods
     drawn in the official order from torch's generator seeded ``seed + 1`` (leaving the global
     generator as it was). ``after_kd`` replays what the script draws between the KD students
     and the No-KD student."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed + 1)
+    def draw() -> dict[str, Net]:
         nets = {"teacher": Net(teacher)}
         for method in kd_methods:
             nets[method] = Net(student)
         if after_kd is not None:
             after_kd()
         nets["no_kd"] = Net(student)
+        return nets
+
+    nets = seeded(draw, seed + 1)
     return {method: {k: v.detach().clone() for k, v in net.state_dict().items()} for method, net in nets.items()}
 
 
