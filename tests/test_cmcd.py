@@ -3,10 +3,14 @@ and the real-data notebook's study on a downloaded dataset's fixture."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+from cmkd_lab.results import claim_verdicts
 from cmkd_lab.studies.cmcd import analysis, pipeline, real, synthetic
 
 
@@ -89,6 +93,40 @@ def test_the_stages_reuse_weights_bit_for_bit():
     assert len(run.artifacts.fits["ssl_teacher"]) == 1 and run.artifacts.fits["ssl_teacher"][0].record["n_models"] == 2
 
 
+def test_variants_share_the_ssl_teachers_and_label_their_rows():
+    net = synthetic.Architecture("mlp", (16,))
+    variants = {"batch": TINY, "queue": dataclasses.replace(TINY, queue_size=64)}
+    run = pipeline.run_transfers(tiny_transfers(), study="t", source_net=net, target_net=net, stages=TINY,
+                                 methods=("cmd",), progress=False, variants=variants)
+    assert len(run.artifacts.fits["ssl_teacher"]) == 1 and len(run.artifacts.fits["cmd"]) == 2
+    assert set(run.table["variant"]) == {"batch", "queue"}
+    assert (run.table.groupby(["variant", "stage", "metric"])["seed"].nunique() == 2).all()
+    with pytest.raises(ValueError, match="variant 'hot' changes \\['ssl_temperature'\\], which the shared SSL teachers"):
+        pipeline.run_transfers(tiny_transfers(), study="t", source_net=net, target_net=net, stages=TINY, methods=("cmd",),
+                               variants={"hot": dataclasses.replace(TINY, ssl_temperature=0.5)})
+
+
+def test_gain_and_gap_are_seed_by_seed_differences_and_claims_name_their_setting():
+    accuracies = {0: {("cmd", "probe"): 0.8, ("no_distill", "probe"): 0.5, ("cmd", "finetune"): 0.9,
+                      ("cmc", "finetune"): 0.95, ("finetune_only", "finetune"): 0.92},
+                  1: {("cmd", "probe"): 0.7, ("no_distill", "probe"): 0.6, ("cmd", "finetune"): 0.85,
+                      ("cmc", "finetune"): 0.8, ("finetune_only", "finetune"): 0.9}}
+    table = pd.DataFrame([{"method": m, "stage": stage, "alpha": 0.5, "seed": seed, "metric": "test_acc", "value": v}
+                          for seed, values in accuracies.items() for (m, stage), v in values.items()])
+    gain = analysis.distillation_gain(table, ["alpha"])
+    assert gain.loc[0.5, ("gain", "probe")] == pytest.approx(100 * (0.3 + 0.1) / 2)
+    assert gain.loc[0.5, ("gain", "finetune")] == pytest.approx(100 * (-0.02 - 0.05) / 2)
+    assert analysis.scratch_gap(table, ["alpha"])[0.5] == pytest.approx(100 * (-0.03 + 0.05) / 2)  # vs the best distiller
+    points = pd.DataFrame({"alpha": [0.0, 0.5, 1.0, 1.0], "tv_lower_bound": 1.0, "mmd": [0.1, 0.2, 0.3, 0.4]})
+    order = analysis.distance_knob_correlations(points, n_boot=50)
+    assert order.loc["tv_lower_bound", "rho"] == 0 and order.loc["mmd", "rho"] > 0.9  # a constant estimate orders nothing
+    margin = pd.DataFrame([{"dataset": "mfeat", "source": "pixels", "target": "fourier", "stage": "finetune", "method": "cmd",
+                            "best_baseline": "l2", "margin": 1.0, "margin_std": 0.5, "n_seeds": 3}])
+    claims = analysis.claims(margin, {"rho": 0.3, "low": 0.1, "high": 0.5, "n": 9})
+    assert claim_verdicts(claims)["claim"].tolist() == ["mfeat: pixels → fourier · CMD beats the best baseline by 1–3 points",
+                                                       "across pairs · a larger modality distance, a larger target error"]
+
+
 def test_unknown_methods_and_bad_sizes_are_clear_errors():
     net = synthetic.Architecture("mlp", (16,))
     with pytest.raises(ValueError, match="unknown method\\(s\\) \\['crd'\\]; valid methods: cmd, cmc, l2, no_distill"):
@@ -141,3 +179,13 @@ def test_real_pairs_run_on_a_downloaded_datasets_fixture(tmp_path, monkeypatch):
     assert [s["seed"] for s in run.log.splits] == [0, 1] and all(s["test_groups"] for s in run.log.splits)
     with pytest.raises(ValueError, match="pairs: 'avmnist:image>image' is not 'dataset:teacher>student'"):
         real.CMCDRealParameters.create(datasets=["avmnist"], pairs=["avmnist:image>image"])
+
+
+def test_real_runs_several_label_counts_from_the_same_teachers():
+    params = real.CMCDRealParameters.create(datasets=["segment"], n_runs=1, n_paired=60, ssl_epochs=1, distill_epochs=1,
+                                            head_epochs=2, embedding_dim=8)
+    run = real.run(params, progress=False, methods=("cmd", "no_distill"), labeled_per_class=[1, 3])
+    assert set(run.table["labeled_per_class"]) == {1, 3} and set(run.table["method"]) == {"cmd", "no_distill"}
+    assert len(run.artifacts.fits["ssl_teacher"]) == 1  # the label counts share the SSL teacher
+    gain = analysis.distillation_gain(run.table, ["labeled_per_class"])
+    assert list(gain.index) == [1, 3] and list(gain["gain"].columns) == ["probe"]

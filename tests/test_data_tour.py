@@ -21,6 +21,15 @@ def test_data_tour_records_every_view_and_the_gaps(executed):
     assert {"mfeat_pixels.html", "watch_imu.html", "modality_gap.html"} <= {p.name for p in folder.iterdir()}
 
 
+def test_pair_gaps_rank_every_ordered_pair_and_the_paper_table_labels_each_view(executed):
+    table = executed.results("01_data_tour")
+    gaps = data_tour.pair_gaps(table, "mfeat")
+    assert len(gaps) == 30 and gaps["gap"].is_monotonic_decreasing
+    assert ((gaps["gap"] - (gaps["teacher_acc"] - gaps["student_acc"])).abs() < 0.011).all()
+    compared = data_tour.paper_table(table, ["mfeat", "segment"])
+    assert list(compared.columns[:3]) == ["dataset", "view", "paper"] and set(compared["dataset"]) == {"mfeat", "segment"}
+
+
 def test_sample_figure_shows_every_view_of_one_sample():
     loaded = data_tour.load_all(["watch"])
     fig = data_tour.sample_figure(loaded, "watch", 5)

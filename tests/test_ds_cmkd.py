@@ -66,6 +66,8 @@ def test_quick_profile_motivating_analysis_holds(quick_run):
     assert entropy_gap.loc[entropy_gap["severity"] == worst, "difference"].mean() < 0
     verdicts = analysis.claims(table).set_index("claim")["verdict"]
     assert verdicts.str.match("held|not held|not resolved").all()
+    by_dataset = analysis.claims_by_dataset(table)
+    assert list(by_dataset.columns[:2]) == ["dataset", "claim"] and set(by_dataset["dataset"]) == set(params.images)
 
 
 def test_each_ds_loss_moves_its_own_diagnostic_against_ce(quick_run):
@@ -91,6 +93,20 @@ def test_tables_and_figures_read_the_results(quick_run):
     fig = analysis.metric_grid(run.table).to_dict()
     assert len(fig["data"]) == len(study.ALL_METHODS) * len(study.METRICS)
     assert [a["text"] for a in fig["layout"]["annotations"]] == [analysis.METRIC_TITLES[m] for m in study.METRICS]
+
+
+@pytest.mark.filterwarnings("ignore:.*ended at chance")  # one epoch on 60 images: the point is the plumbing
+def test_weight_sweep_trains_each_variant_with_its_weights():
+    params = study.DSParameters.create(n_runs=2, n_train=60, epochs=1, teacher_epochs=1, hidden=[4, 4])
+    table = study.weight_sweep(params, {"ce": (0, 0), "both": (1, 1)}, severity=0.5)
+    assert set(table["study"]) == {"ds_weights"} and set(table["metric"]) == set(study.METRICS)
+    assert (table.groupby(["method", "metric"])["seed"].nunique() == 2).all()
+    means = analysis.variant_means(table)
+    assert list(means.index) == ["ce", "both"] and list(means.columns) == list(study.METRICS)
+    assert means.loc["ce", "test_acc"] == pytest.approx(100 * table[(table["method"] == "ce") & (table["metric"] == "test_acc")]
+                                                        ["value"].mean())
+    guided = study.weight_sweep(params, {"kd": (0, 0)}, severity=0.5, guide="kd")  # trains the teacher first
+    assert set(guided["method"]) == {"kd"} and len(guided) == 2 * len(study.METRICS)
 
 
 def test_degradation_is_seeded_and_grows_with_severity():

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from cmkd_lab import figures
+from cmkd_lab.results import claim_verdicts, verdict
 from cmkd_lab.studies.mfh import gaussian, real, table2
 
 ALLOWED_METHODS = {"teacher", "no_kd", "kd"}
@@ -40,6 +41,21 @@ def test_fig2_kd_gain_rises_with_gamma_and_changes_sign(gaussian_table):
     assert delta.loc[delta.index.max()] > 0, delta  # and helps when everything is
     assert delta.loc[delta.index.max()] - delta.loc[delta.index.min()] > 0.02
     assert pd.Series(delta.to_numpy()).diff().dropna().ge(-0.005).all(), delta  # rising, within noise
+
+
+def test_fig2_sign_flip_lies_where_the_paper_puts_it(gaussian_table):
+    fig2 = gaussian_table[gaussian_table["study"] == "mfh_fig2"]
+    flip = gaussian.sign_flips(fig2)["kd"]
+    assert 0.05 < flip < 0.6, flip  # papers.md: near γ ≈ 0.3-0.4
+    assert gaussian.kd_gains(fig2, "gamma")["kd"].iloc[0] < 0
+
+
+def test_paper_tables_label_every_claim_for_the_gallery(gaussian_table, table2_table):
+    fig2 = gaussian.fig2_paper_table(gaussian_table[gaussian_table["study"] == "mfh_fig2"])
+    claims = claim_verdicts(fig2, table2.paper_table(table2_table)).set_index("claim")
+    assert "Fig. 2 · γ = 0.00 · KD student" in claims.index and "γ = 0.33 · MG KD student (Algorithm 1)" in claims.index
+    assert claims.loc[claims.index.str.startswith("γ = 0.25"), "verdict"].eq("null result").all()  # no kit setting
+    assert set(claims["verdict"]) <= {"held", "not held", "null result"}
 
 
 def test_fig3_better_teacher_does_not_give_better_student(gaussian_table):
@@ -91,6 +107,13 @@ def test_venn_diagram_stacks_the_three_shares():
     assert totals == pytest.approx([1.0] * len(ratios))
 
 
+def test_algorithm1_recovery_alone_beats_chance_once_the_joint_pair_is_trained():
+    p = table2.Table2Parameters.create(n_runs=3, xs2_values=(10, 30), alg1_epochs=50, alg1_repeats=1)
+    recovery = table2.algorithm1_recovery(p)
+    assert list(recovery.columns) == ["gamma", "recovery", "chance"] and recovery["chance"].tolist() == [0.2, 0.6]
+    assert (recovery["recovery"] > recovery["chance"] + 0.2).all(), recovery
+
+
 def test_table2_as_released_flag_trains_regular_kd_on_x_a():
     quick = dict(n_runs=2, epochs=30, alg1_epochs=10, alg1_repeats=2, xs2_values=(10,), teacher_modes=("gt",))
     correct = table2.run(table2.Table2Parameters.create(**quick), progress=False).table
@@ -115,6 +138,27 @@ def test_real_study_contract_on_one_small_dataset():
     kd = acc[acc["method"] == "kd"].pivot(index="seed", columns="teacher_mode", values="value")
     mg = comparisons.set_index("comparison").loc["MG KD − regular KD", "mean (points)"]
     assert mg == pytest.approx(round(100 * (kd["least_salient"] - kd["regular"]).mean(), 2))
+    assert list(comparisons.columns[:3]) == ["dataset", "comparison", "paper says"]
+    assert comparisons["verdict"].str.match("held|not held|null result").all()
+    verdicts = claim_verdicts(comparisons)
+    assert list(verdicts["claim"]) == [f"segment · {c}" for c in real.COMPARISONS]
+    # the teachers alone: the same teacher rows as the full run, and Algorithm 1 against reliance
+    probe = real.teacher_probe(p, progress=False)
+    teachers = lambda t: t[t["method"] == "teacher"].sort_values(["teacher_mode", "seed"])["value"].to_numpy()  # noqa: E731
+    assert teachers(probe) == pytest.approx(teachers(table))
+    rho = probe[probe["metric"] == "reliance_rho"]
+    assert len(rho) == 2 and rho["value"].between(-1, 1).all()
+    summary = real.probe_table(probe)
+    assert list(summary.index) == ["segment"] and list(summary.columns) == ["random", "least_salient", "most_salient",
+                                                                           "reliance_rho"]
+
+
+@pytest.mark.parametrize(("mean", "std", "n", "predicted", "word"), [
+    (3.0, 1.0, 4, +1, "held"), (-3.0, 1.0, 4, +1, "not held"), (0.5, 1.0, 4, +1, "null result"),
+    (0.5, 1.0, 4, 0, "held"), (3.0, 1.0, 4, 0, "not held"), (3.0, 0.0, 1, +1, "null result"),
+])
+def test_real_comparison_verdicts(mean, std, n, predicted, word):
+    assert verdict(real._verdict(mean, std, n, predicted)) == word
 
 
 def test_explore_callbacks_return_figures():

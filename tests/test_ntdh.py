@@ -2,9 +2,11 @@
 
 import json
 
+import pandas as pd
 import pytest
 from scipy import stats
 
+from cmkd_lab.results import claim_verdicts
 from cmkd_lab.studies.ntdh import common, gaussian, multiclass_methods, realpairs
 
 
@@ -135,3 +137,50 @@ def test_real_pair_explore_callback():
     assert len(bars) == 2 and all(len(b["x"]) == 6 for b in bars)
     with pytest.raises(ValueError, match="no task"):
         realpairs.pair_sample_figure(run, "segment: shape → colour", 0)
+
+
+def test_kd_variants_share_the_teacher_and_ntd_variants_come_from_the_logits():
+    params = gaussian.GaussianParameters.create(n_runs=2, epochs=10, overlaps=[0, 10])
+    run = gaussian.run(params, class_counts=[4], progress=False, kd_variants={"mean": {"reduction": "mean"}})
+    table = run.table
+    assert set(table["method"]) == {"teacher", "no_kd", "kd", "mean"}
+    assert [fit["method"] for fit in run.log.fits] == ["teacher", "no_kd", "kd", "mean"]
+    deltas = common.delta_by_method(table, ["gamma"], ["kd", "mean"])
+    assert list(deltas.columns) == ["kd", "mean"] and list(deltas.index) == [0.0, 1.0]
+    variants = common.ntd_by_variant(run, ["gamma"])
+    assert list(variants.columns) == ["gamma", "seed", "js", "official"] and len(variants) == 4
+    assert variants["js"].between(0, 0.6932).all()
+    recorded = common.per_task(table, ["gamma"])["ntd"].to_numpy()  # the run's own NTD is the JS one
+    assert variants.sort_values(["gamma", "seed"])["js"].to_numpy() == pytest.approx(recorded, abs=1e-6)
+
+
+def test_official_script_table_says_held_only_at_the_official_settings():
+    rows = [{"n_classes": 2, "gamma": 0.0, "method": method, "seed": seed, "metric": "test_acc", "value": mean / 100}
+            for method, mean in zip(("teacher", "no_kd", "kd"), (70.36, 72.15, 68.44)) for seed in range(2)]
+    table = pd.DataFrame(rows)
+    plain = gaussian.official_script_table(table)
+    assert list(plain.columns[:2]) == ["claim", "official script"] and (plain["verdict"] == "held: within ±0.3 points").all()
+    quick = gaussian.official_script_table(table, gaussian.GaussianParameters.create(rng="official"))
+    assert quick["verdict"].str.startswith("null result: not the official settings (n_runs, epochs differ)").all()
+    labels = claim_verdicts(plain)["claim"]
+    assert list(labels) == ["binary sweep, γ = 0: teacher mean", "binary sweep, γ = 0: No-KD student mean",
+                            "binary sweep, γ = 0: KD student mean"]
+
+
+@pytest.mark.parametrize(("low", "high", "n", "word"), [
+    (-0.8, -0.2, 10, "held"), (0.2, 0.8, 10, "not held"), (-0.5, 0.5, 10, "null result"), (None, None, 2, "null result"),
+])
+def test_realpair_claims_read_as_verdicts(low, high, n, word):
+    nan = float("nan")
+    correlation = {"rho": nan if low is None else (low + high) / 2, "low": nan if low is None else low,
+                   "high": nan if high is None else high, "p_value": 0.5, "n": n}
+    assert claim_verdicts(realpairs.claims(correlation))["verdict"].tolist() == [word]
+
+
+def test_predictor_correlations_need_three_pairs():
+    pairs = pd.DataFrame({"ntd": [0.1, 0.2, 0.3, 0.4], "teacher": [90, 80, 70, 60], "no_kd": [50, 60, 70, 80],
+                          "delta": [2.0, 1.0, 0.0, -1.0]})
+    table = realpairs.predictor_correlations(pairs, n_boot=100)
+    assert list(table["predictor"]) == list(realpairs.PREDICTORS.values())
+    assert table["rho"].tolist() == [-1.0, 1.0, -1.0] and table["n"].eq(4).all()
+    assert realpairs.predictor_correlations(pairs.head(2), n_boot=100)["rho"].isna().all()

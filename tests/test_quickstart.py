@@ -36,3 +36,22 @@ def test_the_default_settings_show_kd_helping_and_hurting_outside_their_interval
     assert shared["KD − No-KD"] > 2 * shared["standard error"]
     assert own["KD − No-KD"] < -2 * own["standard error"]
     assert abs(shared["teacher"] - own["teacher"]) < 10  # comparably strong teachers
+
+
+def test_zero_padding_trains_settings_of_different_widths_as_one_fit_per_method():
+    params = quickstart.QuickstartParameters.create(n_runs=2, epochs=10, venn_settings=[(2, 14, 4), (10, 6, 4)])
+    tasks = quickstart.make_tasks(params)
+    padded = quickstart.zero_padded(tasks)
+    assert {t.splits.train["b"].shape[1] for t in tasks} == {26, 34}
+    assert {t.splits.test["b"].shape[1] for t in padded} == {34}
+    for task, wide in zip(tasks, padded):
+        narrow, filled = task.splits.train["b"], wide.splits.train["b"]
+        assert filled[:, : narrow.shape[1]].equal(narrow) and not filled[:, narrow.shape[1]:].any()
+    result = quickstart.run(params, progress=False, one_fit=True)
+    assert [fit["method"] for fit in result.log.fits] == ["teacher", "no_kd", "kd"]
+    assert result.table["setting"].nunique() == 2
+
+
+def test_sign_change_is_the_zero_of_the_least_squares_line():
+    assert quickstart.sign_change([0.0, 0.5, 1.0], [-1.0, 0.1, 0.9]) == pytest.approx(0.5, abs=0.05)
+    assert quickstart.sign_change([0.0, 1.0], [-2.0, 2.0]) == pytest.approx(0.5)

@@ -7,7 +7,7 @@ pairs are worth studying: a strong teacher view and a weaker student view.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Sequence
 
 import numpy as np
 import pandas as pd
@@ -15,9 +15,13 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .. import datasets, figures
-from ..datasets import PairedDataset, real_dataset_names
+from ..datasets import PairedDataset, from_arrays, real_dataset_names, standardise
 from ..datasets.baselines import view_accuracy
+from ..experiment import Task, run_teacher_student
+from ..losses import make_loss
 from ..notebook import NotebookParameters
+from ..results import paper_vs_kit, summarize
+from ..training import TrainConfig
 
 STUDY = "data_tour"
 OFFLINE = ("mfeat", "watch", "segment")
@@ -56,9 +60,52 @@ def modality_gap(loaded: dict[str, PairedDataset], n_seeds: int) -> pd.DataFrame
     return pd.concat(tables, ignore_index=True)
 
 
+def pair_gaps(table: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Every ordered (teacher view, student view) pair of ``dataset`` in a :func:`modality_gap`
+    table: both views' mean accuracy and the gap teacher − student (percent), largest gap first."""
+    acc = 100 * table[table["dataset"] == dataset].groupby("view", sort=False)["value"].mean()
+    pairs = pd.DataFrame([{"teacher": t, "student": s, "teacher_acc": acc[t], "student_acc": acc[s], "gap": acc[t] - acc[s]}
+                          for t in acc.index for s in acc.index if t != s])
+    return pairs.sort_values("gap", ascending=False, ignore_index=True).round(2)
+
+
+def split_leak(data: PairedDataset, view: str, seed: int = 0) -> dict[str, float]:
+    """The view's linear probe (test accuracy, percent) on the dataset's group-disjoint split and
+    on a split by sample that ignores the groups (the same arrays through ``from_arrays`` without
+    ``groups``), and how much the second rises above the first."""
+    features = PROBE_FEATURES.get(data.name, "flatten")
+    ungrouped = from_arrays(dict(data.modalities), data.labels, name=data.name)
+    by_group, by_sample = (100 * view_accuracy(d, seeds=[seed], views=[view], features=features)["value"].item()
+                           for d in (data, ungrouped))
+    return {"by_group": by_group, "by_sample": by_sample, "rise": by_sample - by_group}
+
+
+def kd_gain(data: PairedDataset, teacher_view: str, student_view: str, seeds: Sequence[int] = range(3),
+            epochs: int = 60, device: str = "auto") -> pd.Series:
+    """Does a strong view teach a weaker one? Per seed the dataset's split (no validation part),
+    both views z-scored on the training part; linear teacher on ``teacher_view``, linear No-KD and
+    KD students (CE + KL, T = 1, batchmean) on ``student_view``; SGD lr 0.1, momentum 0.9, full
+    batch, last epoch. Mean test accuracy (percent) per method, and "KD − No-KD"."""
+    views = [teacher_view, student_view]
+    tasks = [Task(standardise(data.split(seed, val_fraction=0.0), views), seed, {"dataset": data.name}) for seed in seeds]
+    run = run_teacher_student(tasks, study=STUDY, teacher_modality=teacher_view, student_modality=student_view,
+                              teacher_config=TrainConfig(epochs=epochs, lr=0.1, momentum=0.9, device=device),
+                              losses={"kd": make_loss("kd", temperature=1.0, reduction="batchmean")}, progress=False)
+    means = 100 * summarize(run.table, by=["method"]).set_index("method")["mean"]
+    return pd.concat([means, pd.Series({"KD − No-KD": means["kd"] - means["no_kd"]})]).round(2)
+
+
 def paper_values() -> pd.DataFrame:
     rows = [{"dataset": d, "view": v, "metric": "test_acc", "paper": 100 * a} for (d, v), a in PAPER_VIEW_ACCURACY.items()]
     return pd.DataFrame(rows)
+
+
+def paper_table(table: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """papers.md's per-view probe accuracy beside the kit's mean ± std (percent, within
+    ±``TOLERANCE_POINTS``) for the datasets ``names``; each row labelled by dataset and view."""
+    compared = paper_vs_kit(summarize(table, by=["dataset", "view", "metric"]), paper_values(),
+                            on=["dataset", "view", "metric"], tolerance=TOLERANCE_POINTS)
+    return compared[compared["dataset"].isin(names)].drop(columns="metric").round(2).reset_index(drop=True)
 
 
 def class_balance_figure(loaded: dict[str, PairedDataset]) -> go.Figure:
@@ -97,8 +144,6 @@ def imu_figure(watch: PairedDataset) -> go.Figure:
 
 
 def gap_figure(table: pd.DataFrame) -> go.Figure:
-    from ..results import summarize
-
     summary = summarize(table, by=["dataset", "view"])
     summary["label"] = summary["dataset"] + " · " + summary["view"]
     fig = figures.grouped_bars(summary, x="label", color="dataset", title="Modality gap: each view on its own")

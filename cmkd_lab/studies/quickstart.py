@@ -8,14 +8,15 @@ from :func:`run` and the figure builders here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import torch
 
 from .. import figures
-from ..datasets import Splits
+from ..datasets import PairedDataset, Splits
 from ..datasets.synthetic import gaussian_venn, venn_ratios
 from ..experiment import Architecture, StudyRun, Task, run_teacher_student
 from ..losses import make_loss
@@ -81,14 +82,48 @@ def settings_table(tasks: list[Task]) -> pd.DataFrame:
     return pd.DataFrame([task.settings for task in tasks]).drop_duplicates().round(3).reset_index(drop=True)
 
 
-def run(p: QuickstartParameters, progress: bool | None = None) -> StudyRun:
+def run(p: QuickstartParameters, progress: bool | None = None, one_fit: bool = False) -> StudyRun:
+    """Teacher, No-KD and KD students on every setting and seed. Settings whose modalities differ
+    in width train as separate fits; ``one_fit=True`` zero-pads them (:func:`zero_padded`) so that
+    every setting trains in one batched fit per method (faster for a sweep of many settings)."""
     config = TrainConfig(epochs=p.epochs, lr=p.lr, device=p.device)
     kd = make_loss("kd", temperature=p.temperature, reduction=p.reduction, kd_weight=p.kd_weight)
+    tasks = make_tasks(p)
     return run_teacher_student(
-        make_tasks(p), study=STUDY, teacher_modality="a", student_modality="b",
+        zero_padded(tasks) if one_fit else tasks, study=STUDY, teacher_modality="a", student_modality="b",
         teacher_model=Architecture("linear"), student_model=Architecture("linear"),
         teacher_config=config, losses={"kd": kd}, progress=progress,
     )
+
+
+def zero_padded(tasks: list[Task]) -> list[Task]:
+    """The tasks with each modality padded by zero columns to its widest setting. A zero input
+    adds nothing to a linear model's output and gets no gradient, so a padded setting learns the
+    same kind of model; only the initial weights' scale (set by the input width) changes."""
+    widths = {m: max(task.splits.train[m].shape[1] for task in tasks) for m in ("a", "b")}
+
+    def pad(data: PairedDataset) -> PairedDataset:
+        views = {m: torch.nn.functional.pad(x, (0, widths[m] - x.shape[1])) for m, x in data.modalities.items()}
+        return PairedDataset(views, data.labels, data.groups, data.name, data.class_names)
+
+    return [Task(task.splits.map(pad), task.seed, task.settings) for task in tasks]
+
+
+def gamma_sweep(p: QuickstartParameters, shared_values: Sequence[int], teacher_features: int = 16,
+                b_specific: int = 4) -> pd.DataFrame:
+    """Exercise 1: move the teacher's decisive features from "a only" to "shared", one setting per
+    value s of ``shared_values`` (s shared, ``teacher_features`` − s a-only, ``b_specific`` b-only),
+    every setting and seed in one batched fit per method. Returns :func:`gains`, sorted by γ."""
+    settings = [(s, teacher_features - s, b_specific) for s in shared_values]
+    return gains(run(p.replace(venn_settings=settings), progress=False, one_fit=True).table).sort_values("gamma", ignore_index=True)
+
+
+def sign_change(knob: Sequence[float], values: Sequence[float]) -> float:
+    """Where an effect changes sign: the zero of the least-squares line through (``knob``,
+    ``values``). A line through every setting is far less noisy than the first setting whose own
+    mean turns positive."""
+    slope, intercept = np.polyfit(np.asarray(knob, dtype=float), np.asarray(values, dtype=float), 1)
+    return float(-intercept / slope)
 
 
 LOSS_TERMS = {"ce": "cross-entropy with the labels", "kd": "KD term (KL to the teacher's softmax)", "total": "total loss"}
@@ -116,9 +151,6 @@ def gains(table: pd.DataFrame) -> pd.DataFrame:
     out["KD − No-KD"] = by.mean().round(2)
     out["standard error"] = (by.std() / np.sqrt(by.count())).round(2)
     return out.reset_index()
-
-
-LOSS_TERMS = {"ce": "cross-entropy with the labels", "kd": "KD term (KL to the teacher's softmax)", "total": "total loss"}
 
 
 def loss_curves_figure(result: StudyRun) -> go.Figure:

@@ -4,6 +4,8 @@ distance, and their figures."""
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -69,15 +71,74 @@ def correlations_by_method(points: pd.DataFrame, n_boot: int = 2000) -> pd.DataF
                          for method, part in groups for distance in DISTANCES]).round(3)
 
 
+def distance_knob_correlations(points: pd.DataFrame, knob: str = "alpha", n_boot: int = 500) -> pd.DataFrame:
+    """How well each distance estimate orders the settings of ``knob``: Spearman ρ between the
+    estimate and the knob over the points, with its bootstrap interval; one row per estimate. An
+    estimate that is the same at every point orders nothing: its ρ is taken as 0."""
+    rows = {distance: rank_correlation(points[distance], points[knob], n_boot=n_boot) for distance in DISTANCES}
+    table = pd.DataFrame(rows).T[["rho", "low", "high", "n"]]
+    table["rho"] = table["rho"].fillna(0.0)
+    return table.rename_axis("distance")
+
+
+RANDOM_ENCODER = {"probe": "no_distill", "finetune": "finetune_only"}  # the undistilled target encoder per stage
+
+
+def distillation_gain(table: pd.DataFrame, by: list[str], method: str = "cmd") -> pd.DataFrame:
+    """Per ``by`` and stage: ``method``'s accuracy minus that of the random target encoder at the
+    same stage (``no_distill`` probed, ``finetune_only`` fine-tuned), seed by seed, as its mean
+    and std in points; rows ``by``, columns (statistic, stage). A stage without both is left out."""
+    acc = table[table["metric"] == "test_acc"]
+    rows = []
+    for key, part in acc.groupby([*by, "stage"], sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        per_seed = part.pivot_table(index="seed", columns="method", values="value")
+        if not {method, RANDOM_ENCODER[key[-1]]} <= set(per_seed.columns):
+            continue
+        difference = 100 * (per_seed[method] - per_seed[RANDOM_ENCODER[key[-1]]])
+        rows.append({**dict(zip([*by, "stage"], key)), "gain": difference.mean(),
+                     "gain_std": difference.std(ddof=1) if len(difference) > 1 else 0.0})
+    return pd.DataFrame(rows).pivot(index=by, columns="stage", values=["gain", "gain_std"])
+
+
+def scratch_gap(table: pd.DataFrame, by: list[str], stage: str = "finetune") -> pd.Series:
+    """Per ``by``: fine-tuning from scratch (``finetune_only``) minus the best distilled encoder of
+    the same seed (the highest of CMD, CMC and L2 at ``stage``), averaged over seeds, in points.
+    Positive: fine-tuning from scratch overtakes every distilled encoder."""
+    acc = table[(table["metric"] == "test_acc") & (table["stage"] == stage)]
+    per_seed = acc.pivot_table(index=[*by, "seed"], columns="method", values="value")
+    distilled = per_seed[[m for m in DISTILLERS if m in per_seed]].max(axis=1)
+    return (100 * (per_seed["finetune_only"] - distilled)).groupby(level=by).mean().rename("scratch − best distilled")
+
+
 def correlation_line(correlation: dict, distance: str = "tv_lower_bound") -> str:
     return (f"ρ({distance}, target error) = {correlation['rho']:+.2f} "
             f"[{correlation['low']:+.2f}, {correlation['high']:+.2f}], n = {correlation['n']}")
 
 
+_MARGIN_VALUES = ("stage", "method", "best_baseline", "margin", "margin_std", "n_seeds")  # the rest of a margin row: its setting
+PAIR_COLUMNS = ["dataset", "source", "target"]
+
+
+def _name(column: str) -> str:
+    return "α" if column == "alpha" else column
+
+
+def setting_label(row: pd.Series, columns: list[str]) -> str:
+    """A margin row's setting in words: ``"mfeat: pixels → fourier"`` for a pair, else
+    ``"α = 0.25"``-style items."""
+    if set(PAIR_COLUMNS) <= set(columns):
+        return f"{row['dataset']}: {row['source']} → {row['target']}"
+    return ", ".join(f"{_name(c)} = {row[c]:g}" if isinstance(row[c], numbers.Number) else f"{_name(c)} = {row[c]}"
+                     for c in columns)
+
+
 def claims(margin: pd.DataFrame, correlation: dict, stage: str = "finetune") -> pd.DataFrame:
-    """The paper-vs-kit rows: the distillers' margin over the best baseline (at ``stage``), and the
-    link between modality distance and target error."""
+    """The paper-vs-kit rows: the distillers' margin over the best baseline (at ``stage``), one row
+    per setting of ``margin`` (its ``setting`` in words), and the link between modality distance
+    and target error (across every setting)."""
     rows = []
+    settings = [c for c in margin.columns if c not in _MARGIN_VALUES]
     for _, row in margin[margin["stage"] == stage].iterrows():
         paper_margin = PAPER_SKETCHY[row["method"]] - PAPER_SKETCHY["best baseline"]
         se = row["margin_std"] / np.sqrt(row["n_seeds"])
@@ -85,6 +146,7 @@ def claims(margin: pd.DataFrame, correlation: dict, stage: str = "finetune") -> 
                    "not held (worse than the best baseline)" if row["margin"] + 2 * se < 0 else
                    "not resolved (within two standard errors of 0)")
         rows.append({
+            "setting": setting_label(row, settings) if settings else None,
             "claim": f"{row['method'].upper()} beats the best baseline by 1–3 points",
             "paper": f"Sketchy top-1: {PAPER_SKETCHY[row['method']]:.2f} vs {PAPER_SKETCHY['best baseline']:.2f} "
                      f"(+{paper_margin:.2f})",
@@ -95,6 +157,8 @@ def claims(margin: pd.DataFrame, correlation: dict, stage: str = "finetune") -> 
     relation = ("held" if correlation["low"] > 0 else "not held (ρ < 0)" if correlation["high"] < 0 else
                 "not resolved (the interval contains 0)")
     rows.append({
+        "setting": (f"across {'pairs' if set(PAIR_COLUMNS) <= set(settings) else ', '.join(map(_name, settings))}"
+                    if settings else None),
         "claim": "a larger modality distance, a larger target error",
         "paper": "argued by the theory (total variation between the modalities' latent distributions); no measurement",
         "kit": correlation_line(correlation),

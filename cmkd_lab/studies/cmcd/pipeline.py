@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -130,21 +130,38 @@ class Stages:
         return TrainConfig(epochs=self.head_epochs, lr=self.head_lr, optimizer="adam", device=self.device)
 
 
+# what stage 1 (the SSL teachers) depends on: variants of the later stages must keep these
+SSL_SETTINGS = ("embedding_dim", "ssl_epochs", "lr", "batch_size", "ssl_temperature", "augment_noise", "augment_drop",
+                "device")
+
+
 def run_transfers(transfers: Sequence[Transfer], *, study: str, source_net: Architecture, target_net: Architecture,
-                  stages: Stages = Stages(), methods: Sequence[str] = METHODS, progress: bool | None = None) -> StudyRun:
+                  stages: Stages = Stages(), methods: Sequence[str] = METHODS, progress: bool | None = None,
+                  variants: Mapping[str, Stages] | None = None) -> StudyRun:
     """Every method of ``methods`` on every transfer: the SSL teachers first (one per distinct seed
     and source data, so settings that move only the target share them), then one batched fit per
-    stage and method per group of equal shapes."""
+    stage and method per group of equal shapes.
+
+    ``variants`` (name → :class:`Stages` that differ from ``stages`` after stage 1 only, e.g. in
+    CMD's queue or temperatures) runs stages 2 and 3 once per variant, all from the same SSL
+    teachers; each row then carries its ``variant``."""
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; valid methods: {', '.join(METHODS)}")
+    for name, variant in (variants or {}).items():
+        moved = [s for s in SSL_SETTINGS if getattr(variant, s) != getattr(stages, s)]
+        if moved:
+            raise ValueError(f"variant {name!r} changes {moved}, which the shared SSL teachers depend on")
     teachers, runs = _train_teachers(transfers, source_net, stages, progress, study)
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, transfer in enumerate(transfers):
         groups[transfer.shape_key()].append(i)
     for members in groups.values():
         group_teacher = Stack.concat([teachers[i] for i in members])
-        runs += _run_group([transfers[i] for i in members], group_teacher, study, target_net, stages, methods, progress)
+        for name, variant in (variants or {None: stages}).items():
+            group = [transfers[i] if name is None else replace(transfers[i], settings={**transfers[i].settings, "variant": name})
+                     for i in members]
+            runs += _run_group(group, group_teacher, study, target_net, variant, methods, progress)
     return StudyRun.concat(runs)
 
 

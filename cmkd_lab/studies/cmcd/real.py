@@ -13,7 +13,7 @@ Rows: study ``cmcd_real``, settings ``dataset``, ``source``, ``target``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Sequence
 
 import pandas as pd
 
@@ -22,7 +22,7 @@ from ...experiment import StudyRun, Task
 from ...results import RunLog
 from ...notebook import NotebookParameters
 from ..real_data import net_for, note_small_test_sets, parse_pairs, split_records
-from .pipeline import Stages, run_transfers, transfers_from_splits
+from .pipeline import METHODS, Stages, run_transfers, transfers_from_splits
 
 STUDY = "cmcd_real"
 MFEAT_VIEWS = ("fourier", "profile", "karhunen_loeve", "zernike", "morphological")
@@ -74,21 +74,28 @@ def chosen_pairs(p: CMCDRealParameters, name: str, modalities: list[str]) -> lis
     return [tuple(modalities[:2])]
 
 
-def run(p: CMCDRealParameters, progress: bool | None = None) -> StudyRun:
-    """Every pair of every dataset; one :func:`~.pipeline.run_transfers` per pair (nets differ by pair)."""
+def run(p: CMCDRealParameters, progress: bool | None = None, methods: Sequence[str] = METHODS,
+        labeled_per_class: Sequence[int] | None = None) -> StudyRun:
+    """Every pair of every dataset, every method of ``methods``; one :func:`~.pipeline.run_transfers`
+    per pair (nets differ by pair). ``labeled_per_class`` (None: ``p.labeled_per_class``) runs each
+    pair at several numbers of labeled samples per class, from the same SSL teachers and on as many
+    paired samples at each (those the largest leaves); its rows then carry ``labeled_per_class``."""
+    counts = list(labeled_per_class or [p.labeled_per_class])
+    if min(counts) < 1:
+        raise ValueError(f"labeled_per_class values must be >= 1, got {counts}")
     loaded = {name: load(name) for name in p.datasets}  # every dataset loads before anything trains
     splits = {name: {seed: data.split(seed) for seed in range(p.n_runs)} for name, data in loaded.items()}
     tasks = [Task(split, seed, {"dataset": name}) for name, by_seed in splits.items() for seed, split in by_seed.items()]
     note_small_test_sets(tasks)
     runs = [StudyRun(pd.DataFrame(), RunLog(splits=split_records(tasks)))]
     for name, data in loaded.items():
-        n_labeled = p.labeled_per_class * data.n_classes
         # None: every unlabeled training sample; the smallest training split decides, so seeds stack
-        n_paired = p.n_paired or min(len(split.train) for split in splits[name].values()) - n_labeled
+        n_paired = p.n_paired or min(len(split.train) for split in splits[name].values()) - max(counts) * data.n_classes
         for source, target in chosen_pairs(p, name, data.modality_names):
-            transfers = transfers_from_splits(splits[name], source, target, n_paired=n_paired, n_labeled=n_labeled,
-                                              settings={"dataset": name, "source": source, "target": target},
-                                              standardize=p.standardize)
+            settings = {"dataset": name, "source": source, "target": target}
+            transfers = [t for k in counts for t in transfers_from_splits(
+                splits[name], source, target, n_paired=n_paired, n_labeled=k * data.n_classes, standardize=p.standardize,
+                settings={**settings, "labeled_per_class": k} if labeled_per_class else settings)]
             runs.append(run_transfers(transfers, study=STUDY, source_net=net_for(data, source, name),
-                                      target_net=net_for(data, target, name), stages=p, progress=progress))
+                                      target_net=net_for(data, target, name), stages=p, methods=methods, progress=progress))
     return StudyRun.concat(runs)

@@ -20,8 +20,9 @@ the target error, and the kit measures that link, which goes beyond the paper.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Mapping, Sequence
 
+import pandas as pd
 import plotly.graph_objects as go
 
 from ... import figures
@@ -29,7 +30,7 @@ from ...datasets import load
 from ...experiment import Architecture, StudyRun
 from ...notebook import NotebookParameters
 from ...results import summarize
-from .pipeline import Stages, run_transfers, transfers_from_splits
+from .pipeline import METHODS, Stages, run_transfers, transfers_from_splits
 
 
 @dataclass(frozen=True)
@@ -77,18 +78,31 @@ def transfers(p: CMCDParameters, alpha: float, n_paired: int, n_labeled: int, se
                                  settings={"alpha": alpha, "n_paired": n_paired, "n_labeled": n_labeled, **settings})
 
 
-def run(p: CMCDParameters, progress: bool | None = None) -> StudyRun:
-    """The α study, then (``p.sweeps``) the M and m sweeps."""
+def run(p: CMCDParameters, progress: bool | None = None, methods: Sequence[str] = METHODS) -> StudyRun:
+    """The α study, then (``p.sweeps``) the M and m sweeps, of every method of ``methods``."""
     net, stages = p.net(), p
     alpha_tasks = [t for a in p.alphas for t in transfers(p, a, p.n_paired, p.n_labeled, {})]
     runs = [run_transfers(alpha_tasks, study="cmcd_synthetic", source_net=net, target_net=net, stages=stages,
-                          progress=progress)]
+                          methods=methods, progress=progress)]
     if p.sweeps:
         sweep_tasks = ([t for n in p.paired_sweep for t in transfers(p, p.alpha, n, p.n_labeled, {"swept": "M"})]
                        + [t for n in p.labeled_sweep for t in transfers(p, p.alpha, p.n_paired, n, {"swept": "m"})])
         runs.append(run_transfers(sweep_tasks, study="cmcd_sweep", source_net=net, target_net=net, stages=stages,
-                                  progress=progress))
+                                  methods=methods, progress=progress))
     return StudyRun.concat(runs)
+
+
+def variant_accuracy(p: CMCDParameters, changes: Mapping[str, Mapping], *, method: str = "cmd", stage: str = "probe",
+                     progress: bool | None = False) -> pd.DataFrame:
+    """Test accuracy (%) of ``method`` at ``stage`` under variants of the distillation and head
+    settings, at ``p.alpha`` with ``p.n_paired`` and ``p.n_labeled``: ``changes`` maps a variant's
+    name to the settings it changes (``{}``: ``p`` itself). One row per seed, one column per
+    variant; every variant distils from the same SSL teachers, so differences are paired by seed."""
+    variants = {name: p.replace(**change) for name, change in changes.items()}
+    table = run_transfers(transfers(p, p.alpha, p.n_paired, p.n_labeled, {}), study="cmcd_variants", source_net=p.net(),
+                          target_net=p.net(), stages=p, methods=(method,), progress=progress, variants=variants).table
+    acc = table[(table["metric"] == "test_acc") & (table["stage"] == stage)]
+    return 100 * acc.pivot_table(index="seed", columns="variant", values="value")[list(changes)]
 
 
 EXPLORE_SCALE = {"n_runs": 1, "n_samples": 1000, "ssl_epochs": 6, "distill_epochs": 12, "head_epochs": 50, "sweeps": False}

@@ -39,6 +39,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from ...datasets import PairedDataset, standardise
 from ...experiment import Architecture, StudyRun, Task, fit_run, repeat_models
@@ -47,7 +48,7 @@ from ...metrics import MIN_SAMPLES_PER_SIDE, accuracy, domain_classifier_accurac
 from ...models import ModelSpec
 from ...results import RunLog, tidy_rows
 from ...systems import DISCOM_TERMS, MODALITY_TARGETS, TEACHER_PREFIX, DisCoM, Distillation, SumFusion
-from ...training import FitResult, TrainConfig, fit
+from ...training import FitResult, StepResult, TrainConfig, fit
 
 VAL_FRACTION, TEST_FRACTION = 0.1, 0.2  # the paper's stratified 70/10/20 splits
 METHODS = ("discom", "single", "fusion_kd", "fusion_dkd", "crossmodal_kd")
@@ -102,13 +103,45 @@ class Protocol:
                            select="best_val", select_metric="weighted_f1")
 
     def discom(self, specs: Mapping[str, ModelSpec], copies: Sequence[Mapping[str, float]] | None = None,
-               modality_targets: str | None = None) -> DisCoM:
+               modality_targets: str | None = None, orthogonality: str = "signed") -> DisCoM:
         """The DisCoM system; ``copies`` gives, per copy, the weights it overrides (None: the
-        protocol's weights for every copy); ``modality_targets`` overrides the protocol's."""
+        protocol's weights for every copy); ``modality_targets`` overrides the protocol's;
+        ``orthogonality="absolute"`` gives :class:`AbsoluteCosineDisCoM` (the paper's L_⊥ is signed)."""
+        if orthogonality not in ORTHOGONALITY:
+            raise ValueError(f"unknown orthogonality {orthogonality!r}; valid: {', '.join(ORTHOGONALITY)}")
         weights = {f"{t}_weight": getattr(self, f"{t}_weight") if copies is None else
                    [copy.get(t, getattr(self, f"{t}_weight")) for copy in copies] for t in DISCOM_TERMS}
-        return DisCoM(dict(specs), width=self.width, grl_scale=self.grl_scale,
-                      modality_targets=modality_targets or self.modality_targets, **weights)
+        return ORTHOGONALITY[orthogonality](dict(specs), width=self.width, grl_scale=self.grl_scale,
+                                            modality_targets=modality_targets or self.modality_targets, **weights)
+
+
+@dataclass
+class AbsoluteCosineDisCoM(DisCoM):
+    """DisCoM whose L_⊥ is the mean *absolute* cosine of (d, u) plus that of (d, s): smallest when
+    d is orthogonal to u and to s. The paper's (and the released code's) signed cosine is smallest
+    at d = −u and d = −s instead. Every other term is DisCoM's."""
+
+    def step(self, modules, batch):
+        self._seen = {}  # the (s, d, u) that DisCoM's step computes, per modality
+        try:
+            outputs, terms = super().step(modules, batch)
+            terms["orth"] = sum(F.cosine_similarity(d, u, dim=-1).abs().mean(-1) + F.cosine_similarity(d, s, dim=-1).abs().mean(-1)
+                                for s, d, u in self._seen.values()) / len(self._seen)
+        finally:
+            del self._seen
+        return StepResult(outputs, terms)
+
+    def features(self, modules, modality, x):
+        s, d, u = super().features(modules, modality, x)
+        if hasattr(self, "_seen"):
+            self._seen[modality] = (s, d, u)
+        return s, d, u
+
+    def config(self):
+        return {**super().config(), "orthogonality": "absolute"}
+
+
+ORTHOGONALITY = {"signed": DisCoM, "absolute": AbsoluteCosineDisCoM}  # L_⊥ on signed (the paper) or absolute cosines
 
 
 # ----------------------------------------------------------------------------- data
@@ -252,6 +285,29 @@ def _discom_rows(system, result, st, studies: Mapping[str, str], feature_study: 
                     aux_logits = auxiliary(features[m][j][block])
                     for metric, values in test_scores(aux_logits, st.y["test"], st.test_sizes).items():
                         rows += tidy_rows(feature_study, name, {**settings, "modality": m}, st.seeds, metric, values)
+    return rows
+
+
+def variant_rows(st: Stacked, system: DisCoM, protocol: Protocol, *, study: str, name: str,
+                 progress: bool | None) -> list[dict]:
+    """One DisCoM ``system`` fitted on the stacked tasks with ``protocol``'s training settings:
+    its rows (method ``name``), and, over each split's test samples (modality ``"all"``):
+    ``cos_ds`` and ``cos_du``, the mean cosine of (d, s) and of (d, u), averaged over the
+    modalities; ``discriminator_acc_s``, how often the trained modality discriminator names the
+    right modality from s (beside ``domain_acc_s``, a fresh held-out classifier's accuracy)."""
+    settings = {"dataset": st.tasks[0].settings["dataset"]}
+    result = _fit_discom(system, st, 1, protocol, progress, f"{study}: {name}")
+    rows = _discom_rows(system, result, st, {name: study}, None, settings)
+    features = discom_features(system, result, st.discom_data("test"))
+    values = {metric: [np.mean([float(F.cosine_similarity(features[m][1][i, :n], features[m][j][i, :n], dim=-1).mean())
+                                for m in st.modalities]) for i, n in enumerate(st.test_sizes)]
+              for metric, j in (("cos_ds", 0), ("cos_du", 2))}
+    with torch.no_grad():
+        named = [result.modules["discriminator"](features[m][0]).argmax(-1) == k for k, m in enumerate(st.modalities)]
+    values["discriminator_acc_s"] = [float(torch.cat([hit[i, :n] for hit in named]).float().mean())
+                                     for i, n in enumerate(st.test_sizes)]
+    for metric, per_split in values.items():
+        rows += tidy_rows(study, name, {**settings, "modality": ALL_MODALITIES}, st.seeds, metric, per_split)
     return rows
 
 

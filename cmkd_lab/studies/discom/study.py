@@ -13,7 +13,7 @@ students); see :mod:`.pipeline` for the methods and metrics.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Mapping
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -134,6 +134,26 @@ def explore_figure(p: DisCoMParameters, cl_weight: float, aux_weight: float, mod
         f"weights cl {cl_weight:g}, aux {aux_weight:g}, mod {mod_weight:g}, adv {adv_weight:g}, orth {orth_weight:g}; "
         f"GRL λ {grl_scale:g} (one split, small scale)"))
     return fig
+
+
+def discom_variants(p: DisCoMParameters, variants: Mapping[str, Mapping], progress: bool | None = False) -> pd.DataFrame:
+    """DisCoM alone on the synthetic set (``p.n_splits`` splits), one fit per variant: ``variants``
+    maps a name to the settings it changes (``{}``: ``p``'s own), any protocol setting (e.g.
+    ``grl_scale``, ``modality_targets``) or ``orthogonality="absolute"``
+    (:class:`~.pipeline.AbsoluteCosineDisCoM`). Tidy rows, ``method`` the variant's name: each
+    modality's test weighted F1 and accuracy, the domain accuracies on s and u, and the mean cosines
+    ``cos_ds`` and ``cos_du`` (see :func:`~.pipeline.variant_rows`)."""
+    group, modalities = synthetic_tasks(p)
+    st = pipeline.stack_tasks(group, modalities)
+    specs = pipeline.backbone_specs(st, {m: p.synthetic_net() for m in modalities})
+    rows = []
+    for name, changes in variants.items():
+        changes = dict(changes)
+        orthogonality = changes.pop("orthogonality", "signed")
+        protocol = p.replace(**changes)
+        rows += pipeline.variant_rows(st, protocol.discom(specs, orthogonality=orthogonality), protocol,
+                                      study="discom_variants", name=name, progress=progress)
+    return pd.DataFrame(rows)
 
 
 def embedding_features(p: DisCoMParameters, run: StudyRun) -> dict[str, tuple]:

@@ -147,11 +147,23 @@ def claims(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def claims_by_dataset(table: pd.DataFrame) -> pd.DataFrame:
-    """:func:`claims` for each dataset on its own, then for all of them pooled."""
+    """:func:`claims` for each dataset on its own, then for all of them pooled (``dataset`` "all"),
+    the dataset as the first column."""
     parts = {name: claims(part) for name, part in table.groupby("dataset", sort=False)}
     if len(parts) > 1:
         parts["all"] = claims(table)
-    return pd.concat(parts, names=["dataset", "row"]).reset_index(level="row", drop=True)
+    return pd.concat(parts, names=["dataset", "row"]).reset_index(level="row", drop=True).reset_index()
+
+
+def variant_means(table: pd.DataFrame) -> pd.DataFrame:
+    """Each method's (or variant's) mean over seeds of every metric, accuracy in %: one row per
+    method in the table's order, one column per metric. Methods trained on the same seeds, so the
+    difference of two rows is their mean seed-by-seed difference."""
+    wide = table.pivot_table(index="method", columns="metric", values="value", sort=False)
+    wide = wide[[m for m in METRICS if m in wide.columns]]
+    if "test_acc" in wide:
+        wide["test_acc"] *= 100
+    return wide.reindex(list(dict.fromkeys(table["method"]))).rename_axis(columns=None)
 
 
 def metric_grid(table: pd.DataFrame, x: str = "severity", methods=ALL_METHODS, metrics=METRICS, title: str = "",

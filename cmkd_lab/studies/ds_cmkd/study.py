@@ -31,7 +31,7 @@ import hashlib
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from typing import ClassVar, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -46,7 +46,7 @@ from ...models import Stack
 from ...notebook import NotebookParameters
 from ...results import RunLog, tidy_rows
 from ...systems import Distillation
-from ...training import SELECTION_RULES, TrainConfig, fit
+from ...training import SELECTION_RULES, FitResult, TrainConfig, fit
 from ..real_data import parse_pairs, split_records
 
 DS_METHODS = ("ds_ci", "ds_ud", "ds_both")
@@ -202,40 +202,68 @@ def run_pairs(pairs: Sequence[Pair], *, study: str, p: DSParameters, progress: b
     unknown = sorted(set(p.methods) - set(METHODS))
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; valid methods: {', '.join(METHODS)}")
-    net, seeds, n = p.net(), [pair.task.seed for pair in pairs], len(pairs)
-    parts = {part: _stacked(pairs, part) for part in ("train", "val", "test")}
-    n_classes = max(part.n_classes for pair in pairs for part in pair.task.splits.parts().values())
-    teacher, runs = _teachers(pairs, parts, net, n_classes, p, progress, study)
+    parts, n_classes = _parts(pairs)
+    teacher, runs = _teachers(pairs, parts, p.net(), n_classes, p, progress, study)
     outputs = {"teacher": _evaluate(teacher, parts["test"]["x_teacher"], parts["test"]["y"], p)}
-    student_spec = net.spec(tuple(parts["train"]["x"].shape[2:]), n_classes)
-
-    def student_fit(methods, loss, with_teacher):
-        k = len(methods)
-        data = {key: repeat_models(value, k) for key, value in parts["train"].items() if with_teacher or key != "x_teacher"}
-        val = {key: repeat_models(parts["val"][key], k) for key in ("x", "y")}
-        system = Distillation(student_spec, loss, teacher.repeat(k) if with_teacher else None)
-        result = fit(system, data, seeds=seeds * k, config=p.train_config(p.epochs), val=val, progress=progress,
-                     description=f"{study}: {', '.join(methods)}")
-        evaluated = _evaluate(result.modules["student"], repeat_models(parts["test"]["x"], k),
-                              repeat_models(parts["test"]["y"], k), p)
-        for i, method in enumerate(methods):
-            outputs[method] = {metric: values[i * n:(i + 1) * n] for metric, values in evaluated.items()}
+    plain = [m for m in METHODS if m in p.methods and m in DS_SWITCHES]
+    jobs = ([(plain, p.ds_loss(plain, len(pairs)))] if plain else []) + [
+        ([method], p.guided_loss(method)) for method in ("kd", "fitnet") if method in p.methods]
+    for methods, loss in jobs:
+        evaluated, result = _fit_students(pairs, parts, n_classes, p, loss, len(methods), teacher if loss.needs_teacher
+                                          else None, progress, f"{study}: {', '.join(methods)}")
+        outputs.update(zip(methods, evaluated))
         runs.append(fit_run(study, "+".join(methods), result, []))
 
-    plain = [m for m in METHODS if m in p.methods and m in DS_SWITCHES]
-    if plain:
-        student_fit(plain, p.ds_loss(plain, n), with_teacher=False)
-    for method in ("kd", "fitnet"):
-        if method in p.methods:
-            student_fit([method], p.guided_loss(method), with_teacher=True)
-
-    settings = [pair.settings for pair in pairs]
+    settings, seeds = [pair.settings for pair in pairs], [pair.task.seed for pair in pairs]
     rows = [row for method, values in outputs.items() for metric in METRICS
             for row in tidy_rows(study, method, settings, seeds, metric, values[metric])]
     rows += [row for method in ("teacher", "ce") if method in outputs for metric in METRICS
              for row in tidy_rows("ds_analysis", method, settings, seeds, metric, outputs[method][metric])]
     runs.append(StudyRun(pd.DataFrame(rows), RunLog()))
     return StudyRun.concat(runs)
+
+
+def _parts(pairs: Sequence[Pair]) -> tuple[dict[str, dict[str, torch.Tensor]], int]:
+    parts = {part: _stacked(pairs, part) for part in ("train", "val", "test")}
+    return parts, max(part.n_classes for pair in pairs for part in pair.task.splits.parts().values())
+
+
+def _fit_students(pairs, parts, n_classes, p, loss, k, teacher, progress, description) -> tuple[list[dict], FitResult]:
+    """``k`` blocks of students (one per pair each) trained with ``loss`` on the low-quality
+    modality, from ``teacher`` (None: no teacher); each block's test metrics, and the fit."""
+    n, seeds = len(pairs), [pair.task.seed for pair in pairs]
+    data = {key: repeat_models(value, k) for key, value in parts["train"].items() if teacher is not None or key != "x_teacher"}
+    val = {key: repeat_models(parts["val"][key], k) for key in ("x", "y")}
+    spec = p.net().spec(tuple(parts["train"]["x"].shape[2:]), n_classes)
+    system = Distillation(spec, loss, teacher.repeat(k) if teacher is not None else None)
+    result = fit(system, data, seeds=seeds * k, config=p.train_config(p.epochs), val=val, progress=progress,
+                 description=description)
+    evaluated = _evaluate(result.modules["student"], repeat_models(parts["test"]["x"], k),
+                          repeat_models(parts["test"]["y"], k), p)
+    return [{metric: values[i * n:(i + 1) * n] for metric, values in evaluated.items()} for i in range(k)], result
+
+
+def weight_sweep(p: DSParameters, variants: Mapping[str, tuple[float, float]], *, severity: float,
+                 guide: str = "none", progress: bool | None = False) -> pd.DataFrame:
+    """Students of ``variants`` on ``p``'s first image set at ``severity`` (one seed per run), as
+    one batched fit: each variant's name maps to its (independence, uniformity) weights, (0, 0)
+    being CE alone, with ``p``'s layers and training settings; ``guide="kd"`` or ``"fitnet"`` adds
+    that term from a CE teacher on the clean images (trained first, ``p.teacher_epochs``), so
+    (0, 0) is then the plain KD or FitNet student. Tidy rows of test accuracy and the diagnostics
+    on the test split, ``method`` the variant's name."""
+    pairs = degraded_pairs(p, (p.images or ("digits_degraded",))[0], [severity])
+    parts, n_classes = _parts(pairs)
+    n, names = len(pairs), list(variants)
+    teacher = None if guide == "none" else _teachers(pairs, parts, p.net(), n_classes, p, progress, "weight sweep")[0]
+    loss = make_loss("ds", guide=guide, temperature=p.kd_temperature, kd_weight=p.kd_weight, hint_weight=p.hint_weight,
+                     output_layer=p.output_layer, map_layer=p.map_layer,
+                     **{f"{term}_weight": tuple(float(variants[name][i]) for name in names for _ in range(n))
+                        for i, term in enumerate(("independence", "uniformity"))})
+    evaluated, _ = _fit_students(pairs, parts, n_classes, p, loss, len(names), teacher, progress,
+                                 f"weight sweep: {', '.join(names)}")
+    settings, seeds = [pair.settings for pair in pairs], [pair.task.seed for pair in pairs]
+    return pd.DataFrame([row for name, values in zip(names, evaluated) for metric in METRICS
+                         for row in tidy_rows("ds_weights", name, settings, seeds, metric, values[metric])])
 
 
 def _stacked(pairs: Sequence[Pair], part: str) -> dict[str, torch.Tensor]:

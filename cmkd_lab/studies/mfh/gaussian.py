@@ -10,7 +10,7 @@ no_kd, kd; ``metric`` = test_acc (a fraction).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Mapping
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -18,9 +18,11 @@ import plotly.graph_objects as go
 from ... import figures
 from ...datasets.synthetic import RNG_MODES, mfh_overlap, mfh_teacher_specific
 from ...experiment import StudyRun, Task, run_teacher_student
+from ...losses import Distiller
 from ...results import summarize
 from ...training import TrainConfig
 from ..official import with_official_inits
+from ..quickstart import sign_change
 from .common import OFFICIAL_EPOCHS, SyntheticKDParameters, kd_loss, paired_difference, paper_comparison, ratios_table
 
 PAPER_TOLERANCE = 2.0  # points: values read off published figures; the official script lands within 1-2 points
@@ -62,22 +64,26 @@ def fig3_tasks(p: GaussianParameters) -> list[Task]:
     return _sweep_tasks(p, mfh_teacher_specific, p.xs1_values, "alpha")
 
 
-def _run(p: GaussianParameters, tasks: list[Task], study: str, progress: bool | None) -> StudyRun:
+def _run(p: GaussianParameters, tasks: list[Task], study: str, progress: bool | None,
+         losses: Mapping[str, Distiller] | None) -> StudyRun:
     return run_teacher_student(
         tasks, study=study, teacher_modality="a", student_modality="b",
         teacher_config=TrainConfig(epochs=p.epochs, lr=p.lr, device=p.device),  # linear models, full-batch SGD, last epoch
-        losses={"kd": kd_loss(p)}, progress=progress,
+        losses={"kd": kd_loss(p)} if losses is None else losses, progress=progress,
     )
 
 
-def run_fig2(p: GaussianParameters, progress: bool | None = None) -> StudyRun:
-    """MFH Fig. 2: teacher, No-KD and KD students at every γ; one batched fit per method."""
-    return _run(p, fig2_tasks(p), "mfh_fig2", progress)
+def run_fig2(p: GaussianParameters, progress: bool | None = None, losses: Mapping[str, Distiller] | None = None) -> StudyRun:
+    """MFH Fig. 2: teacher, No-KD and KD students at every γ; one batched fit per method.
+    ``losses`` (method name → KD loss; default ``{"kd": kd_loss(p)}``) trains one student per
+    loss on the same data beside the same teachers, e.g. to compare reductions or temperatures."""
+    return _run(p, fig2_tasks(p), "mfh_fig2", progress, losses)
 
 
-def run_fig3(p: GaussianParameters, progress: bool | None = None) -> StudyRun:
-    """MFH Fig. 3: teacher, No-KD and KD students at every α; one batched fit per method."""
-    return _run(p, fig3_tasks(p), "mfh_fig3", progress)
+def run_fig3(p: GaussianParameters, progress: bool | None = None, losses: Mapping[str, Distiller] | None = None) -> StudyRun:
+    """MFH Fig. 3: teacher, No-KD and KD students at every α; one batched fit per method
+    (``losses`` as in :func:`run_fig2`)."""
+    return _run(p, fig3_tasks(p), "mfh_fig3", progress, losses)
 
 
 def fig2_ratios(p: GaussianParameters) -> pd.DataFrame:
@@ -124,25 +130,61 @@ FIG2_OFFICIAL_SCRIPT = _official_frame("gamma", _GAMMAS, _FIG2_OFFICIAL)
 FIG3_OFFICIAL_SCRIPT = _official_frame("alpha", _ALPHAS, _FIG3_OFFICIAL)
 
 
+MODEL_NAMES = {"teacher": "teacher", "no_kd": "No-KD student", "kd": "KD student"}
+FIGURES = {"gamma": ("Fig. 2", "γ"), "alpha": ("Fig. 3", "α")}
+
+
+def _labelled(compared: pd.DataFrame, knob: str) -> pd.DataFrame:
+    """A paper-vs-kit table whose rows start with readable labels (figure, setting such as
+    "γ = 0.11", model) in place of the raw knob and method: what claims.csv calls each claim."""
+    figure, symbol = FIGURES[knob]
+    labels = pd.DataFrame({"figure": figure, "setting": [f"{symbol} = {v:.2f}" for v in compared[knob]],
+                           "model": compared["method"].map(MODEL_NAMES)})
+    return pd.concat([labels, compared.drop(columns=[knob, "method"])], axis=1)
+
+
 def official_script_table(table: pd.DataFrame, knob: str) -> pd.DataFrame:
     """The official script's printed means beside the kit's (percent), within ±0.3 points:
     the check of ``rng="official"`` at the full profile (1000 epochs, 10 runs)."""
     reference = FIG2_OFFICIAL_SCRIPT if knob == "gamma" else FIG3_OFFICIAL_SCRIPT
     compared = paper_comparison(table, reference, [knob, "method"], OFFICIAL_TOLERANCE)
-    return compared.rename(columns={"paper": "official script"})
+    return _labelled(compared, knob).rename(columns={"paper": "official script"})
 
 
 def fig2_paper_table(table: pd.DataFrame) -> pd.DataFrame:
-    return paper_comparison(table, FIG2_PAPER, ["gamma", "method"], PAPER_TOLERANCE)
+    """Fig. 2's published values beside the kit's (percent, ±``PAPER_TOLERANCE`` points)."""
+    return _labelled(paper_comparison(table, FIG2_PAPER, ["gamma", "method"], PAPER_TOLERANCE), "gamma")
 
 
 def fig3_paper_table(table: pd.DataFrame) -> pd.DataFrame:
-    return paper_comparison(table, FIG3_PAPER, ["alpha", "method"], PAPER_TOLERANCE)
+    """Fig. 3's published values beside the kit's (percent, ±``PAPER_TOLERANCE`` points)."""
+    return _labelled(paper_comparison(table, FIG3_PAPER, ["alpha", "method"], PAPER_TOLERANCE), "alpha")
 
 
-def delta_by_seed(table: pd.DataFrame, knob: str) -> pd.DataFrame:
-    """Δ = KD − No-KD per seed and setting (fractions), as a tidy table with method "delta"."""
-    return paired_difference(table, {"method": "kd"}, {"method": "no_kd"}, on=[knob, "seed"]).assign(method="delta")
+def delta_by_seed(table: pd.DataFrame, knob: str, method: str = "kd") -> pd.DataFrame:
+    """Δ = KD − No-KD (``method`` − No-KD) per seed and setting (fractions), as a tidy table with
+    method "delta"."""
+    return paired_difference(table, {"method": method}, {"method": "no_kd"}, on=[knob, "seed"]).assign(method="delta")
+
+
+def kd_gains(table: pd.DataFrame, knob: str) -> pd.DataFrame:
+    """Mean Δ = student − No-KD (points) per setting (rows, ``knob`` ascending), one column per
+    KD student (every method but the teacher and No-KD)."""
+    students = [m for m in dict.fromkeys(table["method"]) if m not in ("teacher", "no_kd")]
+    return pd.DataFrame({m: 100 * delta_by_seed(table, knob, m).groupby(knob)["value"].mean() for m in students})
+
+
+def sign_flips(table: pd.DataFrame, knob: str = "gamma") -> pd.Series:
+    """Per KD student, the ``knob`` value where Δ changes sign: the zero of the least-squares line
+    through its mean Δ per setting (:func:`~cmkd_lab.studies.quickstart.sign_change`)."""
+    gains = kd_gains(table, knob)
+    return pd.Series({m: sign_change(gains.index, gains[m]) for m in gains})
+
+
+def change_across(table: pd.DataFrame, knob: str) -> pd.Series:
+    """Per method, mean test accuracy at the highest ``knob`` value minus at the lowest (points)."""
+    acc = table[table["metric"] == "test_acc"].groupby(["method", knob])["value"].mean().unstack(knob).sort_index(axis=1)
+    return 100 * (acc.iloc[:, -1] - acc.iloc[:, 0])
 
 
 def accuracy_figure(table: pd.DataFrame, knob: str, paper: pd.DataFrame | None = None, title: str = "") -> go.Figure:

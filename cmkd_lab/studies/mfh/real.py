@@ -13,7 +13,9 @@ the teacher's ``embedding`` channels); the teacher in four modes, ``regular`` (w
 Algorithm 1's jointly trained teacher net, so every mode edits the very channels that were scored.
 
 Rows (study ``mfh_real``; settings ``dataset``, ``teacher_mode``): ``test_acc`` of teacher, no_kd
-(mode "regular") and kd.
+(mode "regular") and kd. :func:`comparisons` turns them into per-seed differences with a verdict
+against what MFH says; :func:`teacher_probe` runs Algorithm 1 and the teacher modes alone (no
+students), with how far Algorithm 1's scores follow the teacher's own reliance on each channel.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from ...losses import Distiller
 from ...metrics import accuracy
 from ...notebook import NotebookParameters
 from ...results import RunLog, mean_std_cells, summarize, tidy_rows
-from ...saliency import algorithm1, channel_means, mean_replacement
+from ...saliency import Saliency, algorithm1, channel_means, mean_replacement, permutation_saliency
 from ...training import TrainConfig
 from ..real_data import net_for, note_small_test_sets, parse_pairs, split_records, train_config
 from .common import kd_loss, paired_difference, random_mask, top_mask
@@ -133,42 +135,111 @@ def _mode_masks(scores: torch.Tensor, fraction: float, seeds: Sequence[int]) -> 
     }
 
 
-def run(p: RealParameters, progress: bool | None = None) -> StudyRun:
-    """The protocol on every dataset of ``p``, one group of equal-shape seeds at a time."""
-    kd = kd_loss(p, ce_weight=p.kd_ce_weight)
-    studied = [make_tasks(p, name) for name in p.datasets]  # every dataset loads before anything trains
-    every_task = [task for _, tasks in studied for task in tasks]
-    note_small_test_sets(every_task)
-    runs = [StudyRun(pd.DataFrame(), RunLog(splits=split_records(every_task)))]
-    for pair, tasks in studied:
-        for group in groups_of_equal_shape(tasks, [pair.teacher_modality, pair.student_modality]):
-            config = train_config(group, epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, optimizer="sgd",
-                                  momentum=p.momentum, device=p.device)
-            runs += _run_group(pair, group, config, kd, p, progress)
-    return StudyRun.concat(runs)
+def _groups(p: RealParameters) -> list[tuple[RealPair, list[Task], TrainConfig]]:
+    """Per dataset of ``p``, each group of equal-shape seeds with its pair and training config
+    (every dataset loads before anything trains)."""
+    studied = [make_tasks(p, name) for name in p.datasets]
+    note_small_test_sets([task for _, tasks in studied for task in tasks])
+    return [(pair, group, train_config(group, epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, optimizer="sgd",
+                                       momentum=p.momentum, device=p.device))
+            for pair, tasks in studied for group in groups_of_equal_shape(tasks, [pair.teacher_modality, pair.student_modality])]
 
 
-def _run_group(pair: RealPair, tasks: list[Task], config: TrainConfig, kd: Distiller, p: RealParameters,
-               progress: bool | None) -> list[StudyRun]:
-    seeds = [t.seed for t in tasks]
+@dataclass
+class _Teachers:
+    """Algorithm 1 on one group of seeds and its teacher in every mode."""
+
+    saliency: Saliency
+    edits: dict[str, dict]  # teacher mode -> the teacher's edit
+    rows: list[dict]  # each mode's teacher test accuracy
+
+
+def _group_data(pair: RealPair, tasks: list[Task]):
+    """Stacked train/test inputs of both modalities, the labels, and the nets' specs."""
     (xa, y), (xa_test, y_test) = (stack_split(tasks, part, pair.teacher_modality) for part in ("train", "test"))
     xb, xb_test = (stack_split(tasks, part, pair.student_modality)[0] for part in ("train", "test"))
     n_classes = max(part.n_classes for t in tasks for part in t.splits.parts().values())
-    teacher_spec = pair.teacher.spec(tuple(xa.shape[2:]), n_classes)
-    student_spec = pair.student.spec(tuple(xb.shape[2:]), n_classes)
+    specs = pair.teacher.spec(tuple(xa.shape[2:]), n_classes), pair.student.spec(tuple(xb.shape[2:]), n_classes)
+    return (xa, xb, y), (xa_test, xb_test, y_test), specs
+
+
+def _mode_settings(tasks: list[Task], mode: str) -> list[dict]:
+    return [{**t.settings, "teacher_mode": mode} for t in tasks]
+
+
+def _teachers(pair: RealPair, tasks: list[Task], config: TrainConfig, p: RealParameters,
+              progress: bool | None) -> _Teachers:
+    """Algorithm 1 (joint fit, saliency of the teacher's ``embedding`` channels) and the teacher
+    in every mode, with each mode's test accuracy."""
+    seeds = [t.seed for t in tasks]
+    (xa, xb, y), (xa_test, _, y_test), (teacher_spec, student_spec) = _group_data(pair, tasks)
     saliency = algorithm1(teacher_spec, xa, student_spec, xb, y, seeds=seeds, layer="embedding",
                           repeats=p.alg1_repeats, config=config, progress=progress)
     teacher, masks = saliency.joint.modules["teacher"], _mode_masks(saliency.scores, p.fraction, seeds)
     means = channel_means(teacher, xa, "embedding")
     edits = {mode: {"embedding": mean_replacement(mask, means)} for mode, mask in masks.items()}
-    settings = lambda mode: [{**t.settings, "teacher_mode": mode} for t in tasks]  # noqa: E731
-    teacher_rows = [row for mode, edit in edits.items() for row in tidy_rows(
-        STUDY, "teacher", settings(mode), seeds, "test_acc", accuracy(teacher(xa_test, edits=edit)[0], y_test).numpy())]
+    rows = [row for mode, edit in edits.items() for row in tidy_rows(
+        STUDY, "teacher", _mode_settings(tasks, mode), seeds, "test_acc",
+        accuracy(teacher(xa_test, edits=edit)[0], y_test).numpy())]
+    return _Teachers(saliency, edits, rows)
+
+
+def run(p: RealParameters, progress: bool | None = None) -> StudyRun:
+    """The protocol on every dataset of ``p``, one group of equal-shape seeds at a time."""
+    kd = kd_loss(p, ce_weight=p.kd_ce_weight)
+    groups = _groups(p)
+    runs = [StudyRun(pd.DataFrame(), RunLog(splits=split_records([task for _, tasks, _ in groups for task in tasks])))]
+    for pair, group, config in groups:
+        runs += _run_group(pair, group, config, kd, p, progress)
+    return StudyRun.concat(runs)
+
+
+def teacher_probe(p: RealParameters, progress: bool | None = None) -> pd.DataFrame:
+    """Algorithm 1 and the teacher modes of :func:`run` without any student (a fraction of its cost).
+
+    Tidy rows per dataset and seed: each mode's teacher ``test_acc`` (method ``teacher``), and
+    ``reliance_rho`` (method ``algorithm1``): Spearman's ρ, over the teacher's ``embedding``
+    channels, between Algorithm 1's score (teacher/student logit MSE with the channel permuted)
+    and the teacher's own reliance on the channel (the same permutation score with the teacher in
+    the student's place: how far its logits move). ρ near 1 means the "modality-general" channels
+    are mostly the ones the teacher leans on, whatever the student sees.
+    """
+    from scipy import stats  # deferred, as in cmkd_lab.metrics: a slow import
+
+    rows = []
+    for pair, group, config in _groups(p):
+        teachers = _teachers(pair, group, config, p, progress)
+        teacher = teachers.saliency.joint.modules["teacher"]
+        xa = stack_split(group, "train", pair.teacher_modality)[0]
+        reliance = permutation_saliency(teacher, xa, teacher, xa, layer="embedding", repeats=p.alg1_repeats,
+                                        seed=group[0].seed)
+        rhos = [stats.spearmanr(score, own)[0] for score, own in zip(teachers.saliency.raw.numpy(), reliance.numpy())]
+        rows += teachers.rows + tidy_rows(STUDY, "algorithm1", [t.settings for t in group], [t.seed for t in group],
+                                          "reliance_rho", rhos)
+    return pd.DataFrame(rows)
+
+
+def probe_table(probe: pd.DataFrame) -> pd.DataFrame:
+    """A :func:`teacher_probe` per dataset (means over seeds): the points of test accuracy each
+    edited teacher loses against the whole (``regular``) one, and ``reliance_rho``."""
+    acc = probe[probe["metric"] == "test_acc"].pivot_table(index="dataset", columns="teacher_mode", values="value", sort=False)
+    lost = 100 * acc[[m for m in TEACHER_MODES if m != "regular"]].rsub(acc["regular"], axis=0)
+    rho = probe[probe["metric"] == "reliance_rho"].groupby("dataset", sort=False)["value"].mean()
+    return lost.assign(reliance_rho=rho).round(2)
+
+
+def _run_group(pair: RealPair, tasks: list[Task], config: TrainConfig, kd: Distiller, p: RealParameters,
+               progress: bool | None) -> list[StudyRun]:
+    seeds = [t.seed for t in tasks]
+    (xa, xb, y), (_, xb_test, y_test), (_, student_spec) = _group_data(pair, tasks)
+    teachers = _teachers(pair, tasks, config, p, progress)
+    teacher, edits = teachers.saliency.joint.modules["teacher"], teachers.edits
+    settings = lambda mode: _mode_settings(tasks, mode)  # noqa: E731
     k, tags = len(edits), {"dataset": tasks[0].settings["dataset"]}
     repeated = lambda x: repeat_models(x, k)  # noqa: E731
     train = dict(config=config, progress=progress, tags=tags)
     return [
-        fit_run(STUDY, "algorithm1", saliency.joint, teacher_rows, **tags),
+        fit_run(STUDY, "algorithm1", teachers.saliency.joint, teachers.rows, **tags),
         classifier_run(STUDY, "no_kd", student_spec, (xb, y), (xb_test, y_test), settings("regular"), seeds=seeds, **train),
         classifier_run(STUDY, "kd", student_spec, (repeated(xb), repeated(y)), (repeated(xb_test), repeated(y_test)),
                        [s for mode in edits for s in settings(mode)], seeds=seeds * k, **train, loss=kd,
@@ -196,14 +267,38 @@ def accuracy_figure(table: pd.DataFrame, title: str = "") -> go.Figure:
 # comparison -> (method, teacher mode) minus (method, teacher mode); No-KD rows carry mode "regular"
 COMPARISONS = {
     "MG KD − regular KD": (("kd", "least_salient"), ("kd", "regular")),
-    "random KD − regular KD": (("kd", "random"), ("kd", "regular")),
+    "MG KD − random KD": (("kd", "least_salient"), ("kd", "random")),
     "regular KD − No-KD": (("kd", "regular"), ("no_kd", "regular")),
     "MG KD − No-KD": (("kd", "least_salient"), ("no_kd", "regular")),
 }
+# comparison -> (what MFH says, the sign it predicts: +1 "positive", 0 "no gain")
+PAPER_SAYS = {
+    "MG KD − regular KD": ("> 0: the MG teacher teaches better (RAVDESS, NYU Depth V2)", +1),
+    "MG KD − random KD": ("> 0: which channels stay matters (random removal is the RAVDESS control; our reading)", +1),
+    "regular KD − No-KD": ("no gain: a better teacher need not give a better student (AV-MNIST, NYU Depth V2; secondary)", 0),
+    "MG KD − No-KD": ("> 0: MG-KD lifts the student (NYU Depth V2; secondary)", +1),
+}
+
+
+def _verdict(mean: float, std: float, n: int, predicted: int) -> str:
+    """A comparison's verdict (points): is the mean beyond two standard errors of zero, and on
+    the side the paper predicts? ``predicted`` +1: a gain; 0: no gain."""
+    if n < 2:
+        return f"null result: one seed ({mean:+.2f} points) has no spread to judge it by"
+    se = std / n ** 0.5
+    measured = f"{mean:+.2f} ± {se:.2f} (s.e.) points"
+    if predicted == 0:
+        return (f"not held: a gain of {measured}, beyond 2 s.e." if mean > 2 * se else
+                f"held: no gain beyond 2 s.e. ({measured})")
+    if abs(mean) <= 2 * se:
+        return f"null result: {measured}, within 2 s.e. of 0"
+    return f"held: {measured}" if mean * predicted > 0 else f"not held: {measured}, the opposite sign"
 
 
 def comparisons(table: pd.DataFrame) -> pd.DataFrame:
-    """Per dataset, each comparison's difference per seed: mean and std over seeds (points)."""
+    """Per dataset, each comparison's difference per seed: mean and std over seeds (points), what
+    MFH says and the verdict: held when the mean lies beyond two standard errors of zero on the
+    paper's side (for "no gain": when it does not lie beyond them above zero)."""
     rows = lambda pair: dict(zip(("method", "teacher_mode"), pair))  # noqa: E731
     differences = pd.concat([
         paired_difference(part, rows(minuend), rows(subtrahend), on=["seed"]).assign(dataset=name, comparison=label)
@@ -211,4 +306,7 @@ def comparisons(table: pd.DataFrame) -> pd.DataFrame:
     ])
     summary = summarize(differences, by=["dataset", "comparison"])
     summary = summary.assign(mean=100 * summary["mean"], std=100 * summary["std"])
+    summary.insert(2, "paper says", summary["comparison"].map(lambda c: PAPER_SAYS[c][0]))
+    summary["verdict"] = [_verdict(m, s, n, PAPER_SAYS[c][1])
+                          for m, s, n, c in zip(summary["mean"], summary["std"], summary["n"], summary["comparison"])]
     return summary.rename(columns={"mean": "mean (points)"}).round(2)

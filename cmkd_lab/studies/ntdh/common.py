@@ -21,7 +21,7 @@ import torch
 
 from ... import figures
 from ...experiment import Architecture, StudyRun, Task, TaskOutputs, run_teacher_student
-from ...losses import KD_REDUCTIONS, Distiller
+from ...losses import KD_REDUCTIONS, Distiller, make_loss
 from ...metrics import NTD_VARIANTS, central_moment_discrepancy, non_target_divergence, non_target_log_probs, rank_correlation
 from ...notebook import NotebookParameters
 from ...results import summarize, tidy_rows
@@ -48,6 +48,14 @@ class NTDHParameters(NotebookParameters):
 def kd_options(p: NTDHParameters) -> dict:
     """The options of the KD loss (``make_loss("kd", **kd_options(p))``)."""
     return {"temperature": p.temperature, "reduction": p.reduction, "t2_scale": p.t2_scale}
+
+
+def kd_losses(p: NTDHParameters, variants: Mapping[str, Mapping] | None = None) -> dict[str, Distiller]:
+    """The KD loss of ``p`` as ``"kd"`` and, per name in ``variants``, a KD loss with those options
+    changed (e.g. ``{"hinton": {"temperature": 4.0, "t2_scale": True}}``): in one run, every variant's
+    student shares the teacher and the No-KD student, so their Δ differ by the loss alone."""
+    return {"kd": make_loss("kd", **kd_options(p)),
+            **{name: make_loss("kd", **{**kd_options(p), **changes}) for name, changes in (variants or {}).items()}}
 
 
 def run_with_gaps(
@@ -105,9 +113,25 @@ def per_task(table: pd.DataFrame, settings: Sequence[str], kd_method: str = "kd"
     return wide.reindex(columns=[*wide.columns, *(m for m in GAP_METRICS if m not in wide)]).reset_index()
 
 
-def setting_summary(table: pd.DataFrame, settings: Sequence[str], scale_accuracy: float = 100.0) -> pd.DataFrame:
-    """Mean over seeds per setting: accuracies and Δ in percent, gap metrics as measured."""
-    wide = per_task(table, settings)
+def ntd_by_variant(run: StudyRun, settings: Sequence[str], student: str = "no_kd") -> pd.DataFrame:
+    """Per task (3+ classes), the teacher/``student`` NTD on the test split in every variant of
+    :data:`~cmkd_lab.metrics.NTD_VARIANTS` (one column each), from the run's test logits."""
+    rows = []
+    for outputs in run.artifacts.outputs:
+        if outputs.teacher is None or outputs.teacher.shape[-1] < 3:
+            continue
+        labels = outputs.task.splits.test.labels
+        rows.append({**{name: outputs.settings[name] for name in settings}, "seed": outputs.task.seed,
+                     **{variant: float(non_target_divergence(outputs.teacher, outputs.students[student], labels, variant=variant))
+                        for variant in NTD_VARIANTS}})
+    return pd.DataFrame(rows, columns=[*settings, "seed", *NTD_VARIANTS])
+
+
+def setting_summary(table: pd.DataFrame, settings: Sequence[str], scale_accuracy: float = 100.0,
+                    kd_method: str = "kd") -> pd.DataFrame:
+    """Mean over seeds per setting: accuracies and Δ (of student ``kd_method``) in percent, gap
+    metrics as measured."""
+    wide = per_task(table, settings, kd_method)
     accuracy_columns = ["teacher", "no_kd", "kd", "delta"]
     wide[accuracy_columns] = wide[accuracy_columns] * scale_accuracy
     grouped = wide.drop(columns="seed").groupby(list(settings), sort=True)
@@ -115,6 +139,13 @@ def setting_summary(table: pd.DataFrame, settings: Sequence[str], scale_accuracy
     summary["delta_std"] = grouped["delta"].std()
     summary["n_seeds"] = grouped.size()
     return summary.round(4)
+
+
+def delta_by_method(table: pd.DataFrame, settings: Sequence[str], methods: Sequence[str]) -> pd.DataFrame:
+    """Mean Δ over seeds (points) per setting, one column per KD student of ``methods`` (e.g. the
+    variants of :func:`kd_losses`): how a change of the loss moves the gain."""
+    return pd.DataFrame({method: 100 * per_task(table, settings, method).groupby(list(settings))["delta"].mean()
+                         for method in methods}).round(2)
 
 
 def delta_ntd_correlation(table: pd.DataFrame, settings: Sequence[str], n_boot: int = 2000, seed: int = 0) -> dict:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from itertools import permutations
-from typing import ClassVar
+from typing import ClassVar, Mapping
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -19,11 +19,10 @@ import plotly.graph_objects as go
 from ... import figures
 from ...datasets import load, real_dataset_names, standardise
 from ...experiment import Architecture, StudyRun, Task
-from ...losses import make_loss
 from ...metrics import rank_correlation
 from ..real_data import note_small_test_sets, split_records, train_config
 from . import common
-from .common import NTDHParameters, kd_options, non_target_sample_figure, run_with_gaps, setting_summary
+from .common import NTDHParameters, kd_losses, non_target_sample_figure, run_with_gaps, setting_summary
 
 STUDY = "ntdh_realpairs"
 SETTINGS = ("dataset", "teacher_view", "student_view")
@@ -64,20 +63,39 @@ def make_tasks(p: RealPairsParameters) -> list[Task]:
     return tasks
 
 
-def run(p: RealPairsParameters, progress: bool | None = None) -> StudyRun:
-    """Teacher, No-KD and KD students (one-hidden-layer MLPs, full-batch Adam) on every pair."""
+def run(p: RealPairsParameters, progress: bool | None = None, kd_variants: Mapping[str, Mapping] | None = None) -> StudyRun:
+    """Teacher, No-KD and KD students (one-hidden-layer MLPs, full-batch Adam) on every pair;
+    ``kd_variants`` adds a KD student per variant of the KD options (:func:`.common.kd_losses`)."""
     tasks = make_tasks(p)
     note_small_test_sets(tasks)
     config = train_config(tasks, epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, optimizer="adam", device=p.device)
     run = run_with_gaps(tasks, p, study=STUDY, model=Architecture("mlp", (p.hidden,)), teacher_config=config,
-                        losses={"kd": make_loss("kd", **kd_options(p))}, progress=progress)
+                        losses=kd_losses(p, kd_variants), progress=progress)
     run.log.splits += split_records(tasks)
     return run
 
 
-def pair_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per pair: mean accuracies (%), Δ and its std over seeds, NTD and CMDs."""
-    return setting_summary(table, SETTINGS).reset_index()
+def pair_summary(table: pd.DataFrame, kd_method: str = "kd") -> pd.DataFrame:
+    """One row per pair: mean accuracies (%), Δ (of student ``kd_method``) and its std over seeds,
+    NTD and CMDs."""
+    return setting_summary(table, SETTINGS, kd_method=kd_method).reset_index()
+
+
+# a pair's properties that might predict its Δ (columns of pair_summary)
+PREDICTORS = {"ntd": "NTD (teacher vs No-KD)", "teacher": "teacher accuracy", "no_kd": "student view's own accuracy"}
+
+
+def predictor_correlations(pairs: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
+    """Spearman ρ between Δ and each of ``PREDICTORS`` across the pairs of :func:`pair_summary`,
+    with bootstrap intervals over pairs; NaN below ``MIN_PAIRS`` pairs. The hypothesis predicts
+    ρ < 0 for NTD; note that NTD is the same for a → b and b → a, while the accuracies are not."""
+    rows = []
+    for column, label in PREDICTORS.items():
+        known = pairs.dropna(subset=[column, "delta"])
+        result = (rank_correlation(known[column], known["delta"], n_boot=n_boot) if len(known) >= MIN_PAIRS else
+                  dict.fromkeys(("rho", "low", "high", "p_value"), math.nan) | {"n": len(known)})
+        rows.append({"predictor": label, **result})
+    return pd.DataFrame(rows).round(3)
 
 
 def resolved_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
@@ -105,11 +123,16 @@ def correlation_line(correlation: dict) -> str:
 
 
 def claims(correlation: dict) -> pd.DataFrame:
-    """The paper-vs-kit row: does the rank correlation across pairs support the hypothesis?"""
-    relation = ("supports" if correlation["high"] < 0 else "contradicts" if correlation["low"] > 0 else
-                "neither supports nor contradicts (the interval contains 0)")
-    verdict = (f"not tested: {correlation_line(correlation)}" if correlation["n"] < MIN_PAIRS else
-               f"the data {relation} the hypothesis")
+    """The paper-vs-kit row: does the rank correlation across pairs support the hypothesis? The
+    verdict starts with "held", "not held", "null result" or "not tested" (:func:`cmkd_lab.results.verdict`)."""
+    if correlation["n"] < MIN_PAIRS:
+        verdict = f"not tested: {correlation_line(correlation)}"
+    elif correlation["high"] < 0:
+        verdict = "held: the data support the hypothesis (ρ < 0)"
+    elif correlation["low"] > 0:
+        verdict = "not held: the data contradict the hypothesis (ρ > 0)"
+    else:
+        verdict = "null result: the interval contains 0, so the data neither support nor contradict the hypothesis"
     return pd.DataFrame([{
         "claim": "smaller NTD, larger KD gain (across modality pairs)",
         "paper": "qualitative; shown on MNIST→MNIST-M, SemanticKITTI, NYU Depth V2, RAVDESS (numbers not available to us)",
