@@ -28,13 +28,14 @@ def _read(folder, stem):
     return nbformat.read(folder / f"{stem}.ipynb", as_version=4)
 
 
-def _solution_lines(cell) -> list[str]:
-    inside, lines = False, []
+def _split_solution(cell) -> tuple[set[str], set[str]]:
+    """The stripped lines inside a cell's solution markers, and those outside them."""
+    inside, lines = False, (set(), set())
     for line in cell.source.splitlines():
         if course.BEGIN in line or course.END in line:
             inside = course.BEGIN in line
-        elif inside and len(line.strip()) > 3:
-            lines.append(line.strip())
+        elif line.strip():
+            lines[0 if inside else 1].add(line.strip())
     return lines
 
 
@@ -54,9 +55,15 @@ def test_no_solution_survives_in_a_student_copy(stem, built):
     student = _read(built / "student", stem)
     text = "\n".join(cell.source for cell in student.cells)
     assert course.BEGIN not in text and course.END not in text
-    for cell in filter(course.is_solution, source.cells):
-        for line in _solution_lines(cell):
-            assert line not in text, f"{stem}: solution text left in the student copy: {line!r}"
+    assert len(student.cells) == len(source.cells)
+    for theirs, mine in zip(source.cells, student.cells):
+        if not course.is_solution(theirs):
+            assert mine.source == theirs.source
+            continue
+        solution, around = _split_solution(theirs)
+        kept = {line.strip() for line in mine.source.splitlines()}
+        leaked = (solution - around) & kept
+        assert not leaked, f"{stem}: solution text left in the student copy: {sorted(leaked)}"
     assert all(not cell.get("outputs") and cell.get("execution_count") is None
                for cell in student.cells if cell.cell_type == "code")
     graded = [cell.metadata.nbgrader for cell in student.cells if "nbgrader" in cell.metadata]
