@@ -18,6 +18,7 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import papermill
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from cmkd_lab.browser import NotebookPage, chromium, jupyter_lab, move_slider
 from cmkd_lab.notebook import list_notebooks, resolve_notebook
@@ -45,7 +46,10 @@ def measure(stems: list[str], root: Path) -> pd.DataFrame:
             labels = page.page.eval_on_selector_all(".widget-slider .widget-label",
                                                     "labels => labels.map(l => l.textContent)")
             for index, label in enumerate(labels):
-                seconds = move_slider(page, index)
+                try:
+                    seconds = move_slider(page, index, timeout=60)
+                except PlaywrightTimeout:  # e.g. a combination the study refuses: the status says why
+                    seconds = float("nan")
                 rows.append({"notebook": stem, "slider": label, "redraw_s": seconds,
                              "ratio_to_target": seconds / TARGET_SECONDS, "notebook_run_s": run_seconds})
                 print(f"{stem} · {label}: {seconds:.2f} s", flush=True)

@@ -187,7 +187,7 @@ def written_files(folder: Path) -> str:
     kinds = sorted({p.rsplit(".", 1)[1] for p in names if p.rsplit(".", 1)[0] in figures})
     parts = ["notebook" if f"{folder.name}.ipynb" in names else "no notebook"]
     if figures:
-        parts.append(f"{len(figures)} figures ({', '.join(kinds)})")
+        parts.append(f"{len(figures)} figure{'s' * (len(figures) != 1)} ({', '.join(kinds)})")
     parts += [name for name in ("results.csv", "claims.csv", "run.json") if name in names]
     return ", ".join(parts)
 

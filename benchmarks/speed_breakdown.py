@@ -1,0 +1,101 @@
+"""Where the time of a full-profile notebook run goes, and the ratio to a one-model-at-a-time loop.
+
+Targets (2 CPU cores, end to end: kernel start, fits, figures, files):
+- MFH Fig. 2 + Fig. 3 + Table 2 (``02_mfh_gaussian`` and ``02_mfh_table2``, full profile): ≤ 30 s;
+- the NTDH 100-run Gaussian sweep (``03_ntdh_gaussian``, full profile): ≤ 30 s.
+
+Each notebook runs twice through ``python -m cmkd_lab run`` machinery: with PNG export and
+without it (the difference is the export's cost). Its ``run.json`` gives the batched fits' wall
+time per method; the rest is the kernel, imports, data, metrics, figures, exercises and files.
+The baseline is a plain PyTorch loop, one linear model at a time (as the official scripts
+train), timed on a few models of the same shape and scaled to the number of models the notebook
+trains.
+
+    python benchmarks/speed_breakdown.py [--only mfh|ntdh] [--loop-models 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from cmkd_lab.notebook import run_notebook
+
+TARGETS = {"mfh": ["02_mfh_gaussian", "02_mfh_table2"], "ntdh": ["03_ntdh_gaussian"]}
+TARGET_SECONDS = 30.0
+
+
+def timed_run(stem: str, out: Path, static: bool) -> tuple[float, dict]:
+    os.environ["CMKD_LAB_STATIC_FIGURES"] = "1" if static else "0"
+    started = time.perf_counter()
+    folder = run_notebook(stem, "full", {"device": "cpu"}, out / ("static" if static else "html"))
+    return time.perf_counter() - started, json.loads((folder / "run.json").read_text())
+
+
+def plain_loop_seconds(n_features: int, n_train: int, epochs: int, models: int) -> float:
+    """Seconds per model of a plain loop: one linear model, full-batch SGD lr 0.1, CE."""
+    torch.set_num_threads(1)
+    x, y = torch.randn(n_train, n_features), torch.randint(0, 2, (n_train,))
+    started = time.perf_counter()
+    for seed in range(models):
+        torch.manual_seed(seed)
+        model = nn.Linear(n_features, 2)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(epochs):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+    return (time.perf_counter() - started) / models
+
+
+def breakdown(stems: list[str], out: Path, loop_models: int) -> pd.DataFrame:
+    rows, n_models, total, total_html = [], 0, 0.0, 0.0
+    for stem in stems:
+        with_png, record = timed_run(stem, out, static=True)
+        without_png, _ = timed_run(stem, out, static=False)
+        fits = pd.DataFrame([{"method": f["method"], "models": f["n_models"], "epochs": f["train_config"]["epochs"],
+                              "seconds": f["wall_time_s"]} for f in record["fits"]])
+        per_method = fits.groupby("method", sort=False).agg(fits=("seconds", "size"), models=("models", "sum"),
+                                                            seconds=("seconds", "sum"))
+        for method, row in per_method.iterrows():
+            rows.append({"notebook": stem, "part": f"fits: {method}", "fits": row["fits"], "models": row["models"],
+                         "seconds": row["seconds"]})
+        study_other = record["wall_time_s"] - fits["seconds"].sum()
+        rows.append({"notebook": stem, "part": "study, outside fits (data, metrics)", "seconds": study_other})
+        rows.append({"notebook": stem, "part": "kernel, imports, figures, exercises, files",
+                     "seconds": without_png - record["wall_time_s"]})
+        rows.append({"notebook": stem, "part": "PNG export", "seconds": with_png - without_png})
+        rows.append({"notebook": stem, "part": "end to end (with PNG)", "seconds": with_png})
+        n_models += int(fits["models"].sum())
+        total, total_html = total + with_png, total_html + without_png
+    epochs = 1000
+    loop = plain_loop_seconds(25, 200, epochs, loop_models) * n_models
+    print(f"\n{' + '.join(stems)}: {total:.1f} s end to end with PNG export, {total_html:.1f} s without "
+          f"(target ≤ {TARGET_SECONDS:.0f} s: ratio {total / TARGET_SECONDS:.2f}); {n_models} models")
+    print(f"a plain one-model-at-a-time loop ({epochs} epochs, timed on {loop_models} models, scaled): "
+          f"{loop:.0f} s for the same models, {loop / total:.0f}x the kit's end-to-end time")
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=sorted(TARGETS), help="one target (default: both)")
+    parser.add_argument("--loop-models", type=int, default=3, help="models the plain loop is timed on")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="cmkd_lab_speed_") as out:
+        for name in [args.only] if args.only else TARGETS:
+            table = breakdown(TARGETS[name], Path(out), args.loop_models)
+            with pd.option_context("display.width", 200):
+                print(table.round(2).fillna("").to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
