@@ -94,7 +94,7 @@ def main() -> None:
         for name in [args.only] if args.only else TARGETS:
             table = breakdown(TARGETS[name], Path(out), args.loop_models)
             with pd.option_context("display.width", 200):
-                print(table.round(2).fillna("").to_string(index=False))
+                print(table.round(2).to_string(index=False, na_rep=""))
 
 
 if __name__ == "__main__":
