@@ -17,11 +17,10 @@ from pathlib import Path
 
 import nbformat
 import pandas as pd
-import papermill
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from cmkd_lab.browser import NotebookPage, chromium, jupyter_lab, move_slider
-from cmkd_lab.notebook import list_notebooks, resolve_notebook
+from cmkd_lab.notebook import list_notebooks, parameterized_copy, resolve_notebook
 
 TARGET_SECONDS = 3.0
 
@@ -34,10 +33,8 @@ def explore_notebooks() -> list[str]:
 
 def measure(stems: list[str], root: Path) -> pd.DataFrame:
     for stem in stems:
-        notebook = papermill.parameterize.parameterize_notebook(
-            papermill.iorw.load_notebook_node(str(resolve_notebook(stem))),
-            {"interactive": True, "output_dir": str(root / "outputs" / stem)})
-        papermill.iorw.write_ipynb(notebook, str(root / f"{stem}.ipynb"))
+        parameterized_copy(resolve_notebook(stem), root / f"{stem}.ipynb",
+                           {"interactive": True, "output_dir": str(root / "outputs" / stem)})
     rows = []
     with jupyter_lab(root, {"CMKD_LAB_STATIC_FIGURES": "0"}) as lab, chromium() as browser:
         for stem in stems:

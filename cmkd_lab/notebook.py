@@ -243,6 +243,17 @@ def as_literal(value: Any) -> Any:
     return [as_literal(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
+def parameterized_copy(source: str | Path, target: str | Path, values: Mapping[str, Any]) -> Path:
+    """Write ``source`` to ``target`` with ``values`` set in a cell after its parameters cell, as
+    papermill sets them (for a notebook opened in JupyterLab or run by another client)."""
+    import papermill
+
+    notebook = papermill.iorw.load_notebook_node(str(source))  # papermill's loader adds the metadata it needs
+    notebook = papermill.parameterize.parameterize_notebook(notebook, {k: as_literal(v) for k, v in values.items()})
+    papermill.iorw.write_ipynb(notebook, str(target))
+    return Path(target)
+
+
 def run_notebook(
     name: str, profile: str = "quick", parameters: Mapping[str, Any] | None = None, out_dir: str | Path = "outputs"
 ) -> Path:

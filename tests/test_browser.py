@@ -9,12 +9,11 @@ display. The slider-to-redraw time is printed here and measured in
 
 from __future__ import annotations
 
-import papermill
 import pytest
 
 from cmkd_lab.browser import (NotebookPage, chromium, error_outputs, find_chromium, jupyter_lab, move_slider,
                               plotly_outputs)
-from cmkd_lab.notebook import resolve_notebook
+from cmkd_lab.notebook import parameterized_copy, resolve_notebook
 
 pytestmark = pytest.mark.skipif(find_chromium() is None,
                                 reason="no system Chromium (apt-get install -y chromium); CI installs it")
@@ -37,10 +36,8 @@ def browser():
 def lab(tmp_path_factory):
     root = tmp_path_factory.mktemp("lab")
     for stem, values in NOTEBOOKS.items():
-        notebook = papermill.iorw.load_notebook_node(str(resolve_notebook(stem)))
-        notebook = papermill.parameterize.parameterize_notebook(
-            notebook, {**values, "interactive": True, "output_dir": str(root / "outputs" / stem)})
-        papermill.iorw.write_ipynb(notebook, str(root / f"{stem}.ipynb"))
+        parameterized_copy(resolve_notebook(stem), root / f"{stem}.ipynb",
+                           {**values, "interactive": True, "output_dir": str(root / "outputs" / stem)})
     with jupyter_lab(root, {"CMKD_LAB_STATIC_FIGURES": "0"}) as running:
         yield running
 

@@ -4,13 +4,12 @@ their checks until the solutions are pasted back; instructor copies run and pass
 from __future__ import annotations
 
 import nbformat
-import papermill
 import pytest
 from nbclient import NotebookClient
 
 from cmkd_lab import course
 from cmkd_lab.cli import main
-from cmkd_lab.notebook import KERNEL_ARGUMENTS, NOTEBOOK_DIR, list_notebooks
+from cmkd_lab.notebook import KERNEL_ARGUMENTS, NOTEBOOK_DIR, list_notebooks, parameterized_copy
 
 STEMS = [path.stem for path in list_notebooks()]
 EXECUTED = "00_quickstart"  # the course copies run end to end for this notebook (the cheapest)
@@ -87,9 +86,8 @@ def test_the_instructor_copy_is_the_notebook_the_suite_runs(stem, built):
 def _execute(notebook, tmp_path):
     path = tmp_path / "copy.ipynb"
     nbformat.write(notebook, path)
-    notebook = papermill.parameterize.parameterize_notebook(  # papermill's loader adds the metadata it needs
-        papermill.iorw.load_notebook_node(str(path)),
-        {**SMALL_RUN, "output_dir": str(tmp_path / "outputs"), "device": "cpu"})
+    parameterized_copy(path, path, {**SMALL_RUN, "output_dir": str(tmp_path / "outputs"), "device": "cpu"})
+    notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(notebook, timeout=600, kernel_name="python3", allow_errors=True,
                             extra_arguments=KERNEL_ARGUMENTS, resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
     return client.execute()
