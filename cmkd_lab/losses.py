@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .metrics import CORRELATION_EPS, channel_correlation, log_softmax, off_diagonal_mean, spatial_log_probs
-from .models import seeded
+from .models import Dense, seeded
 from .training import Ramp
 from .registry import Registry, check_options
 
@@ -270,7 +270,7 @@ class FitNet(Distiller):
 
     def modules(self, student_dims, teacher_dims, seed):
         # its own stream, apart from the model's initialisation
-        make = lambda: nn.Linear(student_dims[self.student_layer], teacher_dims[self.teacher_layer])  # noqa: E731
+        make = lambda: Dense(student_dims[self.student_layer], teacher_dims[self.teacher_layer])  # noqa: E731
         return {"projector": seeded(make, seed + 1_000_003)}
 
     def terms(self, out, modules):
@@ -504,7 +504,7 @@ class CRD(_FeatureDistiller):
     def modules(self, student_dims, teacher_dims, seed):
         """A linear embedding head per side (the teacher's head trains; the teacher does not)."""
         return {
-            f"embed_{side}": seeded(lambda d=dims[layer]: nn.Linear(d, self.embed_dim), seed + offset)
+            f"embed_{side}": seeded(lambda d=dims[layer]: Dense(d, self.embed_dim), seed + offset)
             for side, dims, layer, offset in (("student", student_dims, self.student_layer, 2_000_003),
                                               ("teacher", teacher_dims, self.teacher_layer, 3_000_017))
         }
@@ -679,7 +679,7 @@ class L2Alignment(EmbeddingLoss):
 
     def modules(self, student_dim, teacher_dim, seed):
         # its own stream, apart from the model's initialisation (as FitNet's projector)
-        return {"projector": seeded(lambda: nn.Linear(student_dim, teacher_dim), seed + 1_000_003)}
+        return {"projector": seeded(lambda: Dense(student_dim, teacher_dim), seed + 1_000_003)}
 
     def terms(self, student, teacher, modules):
         return {"l2": feature_regression_loss(modules["projector"](student), teacher)}
@@ -755,7 +755,7 @@ class DimensionalStructure(Distiller):
     def modules(self, student_dims, teacher_dims, seed):
         if self.guide != "fitnet":
             return {}
-        make = lambda: nn.Linear(student_dims[self.hint_layer], teacher_dims[self.hint_layer])  # noqa: E731
+        make = lambda: Dense(student_dims[self.hint_layer], teacher_dims[self.hint_layer])  # noqa: E731
         return {"projector": seeded(make, seed + 1_000_003)}  # FitNet's stream
 
     def terms(self, out, modules):

@@ -124,6 +124,21 @@ class ModelSpec:
         return [name for name, _, _ in self.layers()] + ["embedding", "logits"]
 
 
+class Dense(nn.Linear):
+    """``nn.Linear`` (same parameters, initialisation and state dict) computed as (W xᵀ)ᵀ + b.
+
+    The values are those of ``x Wᵀ + b`` up to float rounding, but on the CPU the GEMM with
+    the output features as rows is faster, most for few outputs: a forward + backward under
+    ``vmap`` of 180 stacked 2-class heads on (200, 50) inputs takes 1.3 ms instead of 3.6 ms, and
+    an MLP's (64 → 64) layer 0.70 ms instead of 0.94 ms (2 cores; ``benchmarks/dense_layer.py``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 2:
+            return super().forward(x)
+        out = (self.weight @ x.transpose(-1, -2)).transpose(-1, -2)
+        return out if self.bias is None else out + self.bias
+
+
 class GlobalAvgPool(nn.Module):
     def forward(self, x):
         return x.flatten(2).mean(-1)
@@ -159,7 +174,7 @@ def _module_for(op: str, options: dict) -> nn.Module:
     """The one implementation of each layer op."""
     builders = {
         "flatten": lambda: nn.Flatten(),
-        "linear": lambda: nn.Linear(options["in"], options["out"], bias=options["bias"]),
+        "linear": lambda: Dense(options["in"], options["out"], bias=options["bias"]),
         "relu": lambda: nn.ReLU(),
         "conv": lambda: _conv(options["dims"], options["in"], options["out"], options["k"], options["stride"], options["bias"]),
         "residual": lambda: ResidualBlock(options["in"], options["out"], options["k"], options["stride"], options["dims"],
@@ -184,7 +199,7 @@ class Net(nn.Module):
         super().__init__()
         self.spec = spec
         self.encoder = nn.Sequential(OrderedDict((name, _module_for(op, opt)) for name, op, opt in spec.layers()))
-        self.head = nn.Linear(spec.embedding_dim, spec.n_classes)
+        self.head = Dense(spec.embedding_dim, spec.n_classes)
 
     def forward(self, x: torch.Tensor, features: Iterable[str] = (), edits: Edits | None = None):
         wanted = _check_layer_names(self.spec, features)

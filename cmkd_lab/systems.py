@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .losses import Distiller, EmbeddingLoss, StepOutputs, cmc_loss, cross_entropy, log_softmax
-from .models import ModelSpec, Net, Stack, build_model, broadcast_models
+from .models import Dense, ModelSpec, Net, Stack, build_model, broadcast_models
 from .training import FitResult, Head, StepResult, System, TrainConfig, build_seeded, fit, gradient_reversal
 
 TEACHER_PREFIX = "teacher."
@@ -231,7 +231,7 @@ class ContrastiveSSL(System):
 
     def build(self, seed):
         width = self.encoder.n_classes
-        return build_seeded({"encoder": lambda: Net(self.encoder), "projector": lambda: nn.Linear(width, width)},
+        return build_seeded({"encoder": lambda: Net(self.encoder), "projector": lambda: Dense(width, width)},
                             seed, {"projector": 1_000_003})
 
     def step(self, modules, batch):
@@ -275,7 +275,7 @@ class EncoderClassifier(System):
 
     def build(self, seed):
         return build_seeded({"encoder": lambda: Net(self.encoder),
-                             "head": lambda: nn.Linear(self.encoder.n_classes, self.n_classes)}, seed, {"head": 2_000_003})
+                             "head": lambda: Dense(self.encoder.n_classes, self.n_classes)}, seed, {"head": 2_000_003})
 
     def step(self, modules, batch):
         logits = self._logits(modules, batch)
@@ -392,9 +392,9 @@ class DisCoM(System):
         for m, spec in self.specs.items():
             makers[f"invariant_{m}"] = lambda spec=spec: FeatureEncoder(_with_outputs(spec, width), project=True)
             makers[f"specific_{m}"] = lambda spec=spec: FeatureEncoder(_with_outputs(spec, 2 * width))
-            makers[f"classifier_{m}"] = lambda: nn.Linear(2 * width, self.n_classes)
-        makers.update({"auxiliary": lambda: nn.Linear(width, self.n_classes), "discriminator": lambda: nn.Linear(width, k),
-                       "modality_d": lambda: nn.Linear(width, k), "modality_u": lambda: nn.Linear(width, k)})
+            makers[f"classifier_{m}"] = lambda: Dense(2 * width, self.n_classes)
+        makers.update({"auxiliary": lambda: Dense(width, self.n_classes), "discriminator": lambda: Dense(width, k),
+                       "modality_d": lambda: Dense(width, k), "modality_u": lambda: Dense(width, k)})
         return build_seeded(makers, seed, {name: 1_000_003 * i for i, name in enumerate(makers)})
 
     def features(self, modules, modality: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -454,7 +454,7 @@ class SumFusion(System):
         n_classes = next(iter(self.specs.values())).n_classes
         makers = {f"encoder_{m}": lambda spec=spec: FeatureEncoder(_with_outputs(spec, self.width))
                   for m, spec in self.specs.items()}
-        makers["classifier"] = lambda: nn.Linear(self.width, n_classes)
+        makers["classifier"] = lambda: Dense(self.width, n_classes)
         return build_seeded(makers, seed, {name: 1_000_003 * i for i, name in enumerate(makers)})
 
     def _logits(self, modules, batch):
