@@ -31,7 +31,7 @@ chromium:
 	else echo "note: no Chromium and no root to install it; static figure export will be skipped"; fi
 
 run: setup chromium
-	$(BIN)/python -m cmkd_lab run all --profile $(PROFILE) --out outputs
+	$(BIN)/python -m cmkd_lab run all --profile $(PROFILE) --static --out outputs
 	$(BIN)/python -m cmkd_lab gallery --outputs outputs --out site
 
 test: setup chromium

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
+from .figures import STATIC_ENV_VAR
 from .notebook import (
     PROFILES,
     NotebookFailed,
@@ -82,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                      help="set a notebook parameter (a Python literal, else a string); repeatable")
     run.add_argument("--out", default="outputs", help="output folder (default: outputs)")
+    run.add_argument("--static", action="store_true",
+                     help="also export every figure as PNG through a Chromium (default: HTML figures only)")
     sweep = commands.add_parser("sweep", help="execute a notebook over a grid of parameters, each point a task on Dask")
     sweep.add_argument("notebook", help="file name or stem of a notebook")
     sweep.add_argument("--grid", action="append", default=[], required=True, metavar="NAME=V1,V2,...",
@@ -159,6 +163,8 @@ def _run(args: argparse.Namespace) -> int:
     paths = list_notebooks() if args.notebook == "all" else [resolve_notebook(args.notebook)]
     if args.notebook == "all" and parameters:
         raise ValueError("-p applies to one notebook; run notebooks one by one to set parameters")
+    if args.static:
+        os.environ[STATIC_ENV_VAR] = "1"  # the kernels inherit it
     rows = []
     for number, path in enumerate(paths, 1):
         started = time.perf_counter()

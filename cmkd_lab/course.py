@@ -18,8 +18,6 @@ import re
 from pathlib import Path
 from typing import Iterable
 
-import nbformat
-
 from .io import write_text
 from .notebook import list_notebooks, resolve_notebook
 
@@ -120,6 +118,8 @@ def student_copy(notebook, stem: str):
 
 def build(out: str | Path, notebooks: Iterable[str] | None = None) -> dict[str, list[Path]]:
     """Write ``out/instructor/*.ipynb`` and ``out/student/*.ipynb``; returns both lists of paths."""
+    import nbformat  # here, not at the top: notebooks import this module for its checks, and nbformat costs 1.7 s
+
     paths = list_notebooks() if notebooks is None else [resolve_notebook(n) for n in notebooks]
     out = Path(out)
     written: dict[str, list[Path]] = {"instructor": [], "student": []}

@@ -1,7 +1,9 @@
 """Plotly figures in one style, built from tidy summaries; every builder returns a ``go.Figure``.
 
-Export: interactive HTML always; PNG/SVG through kaleido when a Chromium is available,
-otherwise one printed line says why the static file was not written.
+Export: interactive HTML always; PNG/SVG through kaleido on request (``$CMKD_LAB_STATIC_FIGURES=1``,
+which ``python -m cmkd_lab run --static`` sets) when a Chromium is available, otherwise one
+printed line says why the static file was not written. Static export is off by default: one
+Chromium render per figure cost more than the fits of a full-profile MFH run (14 s of 99 s).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ BANDS = {
 MANY_POINTS = 40  # lines with more points than this are drawn without markers
 STATIC_FORMATS = ("png", "svg")
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
-STATIC_ENV_VAR = "CMKD_LAB_STATIC_FIGURES"  # "0": HTML figures only, no PNG/SVG export (the test suite's runs)
+STATIC_ENV_VAR = "CMKD_LAB_STATIC_FIGURES"  # "1": also export PNG/SVG (default: HTML figures only)
 
 
 def color_for(name: str, position: int) -> str:
@@ -295,7 +297,7 @@ def save_figure(
     fig: go.Figure, out_dir: str | Path, name: str, static: Sequence[str] = ("png",), scale: float = 2.0
 ) -> dict[str, Path]:
     """Write ``name.html`` always (plotly.min.js beside it, so it opens offline), and each
-    ``static`` format when a Chromium is available (unless ``$CMKD_LAB_STATIC_FIGURES`` is "0").
+    ``static`` format when ``$CMKD_LAB_STATIC_FIGURES`` is "1" and a Chromium is available.
 
     Returns the paths written. Without Chromium a one-line note says how to get static files.
     """
@@ -307,7 +309,7 @@ def save_figure(
     with atomic_path(out_dir / f"{name}.html") as temporary:
         fig.write_html(temporary, include_plotlyjs="directory", full_html=True)
     written["html"] = out_dir / f"{name}.html"
-    if not static or os.environ.get(STATIC_ENV_VAR) == "0":
+    if not static or not static_export_requested():
         return written
     chromium = find_chromium()
     if chromium is None:
@@ -322,6 +324,10 @@ def save_figure(
             fig.write_image(str(temporary), format=fmt, scale=scale if fmt == "png" else 1.0)
         written[fmt] = target
     return written
+
+
+def static_export_requested() -> bool:
+    return os.environ.get(STATIC_ENV_VAR, "0") == "1"
 
 
 _export_server_started = False

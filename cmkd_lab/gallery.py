@@ -140,7 +140,7 @@ def _badges(page: Page) -> str:
 def _card(page: Page) -> str:
     link = f"{page.stem}/index.html"
     thumbnail = (f"<a href='{link}'><img src='{page.stem}/{html.escape(page.thumbnail)}' alt='{html.escape(page.title)}'></a>"
-                 if page.thumbnail else "<div class='no-thumbnail'>no PNG export (install Chromium)</div>")
+                 if page.thumbnail else "<div class='no-thumbnail'>no PNG export (run --static, with a Chromium)</div>")
     files = " · ".join(f"<a href='{page.stem}/{html.escape(name)}'>{html.escape(name)}</a>"
                        for name in [*page.exports, *page.tables])
     return f"""<article class="card">

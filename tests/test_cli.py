@@ -9,6 +9,7 @@ import papermill
 import pytest
 
 from cmkd_lab.cli import main
+from cmkd_lab.figures import find_chromium
 from cmkd_lab.notebook import list_notebooks, notebook_parameters, notebook_title, parameters_class
 from cmkd_lab.studies.quickstart import QuickstartParameters
 
@@ -64,7 +65,7 @@ def test_bad_runs_fail_with_a_clear_message(argv, message, capsys):
 def test_run_writes_the_executed_notebook_figures_and_results(tmp_path):
     completed = subprocess.run(
         [sys.executable, "-m", "cmkd_lab", "run", "00_quickstart.ipynb", "--out", str(tmp_path),
-         "-p", "n_runs", "2", "-p", "epochs", "20"],
+         "-p", "n_runs", "2", "-p", "epochs", "20", "--static"],
         capture_output=True, text=True, timeout=300,
     )
     assert completed.returncode == 0, completed.stderr
@@ -79,6 +80,7 @@ def test_run_writes_the_executed_notebook_figures_and_results(tmp_path):
     table = pd.read_csv(folder / "results.csv")
     assert sorted(table["seed"].unique()) == [0, 1]
     assert {"00_quickstart.ipynb", "accuracy.html", "run.json"} <= {p.name for p in folder.iterdir()}
+    assert (folder / "accuracy.png").exists() == bool(find_chromium())  # --static: PNG export where a Chromium is
 
 
 @pytest.mark.parametrize(

@@ -124,7 +124,11 @@ def test_paired_delta_shows_every_run_and_panels_keep_their_own_axes():
     assert {trace.yaxis for trace in panels.data} == {"y", "y2"}
 
 
-def test_static_export_can_be_switched_off(tmp_path, monkeypatch):
-    monkeypatch.setenv(figures.STATIC_ENV_VAR, "0")
+@pytest.mark.parametrize("setting", [None, "0"])
+def test_static_export_happens_only_on_request(tmp_path, monkeypatch, setting):
+    if setting is None:
+        monkeypatch.delenv(figures.STATIC_ENV_VAR, raising=False)
+    else:
+        monkeypatch.setenv(figures.STATIC_ENV_VAR, setting)
     written = figures.save_figure(figures.grouped_bars(summarize(table()), x="gamma"), tmp_path, "bars")
     assert set(written) == {"html"} and not (tmp_path / "bars.png").exists()
