@@ -9,7 +9,10 @@ once, a teacher on one modality (or several, concatenated), a student without di
 - ``variants`` name K versions of the teacher's input (e.g. MFH's modality-general teachers
   keep some channels only); K teachers × M tasks train as one fit, and so do their students;
 - the No-KD student does not depend on the teacher: it is trained once per distinct student
-  data set (``share_baselines``) and reported for every task and variant that shares it;
+  data set (``share_baselines``) and reported for every task and variant that shares it. It
+  trains in the same fit as the first loss that can host it (``Distiller.hosts_baseline``:
+  its copies weigh every term but cross-entropy 0), which saves a fit's per-step overhead,
+  and is reported as a fit of its own (``in_fit_of`` names the host);
 - ``metrics`` hooks add rows per task from the outputs (NTD, CMD, F1…).
 
 Every study returns a :class:`StudyRun`; runs of several studies concatenate with
@@ -250,19 +253,29 @@ def run_teacher_student(
     run = StudyRun(pd.DataFrame(), log if log is not None else RunLog())
     rows = []
 
-    def train(method, spec, data, val, group, config, loss=None, teacher=None, modality=None, copies=1):
-        system = Distillation(spec, loss or Distiller(), teacher)
-        init = given_init(group, method, spec, copies)
-        result = fit(system, data, seeds=[t.seed for t in group] * copies, config=config, val=val, init=init,
-                     progress=progress, description=f"{study}: {method}")
-        run.artifacts.fits[method].append(result)
-        run.log.add(study=study, method=method, modality=modality_label(modality), **result.record)
-        return result
+    def train(method, spec, data, val, group, config, loss=None, teacher=None, modality=None, copies=1, baseline=()):
+        """A fit of ``method``'s students: ``copies`` blocks of ``group``, then one No-KD student
+        per task of ``baseline`` (cross-entropy alone) in the same fit, returned apart."""
+        system = Distillation(spec, loss or Distiller(), teacher, ce_only=[False] * copies * len(group) + [True] * len(baseline))
+        init = _joined([given_init(group, method, spec, copies)] + ([given_init(baseline, "no_kd", spec)] if baseline else []))
+        result = fit(system, data, seeds=[t.seed for t in group] * copies + [t.seed for t in baseline], config=config,
+                     val=val, init=init, progress=progress,
+                     description=f"{study}: {method}" + (f" + no_kd ({len(baseline)})" if baseline else ""))
+        parts = {method: result}
+        if baseline:
+            own = copies * len(group)
+            parts = {"no_kd": result.subset(range(own, own + len(baseline)), wall_time_s=0.0, in_fit_of=method),
+                     method: result.subset(range(own), copies={method: own, "no_kd": len(baseline)})}
+        for name, part in parts.items():
+            run.artifacts.fits[name].append(part)
+            run.log.add(study=study, method=name, modality=modality_label(modality), **part.record)
+        return parts
 
-    def split_data(x, y, group, part, copies=1):
+    def split_data(x, y, group, part, copies=1, baseline=()):
         if getattr(group[0].splits, part) is None:
             return None
-        return {"x": repeat_models(x, copies), "y": repeat_models(y, copies)}
+        rows = list(range(len(group))) * copies + positions(group, baseline)
+        return {"x": x[rows], "y": y[rows]}
 
     def settings_of(group, variant):
         return [{**t.settings, **({variant_column: variant} if variant is not None else {})} for t in group]
@@ -285,7 +298,7 @@ def run_teacher_student(
             y = {p: repeat_models(labels[p], k) for p in parts}
             teacher = train("teacher", spec, {"x": teacher_x["train"], "y": y["train"]},
                             {"x": teacher_x["val"], "y": y["val"]} if "val" in parts else None,
-                            group, teacher_config, modality=teacher_modality, copies=k)
+                            group, teacher_config, modality=teacher_modality, copies=k)["teacher"]
             teacher_logits = teacher.predict({"x": teacher_x["test"]})["student"]
             if "teacher" in include:
                 for i, v in enumerate(names):
@@ -294,27 +307,38 @@ def run_teacher_student(
                                       accuracy(teacher_logits[block], labels["test"]).numpy())
         student_spec = student_model.spec(tuple(student_x["train"].shape[2:]), n_classes)
         student_logits: dict[str, torch.Tensor] = {}
-        if "no_kd" in include:
-            student_logits["no_kd"] = _no_kd_logits(
-                group, student_modality, share_baselines, no_kd_cache,
-                lambda todo: train("no_kd", student_spec, *[_stacked(todo, p, student_modality) for p in ("train", "val")],
-                                   todo, student_config, modality=student_modality),
-            )
+        # No-KD students this group still needs (one per distinct student data set when shared);
+        # they train in the first fit whose loss can host them, else in a fit of their own
+        keys = _baseline_keys(group, student_modality, share_baselines) if "no_kd" in include else []
+        baseline = _untrained(keys, group, no_kd_cache)
+        host = next((name for name, loss in losses.items() if loss.hosts_baseline), None) if baseline else None
+        if baseline and host is None:
+            alone = train("no_kd", student_spec, *[_stacked(baseline, p, student_modality) for p in ("train", "val")],
+                          baseline, student_config, modality=student_modality)["no_kd"]
+            _cache_baseline(no_kd_cache, keys, group, baseline, alone, student_x["test"])
+        method_rows = {}
+        for name, loss in losses.items():
+            hosted = baseline if name == host else []
+            data = split_data(student_x["train"], labels["train"], group, "train", k, hosted)
+            teacher_stack = None
+            if loss.needs_teacher:
+                teacher_rows = list(range(k * len(group))) + positions(group, hosted)  # No-KD: variant 0's teacher
+                data["x_teacher"] = teacher_x["train"][teacher_rows]
+                teacher_stack = teacher.modules["student"].subset(teacher_rows) if hosted else teacher.modules["student"]
+            val = split_data(student_x.get("val"), labels.get("val"), group, "val", k, hosted)
+            parts = train(name, student_spec, data, val, group, student_config, loss=loss, teacher=teacher_stack,
+                          modality=student_modality, copies=k, baseline=hosted)
+            if hosted:
+                _cache_baseline(no_kd_cache, keys, group, hosted, parts["no_kd"], student_x["test"])
+            student_logits[name] = parts[name].predict({"x": repeat_models(student_x["test"], k)})["student"]
+            method_rows[name] = [row for i, v in enumerate(names) for row in tidy_rows(
+                study, name, settings_of(group, v), seeds, "test_acc",
+                accuracy(student_logits[name][i * len(group):(i + 1) * len(group)], labels["test"]).numpy())]
+        if keys:
+            student_logits = {"no_kd": torch.stack([no_kd_cache[key] for key in keys]), **student_logits}
             rows += tidy_rows(study, "no_kd", settings_of(group, names[0]), seeds, "test_acc",
                               accuracy(student_logits["no_kd"], labels["test"]).numpy())
-        for name, loss in losses.items():
-            data = split_data(student_x["train"], labels["train"], group, "train", k)
-            if loss.needs_teacher:
-                data["x_teacher"] = teacher_x["train"]
-            val = split_data(student_x.get("val"), labels.get("val"), group, "val", k)
-            result = train(name, student_spec, data, val, group, student_config, loss=loss,
-                           teacher=teacher.modules["student"] if loss.needs_teacher else None, modality=student_modality,
-                           copies=k)
-            student_logits[name] = result.predict({"x": repeat_models(student_x["test"], k)})["student"]
-            for i, v in enumerate(names):
-                block = slice(i * len(group), (i + 1) * len(group))
-                rows += tidy_rows(study, name, settings_of(group, v), seeds, "test_acc",
-                                  accuracy(student_logits[name][block], labels["test"]).numpy())
+        rows += [row for name in losses for row in method_rows[name]]
         for i, v in enumerate(names):
             for j, (task, settings) in enumerate(zip(group, settings_of(group, v))):
                 index = i * len(group) + j
@@ -351,21 +375,43 @@ def _stacked(tasks: Sequence[Task], part: str, modality: Modality) -> dict | Non
     return {"x": x, "y": y}
 
 
-def _no_kd_logits(group, modality, share, cache, train) -> torch.Tensor:
-    """The No-KD students' test logits for ``group``, training only tasks whose seed and student
-    data no earlier task shared (when ``share``)."""
-    keys = [_data_key(t, modality) if share else (t.seed, id(t)) for t in group]
-    todo = {}
+def _baseline_keys(group: Sequence[Task], modality: Modality, share: bool) -> list[tuple]:
+    """What each task's No-KD student depends on: its seed and student data (when ``share``), or
+    the task itself."""
+    return [_data_key(t, modality) if share else (t.seed, id(t)) for t in group]
+
+
+def _untrained(keys: list[tuple], group: Sequence[Task], cache: dict) -> list[Task]:
+    """The first task of each key that the cache does not hold yet."""
+    first: dict[tuple, Task] = {}
     for key, task in zip(keys, group):
-        if key not in cache and key not in todo:
-            todo[key] = task
-    if todo:
-        todo_tasks = list(todo.values())
-        result = train(todo_tasks)
-        x_test, _ = stack_split(todo_tasks, "test", modality)
-        logits = result.predict({"x": x_test})["student"]
-        cache.update(zip(todo, logits))
-    return torch.stack([cache[key] for key in keys])
+        if key not in cache:
+            first.setdefault(key, task)
+    return list(first.values())
+
+
+def positions(group: Sequence[Task], tasks: Sequence[Task]) -> list[int]:
+    """Where each of ``tasks`` (the same objects) sits in ``group``."""
+    where = {id(task): i for i, task in enumerate(group)}
+    return [where[id(task)] for task in tasks]
+
+
+def _cache_baseline(cache: dict, keys: list[tuple], group: Sequence[Task], trained: Sequence[Task], result: FitResult,
+                    x_test: torch.Tensor) -> None:
+    """Store the test logits of the No-KD students of ``trained`` (tasks of ``group``) by key."""
+    index = positions(group, trained)
+    logits = result.predict({"x": x_test[index]})["student"]
+    cache.update(zip([keys[i] for i in index], logits))
+
+
+def _joined(stacks: Sequence[dict[str, Stack] | None]) -> dict[str, Stack] | None:
+    """Initial modules of consecutive blocks of copies, joined; ``None`` when no block gives any."""
+    given = [s for s in stacks if s is not None]
+    if not given:
+        return None
+    if len(given) < len(stacks):
+        raise ValueError("either every block of a fit gives initial weights or none does")
+    return {name: Stack.concat([s[name] for s in given]) for name in given[0]}
 
 
 def score_hook(metric: str) -> MetricHook:

@@ -149,6 +149,12 @@ class Distiller:
 
     name: ClassVar[str] = "ce"
     needs_teacher: ClassVar[bool] = False
+    @property
+    def hosts_baseline(self) -> bool:
+        """Whether a No-KD student may train in the same fit as this loss's students, with every
+        term but "ce" weighted 0 (``Distillation.ce_only``). Only for losses whose terms are
+        finite for any inputs: a zero weight then adds exact zeros to its gradient."""
+        return False
 
     @property
     def student_layers(self) -> tuple[str, ...]:
@@ -221,6 +227,10 @@ class KD(Distiller):
 
     def weights(self):
         return {**super().weights(), "kd": self.kd_weight}
+
+    @property
+    def hosts_baseline(self) -> bool:
+        return not self.masking  # a KL divergence of two softmaxes is finite; masking's cosine weights are not vetted
 
 
 @LOSSES.register("dkd", about="CE + decoupled KD: alpha·TCKD + beta·NCKD, logged as separate terms")

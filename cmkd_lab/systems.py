@@ -36,22 +36,30 @@ from torch import nn
 
 from .losses import Distiller, EmbeddingLoss, StepOutputs, cmc_loss, cross_entropy, log_softmax
 from .models import Dense, ModelSpec, Net, Stack, build_model, broadcast_models
-from .training import FitResult, Head, StepResult, System, TrainConfig, build_seeded, fit, gradient_reversal
+from .training import FitResult, Head, Ramp, StepResult, System, TrainConfig, build_seeded, fit, gradient_reversal
 
 TEACHER_PREFIX = "teacher."
 
 
 @dataclass
 class Distillation(System):
-    """A student of ``spec`` trained with ``loss`` (default: plain cross-entropy)."""
+    """A student of ``spec`` trained with ``loss`` (default: plain cross-entropy).
+
+    ``ce_only`` (one flag per copy, or empty) marks copies that train on cross-entropy alone,
+    weight 1, every other term of the loss weighted 0: No-KD students in the same fit as the
+    loss's students (one fit instead of two; the loss must have ``hosts_baseline``)."""
 
     spec: ModelSpec
     loss: Distiller = field(default_factory=Distiller)
     teacher: Stack | None = None
     cache_teacher: bool = True
+    ce_only: Sequence[bool] = ()
 
     def __post_init__(self):
         self.frozen = {"teacher": self.teacher} if (self.teacher is not None and not self.cache_teacher) else {}
+        if any(self.ce_only) and not self.loss.hosts_baseline:
+            raise ValueError(f"loss {self.loss.name!r} cannot host cross-entropy-only copies (its terms are not known "
+                             "to be finite for any inputs); train the No-KD students in a fit of their own")
 
     def build(self, seed):
         student = build_model(self.spec, seed)
@@ -96,7 +104,11 @@ class Distillation(System):
         return StepResult({"logits": logits}, self.loss.terms(out, modules))
 
     def weights(self):
-        return self.loss.weights()
+        weights = self.loss.weights()
+        if not any(self.ce_only):
+            return weights
+        only = torch.tensor(self.ce_only)
+        return {term: _where_ce_only(only, weight, 1.0 if term == "ce" else 0.0) for term, weight in weights.items()}
 
     def heads(self):
         return {"student": Head("y", ("student",))}
@@ -106,7 +118,24 @@ class Distillation(System):
 
     def config(self):
         return {"system": "distillation", "spec": _spec_record(self.spec), "loss": self.loss.config(),
-                "teacher": _spec_record(self.teacher.spec) if self.teacher is not None else None}
+                "teacher": _spec_record(self.teacher.spec) if self.teacher is not None else None,
+                **({"ce_only_copies": int(sum(self.ce_only))} if any(self.ce_only) else {})}
+
+
+def _where_ce_only(only: torch.Tensor, weight: float | Sequence[float] | Ramp, value: float) -> torch.Tensor | Ramp:
+    """A term weight per copy: ``value`` where ``only``; elsewhere ``weight`` (a number, or one per
+    copy that is not ``only``, in order); a warm-up keeps its ramp."""
+    if isinstance(weight, Ramp):
+        if value:
+            raise ValueError("a warmed-up cross-entropy cannot host cross-entropy-only copies")
+        return Ramp(_where_ce_only(only, weight.value, value), weight.epochs)
+    own = torch.as_tensor(weight, dtype=torch.float32)
+    if own.dim() and own.shape != (int((~only).sum()),):
+        raise ValueError(f"a per-copy weight needs one value per copy that is not cross-entropy-only "
+                         f"({int((~only).sum())}), got {tuple(own.shape)}")
+    per_copy = torch.full((len(only),), value)
+    per_copy[~only] = own
+    return per_copy
 
 
 @dataclass

@@ -223,6 +223,18 @@ class FitResult:
             }))
         return pd.concat(frames, ignore_index=True)
 
+    def subset(self, index: Sequence[int], **record) -> "FitResult":
+        """Copies ``index`` of this fit as a result of their own (modules, log, selected epochs,
+        seeds); ``record`` adds to or replaces entries of the run record."""
+        if self.system is not None and self.system.frozen:
+            raise ValueError("a fit with frozen modules (an uncached teacher) cannot be split into parts")
+        index = list(index)
+        seeds = [self.seeds[i] for i in index]
+        return FitResult({name: stack.subset(index) for name, stack in self.modules.items()},
+                         {name: values[:, index] for name, values in self.history.items()},
+                         {head: epochs[index] for head, epochs in self.selected_epoch.items()}, seeds,
+                         {**self.record, "seeds": seeds, "n_models": len(index), **record}, self.system)
+
     @torch.no_grad()
     def predict(self, data: Mapping[str, torch.Tensor], chunk: int = 8192) -> dict[str, torch.Tensor]:
         """Each head's logits ``(M, N, C)`` on ``data`` (model axis first), in eval mode, on the CPU."""

@@ -66,6 +66,31 @@ def test_the_no_kd_baseline_trains_once_per_distinct_student_data():
                        no_kd.sort_values(["seed", "shift"])["value"].to_numpy())
 
 
+def test_the_no_kd_baseline_shares_the_kd_fit_and_equals_a_fit_of_its_own():
+    tasks = [task(0, shift) for shift in (0, 1)] + [task(1, 0)]
+    kd = make_loss("kd", temperature=2.0, reduction="batchmean", kd_weight=[1.0, 0.5, 2.0, 1.0, 0.5, 2.0])
+    hosted = run(tasks, losses={"kd": kd}, variants={"all": None, "half": lambda x, group: x / 2})
+    records = {f["method"]: f for f in hosted.log.fits if f["method"] in ("no_kd", "kd")}
+    assert records["no_kd"]["in_fit_of"] == "kd" and records["no_kd"]["wall_time_s"] == 0.0
+    assert records["no_kd"]["n_models"] == 2 and records["kd"]["copies"] == {"kd": 6, "no_kd": 2}
+    assert records["kd"]["system"]["ce_only_copies"] == 2
+    alone = run(tasks, include=("no_kd",))
+    assert [f["method"] for f in alone.log.fits] == ["no_kd"] and "in_fit_of" not in alone.log.fits[0]
+    for (task_hosted, logits_hosted), (task_alone, logits_alone) in zip(hosted.artifacts.logits("no_kd"),
+                                                                         alone.artifacts.logits("no_kd")):
+        assert task_hosted is task_alone and torch.allclose(logits_hosted, logits_alone, atol=1e-5)
+    assert hosted.artifacts.models("no_kd")[0].n_models == 2 and hosted.artifacts.models("kd")[0].n_models == 6
+    history = hosted.artifacts.fits["kd"][0].history["kd"]
+    assert history.shape == (CONFIG.epochs, 6)  # the KD part's log keeps its own copies only
+
+
+def test_a_loss_that_cannot_host_the_baseline_leaves_it_a_fit_of_its_own():
+    masked = make_loss("kd", temperature=2.0, reduction="batchmean", masking=True)
+    result = run([task(0), task(1)], losses={"masked": masked})
+    assert [f["method"] for f in result.log.fits] == ["teacher", "no_kd", "masked"]
+    assert all("in_fit_of" not in f for f in result.log.fits)
+
+
 def test_metric_hooks_add_rows_from_the_kept_test_logits():
     tasks = [task(0), task(1)]
     result = run(tasks, losses={"kd": make_loss("kd", temperature=2.0, reduction="batchmean")},
