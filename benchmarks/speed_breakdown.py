@@ -9,7 +9,8 @@ without it (the difference is the export's cost). Its ``run.json`` gives the bat
 time per method; the rest is the kernel, imports, data, metrics, figures, exercises and files.
 The baseline is a plain PyTorch loop, one linear model at a time (as the official scripts
 train), timed on a few models of the same shape and scaled to the number of models the notebook
-trains.
+trains. The floor column times each linear fit as hand-batched tensor code (no vmap, no
+per-copy modules, the fastest layouts): what PyTorch's CPU kernels allow on this machine.
 
     python benchmarks/speed_breakdown.py [--only mfh|ntdh] [--loop-models 3]
 """
@@ -56,18 +57,61 @@ def plain_loop_seconds(n_features: int, n_train: int, epochs: int, models: int) 
     return (time.perf_counter() - started) / models
 
 
+FLOOR_STEPS = 50  # steps timed per fit for the floor, scaled to its epochs
+
+
+def floor_seconds(fit_record: dict) -> float | None:
+    """The fit's time at the floor of PyTorch's CPU kernels: the same copies, rows, widths and
+    loss terms as one hand-batched linear step (no vmap, no per-copy modules; W xᵀ with xᵀ
+    contiguous, softmaxes over a contiguous class axis), timed and scaled to its epochs. ``None``
+    for fits that are not of one linear model (Algorithm 1's joint pair)."""
+    system = fit_record["system"]
+    if system.get("system") != "distillation" or system["spec"]["kind"] != "linear":
+        return None
+    copies, epochs = fit_record["n_models"], fit_record["train_config"]["epochs"]
+    (width,), classes = system["spec"]["input_shape"], system["spec"]["n_classes"]
+    rows = fit_record["n_samples"]
+    kd = system["loss"]["loss"] == "kd"
+    torch.set_num_threads(fit_record.get("threads") or 1)
+    generator = torch.Generator().manual_seed(0)
+    x_t = torch.randn(copies, width, rows, generator=generator)
+    labels = torch.randint(0, classes, (copies, 1, rows), generator=generator)
+    teacher = torch.randn(copies, classes, rows, generator=generator).log_softmax(1)
+    weight = torch.zeros(copies, classes, width, requires_grad=True)
+    bias = torch.zeros(copies, classes, 1, requires_grad=True)
+    optimizer = torch.optim.SGD([weight, bias], lr=0.1)
+
+    def step():
+        logits = torch.baddbmm(bias, weight, x_t)
+        loss = -logits.log_softmax(1).gather(1, labels).mean() * copies
+        if kd:
+            loss = loss + (teacher.exp() * (teacher - logits.log_softmax(1))).sum(1).mean() * copies
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(5):
+        step()
+    started = time.perf_counter()
+    for _ in range(FLOOR_STEPS):
+        step()
+    return (time.perf_counter() - started) / FLOOR_STEPS * epochs
+
+
 def breakdown(stems: list[str], out: Path, loop_models: int) -> pd.DataFrame:
-    rows, n_models, total, total_html = [], 0, 0.0, 0.0
+    rows, n_models, total, total_html, floor_total = [], 0, 0.0, 0.0, 0.0
     for stem in stems:
         with_png, record = timed_run(stem, out, static=True)
         without_png, _ = timed_run(stem, out, static=False)
-        fits = pd.DataFrame([{"method": f["method"], "models": f["n_models"], "epochs": f["train_config"]["epochs"],
-                              "seconds": f["wall_time_s"]} for f in record["fits"]])
+        fits = pd.DataFrame([{"method": f["method"] + (f" (in the {f['in_fit_of']} fit)" if "in_fit_of" in f else ""),
+                              "models": f["n_models"], "epochs": f["train_config"]["epochs"], "seconds": f["wall_time_s"],
+                              "floor": floor_seconds(f) if "in_fit_of" not in f else 0.0} for f in record["fits"]])
         per_method = fits.groupby("method", sort=False).agg(fits=("seconds", "size"), models=("models", "sum"),
-                                                            seconds=("seconds", "sum"))
+                                                            seconds=("seconds", "sum"), floor=("floor", "sum"))
         for method, row in per_method.iterrows():
             rows.append({"notebook": stem, "part": f"fits: {method}", "fits": row["fits"], "models": row["models"],
-                         "seconds": row["seconds"]})
+                         "seconds": row["seconds"], "floor": row["floor"] or None})
+        floor_total += fits["floor"].fillna(fits["seconds"]).sum()
         study_other = record["wall_time_s"] - fits["seconds"].sum()
         rows.append({"notebook": stem, "part": "study, outside fits (data, metrics)", "seconds": study_other})
         rows.append({"notebook": stem, "part": "kernel, imports, figures, exercises, files",
@@ -82,6 +126,8 @@ def breakdown(stems: list[str], out: Path, loop_models: int) -> pd.DataFrame:
           f"(target ≤ {TARGET_SECONDS:.0f} s: ratio {total / TARGET_SECONDS:.2f}); {n_models} models")
     print(f"a plain one-model-at-a-time loop ({epochs} epochs, timed on {loop_models} models, scaled): "
           f"{loop:.0f} s for the same models, {loop / total:.0f}x the kit's end-to-end time")
+    print(f"the fits at the floor of PyTorch's CPU kernels (hand-batched linear steps, no vmap; fits that are not "
+          f"one linear model counted as measured): {floor_total:.1f} s")
     return pd.DataFrame(rows)
 
 

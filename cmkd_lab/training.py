@@ -324,7 +324,8 @@ def fit(
                 optimizer.step()
                 with torch.no_grad():
                     for name, value in {**terms, "total": total}.items():
-                        sums[name] = sums.get(name, 0) + value.detach() * share
+                        part = value.detach() if share == 1.0 else value.detach() * share  # full batch: no ops
+                        sums[name] = sums[name] + part if name in sums else part
             for name, value in sums.items():
                 log.setdefault(name, []).append(value)
             if val is not None and heads and (epoch % config.val_every == 0 or epoch == config.epochs):
@@ -346,6 +347,7 @@ def fit(
         "train_config": asdict(config),
         "seeds": seeds,
         "n_models": n_models,
+        "n_samples": max(int(value.shape[1]) for value in data.values()),
         "modules": sorted(final),
         "frozen_modules": sorted(set(frozen) | set(freeze)),
         "device": str(device),
