@@ -20,7 +20,7 @@ modified teacher of MFH's real-data studies.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -43,11 +43,13 @@ def joint_fit(
     seeds: Sequence[int],
     config: TrainConfig = ALGORITHM1_CONFIG,
     agreement_weight: float = 1.0,
+    init: Mapping[str, Stack] | None = None,
     progress: bool | None = None,
 ) -> FitResult:
     """Train ``len(seeds)`` (teacher, student) pairs as a :class:`~cmkd_lab.systems.JointAgreement`
     system: ``x_a``, ``x_b`` are ``(M, N, ...)`` or shared ``(N, ...)``; ``y`` is ``(M, N)`` or
-    ``(N,)``. The result's modules are ``"teacher"`` and ``"student"``."""
+    ``(N,)``. The result's modules are ``"teacher"`` and ``"student"``; ``init`` may give their
+    initial nets (stacks of M copies) instead of building them from the seeds."""
     n_models = len(seeds)
     y = torch.as_tensor(y, dtype=torch.long)
     data = {"x_a": broadcast_models(x_a, n_models, len(teacher_spec.input_shape)),
@@ -57,7 +59,8 @@ def joint_fit(
         raise ValueError(f"x_a {tuple(data['x_a'].shape[:2])}, x_b {tuple(data['x_b'].shape[:2])} and "
                          f"y {tuple(data['y'].shape)} must be (models, samples)")
     system = JointAgreement(teacher_spec, student_spec, agreement_weight)
-    return fit(system, data, seeds=seeds, config=config, progress=progress, description="Algorithm 1: joint fit")
+    return fit(system, data, seeds=seeds, config=config, init=init, progress=progress,
+               description="Algorithm 1: joint fit")
 
 
 def _feeds_head(spec: ModelSpec, layer: str) -> bool:
@@ -84,6 +87,19 @@ def _permutations(n_models: int, n_samples: int, repeats: int, generator: torch.
     return torch.rand(repeats, n_models, n_samples, generator=generator).argsort(-1)
 
 
+def _per_channel(permutations: torch.Tensor, repeats: int, n_models: int, n_channels: int,
+                 n_samples: int) -> torch.Tensor:
+    """Permutations ``(repeats, M, N)`` (shared by the channels) or ``(repeats, M, channels, N)``
+    as ``(repeats, M, channels, N)``: one per repeat, model and channel."""
+    shared = (repeats, n_models, n_samples)
+    if tuple(permutations.shape) == shared:
+        return permutations.unsqueeze(2).expand(-1, -1, n_channels, -1)
+    if tuple(permutations.shape) != (repeats, n_models, n_channels, n_samples):
+        raise ValueError(f"permutations must be (repeats, models, N) = {shared} or (repeats, models, channels, N) = "
+                         f"{(repeats, n_models, n_channels, n_samples)}, got {tuple(permutations.shape)}")
+    return permutations
+
+
 @torch.no_grad()
 def permutation_saliency(
     teacher: Stack,
@@ -94,6 +110,7 @@ def permutation_saliency(
     layer: str = INPUT,
     repeats: int = 100,
     seed: int = 0,
+    permutations: torch.Tensor | None = None,
     closed_form: bool = True,
 ) -> torch.Tensor:
     """Raw Algorithm 1 scores ``(M, channels)``: per channel of the teacher's ``layer``, the
@@ -103,7 +120,9 @@ def permutation_saliency(
     Where the layer feeds the linear head directly (``"embedding"``, a linear model's input)
     the permuted logits are computed in closed form (``logits + W[:, c]·(h_perm − h)``), which
     equals the full forward pass (``closed_form=False`` runs it anyway, to check); other layers
-    run the network with the layer edited. Every channel sees the same ``repeats`` permutations.
+    run the network with the layer edited. Every channel sees the same ``repeats`` permutations,
+    drawn from ``seed``, unless ``permutations`` gives them: ``(repeats, M, N)`` shared by the
+    channels or ``(repeats, M, channels, N)`` one per channel (e.g. an official script's draws).
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
@@ -111,7 +130,9 @@ def permutation_saliency(
     target, _ = student.forward(x_b)
     hidden = layer_output(teacher, x_a, layer)
     n_models, n_samples, n_channels = hidden.shape[:3]
-    perms = _permutations(n_models, n_samples, repeats, torch.Generator().manual_seed(int(seed)))
+    if permutations is None:
+        permutations = _permutations(n_models, n_samples, repeats, torch.Generator().manual_seed(int(seed)))
+    perms = _per_channel(torch.as_tensor(permutations, dtype=torch.long), repeats, n_models, n_channels, n_samples)
     scores = torch.zeros(n_models, n_channels)
     if closed_form and _feeds_head(teacher.spec, layer):
         base, _ = teacher.forward(x_a)
@@ -122,13 +143,13 @@ def permutation_saliency(
         gap = base - target  # (M, N, K)
         for c in range(n_channels):
             column = flat[:, :, c]  # (M, N)
-            shifted = torch.gather(column.unsqueeze(0).expand(repeats, -1, -1), 2, perms) - column
+            shifted = torch.gather(column.unsqueeze(0).expand(repeats, -1, -1), 2, perms[:, :, c]) - column
             change = shifted.unsqueeze(-1) * weight[:, :, c].unsqueeze(1)  # (R, M, N, K)
             scores[:, c] = ((gap + change) ** 2).mean((-1, -2)).mean(0)
         return scores
     rows = torch.arange(n_models).unsqueeze(1)
     for c in range(n_channels):
-        for perm in perms:
+        for perm in perms[:, :, c]:
             permuted = hidden.clone()
             permuted[:, :, c] = hidden[rows, perm][:, :, c]
             if layer == INPUT:
@@ -192,12 +213,17 @@ def algorithm1(
     layer: str = INPUT,
     repeats: int = 100,
     config: TrainConfig = ALGORITHM1_CONFIG,
+    init: Mapping[str, Stack] | None = None,
+    permutations: torch.Tensor | None = None,
     progress: bool | None = None,
 ) -> Saliency:
-    """MFH Algorithm 1 end to end: joint fit, permutation saliency on ``layer``, min-max."""
-    joint = joint_fit(teacher_spec, x_a, student_spec, x_b, y, seeds=seeds, config=config, progress=progress)
+    """MFH Algorithm 1 end to end: joint fit, permutation saliency on ``layer``, min-max.
+    ``init`` and ``permutations`` (default: from the seeds) are passed to :func:`joint_fit` and
+    :func:`permutation_saliency`."""
+    joint = joint_fit(teacher_spec, x_a, student_spec, x_b, y, seeds=seeds, config=config, init=init, progress=progress)
     teacher, student = joint.modules["teacher"], joint.modules["student"]
-    raw = permutation_saliency(teacher, x_a, student, x_b, layer=layer, repeats=repeats, seed=int(seeds[0]))
+    raw = permutation_saliency(teacher, x_a, student, x_b, layer=layer, repeats=repeats, seed=int(seeds[0]),
+                               permutations=permutations)
     return Saliency(min_max(raw), raw, joint, layer)
 
 

@@ -190,12 +190,14 @@ def train_classifier(
     x_teacher: torch.Tensor | None = None,
     teacher_logits: torch.Tensor | None = None,
     val: tuple[torch.Tensor, torch.Tensor] | None = None,
+    init: Stack | None = None,
     progress: bool | None = None,
     description: str = "fit",
 ) -> FitResult:
     """The common case in one call: ``len(seeds)`` students of ``spec`` on ``x`` ``(M, N, ...)``
     or shared ``(N, ...)``, labels ``y``, trained with ``loss`` from ``teacher`` run on
-    ``x_teacher`` (or from given ``teacher_logits``)."""
+    ``x_teacher`` (or from given ``teacher_logits``); ``init`` gives the students' initial nets
+    (one copy per seed) instead of building them from the seeds."""
     loss = loss or Distiller()
     n_models, rank = len(seeds), len(spec.input_shape)
     data = {"x": broadcast_models(x, n_models, rank), "y": _labels(y, n_models)}
@@ -209,7 +211,8 @@ def train_classifier(
     if val is not None:
         val_data = {"x": broadcast_models(val[0], n_models, rank), "y": _labels(val[1], n_models)}
     system = Distillation(spec, loss, teacher)
-    return fit(system, data, seeds=seeds, config=config, val=val_data, progress=progress, description=description)
+    return fit(system, data, seeds=seeds, config=config, val=val_data, init=None if init is None else {"student": init},
+               progress=progress, description=description)
 
 
 def _labels(y: torch.Tensor, n_models: int) -> torch.Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+import torch
 
 from cmkd_lab import figures
 from cmkd_lab.results import claim_verdicts, verdict
@@ -168,3 +169,17 @@ def test_explore_callbacks_return_figures():
     t = table2.Table2Parameters.create(explore_runs=2, explore_epochs=10)
     fig = table2.explore(t, xs2=10, n_train=100, temperature=1.0, kd_weight=1.0)
     assert len(fig.to_dict()["data"]) == 3
+
+
+def test_table2_channel_choices_keep_in_place_or_in_the_given_order():
+    x = torch.arange(24.0).reshape(2, 3, 4)  # (tasks, samples, channels)
+    tasks = ["first", "second"]  # a variant only needs the tasks' identities
+    mask = torch.tensor([[True, False, True, False], [False, False, False, True]])
+    in_place = table2.ChannelChoice.in_place(mask)
+    assert torch.equal(in_place.variant(tasks)(x, tasks), x * mask.unsqueeze(1))
+    assert torch.equal(in_place.mask(), mask)
+    in_order = table2.ChannelChoice.in_order([torch.tensor([3, 1]), torch.tensor([2, 2, 0, 1])], torch.tensor([2, 2]), 4)
+    kept = in_order.variant(tasks)(x, tasks)
+    assert torch.equal(kept[0, :, :2], x[0][:, [3, 1]]) and torch.equal(kept[1, :, :2], x[1][:, [2, 2]])
+    assert not kept[:, :, 2:].any()
+    assert in_order.mask().tolist() == [[False, True, False, True], [False, False, True, False]]

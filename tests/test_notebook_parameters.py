@@ -23,7 +23,7 @@ NON_DEFAULT = {
                         "rng": "official"},
     "02_mfh_real": {"n_runs": 2, "epochs": 20, "alg1_repeats": 2, "datasets": ["segment"], "fraction": 0.5},
     "02_mfh_table2": {"n_runs": 2, "epochs": 40, "alg1_epochs": 40, "alg1_repeats": 3, "xs2_values": [10, 30],
-                      "teacher_modes": ["gt", "alg1"], "regular_kd_as_released": True},
+                      "teacher_modes": ["gt", "alg1"], "regular_kd_as_released": True, "rng": "official"},
     "03_ntdh_gaussian": {"n_runs": 4, "epochs": 40, "overlaps": [0, 5, 10], "n_classes": 6, "ntd_variant": "official"},
     "03_ntdh_multiclass_methods": {"n_runs": 2, "epochs": 20, "shifts": [20, 0], "methods": ["kd", "dkd"], "method_runs": 1,
                                    "method_epochs": 1, "check_official": False},

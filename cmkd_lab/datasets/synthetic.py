@@ -7,7 +7,8 @@ draws the modality Venn diagram of MFH: shared ones are modality-general, the ot
 modality-specific, the rest of each modality is noise.
 
 Study generators (MFH Fig. 2, Fig. 3 and Table 2; their settings in ``shared/papers.md``)
-return the train/test :class:`~cmkd_lab.datasets.core.Splits` and their Venn ratios;
+return the train/test :class:`~cmkd_lab.datasets.core.Splits` and their Venn ratios
+(:func:`mfh_table2_draws` also Table 2's fresh training draw);
 :func:`ntdh_multiclass` is NTDH's 4-class ``make_classification`` set-up. :func:`sensor_windows`
 is a sensor-like set of paired (channels, time) windows, for sizing real-data protocols.
 :func:`cmcd_modalities` renders one class latent through two random nonlinear maps, with a knob
@@ -16,9 +17,10 @@ is a sensor-like set of paired (channels, time) windows, for sizing real-data pr
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -52,12 +54,14 @@ def planted_gaussian(
     a_positions: Sequence[int] | None = None,
     b_positions: Sequence[int] | None = None,
     name: str = "planted_gaussian",
+    a_first: bool = False,
 ) -> PairedDataset:
     """Paired Gaussian modalities with latent dimensions planted into them.
 
     ``xs ~ N(0, I_D)`` with ``D = len(hyperplane)``; modality a is ``N(0, I_a_dims)`` noise with
     ``xs[:, a_latent]`` written at ``a_positions`` (default: the same indices), likewise b.
-    Draw order: xs, then b, then a (so the same seed gives the same xs whatever a's layout).
+    Draw order: xs, then b, then a (so the same seed gives the same xs whatever a's layout);
+    ``a_first``: xs, then a, then b (MFH's Table 2 script).
     """
     latent_dims = hyperplane.shape[0]
     a_positions = list(a_latent) if a_positions is None else list(a_positions)
@@ -68,8 +72,12 @@ def planted_gaussian(
         ):
             raise ValueError(f"modality {modality}: latent indices must lie in 0..{latent_dims - 1} and positions in 0..{dims - 1}")
     latent = rng.standard_normal((n_samples, latent_dims))
-    x_b = rng.standard_normal((n_samples, b_dims))
-    x_a = rng.standard_normal((n_samples, a_dims))
+    if a_first:
+        x_a = rng.standard_normal((n_samples, a_dims))
+        x_b = rng.standard_normal((n_samples, b_dims))
+    else:
+        x_b = rng.standard_normal((n_samples, b_dims))
+        x_a = rng.standard_normal((n_samples, a_dims))
     x_a[:, a_positions] = latent[:, list(a_latent)]
     x_b[:, b_positions] = latent[:, list(b_latent)]
     n_classes = 2 if hyperplane.ndim == 1 else hyperplane.shape[1]  # a small draw may miss a class
@@ -121,6 +129,7 @@ class _Layout:
     name: str
     n_classes: int = 2
     fixed_hyperplane: np.ndarray | None = None
+    a_first: bool = False
 
     def hyperplane(self, rng: np.random.Generator) -> np.ndarray:
         if self.fixed_hyperplane is not None:
@@ -128,7 +137,8 @@ class _Layout:
         return _hyperplane(rng, self.latent_dims, self.n_classes)
 
     def __call__(self, n: int, hyperplane: np.ndarray, rng: np.random.Generator) -> PairedDataset:
-        return planted_gaussian(n, hyperplane, self.a_dims, self.a_latent, self.b_dims, self.b_latent, rng, name=self.name)
+        return planted_gaussian(n, hyperplane, self.a_dims, self.a_latent, self.b_dims, self.b_latent, rng, name=self.name,
+                                a_first=self.a_first)
 
 
 def mfh_overlap(
@@ -158,14 +168,47 @@ def mfh_teacher_specific(xs1: int, seed: int, n_train: int = 200, n_test: int = 
     return _train_test(seed, n_train, n_test, layout, rng), venn_ratios(10, xs1, 0)
 
 
+def _table2_layout(xs2: int, xs1: int) -> _Layout:
+    if xs2 < 1 or xs1 < 0 or xs1 + xs2 > 50:
+        raise ValueError(f"need xs2 >= 1, xs1 >= 0 and xs1 + xs2 <= 50; got xs1={xs1}, xs2={xs2}")
+    return _Layout(xs1 + xs2, 50, tuple(range(xs1 + xs2)), 50, tuple(range(xs2)), "mfh_table2",
+                   fixed_hyperplane=np.ones(xs1 + xs2))
+
+
 def mfh_table2(xs2: int, seed: int, xs1: int = 10, n_train: int = 200, n_test: int = 1000) -> tuple[Splits, dict[str, float]]:
     """MFH Table 2: ``y = 1[Σ xs > 0]`` over ``xs1 + xs2`` dims; a sees all of them (first
     ``xs2`` shared), b sees the first ``xs2``; both 50-d. γ = xs2/(xs1+xs2), β = 0."""
-    if xs2 < 1 or xs1 < 0 or xs1 + xs2 > 50:
-        raise ValueError(f"need xs2 >= 1, xs1 >= 0 and xs1 + xs2 <= 50; got xs1={xs1}, xs2={xs2}")
-    layout = _Layout(xs1 + xs2, 50, tuple(range(xs1 + xs2)), 50, tuple(range(xs2)), "mfh_table2",
-                     fixed_hyperplane=np.ones(xs1 + xs2))
-    return _train_test(seed, n_train, n_test, layout), venn_ratios(xs2, xs1, 0)
+    return _train_test(seed, n_train, n_test, _table2_layout(xs2, xs1)), venn_ratios(xs2, xs1, 0)
+
+
+class Table2Draws(NamedTuple):
+    """One run of MFH Table 2: the regular teacher's ``splits`` (train and test), the ``fresh``
+    training draw the students and the modality-general teachers train on, the Venn ``shares``,
+    and the NumPy ``generator`` the run's later draws continue from."""
+
+    splits: Splits
+    fresh: PairedDataset
+    shares: dict[str, float]
+    generator: np.random.Generator | np.random.RandomState
+
+
+def mfh_table2_draws(xs2: int, seed: int, xs1: int = 10, n_train: int = 200, n_test: int = 1000,
+                     rng: str = "kit") -> Table2Draws:
+    """The data of one run of MFH Table 2 (:func:`mfh_table2`'s layout). ``rng="kit"``: train
+    set from seed s, test set from s + 1, fresh training draw from s + 2. ``"official"``: as
+    ``gauss/main_modify_gamma.py`` draws them: after ``np.random.seed(s)`` the train set, the test
+    set and the fresh draw, one after the other from the one generator (no reseeding), each drawn
+    xs, then x_a, then x_b."""
+    layout = _table2_layout(xs2, xs1)
+    hyperplane = layout.fixed_hyperplane
+    if rng == "official":
+        generator = numpy_generator(seed, rng)
+        layout = dataclasses.replace(layout, a_first=True)
+        splits = Splits(train=layout(n_train, hyperplane, generator), val=None, test=layout(n_test, hyperplane, generator))
+    else:
+        splits = _train_test(seed, n_train, n_test, layout, rng)
+        generator = numpy_generator(seed + 2, rng)
+    return Table2Draws(splits, layout(n_train, hyperplane, generator), venn_ratios(xs2, xs1, 0), generator)
 
 
 def gaussian_venn(

@@ -8,6 +8,22 @@ the regular teacher's draw). The MG teachers and their KD students are variants 
 :func:`~cmkd_lab.experiment.run_teacher_student` call (every kind of model is one batched fit);
 the regular teacher trains on its own draw, so its students are fits of their own.
 
+``rng="official"`` replays ``gauss/main_modify_gamma.py`` run for run (its order of draws:
+:mod:`cmkd_lab.studies.official`): run r has seed s = base_seed + r; its train set, test set and
+fresh draw, the random channel choice, the initial weights of every net (regular teacher, No-KD,
+regular KD, Algorithm 1's joint pair, each MG teacher and its KD student) and every permutation
+of Algorithm 1 are the script's. The script repeats the regular teacher, No-KD and regular KD in
+each teacher mode's loop; the kit trains them once, with the nets of the ``alg1`` loop when
+``alg1`` is among ``teacher_modes`` (the loop whose MG teacher Table 2 reports), else of the
+``random``/``gt`` loop. The script's regular KD is the released, swapped call:
+``regular_kd_as_released=True`` gives its numbers. What still differs is float rounding: the
+kit's batched fits, and Algorithm 1's scores computed in closed form
+(:func:`cmkd_lab.saliency.permutation_saliency`), round differently from one-model forward
+passes, so channels whose scores tie to float precision could rank differently (none did against
+the script's loop, up to the full profile). An MG teacher there keeps its channels in the
+script's order, packed into the first xs2 input slots with the rest zero (a ``Linear(xs2, 2)``
+as a ``Linear(50, 2)``), where the kit's own mode zeroes the dropped channels in place.
+
 Rows (study ``mfh_table2``; settings ``gamma``, ``teacher_mode``): ``test_acc`` of teacher, no_kd
 (mode "regular") and kd; ``channel_recovery`` of the random and alg1 choices (method teacher);
 ``alg1_score`` per ``channel`` (method teacher, mode alg1): Algorithm 1's min-max scores.
@@ -19,20 +35,22 @@ import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple, Sequence
 
 import pandas as pd
 import plotly.graph_objects as go
 import torch
+import torch.nn.functional as F
 
 from ... import figures
 from ...datasets import Splits
-from ...datasets.synthetic import mfh_table2
-from ...experiment import StudyRun, Task, Variant, classifier_run, fit_run, run_teacher_student, stack_split
-from ...models import ModelSpec
+from ...datasets.synthetic import RNG_MODES, mfh_table2, mfh_table2_draws
+from ...experiment import StudyRun, Task, Variant, classifier_run, fit_run, given_init, run_teacher_student, stack_split
+from ...models import ModelSpec, Stack
 from ...results import RunLog, mean_std_cells, summarize, tidy_rows
 from ...saliency import ALGORITHM1_CONFIG, algorithm1
 from ...training import TrainConfig
+from ..official import TABLE2_CHANNELS, mfh_table2_nets
 from .common import (OFFICIAL_EPOCHS, SyntheticKDParameters, kd_loss, paper_comparison, random_mask, ratios_table,
                      top_mask)
 
@@ -52,33 +70,117 @@ class Table2Parameters(SyntheticKDParameters):
     base_seed: int = 42
     teacher_modes: tuple[str, ...] = TEACHER_MODES
     regular_kd_as_released: bool = False
+    rng: str = "kit"  # "official": data, nets and permutations drawn as gauss/main_modify_gamma.py draws them
 
     notebook: ClassVar[str] = "02_mfh_table2"
     profile_defaults: ClassVar = {
         "quick": {"n_runs": 10, "epochs": 300, "alg1_epochs": 300, "alg1_repeats": 20},
         "full": {"n_runs": 10, "epochs": OFFICIAL_EPOCHS, "alg1_epochs": OFFICIAL_EPOCHS, "alg1_repeats": 100},
     }
-    choices: ClassVar = {**SyntheticKDParameters.choices, "teacher_modes": TEACHER_MODES}
+    choices: ClassVar = {**SyntheticKDParameters.choices, "teacher_modes": TEACHER_MODES, "rng": RNG_MODES}
 
 
-def make_tasks(p: Table2Parameters) -> tuple[list[Task], list[Task]]:
-    """Per (xs2, run): the regular teacher's task (train s, test s + 1) and the students' task
-    (train s + 2, the same test set)."""
-    teacher_tasks, student_tasks = [], []
+class OfficialRun(NamedTuple):
+    """What run s of the official script draws besides its data and the nets its tasks give
+    (``rng="official"``): per teacher mode the initial state dicts of the MG teacher (its
+    ``Linear(xs2, 2)`` packed into a ``Linear(50, 2)``) and its KD student; the ``random`` loop's
+    channel choice ``(xs2,)``; Algorithm 1's permutations of x_a ``(repeats, channels, n_train)``
+    (``None`` without ``alg1``)."""
+
+    modality_general: dict[str, dict[str, dict[str, torch.Tensor]]]
+    random_channels: torch.Tensor
+    alg1_permutations: torch.Tensor | None
+
+
+class Table2Tasks(NamedTuple):
+    """Per (xs2, run): the regular teacher's task, the students' task (the fresh draw, the same
+    test set) and, with ``rng="official"``, the run's :class:`OfficialRun` (else ``None``). With
+    ``rng="official"`` the tasks give the script's initial weights (``Task.init``): the teacher
+    task its regular teacher (``"teacher"``) and, with ``alg1``, Algorithm 1's pair
+    (``"alg1_teacher"``, ``"alg1_student"``); the student task its ``"no_kd"`` and ``"kd"``."""
+
+    teacher: list[Task]
+    student: list[Task]
+    official: list[OfficialRun] | None
+
+
+def make_tasks(p: Table2Parameters) -> Table2Tasks:
+    """The tasks of every (xs2, run): train s, test s + 1, fresh draw s + 2 with s = base_seed + 3r;
+    with ``rng="official"`` the script's draws of run s = base_seed + r (module docstring)."""
+    teacher_tasks, student_tasks, official = [], [], []
     for xs2 in p.xs2_values:
         for r in range(p.n_runs):
-            seed = p.base_seed + 3 * r
-            splits, shares = mfh_table2(xs2, seed, xs1=p.xs1, n_train=p.n_train, n_test=p.n_test)
-            fresh, _ = mfh_table2(xs2, seed + 2, xs1=p.xs1, n_train=p.n_train, n_test=1)
-            teacher_tasks.append(Task(splits, seed, {"gamma": shares["gamma"]}))
-            student_tasks.append(Task(Splits(fresh.train, None, splits.test), seed, {"gamma": shares["gamma"]}))
-    return teacher_tasks, student_tasks
+            seed = p.base_seed + (r if p.rng == "official" else 3 * r)
+            draws = mfh_table2_draws(xs2, seed, xs1=p.xs1, n_train=p.n_train, n_test=p.n_test, rng=p.rng)
+            teacher_task = Task(draws.splits, seed, {"gamma": draws.shares["gamma"]})
+            student_task = Task(Splits(draws.fresh, None, draws.splits.test), seed, {"gamma": draws.shares["gamma"]})
+            if p.rng == "official":
+                teacher_init, student_init, run = _official_run(p, xs2, seed, draws.generator)
+                teacher_task = dataclasses.replace(teacher_task, init=teacher_init)
+                student_task = dataclasses.replace(student_task, init=student_init)
+                official.append(run)
+            teacher_tasks.append(teacher_task)
+            student_tasks.append(student_task)
+    return Table2Tasks(teacher_tasks, student_tasks, official if p.rng == "official" else None)
 
 
-def _keeping(mask: torch.Tensor, tasks: list[Task]) -> Variant:
-    """The teacher variant that zeroes the channels ``mask`` ``(tasks, channels)`` drops, per task."""
-    row = {id(task): i for i, task in enumerate(tasks)}
-    return lambda x, group: x * mask[[row[id(task)] for task in group]].unsqueeze(1).to(x.dtype)
+def _official_run(p: Table2Parameters, xs2: int, seed: int, generator) -> tuple[dict, dict, OfficialRun]:
+    """The initial weights of run ``seed``'s teacher task and student task, and the rest of what
+    the script draws (:class:`OfficialRun`); ``generator`` is NumPy's after the fresh draw."""
+    with_alg1, loops = "alg1" in p.teacher_modes, {}
+    if with_alg1:
+        loops["alg1"] = mfh_table2_nets(seed, xs2, p.n_train, algorithm1_repeats=p.alg1_repeats)
+    if not with_alg1 or set(p.teacher_modes) - {"alg1"}:  # the random and gt loops draw the same nets
+        loops["random/gt"] = mfh_table2_nets(seed, xs2, p.n_train)
+    regular = loops["alg1" if with_alg1 else "random/gt"]
+    teacher_init = {"teacher": regular["teacher"]}
+    if with_alg1:
+        teacher_init.update(alg1_teacher=loops["alg1"]["alg1_teacher"], alg1_student=loops["alg1"]["alg1_student"])
+    modality_general = {}
+    for mode in p.teacher_modes:
+        nets = loops["alg1" if mode == "alg1" else "random/gt"]
+        weight = nets["mg_teacher"]["head.weight"]  # (2, xs2): the packed slots; the others hold zeros
+        packed = {**nets["mg_teacher"], "head.weight": F.pad(weight, (0, TABLE2_CHANNELS - xs2))}
+        modality_general[mode] = {"teacher": packed, "kd": nets["mg_kd"]}
+    random_channels = torch.as_tensor(generator.randint(0, TABLE2_CHANNELS, xs2))
+    run = OfficialRun(modality_general, random_channels, loops["alg1"]["alg1_permutations"] if with_alg1 else None)
+    return teacher_init, {"no_kd": regular["no_kd"], "kd": regular["kd"]}, run
+
+
+class ChannelChoice(NamedTuple):
+    """The channels of x_a an MG teacher keeps, per task ``(tasks, slots)``, one slot per channel
+    of x_a: slot j of the teacher's input holds channel ``channels[m, j]`` where ``kept[m, j]`` is
+    set, zero elsewhere."""
+
+    channels: torch.Tensor
+    kept: torch.Tensor
+
+    @classmethod
+    def in_place(cls, mask: torch.Tensor) -> "ChannelChoice":
+        """The kit's: the channels ``mask`` sets stay in their slots, the others are zeroed."""
+        return cls(torch.arange(mask.shape[1]).expand_as(mask), mask)
+
+    @classmethod
+    def in_order(cls, ordered: Sequence[torch.Tensor], counts: torch.Tensor, n_channels: int) -> "ChannelChoice":
+        """The official script's ``x_a[:, channels]``: per task m the first ``counts[m]`` channels
+        of ``ordered[m]`` (at least that many, at most ``n_channels``), in that order, then zeros."""
+        channels = torch.stack([F.pad(order, (0, n_channels - len(order))) for order in ordered])
+        return cls(channels, torch.arange(n_channels) < counts.unsqueeze(1))
+
+    def mask(self) -> torch.Tensor:
+        """Which channels of x_a are kept, ``(tasks, channels)``."""
+        return (F.one_hot(self.channels, self.channels.shape[1]).bool() & self.kept.unsqueeze(-1)).any(1)
+
+    def variant(self, tasks: Sequence[Task]) -> Variant:
+        """The teacher variant that feeds each task's MG teacher its slots."""
+        row = {id(task): i for i, task in enumerate(tasks)}
+
+        def keep(x: torch.Tensor, group: Sequence[Task]) -> torch.Tensor:
+            rows = [row[id(task)] for task in group]
+            slots = x.gather(-1, self.channels[rows].unsqueeze(1).expand_as(x))
+            return slots * self.kept[rows].unsqueeze(1).to(x.dtype)
+
+        return keep
 
 
 def _shared_channels(p: Table2Parameters, n_channels: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,13 +190,25 @@ def _shared_channels(p: Table2Parameters, n_channels: int) -> tuple[torch.Tensor
     return shared, torch.arange(n_channels).unsqueeze(0) < shared.unsqueeze(1)
 
 
-def _algorithm1(p: Table2Parameters, teacher_tasks: list[Task], spec: ModelSpec, progress: bool | None):
-    """Algorithm 1 (``alg1_epochs``, ``alg1_repeats``) on the regular teacher's draw of every task."""
-    x_a, y_a = stack_split(teacher_tasks, "train", "a")
-    x_b, _ = stack_split(teacher_tasks, "train", "b")
+def _algorithm1(p: Table2Parameters, tasks: Table2Tasks, spec: ModelSpec, progress: bool | None):
+    """Algorithm 1 (``alg1_epochs``, ``alg1_repeats``) on the regular teacher's draw of every
+    task; with ``rng="official"`` from the script's joint nets and permutations."""
+    x_a, y_a = stack_split(tasks.teacher, "train", "a")
+    x_b, _ = stack_split(tasks.teacher, "train", "b")
     config = dataclasses.replace(ALGORITHM1_CONFIG, epochs=p.alg1_epochs, device=p.device)
-    return algorithm1(spec, x_a, spec, x_b, y_a, seeds=[t.seed for t in teacher_tasks], layer="input",
-                      repeats=p.alg1_repeats, config=config, progress=progress)
+    replayed = {}
+    if tasks.official is not None:
+        pair = {module: given_init(tasks.teacher, f"alg1_{module}", spec)["student"]
+                for module in ("teacher", "student")}
+        replayed = dict(init=pair, permutations=torch.stack([run.alg1_permutations for run in tasks.official], dim=1))
+    return algorithm1(spec, x_a, spec, x_b, y_a, seeds=[t.seed for t in tasks.teacher], layer="input",
+                      repeats=p.alg1_repeats, config=config, progress=progress, **replayed)
+
+
+def _student_init(tasks: Sequence[Task], method: str, spec: ModelSpec) -> Stack | None:
+    """The initial nets of ``method`` that ``tasks`` give (the official script's), or ``None``."""
+    given = given_init(tasks, method, spec)
+    return None if given is None else given["student"]
 
 
 def algorithm1_recovery(p: Table2Parameters) -> pd.DataFrame:
@@ -103,22 +217,24 @@ def algorithm1_recovery(p: Table2Parameters) -> pd.DataFrame:
     mean over runs) and the chance level xs2 / channels (a random choice's expected recovery).
     The joint fit's warnings about heads ending at chance are silenced: with very few epochs an
     untrained pair is what this measures."""
-    teacher_tasks, _ = make_tasks(p)
-    n_channels = teacher_tasks[0].splits.train.shape("a")[0]
+    tasks = make_tasks(p.replace(teacher_modes=("alg1",)))
+    n_channels = tasks.teacher[0].splits.train.shape("a")[0]
     shared, truth = _shared_channels(p, n_channels)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*ended at chance")
-        saliency = _algorithm1(p, teacher_tasks, ModelSpec("linear", (n_channels,), 2), progress=False)
+        saliency = _algorithm1(p, tasks, ModelSpec("linear", (n_channels,), 2), progress=False)
     recovery = (top_mask(saliency.scores, shared) & truth).sum(1) / shared
-    per_run = pd.DataFrame({"gamma": [t.settings["gamma"] for t in teacher_tasks], "recovery": recovery.numpy(),
+    per_run = pd.DataFrame({"gamma": [t.settings["gamma"] for t in tasks.teacher], "recovery": recovery.numpy(),
                             "chance": (shared / n_channels).numpy()})
     return per_run.groupby("gamma", as_index=False).mean().round(3)
 
 
 def run(p: Table2Parameters, progress: bool | None = None) -> StudyRun:
     """Regular teacher, No-KD, regular KD, Algorithm 1's joint pair, all MG teachers and all MG
-    KD students; every kind of model is one batched fit over settings, runs (and modes)."""
-    teacher_tasks, student_tasks = make_tasks(p)
+    KD students; every kind of model is one batched fit over settings, runs (and modes; with
+    ``rng="official"`` each mode's MG nets start from their own loop's draws, one fit per mode)."""
+    tasks = make_tasks(p)
+    teacher_tasks, student_tasks = tasks.teacher, tasks.student
     seeds = [t.seed for t in teacher_tasks]
     settings = lambda mode: [{**t.settings, "teacher_mode": mode} for t in teacher_tasks]  # noqa: E731
     config, kd = TrainConfig(epochs=p.epochs, lr=p.lr, device=p.device), kd_loss(p)
@@ -131,36 +247,47 @@ def run(p: Table2Parameters, progress: bool | None = None) -> StudyRun:
     spec = ModelSpec("linear", (n_channels,), 2)
     on_fresh_draw = dict(test=stack_split(student_tasks, "test", "b"), settings=settings("regular"), seeds=seeds,
                          config=config, progress=progress)
+    # The released code calls its regular-KD student with the modalities swapped (student on
+    # x_a, teacher fed x_b; a bug); the paper means student on x_b, teacher on x_a.
+    student_x, teacher_x = (xa, xb) if p.regular_kd_as_released else (xb, xa)
     runs = [
         regular,
-        classifier_run(STUDY, "no_kd", spec, (xb, y), **on_fresh_draw),
-        # The released code trains its regular-KD student on x_a (a bug); the paper means x_b.
-        classifier_run(STUDY, "kd", spec, (xa if p.regular_kd_as_released else xb, y), **on_fresh_draw, loss=kd,
-                       teacher=regular.artifacts.fits["teacher"][0].modules["student"], x_teacher=xa),
+        classifier_run(STUDY, "no_kd", spec, (xb, y), init=_student_init(student_tasks, "no_kd", spec), **on_fresh_draw),
+        classifier_run(STUDY, "kd", spec, (student_x, y), init=_student_init(student_tasks, "kd", spec), loss=kd,
+                       teacher=regular.artifacts.fits["teacher"][0].modules["student"], x_teacher=teacher_x,
+                       **on_fresh_draw),
     ]
     shared, truth = _shared_channels(p, n_channels)
-    masks, recovery = {}, []
+    choices, recovery = {}, []
     for mode in p.teacher_modes:
         if mode == "gt":
-            masks[mode] = truth
+            choices[mode] = ChannelChoice.in_place(truth)  # the first xs2 channels: in place is in order
             continue
         if mode == "random":
-            masks[mode] = random_mask(seeds, shared, n_channels)
+            choices[mode] = (
+                ChannelChoice.in_place(random_mask(seeds, shared, n_channels)) if tasks.official is None
+                else ChannelChoice.in_order([run.random_channels for run in tasks.official], shared, n_channels))
         else:  # Algorithm 1 on the regular teacher's draw
-            saliency = _algorithm1(p, teacher_tasks, spec, progress)
-            masks[mode] = top_mask(saliency.scores, shared)
+            saliency = _algorithm1(p, tasks, spec, progress)
+            ranked = saliency.scores.argsort(dim=-1, descending=True, stable=True)
+            choices[mode] = (ChannelChoice.in_place(top_mask(saliency.scores, shared)) if tasks.official is None
+                             else ChannelChoice.in_order(list(ranked), shared, n_channels))
             scores = [row for c in range(n_channels) for row in tidy_rows(
                 STUDY, "teacher", [{**s, "channel": c} for s in settings(mode)], seeds, "alg1_score",
                 saliency.scores[:, c].numpy())]
             runs.append(fit_run(STUDY, "algorithm1", saliency.joint, scores))
         recovery += tidy_rows(STUDY, "teacher", settings(mode), seeds, "channel_recovery",
-                              ((masks[mode] & truth).sum(1) / shared).numpy())
+                              ((choices[mode].mask() & truth).sum(1) / shared).numpy())
     if recovery:
         runs.append(StudyRun(pd.DataFrame(recovery), RunLog()))
-    if masks:
-        runs.append(run_teacher_student(student_tasks, include=("teacher",), losses={"kd": kd},
-                                        variants={mode: _keeping(mask, student_tasks) for mode, mask in masks.items()},
-                                        **runner))
+    if tasks.official is None:
+        fits = {tuple(choices): student_tasks} if choices else {}
+    else:
+        fits = {(mode,): [dataclasses.replace(task, init=run.modality_general[mode])
+                          for task, run in zip(student_tasks, tasks.official)] for mode in choices}
+    for modes, fit_tasks in fits.items():
+        runs.append(run_teacher_student(fit_tasks, include=("teacher",), losses={"kd": kd},
+                                        variants={mode: choices[mode].variant(fit_tasks) for mode in modes}, **runner))
     return StudyRun.concat(runs)
 
 
