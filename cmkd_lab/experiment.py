@@ -99,7 +99,9 @@ class TaskOutputs:
     students: dict[str, torch.Tensor]
 
 
-MetricHook = Callable[[str, TaskOutputs, Mapping], list[dict]]
+# A metric hook: (study, the outputs of one group of tasks with equal shapes, options) -> rows;
+# called once per group, so it can score all of the group's tasks at once
+MetricHook = Callable[[str, Sequence[TaskOutputs], Mapping], list[dict]]
 
 
 @dataclass
@@ -231,7 +233,8 @@ def run_teacher_student(
     """Train teacher(s), No-KD and one student per loss in ``losses`` on every task.
 
     Rows: ``metric = "test_acc"`` (a fraction) per task seed, plus whatever ``metrics`` hooks
-    add (each called as ``hook(study, outputs, metric_options)``). ``include`` chooses which
+    add (each called once per group of tasks with equal shapes as ``hook(study, outputs,
+    metric_options)``, ``outputs`` the group's :class:`TaskOutputs`, variant after variant). ``include`` chooses which
     baselines are reported (the teacher is trained whenever a loss needs it). With ``variants``,
     each row carries ``variant_column``; No-KD rows carry the first variant's name. Selection
     (``select="best_val"``) uses the validation split; the test split only gives the reported
@@ -344,10 +347,9 @@ def run_teacher_student(
                 index = i * len(group) + j
                 students = {m: z[index if z.shape[0] > len(group) else j] for m, z in student_logits.items()}
                 teacher_test = teacher_logits[index] if teacher_logits is not None else None
-                outputs = TaskOutputs(task, v, settings, teacher_test, students)
-                run.artifacts.outputs.append(outputs)
-                for hook in metrics:
-                    rows += hook(study, outputs, metric_options or {})
+                run.artifacts.outputs.append(TaskOutputs(task, v, settings, teacher_test, students))
+        for hook in metrics:
+            rows += hook(study, run.artifacts.outputs[-len(names) * len(group):], metric_options or {})
     run.table = pd.DataFrame(rows)
     return run
 
@@ -419,11 +421,11 @@ def score_hook(metric: str) -> MetricHook:
     validation metric (e.g. ``"weighted_f1"``), one row per model, metric named ``test_<metric>``."""
     score = VALIDATION_METRICS.get(metric)
 
-    def hook(study: str, outputs: TaskOutputs, options: Mapping) -> list[dict]:
-        labels = outputs.task.splits.test.labels
-        models = {"teacher": outputs.teacher, **outputs.students} if outputs.teacher is not None else outputs.students
-        return [row for method, logits in models.items()
-                for row in tidy_rows(study, method, outputs.settings, [outputs.task.seed], f"test_{metric}",
-                                     [float(score(logits, labels))])]
+    def hook(study: str, outputs: Sequence[TaskOutputs], options: Mapping) -> list[dict]:
+        labels = torch.stack([o.task.splits.test.labels for o in outputs])
+        methods = (["teacher"] if outputs[0].teacher is not None else []) + list(outputs[0].students)
+        return [row for method in methods for row in tidy_rows(
+            study, method, [o.settings for o in outputs], [o.task.seed for o in outputs], f"test_{metric}",
+            score(torch.stack([o.teacher if method == "teacher" else o.students[method] for o in outputs]), labels).tolist())]
 
     return hook

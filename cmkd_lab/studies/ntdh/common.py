@@ -79,22 +79,26 @@ def run_with_gaps(
     )
 
 
-def gap_rows(study: str, outputs: TaskOutputs, options: Mapping) -> list[dict]:
-    """The gap metrics of one task on its test split (see the module docstring for the rules)."""
-    task, teacher = outputs.task, outputs.teacher
-    test, moments = task.splits.test, options["cmd_moments"]
+def gap_rows(study: str, outputs: Sequence[TaskOutputs], options: Mapping) -> list[dict]:
+    """The gap metrics of a group of tasks on their test splits, all tasks at once (see the module
+    docstring for the rules)."""
+    tests, moments = [o.task.splits.test for o in outputs], options["cmd_moments"]
+    settings, seeds = [o.settings for o in outputs], [o.task.seed for o in outputs]
+    teacher = torch.stack([o.teacher for o in outputs])
+    labels = torch.stack([test.labels for test in tests])
 
-    def row(method: str, metric: str, value: torch.Tensor) -> list[dict]:
-        return tidy_rows(study, method, outputs.settings, [task.seed], metric, [float(value)])
+    def rows_of(method: str, metric: str, values: torch.Tensor) -> list[dict]:
+        return tidy_rows(study, method, settings, seeds, metric, values.tolist())
 
     rows = []
-    x_a, x_b = test["a"].flatten(1), test["b"].flatten(1)
+    x_a, x_b = (torch.stack([test[m].flatten(1) for test in tests]) for m in ("a", "b"))
     if x_a.shape == x_b.shape:
-        rows += row("no_kd", "cmd_input", central_moment_discrepancy(x_a, x_b, moments))
-    for method, logits in outputs.students.items():
+        rows += rows_of("no_kd", "cmd_input", central_moment_discrepancy(x_a, x_b, moments))
+    for method in outputs[0].students:
+        logits = torch.stack([o.students[method] for o in outputs])
         if teacher.shape[-1] >= 3:
-            rows += row(method, "ntd", non_target_divergence(teacher, logits, test.labels, variant=options["ntd_variant"]))
-        rows += row(method, "cmd_output", central_moment_discrepancy(teacher.softmax(-1), logits.softmax(-1), moments))
+            rows += rows_of(method, "ntd", non_target_divergence(teacher, logits, labels, variant=options["ntd_variant"]))
+        rows += rows_of(method, "cmd_output", central_moment_discrepancy(teacher.softmax(-1), logits.softmax(-1), moments))
     return rows
 
 
