@@ -252,7 +252,6 @@ def run(p: Table2Parameters, progress: bool | None = None) -> StudyRun:
     student_x, teacher_x = (xa, xb) if p.regular_kd_as_released else (xb, xa)
     runs = [
         regular,
-        classifier_run(STUDY, "no_kd", spec, (xb, y), init=_student_init(student_tasks, "no_kd", spec), **on_fresh_draw),
         classifier_run(STUDY, "kd", spec, (student_x, y), init=_student_init(student_tasks, "kd", spec), loss=kd,
                        teacher=regular.artifacts.fits["teacher"][0].modules["student"], x_teacher=teacher_x,
                        **on_fresh_draw),
@@ -283,11 +282,18 @@ def run(p: Table2Parameters, progress: bool | None = None) -> StudyRun:
     if tasks.official is None:
         fits = {tuple(choices): student_tasks} if choices else {}
     else:
-        fits = {(mode,): [dataclasses.replace(task, init=run.modality_general[mode])
+        fits = {(mode,): [dataclasses.replace(task, init={**run.modality_general[mode], "no_kd": task.init["no_kd"]})
                           for task, run in zip(student_tasks, tasks.official)] for mode in choices}
-    for modes, fit_tasks in fits.items():
-        runs.append(run_teacher_student(fit_tasks, include=("teacher",), losses={"kd": kd},
-                                        variants={mode: choices[mode].variant(fit_tasks) for mode in modes}, **runner))
+    if not fits:
+        runs.append(classifier_run(STUDY, "no_kd", spec, (xb, y), init=_student_init(student_tasks, "no_kd", spec),
+                                   **on_fresh_draw))
+    for index, (modes, fit_tasks) in enumerate(fits.items()):
+        # the first MG KD fit also trains the No-KD students (on the same fresh draw): one fit fewer
+        mg = run_teacher_student(fit_tasks, include=("teacher", "no_kd") if index == 0 else ("teacher",),
+                                 losses={"kd": kd}, variants={mode: choices[mode].variant(fit_tasks) for mode in modes},
+                                 **runner)
+        mg.table.loc[mg.table["method"] == "no_kd", "teacher_mode"] = "regular"
+        runs.append(mg)
     return StudyRun.concat(runs)
 
 
