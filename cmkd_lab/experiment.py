@@ -263,7 +263,7 @@ def run_teacher_student(
         init = _joined([given_init(group, method, spec, copies)] + ([given_init(baseline, "no_kd", spec)] if baseline else []))
         result = fit(system, data, seeds=[t.seed for t in group] * copies + [t.seed for t in baseline], config=config,
                      val=val, init=init, progress=progress,
-                     description=f"{study}: {method}" + (f" + no_kd ({len(baseline)})" if baseline else ""))
+                     description=f"{study}: {method}" + (" and no_kd" if baseline else ""))
         parts = {method: result}
         if baseline:
             own = copies * len(group)

@@ -69,7 +69,7 @@ def test_run_writes_the_executed_notebook_figures_and_results(tmp_path):
         capture_output=True, text=True, timeout=300,
     )
     assert completed.returncode == 0, completed.stderr
-    assert re.search(r"quickstart: kd \(2 models\): started \(20 epochs\)\n.*: done, 20/20 in \d+\.\d s",
+    assert re.search(r"quickstart: kd and no_kd \(4 models\): started \(20 epochs\)\n.*: done, 20/20 in \d+\.\d s",
                      completed.stderr, flags=re.S), completed.stderr  # the kernel's progress reaches the terminal
     assert "without encryption" not in completed.stderr  # the kernel's start-up log stays quiet
     assert "[1/1] running 00_quickstart (quick) ..." in completed.stdout
