@@ -16,10 +16,10 @@ import time
 import pandas as pd
 import torch
 
-from cmkd_lab.experiment import Task, run_teacher_student
+from cmkd_lab.engine import TrainConfig
 from cmkd_lab.losses import make_loss
 from cmkd_lab.studies.mfh import gaussian
-from cmkd_lab.training import TrainConfig
+from cmkd_lab.studies.runner import Task, run_teacher_student
 
 
 

@@ -17,11 +17,11 @@ import warnings
 
 import torch
 
+from cmkd_lab.analysis.metrics import accuracy
+from cmkd_lab.engine import fit
 from cmkd_lab.losses import make_loss
-from cmkd_lab.metrics import accuracy
 from cmkd_lab.studies.ds_cmkd import study
 from cmkd_lab.systems import Distillation
-from cmkd_lab.training import fit
 
 
 def students(runs: int, epochs: int):

@@ -19,8 +19,8 @@ import nbformat
 import pandas as pd
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from cmkd_lab.browser import NotebookPage, chromium, jupyter_lab, move_slider
-from cmkd_lab.notebook import list_notebooks, parameterized_copy, resolve_notebook
+from cmkd_lab.app.browser import NotebookPage, chromium, jupyter_lab, move_slider
+from cmkd_lab.app.notebook import list_notebooks, parameterized_copy, resolve_notebook
 
 TARGET_SECONDS = 3.0
 

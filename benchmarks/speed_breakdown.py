@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from cmkd_lab.notebook import run_notebook
+from cmkd_lab.app.notebook import run_notebook
 
 TARGETS = {"mfh": ["02_mfh_gaussian", "02_mfh_table2"], "ntdh": ["03_ntdh_gaussian"]}
 TARGET_SECONDS = 30.0

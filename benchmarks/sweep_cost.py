@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cmkd_lab.notebook import run_notebook
-from cmkd_lab.sweep import run_grid
+from cmkd_lab.app.notebook import run_notebook
+from cmkd_lab.app.sweep import run_grid
 
 NOTEBOOK = "00_quickstart"
 TINY = {"n_runs": 1, "epochs": 2, "n_train": 40, "n_test": 100}

@@ -1,9 +1,12 @@
 """cmkd_lab: a study kit for cross-modal knowledge distillation.
 
-Modules: ``datasets`` (paired data), ``models`` (model specs, stacked models), ``losses``
-(distillation losses in a registry), ``training`` (the batched engine), ``experiment``
-(teacher → student studies), ``results`` (tidy tables), ``figures`` (plotly), ``widgets``
-(ipywidgets Explore sections), ``notebook`` (parameters and running notebooks).
+Subpackages by role: ``datasets`` (paired data), ``models`` (model specs and layers),
+``losses`` (distillation losses in registries, a module per family), ``engine`` (the batched
+training loop, stacks of models, registries), ``systems`` (what the engine trains: distillation,
+joint, representation, DisCoM-KD, fusion), ``analysis`` (metrics, saliency, tidy results),
+``report`` (plotly figures, Explore widgets, the gallery), ``app`` (the CLI, notebook
+parameters and runs, sweeps, course mode) and ``studies`` (the study runner and the code of
+each notebook).
 """
 
 __version__ = "0.1.0"

@@ -3,14 +3,15 @@
     python data_scripts/get_eurosat_ms_sar.py --help     # sources, sizes and conversion options
     python data_scripts/get_eurosat_ms_sar.py            # download (resumable), verify, convert
 
-Afterwards `cmkd_lab.datasets.load("eurosat_ms_sar")` works offline. Sources, checksums and the converter
-live in cmkd_lab/datasets/remote.py (EUROSAT_MS_SAR).
+The same as `python -m cmkd_lab datasets download eurosat_ms_sar [options]`: both run
+`cmkd_lab.datasets.download.run` on the registered spec. Afterwards
+`cmkd_lab.datasets.load("eurosat_ms_sar")` works offline. Sources, checksums and the converter live in
+cmkd_lab/datasets/eurosat_ms_sar.py (EUROSAT_MS_SAR).
 """
 
 import sys
 
-from cmkd_lab.datasets.download import run
-from cmkd_lab.datasets.remote import EUROSAT_MS_SAR
+from cmkd_lab.datasets.download import DOWNLOADS, run
 
 if __name__ == "__main__":
-    sys.exit(run(EUROSAT_MS_SAR))
+    sys.exit(run(DOWNLOADS.get("eurosat_ms_sar")))

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cmkd_lab.notebook import run_notebook
-from cmkd_lab.results import load_results
+from cmkd_lab.analysis.results import load_results
+from cmkd_lab.app.notebook import run_notebook
 
 os.environ.setdefault("CMKD_LAB_QUIET", "1")
 # Notebook runs in the suite write HTML figures only: PNG/SVG export through Chromium costs more

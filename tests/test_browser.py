@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from cmkd_lab.browser import (NotebookPage, chromium, error_outputs, find_chromium, jupyter_lab, move_slider,
-                              plotly_outputs)
-from cmkd_lab.notebook import parameterized_copy, resolve_notebook
+from cmkd_lab.app.browser import (NotebookPage, chromium, error_outputs, find_chromium, jupyter_lab, move_slider,
+                                  plotly_outputs)
+from cmkd_lab.app.notebook import parameterized_copy, resolve_notebook
 
 pytestmark = pytest.mark.skipif(find_chromium() is None,
                                 reason="no system Chromium (apt-get install -y chromium); CI installs it")

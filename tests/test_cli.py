@@ -8,9 +8,9 @@ import pandas as pd
 import papermill
 import pytest
 
-from cmkd_lab.cli import main
-from cmkd_lab.figures import find_chromium
-from cmkd_lab.notebook import list_notebooks, notebook_parameters, notebook_title, parameters_class
+from cmkd_lab.app.cli import main
+from cmkd_lab.app.notebook import list_notebooks, notebook_parameters, notebook_title, parameters_class
+from cmkd_lab.report.figures import find_chromium
 from cmkd_lab.studies.quickstart import QuickstartParameters
 
 NOTEBOOKS = list_notebooks()

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from cmkd_lab.results import claim_verdicts
+from cmkd_lab.analysis.results import claim_verdicts
 from cmkd_lab.studies.cmcd import analysis, pipeline, real, synthetic
 
 
@@ -160,12 +160,12 @@ def test_explore_reruns_one_setting(monkeypatch):
 
 def test_real_pairs_run_on_a_downloaded_datasets_fixture(tmp_path, monkeypatch):
     """AV-MNIST (image → audio) from its download fixture reaches the real-data study by name and pair."""
-    from cmkd_lab.datasets import cache, remote
+    from cmkd_lab.datasets import avmnist, cache
     from test_data_scripts import convert, make_avmnist_raw
 
     monkeypatch.setenv(cache.ENV_VAR, str(tmp_path / "data"))
     make_avmnist_raw(tmp_path / "raw")
-    convert(remote.AVMNIST, tmp_path / "raw", tmp_path / "data", "--images-per-recording", "3", "--n-mels", "16",
+    convert(avmnist.AVMNIST, tmp_path / "raw", tmp_path / "data", "--images-per-recording", "3", "--n-mels", "16",
             "--n-frames", "20")
     params = real.CMCDRealParameters.create(datasets=["avmnist"], pairs=["avmnist:image>audio"], n_runs=2,
                                             labeled_per_class=1, ssl_epochs=1, distill_epochs=1, head_epochs=2,

@@ -15,8 +15,8 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from cmkd_lab import losses
+from cmkd_lab.engine import StepResult, System, TrainConfig, fit
 from cmkd_lab.losses import EMBEDDING_LOSSES, EmbeddingQueue, cmc_loss, cmd_loss, info_nce, make_embedding_loss
-from cmkd_lab.training import StepResult, System, TrainConfig, fit
 
 # Hand-written: three samples in two dimensions, and four anchors (K ≠ N, to catch a swapped axis).
 QUERIES = torch.tensor([[1.0, 2.0], [-1.0, 0.5], [0.3, -2.0]])

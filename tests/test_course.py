@@ -7,9 +7,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from cmkd_lab import course
-from cmkd_lab.cli import main
-from cmkd_lab.notebook import KERNEL_ARGUMENTS, NOTEBOOK_DIR, list_notebooks, parameterized_copy
+from cmkd_lab.app import course
+from cmkd_lab.app.cli import main
+from cmkd_lab.app.notebook import KERNEL_ARGUMENTS, NOTEBOOK_DIR, list_notebooks, parameterized_copy
 
 STEMS = [path.stem for path in list_notebooks()]
 EXECUTED = "00_quickstart"  # the course copies run end to end for this notebook (the cheapest)

@@ -25,7 +25,8 @@ import numpy as np
 import pytest
 
 import cmkd_lab.datasets as datasets
-from cmkd_lab.datasets import cache, download, remote
+from cmkd_lab.app.cli import main
+from cmkd_lab.datasets import avmnist, cache, download, eurosat_ms_sar, formats, nyu_depth_v2, ravdess
 from cmkd_lab.datasets.download import ChecksumError, DownloadError, Source, fetch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,7 +93,7 @@ def make_avmnist_raw(raw: Path) -> None:
         for digit in range(10) for speaker in ("jackson", "nicolas") for take in range(2)
     }
     members["free-spoken-digit-dataset-1.0.10/README.md"] = b"fixture"
-    write_zip(raw / remote.FSDD_ZIP, members)
+    write_zip(raw / avmnist.FSDD_ZIP, members)
 
 
 def test_avmnist_from_idx_and_wav_fixture(tmp_path, root):
@@ -102,7 +103,7 @@ def test_avmnist_from_idx_and_wav_fixture(tmp_path, root):
         datasets.load("avmnist")
     assert not datasets.list_datasets().set_index("name").loc["avmnist", "available"]
 
-    dataset = convert(remote.AVMNIST, raw, root, "--images-per-recording", "3", "--n-mels", "16", "--n-frames", "20")
+    dataset = convert(avmnist.AVMNIST, raw, root, "--images-per-recording", "3", "--n-mels", "16", "--n-frames", "20")
     assert len(dataset) == 40 * 3 and dataset.n_classes == 10
     assert dataset.shape("image") == (1, 28, 28) and dataset.shape("audio") == (1, 16, 20)
     labels = dataset.labels.numpy()
@@ -119,25 +120,25 @@ def test_avmnist_from_idx_and_wav_fixture(tmp_path, root):
     assert len(np.unique(datasets.load("avmnist", group_by="speaker").groups)) == 2
     assert datasets.list_datasets().set_index("name").loc["avmnist", "kind"] == "download"
     # the fixture's checksums were unknown in advance, so they were recorded
-    assert set(download.recorded_checksums(raw)) == set(f.filename for f in remote.AVMNIST.sources)
+    assert set(download.recorded_checksums(raw)) == set(f.filename for f in avmnist.AVMNIST.sources)
 
 
 def test_a_second_run_reuses_the_conversion(tmp_path, root, capsys):
     raw = tmp_path / "raw"
     make_avmnist_raw(raw)
-    convert(remote.AVMNIST, raw, root, "--images-per-recording", "1")
+    convert(avmnist.AVMNIST, raw, root, "--images-per-recording", "1")
     capsys.readouterr()
-    convert(remote.AVMNIST, raw, root, "--images-per-recording", "1")
+    convert(avmnist.AVMNIST, raw, root, "--images-per-recording", "1")
     assert "already converted" in capsys.readouterr().out
-    assert len(convert(remote.AVMNIST, raw, root, "--images-per-recording", "2")) == 80  # new options: redone
+    assert len(convert(avmnist.AVMNIST, raw, root, "--images-per-recording", "2")) == 80  # new options: redone
 
 
 def test_recorded_checksum_catches_a_changed_file(tmp_path, root, capsys):
     raw = tmp_path / "raw"
     make_avmnist_raw(raw)
-    convert(remote.AVMNIST, raw, root, "--images-per-recording", "1")
-    write_zip(raw / remote.FSDD_ZIP, {"recordings/0_x_0.wav": wav_bytes(tone(300, 8000, 0.2), 8000)})
-    spec = without_checksums(remote.AVMNIST)
+    convert(avmnist.AVMNIST, raw, root, "--images-per-recording", "1")
+    write_zip(raw / avmnist.FSDD_ZIP, {"recordings/0_x_0.wav": wav_bytes(tone(300, 8000, 0.2), 8000)})
+    spec = without_checksums(avmnist.AVMNIST)
     assert download.run(spec, ["--data-dir", str(root), "--raw-dir", str(raw), "--force"]) == 1
     error = capsys.readouterr().err
     assert "sha256" in error and "Delete it and run the script again" in error and "Traceback" not in error
@@ -147,8 +148,8 @@ def test_truncated_idx_is_a_format_error(tmp_path):
     path = tmp_path / "x-idx3-ubyte.gz"
     with gzip.open(path, "wb") as handle:
         handle.write(bytes([0, 0, 8, 3]) + (5).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2 + b"\0" * 100)
-    with pytest.raises(remote.FormatError, match="truncated"):
-        remote.read_idx(path)
+    with pytest.raises(formats.FormatError, match="truncated"):
+        formats.read_idx(path)
 
 
 # --- NYU Depth V2 ----------------------------------------------------------------------------
@@ -164,7 +165,7 @@ def make_nyu_raw(raw: Path, n: int = 13, height: int = 24, width: int = 32) -> l
     # MATLAB stores H x W x 3 x N column-major, which HDF5 shows as N x 3 x W x H.
     images = np.stack([np.stack([rows, rows / 2, 255 - rows]) for _ in range(n)]).astype(np.uint8).transpose(0, 1, 3, 2)
     depths = np.stack([columns + i for i in range(n)]).astype(np.float32).transpose(0, 2, 1)
-    path = raw / remote.NYU_MAT
+    path = raw / nyu_depth_v2.NYU_MAT
     with h5py.File(path, "w", userblock_size=512) as handle:
         handle["images"], handle["depths"] = images, depths
         refs = handle.create_group("#refs#")
@@ -186,7 +187,7 @@ def make_nyu_raw(raw: Path, n: int = 13, height: int = 24, width: int = 32) -> l
 def test_nyu_depth_v2_from_matlab_v73_fixture(tmp_path, root):
     raw = tmp_path / "raw"
     scene_types = make_nyu_raw(raw)
-    dataset = convert(remote.NYU_DEPTH_V2, raw, root, "--height", "12", "--width", "16", "--n-scene-classes", "3", "--chunk", "5")
+    dataset = convert(nyu_depth_v2.NYU_DEPTH_V2, raw, root, "--height", "12", "--width", "16", "--n-scene-classes", "3", "--chunk", "5")
     assert len(dataset) == 13 and dataset.shape("rgb") == (3, 12, 16) and dataset.shape("depth") == (1, 12, 16)
     assert cache.class_names("nyu_depth_v2") == ["kitchen", "bedroom", "other"]
     expected = [{"kitchen": 0, "bedroom": 1}.get(s, 2) for s in scene_types]
@@ -202,8 +203,8 @@ def test_nyu_depth_v2_from_matlab_v73_fixture(tmp_path, root):
 def test_nyu_rejects_a_file_that_is_not_hdf5(tmp_path, root, capsys):
     raw = tmp_path / "raw"
     raw.mkdir()
-    (raw / remote.NYU_MAT).write_bytes(b"MATLAB 5.0 MAT-file, not v7.3")
-    assert download.run(without_checksums(remote.NYU_DEPTH_V2), ["--data-dir", str(root), "--raw-dir", str(raw)]) == 1
+    (raw / nyu_depth_v2.NYU_MAT).write_bytes(b"MATLAB 5.0 MAT-file, not v7.3")
+    assert download.run(without_checksums(nyu_depth_v2.NYU_DEPTH_V2), ["--data-dir", str(root), "--raw-dir", str(raw)]) == 1
     error = capsys.readouterr().err
     assert "not a MATLAB v7.3 (HDF5) file" in error and "Traceback" not in error
 
@@ -222,21 +223,21 @@ def make_eurosat_raw(raw: Path, classes=("AnnualCrop", "Forest", "SeaLake"), per
     raw.mkdir(parents=True)
     ms, sar = {}, {}
     for name in classes:
-        label = remote.EUROSAT_CLASSES.index(name)
+        label = eurosat_ms_sar.EUROSAT_CLASSES.index(name)
         for i in range(1, per_class + 1):
             bands = (label * 100 + np.arange(13))[:, None, None] * np.ones((13, 8, 8))
             ms[f"EuroSAT_MS/{name}/{name}_{i}.tif"] = tiff_bytes(bands.astype(np.uint16), planar=True)
             polarisations = np.stack([np.full((8, 8), -10.0 - label), np.full((8, 8), -20.0 - label)], axis=-1)
             sar[f"EuroSAT-SAR/{name}/{name}_{i}.tif"] = tiff_bytes(polarisations.astype(np.float32), planar=False)
     ms["EuroSAT_MS/Forest/Forest_99.tif"] = ms["EuroSAT_MS/Forest/Forest_1.tif"]  # no SAR partner
-    write_zip(raw / remote.EUROSAT_MS_ZIP, ms)
-    write_zip(raw / remote.EUROSAT_SAR_ZIP, sar)
+    write_zip(raw / eurosat_ms_sar.EUROSAT_MS_ZIP, ms)
+    write_zip(raw / eurosat_ms_sar.EUROSAT_SAR_ZIP, sar)
 
 
 def test_eurosat_ms_sar_from_geotiff_fixture(tmp_path, root):
     raw = tmp_path / "raw"
     make_eurosat_raw(raw)
-    dataset = convert(remote.EUROSAT_MS_SAR, raw, root, "--size", "4", "--max-per-class", "2")
+    dataset = convert(eurosat_ms_sar.EUROSAT_MS_SAR, raw, root, "--size", "4", "--max-per-class", "2")
     assert len(dataset) == 6 and dataset.shape("ms") == (13, 4, 4) and dataset.shape("sar") == (2, 4, 4)
     labels = dataset.labels.numpy()
     assert sorted(set(labels)) == [0, 1, 9]
@@ -250,8 +251,8 @@ def test_eurosat_ms_sar_from_geotiff_fixture(tmp_path, root):
 def test_eurosat_archives_without_common_patches_fail_clearly(tmp_path, root, capsys):
     raw = tmp_path / "raw"
     make_eurosat_raw(raw)
-    write_zip(raw / remote.EUROSAT_SAR_ZIP, {"EuroSAT-SAR/Forest/other_name.tif": b"x"})
-    assert download.run(without_checksums(remote.EUROSAT_MS_SAR), ["--data-dir", str(root), "--raw-dir", str(raw)]) == 1
+    write_zip(raw / eurosat_ms_sar.EUROSAT_SAR_ZIP, {"EuroSAT-SAR/Forest/other_name.tif": b"x"})
+    assert download.run(without_checksums(eurosat_ms_sar.EUROSAT_MS_SAR), ["--data-dir", str(root), "--raw-dir", str(raw)]) == 1
     assert "no patch appears in both zips" in capsys.readouterr().err
 
 
@@ -286,15 +287,15 @@ def make_ravdess_raw(raw: Path) -> None:
                 video[f"Actor_{actor:02d}/01-{stem}.mp4"] = mp4_bytes(red=40 * emotion)
                 video[f"Actor_{actor:02d}/02-{stem}.mp4"] = b"video-only recording, skipped"
         if actor != 3:
-            write_zip(raw / remote.ravdess_video_zip(actor), video)
-    write_zip(raw / remote.RAVDESS_AUDIO_ZIP, audio)
+            write_zip(raw / ravdess.ravdess_video_zip(actor), video)
+    write_zip(raw / ravdess.RAVDESS_AUDIO_ZIP, audio)
 
 
 def test_ravdess_from_wav_and_mp4_fixture(tmp_path, root):
     raw = tmp_path / "raw"
     make_ravdess_raw(raw)
     options = ["--actors", "1-2", "--n-frames", "2", "--image-size", "16", "--n-mels", "16", "--audio-frames", "12", "--seconds", "0.5"]
-    dataset = convert(remote.RAVDESS, raw, root, *options)
+    dataset = convert(ravdess.RAVDESS, raw, root, *options)
     assert len(dataset) == 12 and dataset.shape("audio") == (1, 16, 12) and dataset.shape("face") == (6, 16, 16)
     assert sorted(set(dataset.labels.tolist())) == [0, 2, 4] and sorted(set(dataset.groups.tolist())) == [1, 2]
     assert cache.class_names("ravdess")[4] == "angry"
@@ -308,27 +309,27 @@ def test_ravdess_from_wav_and_mp4_fixture(tmp_path, root):
 
 
 def test_ravdess_actor_option_is_checked(capsys, root):
-    assert download.run(remote.RAVDESS, ["--data-dir", str(root), "--actors", "0-30"]) == 1
+    assert download.run(ravdess.RAVDESS, ["--data-dir", str(root), "--actors", "0-30"]) == 1
     assert "actors are numbered 1 to 24" in capsys.readouterr().err
-    assert remote.parse_actors("1-3, 7") == [1, 2, 3, 7]
+    assert ravdess.parse_actors("1-3, 7") == [1, 2, 3, 7]
 
 
 # --- network failures and the scripts themselves ---------------------------------------------
 
-@pytest.mark.parametrize("name", sorted(remote.SPECS))
+@pytest.mark.parametrize("name", download.DOWNLOADS.names())
 def test_unreachable_server_gives_a_clear_message(name, tmp_path, root, capsys):
-    status = download.run(remote.SPECS[name], ["--data-dir", str(root), "--raw-dir", str(tmp_path / "raw"),
-                                               "--mirror", UNREACHABLE, "--quiet"])
+    status = download.run(download.DOWNLOADS.get(name), ["--data-dir", str(root), "--raw-dir", str(tmp_path / "raw"),
+                                                         "--mirror", UNREACHABLE, "--quiet"])
     error = capsys.readouterr().err
     assert status == 1
     assert error.startswith("error: could not download") and "127.0.0.1:9" in error and "run the script again" in error
     assert "Traceback" not in error
 
 
-@pytest.mark.parametrize("name", sorted(remote.SPECS))
+@pytest.mark.parametrize("name", download.DOWNLOADS.names())
 def test_each_script_runs_its_spec(name, tmp_path, monkeypatch, capsys):
     script = REPO / "data_scripts" / f"get_{name}.py"
-    assert remote.SPECS[name].script == f"python data_scripts/get_{name}.py"
+    assert download.DOWNLOADS.get(name).script == f"python data_scripts/get_{name}.py"
     before = os.environ.get(cache.ENV_VAR)
     monkeypatch.setattr(sys, "argv", [str(script), "--data-dir", str(tmp_path), "--mirror", UNREACHABLE, "--quiet"])
     with pytest.raises(SystemExit) as stopped:
@@ -344,6 +345,30 @@ def test_script_as_a_process_fails_without_a_traceback(tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 1
     assert "could not download nyu_depth_v2_labeled.mat" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_cli_download_rejects_an_unknown_name_listing_the_valid_ones(capsys):
+    assert main(["datasets", "download", "no_such_data"]) == 2
+    valid = ", ".join(download.DOWNLOADS.names())
+    assert capsys.readouterr().err.strip() == f"error: unknown downloadable dataset 'no_such_data'; valid names: {valid}"
+
+
+@pytest.mark.parametrize("name", download.DOWNLOADS.names())
+def test_cli_download_help_lists_the_options_of_a_known_name(name, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["datasets", "download", name, "--help"])
+    assert stopped.value.code == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith(f"usage: python -m cmkd_lab datasets download {name} ")
+    flags = ["--data-dir", "--mirror"] + ["--" + option.replace("_", "-") for option in download.DOWNLOADS.get(name).options()]
+    assert all(flag in shown for flag in flags), shown
+
+
+def test_cli_download_passes_its_options_on(tmp_path, capsys):
+    """The command runs the named spec with the options after the name, as the script does."""
+    assert main(["datasets", "download", "avmnist", "--data-dir", str(tmp_path), "--mirror", UNREACHABLE, "--quiet"]) == 1
+    assert "could not download" in capsys.readouterr().err
+    assert (tmp_path / "raw" / "avmnist").is_dir()
 
 
 # --- the fetcher: resume, restart, checksums -------------------------------------------------
@@ -433,8 +458,8 @@ def test_fetch_records_an_unknown_checksum(server, tmp_path):
 
 
 def test_log_mel_spectrogram_finds_the_tone():
-    low = remote.log_mel_spectrogram(tone(300, 8000, 1.0), 8000, n_mels=32, n_frames=40, seconds=1.0)
-    high = remote.log_mel_spectrogram(tone(2000, 8000, 1.0), 8000, n_mels=32, n_frames=40, seconds=1.0)
+    low = formats.log_mel_spectrogram(tone(300, 8000, 1.0), 8000, n_mels=32, n_frames=40, seconds=1.0)
+    high = formats.log_mel_spectrogram(tone(2000, 8000, 1.0), 8000, n_mels=32, n_frames=40, seconds=1.0)
     assert low.shape == (32, 40) and low.mean(1).argmax() < high.mean(1).argmax()
-    short = remote.log_mel_spectrogram(tone(300, 8000, 0.25), 8000, n_mels=32, n_frames=40, seconds=1.0)
+    short = formats.log_mel_spectrogram(tone(300, 8000, 0.25), 8000, n_mels=32, n_frames=40, seconds=1.0)
     assert short[:, -5:].max() < short[:, :5].max() - 10  # padding beyond the signal is silent

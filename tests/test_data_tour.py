@@ -1,6 +1,6 @@
 """The data tour notebook, executed in the quick profile: the modality gap it records."""
 
-from cmkd_lab.results import paper_vs_kit, summarize
+from cmkd_lab.analysis.results import paper_vs_kit, summarize
 from cmkd_lab.studies import data_tour
 
 

@@ -237,17 +237,17 @@ def test_bad_input_is_a_clear_error_naming_the_valid_options():
 def test_downloaded_datasets_fixtures_run_by_name(which, tmp_path, monkeypatch):
     """EuroSAT-MS-SAR (ms, sar) and NYU Depth V2 (rgb, depth) from their download fixtures reach
     the study by parameter, unchanged, with 2-D CNN encoders."""
-    from cmkd_lab.datasets import cache, remote
+    from cmkd_lab.datasets import cache, eurosat_ms_sar, nyu_depth_v2
     from test_data_scripts import convert, make_eurosat_raw, make_nyu_raw
 
     monkeypatch.setenv(cache.ENV_VAR, str(tmp_path / "data"))
     if which == "eurosat":
         make_eurosat_raw(tmp_path / "raw", per_class=10)
-        convert(remote.EUROSAT_MS_SAR, tmp_path / "raw", tmp_path / "data", "--size", "4", "--max-per-class", "10")
+        convert(eurosat_ms_sar.EUROSAT_MS_SAR, tmp_path / "raw", tmp_path / "data", "--size", "4", "--max-per-class", "10")
         item, modalities = "eurosat_ms_sar:ms,sar", {"ms", "sar"}
     else:
         make_nyu_raw(tmp_path / "raw")
-        convert(remote.NYU_DEPTH_V2, tmp_path / "raw", tmp_path / "data", "--height", "6", "--width", "8",
+        convert(nyu_depth_v2.NYU_DEPTH_V2, tmp_path / "raw", tmp_path / "data", "--height", "6", "--width", "8",
                 "--n-scene-classes", "2", "--chunk", "5")
         item, modalities = "nyu_depth_v2:rgb,depth", {"rgb", "depth"}
         # the 13-image fixture has two scenes of its first class, too few for a 3-part split by

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from cmkd_lab.analysis.metrics import domain_tv_lower_bound, mmd
 from cmkd_lab.datasets.synthetic import cmcd_modalities
-from cmkd_lab.metrics import domain_tv_lower_bound, mmd
 
 SHIFTS = (0.5, 1.0, 2.0, 4.0)
 

@@ -154,16 +154,16 @@ def test_explore_reruns_ce_and_the_ds_students_at_one_setting(quick_run):
 @pytest.mark.parametrize("pair", ["eurosat_ms_sar:ms>sar", "nyu_depth_v2:rgb>depth"])
 def test_registered_image_pairs_run_on_the_download_fixtures(pair, tmp_path, monkeypatch):
     """A downloaded dataset reaches the study by name and pair (ds_methods, severity NaN)."""
-    from cmkd_lab.datasets import cache, remote
+    from cmkd_lab.datasets import cache, eurosat_ms_sar, nyu_depth_v2
     from test_data_scripts import convert, make_eurosat_raw, make_nyu_raw
 
     monkeypatch.setenv(cache.ENV_VAR, str(tmp_path / "data"))
     if pair.startswith("eurosat"):
         make_eurosat_raw(tmp_path / "raw", per_class=8)
-        convert(remote.EUROSAT_MS_SAR, tmp_path / "raw", tmp_path / "data", "--size", "8", "--max-per-class", "8")
+        convert(eurosat_ms_sar.EUROSAT_MS_SAR, tmp_path / "raw", tmp_path / "data", "--size", "8", "--max-per-class", "8")
     else:
         make_nyu_raw(tmp_path / "raw")
-        convert(remote.NYU_DEPTH_V2, tmp_path / "raw", tmp_path / "data", "--height", "12", "--width", "16",
+        convert(nyu_depth_v2.NYU_DEPTH_V2, tmp_path / "raw", tmp_path / "data", "--height", "12", "--width", "16",
                 "--n-scene-classes", "2", "--chunk", "5")
         # the 13-image fixture has two scenes of its first class, too few for a 3-part split by
         # scene; the study runs unchanged on the samples without their scene groups

@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch.func import vmap
 
-from cmkd_lab import metrics
+from cmkd_lab.analysis import metrics
+from cmkd_lab.engine import TrainConfig, fit
 from cmkd_lab.losses import StepOutputs, channel_independence_loss, make_loss, spatial_uniformity_loss
 from cmkd_lab.models import ModelSpec
 from cmkd_lab.systems import Distillation
-from cmkd_lab.training import TrainConfig, fit
 
 G = torch.Generator().manual_seed(0)
 FEATURES = torch.randn(16, 4, generator=G, dtype=torch.float64) @ torch.tensor(

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from cmkd_lab.analysis.metrics import weighted_f1
 from cmkd_lab.datasets import Splits, from_arrays
-from cmkd_lab.experiment import Architecture, StudyRun, Task, run_teacher_student, score_hook
+from cmkd_lab.engine import TrainConfig
 from cmkd_lab.losses import make_loss
-from cmkd_lab.metrics import weighted_f1
+from cmkd_lab.studies.runner import Architecture, StudyRun, Task, run_teacher_student, score_hook
 from cmkd_lab.systems import train_classifier
-from cmkd_lab.training import TrainConfig
 
 CONFIG = TrainConfig(epochs=40, lr=0.1)
 

@@ -10,9 +10,9 @@ import nbformat
 import pandas as pd
 import pytest
 
-from cmkd_lab import gallery
-from cmkd_lab.browser import ConsoleLog, chromium, find_chromium
-from cmkd_lab.notebook import run_notebook
+from cmkd_lab.app.browser import ConsoleLog, chromium, find_chromium
+from cmkd_lab.app.notebook import run_notebook
+from cmkd_lab.report import gallery
 
 # small runs of a tutorial (no paper claim) and of a notebook with a paper-vs-kit table
 RUNS = {

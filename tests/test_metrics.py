@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from cmkd_lab.metrics import central_moment_discrepancy, non_target_divergence, non_target_log_probs, rank_correlation
+from cmkd_lab.analysis.metrics import (central_moment_discrepancy, non_target_divergence, non_target_log_probs,
+                                       rank_correlation)
 
 
 def _logits(seed, shape=(64, 5), scale=3.0):

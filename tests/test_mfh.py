@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from cmkd_lab import figures
-from cmkd_lab.results import claim_verdicts, verdict
+from cmkd_lab.analysis.results import claim_verdicts, verdict
+from cmkd_lab.report import figures
 from cmkd_lab.studies.mfh import gaussian, real, table2
 
 ALLOWED_METHODS = {"teacher", "no_kd", "kd"}

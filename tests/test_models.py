@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from cmkd_lab.models import Edit, ModelSpec, Stack, build_model
+from cmkd_lab.engine import Edit, Stack
+from cmkd_lab.models import ModelSpec, build_model
 
 SPECS = [
     ModelSpec("linear", (12,), 3),

@@ -13,8 +13,8 @@ import json
 
 import pytest
 
-from cmkd_lab.notebook import list_notebooks, parameters_class, run_notebook
-from cmkd_lab.results import load_results
+from cmkd_lab.analysis.results import load_results
+from cmkd_lab.app.notebook import list_notebooks, parameters_class, run_notebook
 
 NON_DEFAULT = {
     "00_quickstart": {"n_runs": 2, "epochs": 40, "venn_settings": ((10, 5, 5),), "n_train": 200, "temperature": 1.0},

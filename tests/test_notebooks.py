@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from cmkd_lab.notebook import list_notebooks, notebook_parameters
+from cmkd_lab.app.notebook import list_notebooks, notebook_parameters
 
 NOTEBOOKS = list_notebooks()
 COMMON_PARAMETERS = {"profile", "interactive", "output_dir"}

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from cmkd_lab.results import claim_verdicts
+from cmkd_lab.analysis.results import claim_verdicts
 from cmkd_lab.studies.ntdh import common, gaussian, multiclass_methods, realpairs
 
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import cmkd_lab.datasets as datasets
+from cmkd_lab.analysis.results import summarize
 from cmkd_lab.datasets import cache, prepare, real
 from cmkd_lab.datasets.baselines import spectrum, view_accuracy
-from cmkd_lab.results import summarize
 from cmkd_lab.datasets.core import from_arrays
 
 OFFLINE = ["mfeat", "watch", "segment"]

@@ -7,10 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cmkd_lab import figures
-from cmkd_lab.results import (
-    RunLog, mean_std_table, paper_vs_kit, save_results, summarize, tidy_rows,
-)
+from cmkd_lab.analysis.results import RunLog, mean_std_table, paper_vs_kit, save_results, summarize, tidy_rows
+from cmkd_lab.report import figures
 
 
 def table():

@@ -1,4 +1,4 @@
-"""Algorithm 1 (cmkd_lab.saliency): closed form = forward pass, recovery of planted channels, edits."""
+"""Algorithm 1 (cmkd_lab.analysis.saliency): closed form = forward pass, recovery of planted channels, edits."""
 
 from __future__ import annotations
 
@@ -6,20 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from cmkd_lab.analysis.saliency import (algorithm1, channel_mask, channel_means, channel_recovery, joint_fit,
+                                        mean_replacement, min_max, permutation_saliency, top_channels)
 from cmkd_lab.datasets.synthetic import mfh_table2
-from cmkd_lab.models import Edit, ModelSpec, Stack
-from cmkd_lab.saliency import (
-    algorithm1,
-    channel_mask,
-    channel_means,
-    channel_recovery,
-    joint_fit,
-    mean_replacement,
-    min_max,
-    permutation_saliency,
-    top_channels,
-)
-from cmkd_lab.training import TrainConfig
+from cmkd_lab.engine import Edit, Stack, TrainConfig
+from cmkd_lab.models import ModelSpec
 
 
 def _table2_stack(xs2=10, runs=4):

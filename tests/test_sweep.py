@@ -1,4 +1,4 @@
-"""Grids of notebook runs on Dask (`python -m cmkd_lab sweep`, `cmkd_lab.sweep.run_grid`), on a
+"""Grids of notebook runs on Dask (`python -m cmkd_lab sweep`, `cmkd_lab.app.sweep.run_grid`), on a
 local cluster of 2 workers: merging, resuming, failure isolation and refusing bad grids early."""
 
 import ast
@@ -15,10 +15,10 @@ import papermill
 import psutil
 import pytest
 
-from cmkd_lab import sweep
-from cmkd_lab.cli import main, parse_grid
-from cmkd_lab.notebook import as_literal, parameters_class
-from cmkd_lab.sweep import plan_points, run_grid
+from cmkd_lab.app import sweep
+from cmkd_lab.app.cli import main, parse_grid
+from cmkd_lab.app.notebook import as_literal, parameters_class
+from cmkd_lab.app.sweep import plan_points, run_grid
 
 # tiny runs: one seed, two epochs, few samples (a point is then mostly its kernel's start-up);
 # n_train=-5 passes the parameter class but fails in the notebook: two bad points among 4 good ones

@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cmkd_lab.analysis.metrics import weighted_f1
+from cmkd_lab.engine import Head, Ramp, Stack, StepResult, System, TrainConfig, build_seeded, fit, gradient_reversal
 from cmkd_lab.losses import make_loss
-from cmkd_lab.metrics import weighted_f1
-from cmkd_lab.models import ModelSpec, Stack, build_model
+from cmkd_lab.models import ModelSpec, build_model
 from cmkd_lab.systems import Distillation, train_classifier
-from cmkd_lab.training import Head, Ramp, StepResult, System, TrainConfig, build_seeded, fit, gradient_reversal
 
 SEEDS = [0, 1, 2, 3]
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import cmkd_lab.datasets as datasets
-from cmkd_lab.cli import main
+from cmkd_lab.app.cli import main
 from cmkd_lab.datasets import cache, prepare, user
 from cmkd_lab.studies import data_tour
 from cmkd_lab.studies.mfh import real
@@ -283,7 +283,7 @@ def test_entry_points_register_datasets_and_a_broken_one_names_itself(user_folde
 # --- large sets: mini-batches, progress, the record of each seed's split --------------------------
 
 def test_large_sets_train_in_mini_batches_for_as_many_steps_as_full_batch():
-    from cmkd_lab.experiment import Task
+    from cmkd_lab.studies.runner import Task
     from cmkd_lab.studies.real_data import FULL_BATCH_LIMIT, MINI_BATCH, train_config
 
     def tasks(n):
@@ -301,7 +301,7 @@ def test_large_sets_train_in_mini_batches_for_as_many_steps_as_full_batch():
 
 
 def test_run_json_records_each_seeds_test_groups(user_folder, tmp_path):
-    from cmkd_lab.results import save_results
+    from cmkd_lab.analysis.results import save_results
 
     rng = np.random.default_rng(1)
     n = 240
@@ -321,7 +321,7 @@ def test_run_json_records_each_seeds_test_groups(user_folder, tmp_path):
 
 
 def test_progress_lines_say_when_a_fit_starts_and_ends(monkeypatch, capsys):
-    from cmkd_lab import progress
+    from cmkd_lab.app import progress
 
     monkeypatch.setenv(progress.ENV_VAR, "lines")
     assert list(progress.progress_bar(range(3), "fit (2 models)", unit="epoch")) == [0, 1, 2]
@@ -342,7 +342,7 @@ def test_bars_are_text_that_survives_saving_a_notebook(monkeypatch):
     leaves 'model not found' on reopening a saved notebook)."""
     import tqdm.std
 
-    from cmkd_lab import progress
+    from cmkd_lab.app import progress
 
     bar = progress.progress_bar(range(2), "fit", enabled=True)
     assert type(bar) is tqdm.std.tqdm and list(bar) == [0, 1]

@@ -9,7 +9,7 @@ from typing import Callable
 
 import pandas as pd
 
-from ..registry import Registry, check_options
+from ..engine.registry import Registry, check_options
 from .core import PairedDataset, Splits, from_arrays, split_dataset, standardise
 
 DATASETS: Registry[Callable[..., PairedDataset]] = Registry("dataset")
@@ -57,7 +57,8 @@ def load(name: str, **options) -> PairedDataset:
 
 
 from . import synthetic  # noqa: E402,F401  (registers the synthetic datasets)
-from . import real, remote  # noqa: E402,F401  (register mfeat, watch, segment and the download datasets)
+from . import real  # noqa: E402,F401  (registers mfeat, watch and segment)
+from . import avmnist, eurosat_ms_sar, nyu_depth_v2, ravdess  # noqa: E402,F401  (the download datasets)
 from . import degraded  # noqa: E402,F401  (registers the clean/degraded image pairs)
 from . import user  # noqa: E402  (last: user datasets never shadow the kit's own)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from ..results import tidy_rows
+from ..analysis.results import tidy_rows
 from .core import PairedDataset
 
 
@@ -43,7 +43,7 @@ def view_accuracy(
     not used: the probe has no knob to select) and scored on the test part. ``features`` turns a
     view into the probe's input: "flatten" (the values as they are) or "spectrum" (FFT magnitude
     over the last axis, for time series such as watch windows, where a linear probe on raw
-    samples is not shift-invariant). A tidy results table (see :mod:`cmkd_lab.results`): one
+    samples is not shift-invariant). A tidy results table (see :mod:`cmkd_lab.analysis.results`): one
     row per (view, seed) with study ``study``, method "linear_probe", setting columns dataset,
     view and features, metric "test_acc".
     """

@@ -27,7 +27,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..io import atomic_path
+from ..app.io import atomic_path
 
 ENV_VAR = "CMKD_LAB_DATA"
 FORMAT_VERSION = 1
@@ -85,7 +85,7 @@ def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename (see :func:`cmkd_lab.io.atomic_path`)."""
+    """Write ``data`` to a temporary file beside ``path``, then rename (see :func:`cmkd_lab.app.io.atomic_path`)."""
     with atomic_path(path) as temporary:
         temporary.write_bytes(data)
 

@@ -1,8 +1,11 @@
-"""Fetching and converting the datasets that no package ships (the scripts in data_scripts/).
+"""Fetching and converting the datasets that no package ships.
 
 A :class:`DownloadSpec` names a dataset's source files (URL, and the checksums known in
 advance), its converter ``convert(raw_folder, **options) -> (arrays, meta)`` and the script that
-runs it. :func:`run` is the whole command line of every script:
+runs it; each downloadable dataset's module registers its spec and loader with
+:func:`register_download` (``DOWNLOADS`` holds the specs by name). :func:`run` is the whole
+command line of ``python -m cmkd_lab datasets download NAME`` and of the scripts in
+``data_scripts/``:
 
 1. each source file is fetched into the raw folder with :func:`fetch`: resumable (an HTTP Range
    request continues a ``.part`` file), with a tqdm progress bar, verified against its sha256 (or
@@ -33,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..engine.registry import Registry
 from . import cache
 
 CHUNK_BYTES = 1 << 20
@@ -84,6 +88,20 @@ class DownloadSpec:
             return list(self.sources)
         wanted = set(self.needs(options))
         return [source for source in self.sources if source.filename in wanted]
+
+
+DOWNLOADS: Registry[DownloadSpec] = Registry("downloadable dataset")
+
+
+def register_download(spec: DownloadSpec, loader: Callable) -> None:
+    """Register ``spec`` (for ``python -m cmkd_lab datasets download``) and its ``loader`` as dataset
+    ``spec.name`` of kind "download": loadable once the spec has run, otherwise naming its script."""
+    from . import register_dataset
+
+    DOWNLOADS.register(spec.name)(spec)
+    cache.set_create_command(spec.name, spec.script)
+    register_dataset(spec.name, kind="download", description=spec.description,
+                     is_available=lambda: cache.is_prepared(spec.name))(loader)
 
 
 def raw_folder(name: str, root: Path | None = None) -> Path:
@@ -217,10 +235,10 @@ def _download(url: str, partial: Path, size: int | None, timeout: float, progres
 
 # --- the scripts' command line --------------------------------------------------------------
 
-def _parser(spec: DownloadSpec) -> argparse.ArgumentParser:
+def _parser(spec: DownloadSpec, prog: str | None = None) -> argparse.ArgumentParser:
     sources = "\n".join(f"  {s.filename}  {s.url}" for s in spec.sources)
     parser = argparse.ArgumentParser(
-        prog=spec.script,
+        prog=prog or spec.script,
         description=f"Download and convert {spec.description} into the kit's data folder, so that "
         f"cmkd_lab.datasets.load({spec.name!r}) works offline.",
         epilog=f"sources:\n{sources}\n{spec.notes}",
@@ -243,9 +261,11 @@ def _parser(spec: DownloadSpec) -> argparse.ArgumentParser:
     return parser
 
 
-def run(spec: DownloadSpec, argv: list[str] | None = None) -> int:
-    """The command line of a data script: download, verify, convert. Returns the exit status."""
-    args = _parser(spec).parse_args(argv)
+def run(spec: DownloadSpec, argv: list[str] | None = None, prog: str | None = None) -> int:
+    """The command line of a data script: download, verify, convert. Returns the exit status.
+    ``argv`` defaults to the process's arguments; ``prog`` names the command in the help (default:
+    the spec's script)."""
+    args = _parser(spec, prog).parse_args(argv)
     root = args.data_dir or cache.data_root()
     options = {name: getattr(args, name) for name in spec.options()}
     log = print
@@ -285,4 +305,5 @@ def _is_current(spec: DownloadSpec, options: dict[str, Any], root: Path) -> bool
     return meta.get("converter") == spec.version and meta.get("options") == options
 
 
-__all__ = ["Source", "DownloadSpec", "DownloadError", "ChecksumError", "fetch", "check_file", "run", "raw_folder"]
+__all__ = ["Source", "DownloadSpec", "DownloadError", "ChecksumError", "DOWNLOADS", "register_download", "fetch",
+           "check_file", "run", "raw_folder"]

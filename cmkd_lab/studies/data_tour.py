@@ -14,14 +14,15 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .. import datasets, figures
+from .. import datasets
+from ..analysis.results import paper_vs_kit, summarize
+from ..app.notebook import NotebookParameters
 from ..datasets import PairedDataset, from_arrays, real_dataset_names, standardise
 from ..datasets.baselines import view_accuracy
-from ..experiment import Task, run_teacher_student
+from ..engine import TrainConfig
 from ..losses import make_loss
-from ..notebook import NotebookParameters
-from ..results import paper_vs_kit, summarize
-from ..training import TrainConfig
+from ..report import figures
+from .runner import Task, run_teacher_student
 
 STUDY = "data_tour"
 OFFLINE = ("mfeat", "watch", "segment")

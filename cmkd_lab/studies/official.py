@@ -53,8 +53,8 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from ..experiment import Task
 from ..models import ModelSpec, Net, seeded
+from .runner import Task
 
 CRD_FEATURE_DIM = 8  # NTDH's CRD options: feat_dim 8, s_dim = t_dim = 2 (the logits)
 CRD_LOGIT_DIM = 2

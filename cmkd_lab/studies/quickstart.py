@@ -15,14 +15,14 @@ import pandas as pd
 import plotly.graph_objects as go
 import torch
 
-from .. import figures
+from ..analysis.results import summarize
+from ..app.notebook import NotebookParameters
 from ..datasets import PairedDataset, Splits
 from ..datasets.synthetic import gaussian_venn, venn_ratios
-from ..experiment import Architecture, StudyRun, Task, run_teacher_student
+from ..engine import TrainConfig
 from ..losses import make_loss
-from ..notebook import NotebookParameters
-from ..results import summarize
-from ..training import TrainConfig
+from ..report import figures
+from .runner import Architecture, StudyRun, Task, run_teacher_student
 
 STUDY = "quickstart"
 

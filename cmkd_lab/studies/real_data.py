@@ -9,8 +9,8 @@ import re
 from typing import Sequence
 
 from ..datasets import PairedDataset
-from ..experiment import Architecture, Task
-from ..training import TrainConfig
+from ..engine import TrainConfig
+from .runner import Architecture, Task
 
 SMALL_TEST_SET = 30  # below this many test samples, one sample moves the accuracy by more than 3 points
 FULL_BATCH_LIMIT = 2048  # training samples; larger sets are fed in mini-batches unless told otherwise

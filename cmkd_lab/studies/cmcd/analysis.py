@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ... import figures
-from ...metrics import rank_correlation
-from ...results import mean_std_cells, summarize
+from ...analysis.metrics import rank_correlation
+from ...analysis.results import mean_std_cells, summarize
+from ...report import figures
 from .pipeline import DISTILLERS, METHODS
 
 BASELINES = ("l2", "no_distill", "target_ssl", "finetune_only")  # the paper's baselines, L2 alignment among them

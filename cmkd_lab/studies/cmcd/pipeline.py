@@ -30,14 +30,13 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from ...analysis.metrics import accuracy, domain_tv_lower_bound, mmd
+from ...analysis.results import tidy_rows
 from ...datasets import Splits, standardise
-from ...experiment import Architecture, StudyRun, fit_run, repeat_models
+from ...engine import Stack, TrainConfig, fit
 from ...losses import make_embedding_loss, unit_rows
-from ...metrics import accuracy, domain_tv_lower_bound, mmd
-from ...models import Stack
-from ...results import tidy_rows
 from ...systems import TEACHER_PREFIX, ContrastiveSSL, EmbeddingDistillation, EncoderClassifier, two_views
-from ...training import TrainConfig, fit
+from ..runner import Architecture, StudyRun, fit_run, repeat_models
 
 DISTILLERS = ("cmd", "cmc", "l2")
 METHODS = DISTILLERS + ("no_distill", "target_ssl", "finetune_only")

@@ -17,11 +17,11 @@ from typing import ClassVar, Sequence
 
 import pandas as pd
 
+from ...analysis.results import RunLog
+from ...app.notebook import NotebookParameters
 from ...datasets import load, real_dataset_names
-from ...experiment import StudyRun, Task
-from ...results import RunLog
-from ...notebook import NotebookParameters
 from ..real_data import net_for, note_small_test_sets, parse_pairs, split_records
+from ..runner import StudyRun, Task
 from .pipeline import METHODS, Stages, run_transfers, transfers_from_splits
 
 STUDY = "cmcd_real"

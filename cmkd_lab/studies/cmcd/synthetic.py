@@ -25,11 +25,11 @@ from typing import ClassVar, Mapping, Sequence
 import pandas as pd
 import plotly.graph_objects as go
 
-from ... import figures
+from ...analysis.results import summarize
+from ...app.notebook import NotebookParameters
 from ...datasets import load
-from ...experiment import Architecture, StudyRun
-from ...notebook import NotebookParameters
-from ...results import summarize
+from ...report import figures
+from ..runner import Architecture, StudyRun
 from .pipeline import METHODS, Stages, run_transfers, transfers_from_splits
 
 

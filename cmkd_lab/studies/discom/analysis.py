@@ -9,8 +9,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ... import figures
-from ...results import mean_std_cells, summarize
+from ...analysis.results import mean_std_cells, summarize
+from ...report import figures
 from .pipeline import ABLATIONS, ALL_MODALITIES, AS_RELEASED, KD_BASELINES, METHODS
 
 FEATURE_KINDS = {"s": "invariant s", "d": "informative d", "u": "irrelevant u"}

@@ -41,14 +41,14 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from ...analysis.metrics import MIN_SAMPLES_PER_SIDE, accuracy, domain_classifier_accuracy, weighted_f1
+from ...analysis.results import RunLog, tidy_rows
 from ...datasets import PairedDataset, standardise
-from ...experiment import Architecture, StudyRun, Task, fit_run, repeat_models
+from ...engine import FitResult, StepResult, TrainConfig, fit
 from ...losses import Distiller, make_loss
-from ...metrics import MIN_SAMPLES_PER_SIDE, accuracy, domain_classifier_accuracy, weighted_f1
 from ...models import ModelSpec
-from ...results import RunLog, tidy_rows
 from ...systems import DISCOM_TERMS, MODALITY_TARGETS, TEACHER_PREFIX, DisCoM, Distillation, SumFusion
-from ...training import FitResult, StepResult, TrainConfig, fit
+from ..runner import Architecture, StudyRun, Task, fit_run, repeat_models
 
 VAL_FRACTION, TEST_FRACTION = 0.1, 0.2  # the paper's stratified 70/10/20 splits
 METHODS = ("discom", "single", "fusion_kd", "fusion_dkd", "crossmodal_kd")

@@ -18,11 +18,11 @@ from typing import ClassVar, Mapping
 import pandas as pd
 import plotly.graph_objects as go
 
+from ...analysis.results import RunLog, summarize
+from ...app.notebook import NotebookParameters
 from ...datasets import DATASETS, load
-from ...experiment import Architecture, StudyRun, Task
-from ...notebook import NotebookParameters
-from ...results import RunLog, summarize
 from .. import real_data
+from ..runner import Architecture, StudyRun, Task
 from . import pipeline
 from .pipeline import Protocol
 

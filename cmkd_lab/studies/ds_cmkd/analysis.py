@@ -11,8 +11,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ... import figures
-from ...results import mean_std_cells, mean_std_table, summarize
+from ...analysis.results import mean_std_cells, mean_std_table, summarize
+from ...report import figures
 from .study import ALL_METHODS, DIAGNOSTICS, DS_METHODS, METRICS, DSParameters, run
 
 PAIR_COLUMNS = ["dataset", "source", "target", "severity"]
@@ -217,7 +217,7 @@ def explore_figure(p: DSParameters, severity: float, independence_weight: float,
 
 def example_images(p: DSParameters, n: int = 8) -> np.ndarray:
     """``n`` clean images and their degraded copies at each severity of ``p`` (first image set),
-    as rows of one mosaic array ``(rows, n, H, W)`` for :func:`cmkd_lab.figures.image_mosaic`."""
+    as rows of one mosaic array ``(rows, n, H, W)`` for :func:`cmkd_lab.report.figures.image_mosaic`."""
     from ...datasets import load
 
     name = (p.images or ("digits_degraded",))[0]

@@ -17,7 +17,7 @@ both 0), KD and FitNet one fit each; teachers are trained once per seed and clea
 severities share them. Model selection is ``select`` (default: the best validation epoch).
 
 Rows (tidy; settings ``dataset``, ``source``, ``target``, ``severity``): ``test_acc`` and the
-diagnostics of :func:`~cmkd_lab.metrics.structure_diagnostics` on the test split, each model on
+diagnostics of :func:`~cmkd_lab.analysis.metrics.structure_diagnostics` on the test split, each model on
 its own modality: ``channel_corr`` and ``effective_rank`` of the output features
 (``output_layer``), ``spatial_entropy`` of the intermediate map (``map_layer``). Studies:
 ``ds_severity`` (the degraded pairs, every method and severity), ``ds_methods`` (the registered
@@ -37,17 +37,16 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ...analysis.metrics import accuracy, structure_diagnostics
+from ...analysis.results import RunLog, tidy_rows
+from ...app.notebook import NotebookParameters
 from ...datasets import Splits, load, real_dataset_names, standardise
 from ...datasets.degraded import DEGRADATIONS, DEGRADED_DATASETS
-from ...experiment import Architecture, StudyRun, Task, fit_run, repeat_models
+from ...engine import SELECTION_RULES, FitResult, Stack, TrainConfig, fit
 from ...losses import make_loss
-from ...metrics import accuracy, structure_diagnostics
-from ...models import Stack
-from ...notebook import NotebookParameters
-from ...results import RunLog, tidy_rows
 from ...systems import Distillation
-from ...training import SELECTION_RULES, FitResult, TrainConfig, fit
 from ..real_data import parse_pairs, split_records
+from ..runner import Architecture, StudyRun, Task, fit_run, repeat_models
 
 DS_METHODS = ("ds_ci", "ds_ud", "ds_both")
 METHODS = ("ce", "kd", "fitnet") + DS_METHODS  # the students

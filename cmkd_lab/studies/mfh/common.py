@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ...analysis.results import paper_vs_kit, summarize
+from ...app.notebook import NotebookParameters
 from ...losses import Distiller, make_loss
-from ...notebook import NotebookParameters
-from ...results import paper_vs_kit, summarize
 
 OFFICIAL_EPOCHS = 1000
 

@@ -1,7 +1,7 @@
 """MFH Fig. 2 (vary γ) and Fig. 3 (vary α) on Gaussian data (papers.md §1, case study A).
 
 :func:`run_fig2` and :func:`run_fig3` train every (setting × seed) model of a method as one
-batched fit through :func:`~cmkd_lab.experiment.run_teacher_student`.
+batched fit through :func:`~cmkd_lab.studies.runner.run_teacher_student`.
 
 Rows: ``study`` ∈ mfh_fig2 (setting ``gamma``), mfh_fig3 (``alpha``); ``method`` ∈ teacher,
 no_kd, kd; ``metric`` = test_acc (a fraction).
@@ -15,14 +15,14 @@ from typing import ClassVar, Mapping
 import pandas as pd
 import plotly.graph_objects as go
 
-from ... import figures
+from ...analysis.results import summarize
 from ...datasets.synthetic import RNG_MODES, mfh_overlap, mfh_teacher_specific
-from ...experiment import StudyRun, Task, run_teacher_student
+from ...engine import TrainConfig
 from ...losses import Distiller
-from ...results import summarize
-from ...training import TrainConfig
+from ...report import figures
 from ..official import with_official_inits
 from ..quickstart import sign_change
+from ..runner import StudyRun, Task, run_teacher_student
 from .common import OFFICIAL_EPOCHS, SyntheticKDParameters, kd_loss, paired_difference, paper_comparison, ratios_table
 
 PAPER_TOLERANCE = 2.0  # points: values read off published figures; the official script lands within 1-2 points

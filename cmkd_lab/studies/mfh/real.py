@@ -27,17 +27,17 @@ import pandas as pd
 import plotly.graph_objects as go
 import torch
 
-from ... import figures
+from ...analysis.metrics import accuracy
+from ...analysis.results import RunLog, mean_std_cells, summarize, tidy_rows
+from ...analysis.saliency import Saliency, algorithm1, channel_means, mean_replacement, permutation_saliency
+from ...app.notebook import NotebookParameters
 from ...datasets import PairedDataset, load, real_dataset_names, standardise
-from ...experiment import (Architecture, StudyRun, Task, classifier_run, fit_run, groups_of_equal_shape, repeat_models,
-                          stack_split)
+from ...engine import TrainConfig
 from ...losses import Distiller
-from ...metrics import accuracy
-from ...notebook import NotebookParameters
-from ...results import RunLog, mean_std_cells, summarize, tidy_rows
-from ...saliency import Saliency, algorithm1, channel_means, mean_replacement, permutation_saliency
-from ...training import TrainConfig
+from ...report import figures
 from ..real_data import net_for, note_small_test_sets, parse_pairs, split_records, train_config
+from ..runner import (Architecture, StudyRun, Task, classifier_run, fit_run, groups_of_equal_shape, repeat_models,
+                      stack_split)
 from .common import kd_loss, paired_difference, random_mask, top_mask
 
 STUDY = "mfh_real"
@@ -204,7 +204,7 @@ def teacher_probe(p: RealParameters, progress: bool | None = None) -> pd.DataFra
     the student's place: how far its logits move). ρ near 1 means the "modality-general" channels
     are mostly the ones the teacher leans on, whatever the student sees.
     """
-    from scipy import stats  # deferred, as in cmkd_lab.metrics: a slow import
+    from scipy import stats  # deferred, as in cmkd_lab.analysis.metrics: a slow import
 
     rows = []
     for pair, group, config in _groups(p):

@@ -3,9 +3,9 @@
 Run r of a setting (seed s = base_seed + 3r) draws the regular teacher's training set from s,
 the test set from s + 1 and a fresh training set from s + 2, on which the students and the
 modality-general (MG) teachers train. An MG teacher keeps xs2 channels of x_a, chosen
-``random``, ``gt`` (the true shared ones) or ``alg1`` (:func:`cmkd_lab.saliency.algorithm1` on
+``random``, ``gt`` (the true shared ones) or ``alg1`` (:func:`cmkd_lab.analysis.saliency.algorithm1` on
 the regular teacher's draw). The MG teachers and their KD students are variants of one
-:func:`~cmkd_lab.experiment.run_teacher_student` call (every kind of model is one batched fit);
+:func:`~cmkd_lab.studies.runner.run_teacher_student` call (every kind of model is one batched fit);
 the regular teacher trains on its own draw, so its students are fits of their own.
 
 ``rng="official"`` replays ``gauss/main_modify_gamma.py`` run for run (its order of draws:
@@ -18,7 +18,7 @@ each teacher mode's loop; the kit trains them once, with the nets of the ``alg1`
 ``random``/``gt`` loop. The script's regular KD is the released, swapped call:
 ``regular_kd_as_released=True`` gives its numbers. What still differs is float rounding: the
 kit's batched fits, and Algorithm 1's scores computed in closed form
-(:func:`cmkd_lab.saliency.permutation_saliency`), round differently from one-model forward
+(:func:`cmkd_lab.analysis.saliency.permutation_saliency`), round differently from one-model forward
 passes, so channels whose scores tie to float precision could rank differently (none did against
 the script's loop, up to the full profile). An MG teacher there keeps its channels in the
 script's order, packed into the first xs2 input slots with the rest zero (a ``Linear(xs2, 2)``
@@ -42,15 +42,15 @@ import plotly.graph_objects as go
 import torch
 import torch.nn.functional as F
 
-from ... import figures
+from ...analysis.results import RunLog, mean_std_cells, summarize, tidy_rows
+from ...analysis.saliency import ALGORITHM1_CONFIG, algorithm1
 from ...datasets import Splits
 from ...datasets.synthetic import RNG_MODES, mfh_table2, mfh_table2_draws
-from ...experiment import StudyRun, Task, Variant, classifier_run, fit_run, given_init, run_teacher_student, stack_split
-from ...models import ModelSpec, Stack
-from ...results import RunLog, mean_std_cells, summarize, tidy_rows
-from ...saliency import ALGORITHM1_CONFIG, algorithm1
-from ...training import TrainConfig
+from ...engine import Stack, TrainConfig
+from ...models import ModelSpec
+from ...report import figures
 from ..official import TABLE2_CHANNELS, mfh_table2_nets
+from ..runner import StudyRun, Task, Variant, classifier_run, fit_run, given_init, run_teacher_student, stack_split
 from .common import (OFFICIAL_EPOCHS, SyntheticKDParameters, kd_loss, paper_comparison, random_mask, ratios_table,
                      top_mask)
 

@@ -19,13 +19,14 @@ import pandas as pd
 import plotly.graph_objects as go
 import torch
 
-from ... import figures
-from ...experiment import Architecture, StudyRun, Task, TaskOutputs, run_teacher_student
+from ...analysis.metrics import (NTD_VARIANTS, central_moment_discrepancy, non_target_divergence, non_target_log_probs,
+                                 rank_correlation)
+from ...analysis.results import summarize, tidy_rows
+from ...app.notebook import NotebookParameters
+from ...engine import TrainConfig
 from ...losses import KD_REDUCTIONS, Distiller, make_loss
-from ...metrics import NTD_VARIANTS, central_moment_discrepancy, non_target_divergence, non_target_log_probs, rank_correlation
-from ...notebook import NotebookParameters
-from ...results import summarize, tidy_rows
-from ...training import TrainConfig
+from ...report import figures
+from ..runner import Architecture, StudyRun, Task, TaskOutputs, run_teacher_student
 
 GAP_METRICS = ("ntd", "cmd_input", "cmd_output")
 KNOB_TITLES = {"gamma": "γ (modality-general share)"}
@@ -119,7 +120,7 @@ def per_task(table: pd.DataFrame, settings: Sequence[str], kd_method: str = "kd"
 
 def ntd_by_variant(run: StudyRun, settings: Sequence[str], student: str = "no_kd") -> pd.DataFrame:
     """Per task (3+ classes), the teacher/``student`` NTD on the test split in every variant of
-    :data:`~cmkd_lab.metrics.NTD_VARIANTS` (one column each), from the run's test logits."""
+    :data:`~cmkd_lab.analysis.metrics.NTD_VARIANTS` (one column each), from the run's test logits."""
     rows = []
     for outputs in run.artifacts.outputs:
         if outputs.teacher is None or outputs.teacher.shape[-1] < 3:

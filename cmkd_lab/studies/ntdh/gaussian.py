@@ -15,13 +15,13 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ... import figures
+from ...analysis.metrics import rank_correlation
+from ...analysis.results import paper_vs_kit, summarize
 from ...datasets.synthetic import RNG_MODES, mfh_overlap
-from ...experiment import Architecture, StudyRun, Task
-from ...metrics import rank_correlation
-from ...results import paper_vs_kit, summarize
-from ...training import TrainConfig
+from ...engine import TrainConfig
+from ...report import figures
 from ..official import ntdh_crd_draws, with_official_inits
+from ..runner import Architecture, StudyRun, Task
 from .common import (KNOB_TITLES, NTDHParameters, correlation_line, delta_ntd_correlation, kd_losses,
                      non_target_sample_figure, per_task, run_with_gaps)
 

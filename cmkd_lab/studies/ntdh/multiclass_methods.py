@@ -14,13 +14,13 @@ from typing import ClassVar, Sequence
 import numpy as np
 import pandas as pd
 
+from ...analysis.metrics import accuracy, rank_correlation
+from ...analysis.results import mean_std_cells, summarize
 from ...datasets.synthetic import ntdh_multiclass
-from ...experiment import Architecture, StudyRun, Task
+from ...engine import TrainConfig
 from ...losses import Distiller, make_loss
-from ...metrics import accuracy, rank_correlation
-from ...results import mean_std_cells, summarize
 from ...systems import train_classifier
-from ...training import TrainConfig
+from ..runner import Architecture, StudyRun, Task
 from .common import NTDHParameters, correlation_line, delta_ntd_correlation, kd_options, per_task, run_with_gaps
 
 STUDY_MULTICLASS = "ntdh_multiclass"

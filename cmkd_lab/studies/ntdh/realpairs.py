@@ -16,11 +16,11 @@ from typing import ClassVar, Mapping
 import pandas as pd
 import plotly.graph_objects as go
 
-from ... import figures
+from ...analysis.metrics import rank_correlation
 from ...datasets import load, real_dataset_names, standardise
-from ...experiment import Architecture, StudyRun, Task
-from ...metrics import rank_correlation
+from ...report import figures
 from ..real_data import note_small_test_sets, split_records, train_config
+from ..runner import Architecture, StudyRun, Task
 from . import common
 from .common import NTDHParameters, kd_losses, non_target_sample_figure, run_with_gaps, setting_summary
 
@@ -124,7 +124,8 @@ def correlation_line(correlation: dict) -> str:
 
 def claims(correlation: dict) -> pd.DataFrame:
     """The paper-vs-kit row: does the rank correlation across pairs support the hypothesis? The
-    verdict starts with "held", "not held", "null result" or "not tested" (:func:`cmkd_lab.results.verdict`)."""
+    verdict starts with "held", "not held", "null result" or "not tested"
+    (:func:`cmkd_lab.analysis.results.verdict`)."""
     if correlation["n"] < MIN_PAIRS:
         verdict = f"not tested: {correlation_line(correlation)}"
     elif correlation["high"] < 0:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .registry import Registry
+from ..engine.registry import Registry
 
 NTD_VARIANTS = ("js", "official")
 NTD_REDUCTIONS = ("mean", "none")

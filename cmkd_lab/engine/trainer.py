@@ -3,7 +3,7 @@
 A :class:`System` names its trainable modules (built per seed), its frozen modules (teachers,
 run in eval mode), and a ``step`` that turns one model's batch into named loss terms. ``fit``
 trains M copies of the system together (seeds × settings): each module is a
-:class:`~cmkd_lab.models.Stack`, the step runs once under ``vmap``, the loss is the sum of the
+:class:`~cmkd_lab.engine.Stack`, the step runs once under ``vmap``, the loss is the sum of the
 M per-copy totals, so each copy's gradient is exactly its own and SGD/Adam update every element
 independently. Copy i therefore ends where training it alone with the same seed would (within
 float tolerance); ``tests/test_training.py`` checks that, also for BatchNorm CNNs and for a
@@ -30,10 +30,12 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from .metrics import VALIDATION_METRICS
-from .models import Stack, seeded
-from .progress import progress_bar
+from ..analysis.metrics import VALIDATION_METRICS
+from ..app.progress import progress_bar
+from ..models import seeded
 from .registry import Registry
+from .schedules import Ramp
+from .stack import Stack
 
 OPTIMIZERS: Registry[type[torch.optim.Optimizer]] = Registry("optimizer")
 OPTIMIZERS.register("sgd")(torch.optim.SGD)
@@ -172,28 +174,6 @@ class System:
 
     def config(self) -> dict:
         return {"system": type(self).__name__}
-
-
-@dataclass(frozen=True)
-class Ramp:
-    """A term weight that a system's ``weights()`` may give instead of a number: it grows
-    linearly to ``value`` (a number or one per copy) over the first ``epochs`` epochs, reaching
-    it at epoch ``epochs`` (DKD's warm-up: weight × min(epoch / epochs, 1))."""
-
-    value: float | Sequence[float]
-    epochs: int
-
-    def __post_init__(self):
-        if self.epochs < 1:
-            raise ValueError(f"a warm-up ramp needs epochs >= 1, got {self.epochs}")
-
-
-def gradient_reversal(x: torch.Tensor, scale: float | torch.Tensor = 1.0) -> torch.Tensor:
-    """Identity forward, gradient times −``scale`` backward (the DANN layer). Written as
-    ``x̄ + (−scale)(x − x̄)`` with x̄ = x detached, so it is exact in the forward pass and works
-    under ``vmap`` without a custom autograd function."""
-    frozen = x.detach()
-    return frozen - scale * (x - frozen)
 
 
 # ----------------------------------------------------------------------------- results

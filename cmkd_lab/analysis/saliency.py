@@ -25,9 +25,9 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from .models import Edit, ModelSpec, Stack, broadcast_models
-from .systems import JointAgreement
-from .training import FitResult, TrainConfig, fit
+from ..engine import Edit, FitResult, Stack, TrainConfig, broadcast_models, fit
+from ..models import ModelSpec
+from ..systems import JointAgreement
 
 ALGORITHM1_CONFIG = TrainConfig(epochs=1000, lr=0.01, optimizer="sgd", momentum=0.9)
 INPUT = "input"

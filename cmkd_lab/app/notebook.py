@@ -23,14 +23,14 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import pandas as pd
 
+from ..analysis.results import load_results, summarize
+from ..engine import DEVICES
+from ..engine.registry import Registry
 from .io import atomic_path, write_text
-from .registry import Registry
-from .results import load_results, summarize
-from .training import DEVICES
 
 PROFILES = ("quick", "full")
 BASE_CHOICES = {"device": DEVICES}  # what every notebook's parameter class checks, whatever its own choices
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 # the kernel's own log at ERROR: its start-up warning about plain TCP on localhost would print
 # once per notebook (the cells' warnings still reach their outputs)
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
@@ -206,7 +206,7 @@ def notebook_title(path: Path) -> str:
 
 def parameters_class(stem: str) -> type[NotebookParameters]:
     """The parameter class of notebook ``stem``, from any module under :mod:`cmkd_lab.studies`."""
-    from . import studies
+    from .. import studies
 
     broken = {}  # a study module that fails to import must not block the other notebooks
     for module in pkgutil.walk_packages(studies.__path__, f"{studies.__name__}.", onerror=lambda name: None):

@@ -18,7 +18,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .io import atomic_path, write_text
+from ..app.io import atomic_path, write_text
 
 ID_COLUMNS = ("study", "method")
 VALUE_COLUMNS = ("seed", "metric", "value")

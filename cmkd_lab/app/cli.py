@@ -1,6 +1,7 @@
 """Command line: ``python -m cmkd_lab list``, ``python -m cmkd_lab run NOTEBOOK|all``,
 ``python -m cmkd_lab sweep NOTEBOOK --grid NAME=V1,V2`` (a grid of runs on Dask),
 ``python -m cmkd_lab datasets add|list|remove`` (the user's own datasets),
+``python -m cmkd_lab datasets download NAME`` (fetch and convert one of the papers' datasets),
 ``python -m cmkd_lab gallery`` (a static site of the executed notebooks) and
 ``python -m cmkd_lab course build`` (instructor and student copies)."""
 
@@ -15,17 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .figures import STATIC_ENV_VAR
-from .notebook import (
-    PROFILES,
-    NotebookFailed,
-    list_notebooks,
-    notebook_title,
-    parameters_class,
-    resolve_notebook,
-    run_notebook,
-    write_summary,
-)
+from ..report.figures import STATIC_ENV_VAR
+from .notebook import (PROFILES, NotebookFailed, list_notebooks, notebook_title, parameters_class, resolve_notebook,
+                       run_notebook, write_summary)
 
 
 def _literal(text: str):
@@ -112,6 +105,11 @@ def _parser() -> argparse.ArgumentParser:
     actions.add_parser("list", help="every registered dataset, built-in and yours, and whether it can be loaded now")
     remove = actions.add_parser("remove", help="delete one of your datasets")
     remove.add_argument("name")
+    download = actions.add_parser(
+        "download", help="download and convert one of the papers' datasets (network needed; the same as its "
+                         "data_scripts/get_NAME.py); `datasets download NAME --help` lists its sources and options")
+    download.add_argument("name", help="the dataset, as `datasets list` names it (kind: download)")
+    download.add_argument("options", nargs=argparse.REMAINDER, help="passed on to the download (see NAME --help)")
     gallery = commands.add_parser("gallery", help="build a static site of the executed notebooks, figures and verdicts")
     gallery.add_argument("--outputs", default="outputs", help="where `run` wrote the notebooks (default: outputs)")
     gallery.add_argument("--out", default="site", help="the site folder (default: site)")
@@ -125,9 +123,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _datasets(args: argparse.Namespace) -> None:
-    from .datasets import list_datasets, user
+def _datasets(args: argparse.Namespace) -> int:
+    from ..datasets import download, list_datasets, user
 
+    if args.action == "download":
+        spec = download.DOWNLOADS.get(args.name)  # an unknown name: a ValueError listing the valid ones
+        return download.run(spec, args.options, prog=f"python -m cmkd_lab datasets download {args.name}")
     if args.action == "add":
         data = user.add(args.name, args.file, labels=args.labels, groups=args.groups, relabel=args.relabel,
                         description=args.description, replace=args.replace)
@@ -141,6 +142,7 @@ def _datasets(args: argparse.Namespace) -> None:
         print(f"\nuser datasets folder: {user.user_root()} (set {user.ENV_VAR} to use another)")
     else:
         print(f"removed {args.name!r} ({user.remove(args.name)})")
+    return 0
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -199,7 +201,7 @@ def written_files(folder: Path) -> str:
 
 
 def _gallery(args: argparse.Namespace) -> int:
-    from .gallery import build
+    from ..report.gallery import build
 
     pages = build(args.outputs, args.out)
     for page in pages:
@@ -221,8 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "datasets":
-            _datasets(args)
-            return 0
+            return _datasets(args)
         if args.command == "list":
             for path in list_notebooks():
                 print(f"{path.stem} — {notebook_title(path)}")

@@ -1,6 +1,6 @@
 """Grids of notebook runs on Dask distributed: ``python -m cmkd_lab sweep`` and :func:`run_grid`.
 
-Each grid point is one headless run of a notebook (:func:`~cmkd_lab.notebook.run_notebook`)
+Each grid point is one headless run of a notebook (:func:`~cmkd_lab.app.notebook.run_notebook`)
 in a Dask task. By default the tasks go to a local cluster of worker processes (one thread
 each); given a scheduler address they go to any Dask cluster (SSH, SLURM, Kubernetes). Every
 point is checked against the notebook's parameter class before any task starts.
@@ -39,10 +39,10 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import pandas as pd
 
+from ..analysis.results import ID_COLUMNS, load_results, mean_std, summarize
 from .io import atomic_path, write_text
 from .notebook import REPO_ROOT, NotebookFailed, parameters_class, resolve_notebook, run_notebook
 from .progress import progress_bar
-from .results import ID_COLUMNS, load_results, mean_std, summarize
 
 POINTS_DIR = "points"
 PARAMS_FILE = "params.json"
@@ -167,7 +167,7 @@ def run_grid(
     without it a local cluster of ``workers`` processes runs the points. ``out``: the sweep
     folder (default ``outputs/sweeps/<notebook>`` in the repository). Points finished before are skipped; a
     failing point is recorded and the others go on (see :attr:`SweepResult.failed`).
-    ``progress``: True a bar, False none, None from the environment (:mod:`cmkd_lab.progress`).
+    ``progress``: True a bar, False none, None from the environment (:mod:`cmkd_lab.app.progress`).
     """
     if scheduler is None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
         raise ValueError(f"workers must be a whole number ≥ 1, got {workers!r}")

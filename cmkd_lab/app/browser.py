@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from .figures import CHROMIUM_NAMES, find_chromium
+from ..report.figures import CHROMIUM_NAMES, find_chromium
 
 # JupyterLab's own settings for a test server: no news or update pop-ups over the notebook
 _LAB_SETTINGS = {"@jupyterlab/apputils-extension/notification.jupyterlab-settings":

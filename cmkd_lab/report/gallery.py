@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .io import write_text
-from .notebook import list_notebooks, notebook_title
-from .results import VERDICTS
+from ..analysis.results import VERDICTS
+from ..app.io import write_text
+from ..app.notebook import list_notebooks, notebook_title
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 STATIC_EXPORTS = ("png", "svg")

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .io import atomic_path
+from ..app.io import atomic_path
 
 TEMPLATE = "plotly_white"
 PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#CCB974", "#64B5CD"]
@@ -51,7 +51,7 @@ def display_name(name) -> str:
 
 
 def band_half_width(summary: pd.DataFrame, band: str) -> np.ndarray:
-    """Half-width of the band around each ``mean`` of a :func:`~cmkd_lab.results.summarize`
+    """Half-width of the band around each ``mean`` of a :func:`~cmkd_lab.analysis.results.summarize`
     table (columns ``std`` and ``n``): one std, one standard error, or the 95 % t interval."""
     if band not in BANDS:
         raise ValueError(f"unknown band {band!r}; valid: {', '.join(BANDS)}")

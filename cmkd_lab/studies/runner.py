@@ -29,13 +29,13 @@ from typing import Callable, Mapping, Sequence
 import pandas as pd
 import torch
 
-from .datasets import PairedDataset, Splits
-from .losses import Distiller
-from .metrics import VALIDATION_METRICS, accuracy
-from .models import ModelSpec, Net, Stack
-from .results import RunLog, tidy_rows
-from .systems import Distillation, train_classifier
-from .training import FitResult, TrainConfig, fit
+from ..analysis.metrics import VALIDATION_METRICS, accuracy
+from ..analysis.results import RunLog, tidy_rows
+from ..datasets import PairedDataset, Splits
+from ..engine import FitResult, Stack, TrainConfig, fit
+from ..losses import Distiller
+from ..models import ModelSpec, Net
+from ..systems import Distillation, train_classifier
 
 BASELINES = ("teacher", "no_kd")
 

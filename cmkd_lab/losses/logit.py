@@ -1,0 +1,161 @@
+"""Logit distillation: Hinton KD and decoupled KD (DKD), as pure functions and registered losses.
+
+Reductions are explicit: KD's ``reduction`` must be named ("batchmean" sums over classes and
+averages over samples, the KL definition; "mean" also averages over classes, PyTorch's old
+default, as in the official MFH code) and the T² factor is an option. Both losses take NTDH's
+masking (:mod:`.masking`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..analysis.metrics import log_softmax
+from ..engine.schedules import Ramp
+from .masking import PSSM_COSINE_THRESHOLD, _mask, pssm_weights, weighted_sample_mean
+from .registry import LOSSES, Distiller
+
+KD_REDUCTIONS = ("batchmean", "mean")
+
+
+def _per_model(value: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A scalar or per-model tensor ``(M,)`` shaped to broadcast against ``like`` ``(M, N, C)``."""
+    value = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    return value.reshape(value.shape + (1,) * (like.dim() - value.dim())) if value.dim() else value
+
+
+def kl_divergence(target_log_probs: torch.Tensor, input_log_probs: torch.Tensor) -> torch.Tensor:
+    """KL(target ‖ input) per sample, summed over the class axis: ``(..., N, C)`` → ``(..., N)``."""
+    return (target_log_probs.exp() * (target_log_probs - input_log_probs)).sum(-1)
+
+
+def kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float | torch.Tensor,
+    reduction: str,
+    t2_scale: bool = False,
+) -> torch.Tensor:
+    """Hinton KD: KL(softmax(t/T) ‖ softmax(s/T)), reduced as ``reduction`` says, times T² if asked."""
+    if reduction not in KD_REDUCTIONS:
+        raise ValueError(f"unknown KD reduction {reduction!r}; valid: {', '.join(KD_REDUCTIONS)}")
+    t = _per_model(temperature, student_logits)
+    per_sample = kl_divergence(log_softmax(teacher_logits / t), log_softmax(student_logits / t))
+    loss = per_sample.mean(-1)
+    if reduction == "mean":
+        loss = loss / student_logits.shape[-1]
+    if t2_scale:
+        loss = loss * torch.as_tensor(temperature, dtype=loss.dtype) ** 2
+    return loss
+
+
+def dkd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float | torch.Tensor,
+    t2_scale: bool = True,
+    sample_weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoupled KD (Zhao et al. 2022): returns (TCKD, NCKD), each averaged over samples.
+
+    TCKD is the KL between the binary (target, rest) distributions; NCKD the KL between the
+    distributions over the non-target classes (target logit masked out). ``sample_weights``
+    ``(..., N)`` (e.g. :func:`pssm_weights`) weigh each sample's terms before the average.
+    """
+    t = _per_model(temperature, student_logits)
+    target = F.one_hot(labels, student_logits.shape[-1]).bool()
+    p_student = F.softmax(student_logits / t, -1)
+    p_teacher = F.softmax(teacher_logits / t, -1)
+
+    def binary(p):
+        p_target = (p * target).sum(-1, keepdim=True)
+        return torch.cat([p_target, 1 - p_target], -1).clamp_min(1e-12).log()
+
+    tckd = weighted_sample_mean(kl_divergence(binary(p_teacher), binary(p_student)), sample_weights)
+    masked_student = log_softmax(student_logits.masked_fill(target, float("-inf")) / t)
+    masked_teacher = log_softmax(teacher_logits.masked_fill(target, float("-inf")) / t)
+    non_target = ~target
+    nckd = weighted_sample_mean(
+        (masked_teacher.exp() * (masked_teacher - masked_student)).where(non_target, 0.0).sum(-1), sample_weights
+    )
+    if t2_scale:
+        scale = torch.as_tensor(temperature, dtype=tckd.dtype) ** 2
+        tckd, nckd = tckd * scale, nckd * scale
+    return tckd, nckd
+
+
+def masked_kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    sample_weights: torch.Tensor,
+    temperature: float | torch.Tensor,
+    reduction: str,
+    t2_scale: bool = False,
+) -> torch.Tensor:
+    """KD with NTDH masking: both logit vectors of sample i are scaled by ω_i inside the KL,
+    so ω = 0 makes both distributions uniform (the sample drops out) and ω = 1 leaves KD as is."""
+    scale = sample_weights.unsqueeze(-1)
+    return kd_loss(scale * student_logits, scale * teacher_logits, temperature, reduction, t2_scale)
+
+
+@LOSSES.register("kd", about="CE + Hinton KD (temperature; reduction batchmean|mean; optional T²)")
+@dataclass(frozen=True, kw_only=True)
+class KD(Distiller):
+    temperature: float
+    reduction: str
+    t2_scale: bool = False
+    kd_weight: float | Sequence[float] = 1.0
+    masking: bool = False
+    mask_threshold: float = PSSM_COSINE_THRESHOLD
+
+    name: ClassVar[str] = "kd"
+    needs_teacher: ClassVar[bool] = True
+
+    def __post_init__(self):
+        if self.reduction not in KD_REDUCTIONS:
+            raise ValueError(f"unknown KD reduction {self.reduction!r}; valid: {', '.join(KD_REDUCTIONS)}")
+
+    def terms(self, out, modules):
+        if self.masking:
+            weights = pssm_weights(out.teacher_logits, out.student_logits, out.labels, self.mask_threshold)
+            kd = masked_kd_loss(out.student_logits, out.teacher_logits, weights, self.temperature, self.reduction, self.t2_scale)
+        else:
+            kd = kd_loss(out.student_logits, out.teacher_logits, self.temperature, self.reduction, self.t2_scale)
+        return {**super().terms(out, modules), "kd": kd}
+
+    def weights(self):
+        return {**super().weights(), "kd": self.kd_weight}
+
+    @property
+    def hosts_baseline(self) -> bool:
+        return not self.masking  # a KL divergence of two softmaxes is finite; masking's cosine weights are not vetted
+
+
+@LOSSES.register("dkd", about="CE + decoupled KD: alpha·TCKD + beta·NCKD, logged as separate terms")
+@dataclass(frozen=True, kw_only=True)
+class DKD(Distiller):
+    alpha: float | Sequence[float] = 1.0
+    beta: float | Sequence[float] = 8.0
+    temperature: float = 4.0
+    t2_scale: bool = True
+    warmup_epochs: int = 0  # the DKD paper's linear warm-up of both terms (0: none)
+    masking: bool = False
+    mask_threshold: float = PSSM_COSINE_THRESHOLD
+
+    name: ClassVar[str] = "dkd"
+    needs_teacher: ClassVar[bool] = True
+
+    def terms(self, out, modules):
+        weights = _mask(self, out)
+        tckd, nckd = dkd_loss(out.student_logits, out.teacher_logits, out.labels, self.temperature, self.t2_scale, weights)
+        return {**super().terms(out, modules), "tckd": tckd, "nckd": nckd}
+
+    def weights(self):
+        if self.warmup_epochs:
+            return {**super().weights(), "tckd": Ramp(self.alpha, self.warmup_epochs), "nckd": Ramp(self.beta, self.warmup_epochs)}
+        return {**super().weights(), "tckd": self.alpha, "nckd": self.beta}

@@ -1,0 +1,48 @@
+"""NTDH's masking (papers.md §2, "PSSM"): per-sample weights ω that choose which samples a
+distillation term counts, and the weighted mean over samples every maskable loss reduces with."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .registry import StepOutputs
+
+PSSM_COSINE_THRESHOLD = 0.996  # NTDH's masking: a wrong teacher still counts if its logits align this well
+
+
+def pssm_weights(
+    teacher_logits: torch.Tensor,
+    student_logits: torch.Tensor,
+    labels: torch.Tensor,
+    threshold: float = PSSM_COSINE_THRESHOLD,
+) -> torch.Tensor:
+    """NTDH's per-sample masking weight ω ``(..., N)`` (papers.md §2, "PSSM").
+
+    ω = 1 where the teacher predicts the label; where it is wrong, ω = (cos(z_t, z_s) + 1)/2 if
+    the cosine similarity of the two logit vectors is at least ``threshold``, else 0. The
+    weights are constants for the gradient (detached): they choose samples, they are not learned.
+    """
+    with torch.no_grad():
+        correct = teacher_logits.argmax(-1) == labels
+        cosine = F.cosine_similarity(teacher_logits, student_logits, dim=-1)
+        aligned = torch.where(cosine >= threshold, (cosine + 1) / 2, torch.zeros_like(cosine))
+        return torch.where(correct, torch.ones_like(cosine), aligned)
+
+
+def weighted_sample_mean(per_sample: torch.Tensor, sample_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over the sample axis of ``per_sample`` ``(..., N)``, each sample weighted if weights are given.
+
+    Weighted: Σ ω_i ℓ_i / N (not / Σ ω_i), so ω = 0 removes a sample as masking intends and
+    ω = 1 everywhere gives the plain mean.
+    """
+    if sample_weights is None:
+        return per_sample.mean(-1)
+    return (sample_weights * per_sample).mean(-1)
+
+
+def _mask(distiller, out: StepOutputs) -> torch.Tensor | None:
+    """The PSSM weights when ``distiller.masking`` is on, else None (no weighting)."""
+    if not distiller.masking:
+        return None
+    return pssm_weights(out.teacher_logits, out.student_logits, out.labels, distiller.mask_threshold)

@@ -1,0 +1,117 @@
+"""DS-CMKD's dimensional-structure losses: channel independence and spatial uniformity."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
+
+import torch
+
+from ..analysis.metrics import CORRELATION_EPS, channel_correlation, off_diagonal_mean, spatial_log_probs
+from ..models import Dense, seeded
+from .feature import feature_regression_loss
+from .logit import kd_loss
+from .registry import LOSSES, Distiller
+
+
+# DS-CMKD (Si et al., arXiv 2306.15977; papers.md §4) makes the low-quality modality's output
+# features channel-wise independent and its intermediate features spatially uniform. The paper
+# releases no code: both forms below are our reading of its abstract. They use the diagnostics'
+# primitives in :mod:`cmkd_lab.analysis.metrics`, so a loss and the quantity it moves are one formula.
+DS_GUIDES = ("none", "kd", "fitnet")
+
+
+def channel_independence_loss(features: torch.Tensor, n_spatial: int = 0, eps: float = CORRELATION_EPS) -> torch.Tensor:
+    """Our reading of DS-CMKD's independence term: standardise each channel of the pooled
+    ``features`` ``(..., N, C)`` over the batch (a map with ``n_spatial`` trailing axes is pooled
+    first), take their correlation matrix R and return the mean squared off-diagonal entry,
+    Σ_{i≠j} R_ij² / (C² − C). 0 for uncorrelated channels, 1 for channels that are all one
+    signal (up to sign); unchanged by rescaling or shifting a channel."""
+    return off_diagonal_mean(channel_correlation(features, n_spatial, eps).pow(2))
+
+
+def spatial_uniformity_loss(feature_map: torch.Tensor, n_spatial: int = 2) -> torch.Tensor:
+    """Our reading of DS-CMKD's uniformity term: per sample and channel of ``feature_map``
+    ``(..., N, C, H, W)``, KL(softmax over the H·W positions ‖ uniform) = log(H·W) − entropy,
+    averaged over channels and samples → ``(...)``. 0 for a flat map; unchanged by adding a
+    constant to a channel (the softmax's shift invariance), but not by scaling it."""
+    log_p = spatial_log_probs(feature_map, n_spatial)
+    kl = (log_p.exp() * log_p).sum(-1) + math.log(log_p.shape[-1])
+    return kl.mean((-2, -1))
+
+
+@LOSSES.register("ds", about="CE + DS-CMKD (our reading): channel independence of the output features and spatial "
+                             "uniformity of an intermediate map; guide none|kd|fitnet from the teacher")
+@dataclass(frozen=True, kw_only=True)
+class DimensionalStructure(Distiller):
+    """CE + ``independence_weight`` · :func:`channel_independence_loss` on ``output_layer`` +
+    ``uniformity_weight`` · :func:`spatial_uniformity_loss` on ``map_layer``, plus, with
+    ``guide``, a KD term (``temperature``, batchmean, T²) or a FitNet hint on ``hint_layer``
+    from the high-quality teacher. Terms: ``ce``, ``independence``, ``uniformity``, and ``kd`` or
+    ``hint``; a layer set to None drops its term. Every weight is one number or one per stacked
+    model, so a sweep of weights (and CE alone: both weights 0) is one batched fit."""
+
+    independence_weight: float | Sequence[float] = 1.0
+    uniformity_weight: float | Sequence[float] = 1.0
+    output_layer: str | None = "embedding"
+    map_layer: str | None = "relu1"
+    guide: str = "none"
+    temperature: float = 4.0
+    kd_weight: float | Sequence[float] = 1.0
+    hint_layer: str = "embedding"
+    hint_weight: float | Sequence[float] = 1.0
+
+    name: ClassVar[str] = "ds"
+
+    def __post_init__(self):
+        if self.guide not in DS_GUIDES:
+            raise ValueError(f"unknown DS guide {self.guide!r}; valid: {', '.join(DS_GUIDES)}")
+
+    @property
+    def needs_teacher(self) -> bool:
+        return self.guide != "none"
+
+    @property
+    def student_layers(self):
+        layers = (self.output_layer, self.map_layer) + ((self.hint_layer,) if self.guide == "fitnet" else ())
+        return tuple(dict.fromkeys(layer for layer in layers if layer is not None))
+
+    @property
+    def teacher_layers(self):
+        return (self.hint_layer,) if self.guide == "fitnet" else ()
+
+    def modules(self, student_dims, teacher_dims, seed):
+        if self.guide != "fitnet":
+            return {}
+        make = lambda: Dense(student_dims[self.hint_layer], teacher_dims[self.hint_layer])  # noqa: E731
+        return {"projector": seeded(make, seed + 1_000_003)}  # FitNet's stream
+
+    def terms(self, out, modules):
+        rank = out.student_logits.dim()  # (…, N, K): the axes beyond a layer's (…, N, C) are spatial
+        terms = super().terms(out, modules)
+        if self.output_layer is not None:
+            output = out.student_features[self.output_layer]
+            terms["independence"] = channel_independence_loss(output, output.dim() - rank)
+        if self.map_layer is not None:
+            feature_map = out.student_features[self.map_layer]
+            if feature_map.dim() <= rank:
+                raise ValueError(f"map_layer {self.map_layer!r} gives {tuple(feature_map.shape)}, not a (channels, height, "
+                                 "width) map per sample; choose a convolutional layer (relu1, relu2, …)")
+            terms["uniformity"] = spatial_uniformity_loss(feature_map, feature_map.dim() - rank)
+        if self.guide == "kd":
+            terms["kd"] = kd_loss(out.student_logits, out.teacher_logits, self.temperature, "batchmean", t2_scale=True)
+        elif self.guide == "fitnet":
+            start = rank - 1
+            terms["hint"] = feature_regression_loss(modules["projector"](out.student_features[self.hint_layer].flatten(start)),
+                                                    out.teacher_features[self.hint_layer].flatten(start))
+        return terms
+
+    def weights(self):
+        weights = super().weights()
+        if self.output_layer is not None:
+            weights["independence"] = self.independence_weight
+        if self.map_layer is not None:
+            weights["uniformity"] = self.uniformity_weight
+        weights.update({"none": {}, "kd": {"kd": self.kd_weight}, "fitnet": {"hint": self.hint_weight}}[self.guide])
+        return weights
