@@ -9,14 +9,26 @@ line names its exercise (``# Exercise 2`` in code, ``**Exercise 2.**`` in markdo
 nbgrader cell metadata: solution cells, locked and graded check cells) and ``DIR/student/``
 (the same with every solution replaced by nbgrader's prompt and all outputs cleared). An
 instructor can put the student copies into nbgrader's ``source/`` folder as they are.
+
+Checks that can fail: an exercise's answer is a seeded call of a kit function registered with
+:func:`exercise`; its check cell calls :func:`check_answer`, which recomputes the reference from
+the same registered call (memoised, so a notebook that ran the solution pays nothing more) and
+compares at a tight tolerance. The reference lives in the kit, not in the notebook, so a student
+copy holds it no more than nbgrader's hidden tests. ``tests/test_course.py`` feeds every
+registered check plausible wrong answers (0, the sign-flipped value, the value at another
+setting) and each must fail.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
+import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from .io import write_text
 from .notebook import list_notebooks, resolve_notebook
@@ -29,6 +41,103 @@ CHECK_TAG = "check"
 NBGRADER_SCHEMA = 3
 _SOLUTION_HEADING = re.compile(r"^\s*(?:#|\*\*)\s*Exercise\s+(\d+)\b")
 _EXERCISE_ITEM = re.compile(r"^(\d+)\.\s", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """A checked answer: ``compute(**settings) -> float`` (memoised), what it measures, the
+    settings of "another setting" that a wrong answer might come from, and the tolerance."""
+
+    notebook: str
+    name: str
+    what: str
+    compute: Callable[..., float]
+    other: dict
+    rel_tol: float
+    abs_tol: float
+
+
+EXERCISES: dict[tuple[str, str], Exercise] = {}
+
+
+def exercise(notebook: str, name: str, *, what: str, other: dict, rel_tol: float = 1e-6, abs_tol: float = 1e-9):
+    """Register ``function(**settings) -> float`` as the answer ``name`` of a notebook's exercise.
+
+    Its defaults are the exercise's setting; ``other`` holds keyword arguments of another setting
+    (its value is one of the wrong answers the course test feeds the check). The function is
+    memoised on its bound arguments, so the solution's call and the check's reference share one run.
+    """
+    def register(function: Callable[..., float]) -> Callable[..., float]:
+        key = (notebook, name)
+        if key in EXERCISES:
+            raise ValueError(f"exercise {name!r} of {notebook} is registered twice")
+        signature = inspect.signature(function)
+        unknown = sorted(set(other) - set(signature.parameters))
+        if unknown:
+            raise ValueError(f"exercise {name!r}: 'other' names unknown settings {unknown}")
+        cached = functools.lru_cache(maxsize=None)(function)
+
+        @functools.wraps(function)
+        def memoised(*args, **kwargs) -> float:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            return cached(**{k: _hashable(v) for k, v in bound.arguments.items()})
+
+        EXERCISES[key] = Exercise(notebook, name, what, memoised, dict(other), rel_tol, abs_tol)
+        return memoised
+
+    return register
+
+
+def _hashable(value):
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    return value
+
+
+def registered_exercise(notebook: str, name: str) -> Exercise:
+    """The registered exercise; an unknown one names those of the notebook."""
+    _import_studies()
+    if (notebook, name) not in EXERCISES:
+        known = sorted(n for nb, n in EXERCISES if nb == notebook)
+        raise ValueError(f"unknown exercise {name!r} of {notebook}; registered: {', '.join(known) or 'none'}")
+    return EXERCISES[(notebook, name)]
+
+
+def reference(notebook: str, name: str) -> float:
+    """The exercise's answer, recomputed from its registered call."""
+    return float(registered_exercise(notebook, name).compute())
+
+
+def is_close(answer, expected: float, exercise: Exercise) -> bool:
+    try:
+        answer = float(answer)
+    except (TypeError, ValueError):
+        return False
+    return math.isclose(answer, expected, rel_tol=exercise.rel_tol, abs_tol=exercise.abs_tol)
+
+
+def check_answer(notebook: str, name: str, answer) -> None:
+    """Pass when ``answer`` equals the registered reference within its tight tolerance."""
+    entry = registered_exercise(notebook, name)
+    expected = reference(notebook, name)
+    if not is_close(answer, expected, entry):
+        raise AssertionError(f"{entry.what}: your answer {answer!r} is not the value of the exercise's call; "
+                             f"check its settings and seed")
+    print(f"✓ {entry.what}: {float(answer):.4g}")
+
+
+def _import_studies() -> None:
+    """Import every study module, so their exercises are registered."""
+    import importlib
+    import pkgutil
+
+    from .. import studies
+
+    for module in pkgutil.walk_packages(studies.__path__, studies.__name__ + "."):
+        importlib.import_module(module.name)
 
 
 def check_within(value: float, low: float, high: float, what: str) -> None:
