@@ -165,9 +165,10 @@ def judge(
         alternative = "greater" if prediction == "> 0" else "less"
         row["p_value"] = float(stats.ttest_1samp(units, 0.0, alternative=alternative).pvalue)
     row["resolvable"] = _resolvable_mean(n, spread)
-    if row["verdict"] is None and not row["note"]:
+    row = _finish(row)
+    if row["verdict"] == "not resolved" and not row["note"]:
         row["note"] = _seeds_needed_note(spread, sesoi, unit)
-    return _finish(row)
+    return row
 
 
 def judge_correlation(
@@ -186,6 +187,7 @@ def judge_correlation(
     strata: Sequence | None = None,
     n_boot: int = N_BOOT,
     seed: int = 0,
+    at_chance: bool = False,
     note: str = "",
 ) -> dict:
     """Judge a claim on the Spearman correlation of ``x`` and ``y`` over units.
@@ -202,6 +204,8 @@ def judge_correlation(
         correlations within each stratum (weighted by its rows), so the knob cannot make it.
     n_boot, seed : int
         Bootstrap resamples and the seed of their generator.
+    at_chance : bool
+        Models behind the quantities ended at chance: the row is "not resolved".
 
     Returns
     -------
@@ -224,7 +228,7 @@ def judge_correlation(
     x, y = x[keep], y[keep]
     unit_ids, row_unit = np.unique(labels.astype(str), return_inverse=True)
     n = len(unit_ids)
-    row = _row(claim, setting, source, kind, quantity, unit, prediction, sesoi, n, False, note)
+    row = _row(claim, setting, source, kind, quantity, unit, prediction, sesoi, n, at_chance, note)
     rows_of = [np.flatnonzero(row_unit == u) for u in range(n)]
 
     def statistic(chosen_units):
@@ -233,6 +237,8 @@ def judge_correlation(
 
     row["estimate"] = statistic(np.arange(n))
     if n < 4 or not np.isfinite(row["estimate"]):
+        if not row["note"]:
+            row["note"] = f"{n} units: a correlation's interval needs at least 4"
         return _finish(row)
     result = stats.bootstrap((np.arange(n),), statistic, n_resamples=n_boot, vectorized=False,
                              method="percentile", confidence_level=CONFIDENCE, rng=np.random.default_rng(seed))
@@ -269,6 +275,8 @@ def table(rows: Sequence[dict]) -> pd.DataFrame:
             frame.loc[family, "p_adjusted"] = multipletests(frame.loc[family, "p_value"].to_numpy(float),
                                                             alpha=ALPHA, method="holm")[1]
     frame["verdict"] = [verdict_of(row) for row in frame.to_dict("records")]
+    decided = (frame["verdict"] != "not resolved") & frame["note"].astype(str).str.startswith("~")
+    frame.loc[decided, "note"] = ""  # "~N units would resolve..." speaks only to unresolved claims
     return frame
 
 
