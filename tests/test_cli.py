@@ -88,7 +88,7 @@ def test_run_writes_the_executed_notebook_figures_and_results(tmp_path):
     [
         (["n_runs", "ten"], "parameter 'n_runs' must be int | None, got 'ten' (str)\n"),
         (["overlaps", "[0, 'x']"], "parameter 'overlaps' must be tuple[int, ...], got [0, 'x'] (list)\n"),
-        (["reduction", "sum"], "parameter 'reduction': ['sum'] not allowed; valid values: mean, batchmean\n"),
+        (["reduction", "sum"], "parameter 'reduction': ['sum'] not allowed; valid values: batchmean, mean\n"),
     ],
 )
 def test_bad_parameters_fail_before_a_kernel_starts(parameter, message, tmp_path, monkeypatch, capsys):

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from cmkd_lab.analysis.results import claim_verdicts
+from cmkd_lab.analysis import claims
 from cmkd_lab.studies.cmcd import analysis, pipeline, real, synthetic
 
 
@@ -43,29 +43,54 @@ def test_quick_profile_distillation_beats_no_distillation_at_small_m(quick_run):
     assert mean["cmd"] > mean["no_distill"] + 0.05 and mean["cmc"] > mean["no_distill"] + 0.05
 
 
-def test_quick_profile_target_error_rises_with_the_estimated_distance(quick_run):
+@pytest.fixture(scope="module")
+def quick_claims(quick_run):
+    """The notebook's claims table on the quick run, as its claims cell builds it."""
+    params, run = quick_run
+    table = run.table
+    points = analysis.distance_points(table)
+    rows = (analysis.margin_claims(table[table["alpha"] == params.alpha], ["alpha"], synthetic.n_classes(params))
+            + analysis.distance_claims(points, within="alpha", units="seed", setting="within each α")
+            + analysis.knob_claims(points))
+    return claims.table(rows)
+
+
+def test_quick_profile_distance_estimates_follow_the_knob(quick_run, quick_claims):
+    """α is built to move the modality distance: both estimates grow with it over the seeds (the
+    checks), and the target error with it (at α = 1 the target holds no class information)."""
     _, run = quick_run
     points = analysis.distance_points(run.table)
     assert sorted(points["alpha"].unique()) == [0.0, 0.25, 0.5, 0.75, 1.0]
-    for distance in analysis.DISTANCES:
-        assert analysis.distance_correlation(points, distance, n_boot=500)["rho"] > 0
     error = points.groupby("alpha")["test_error"].mean()
-    assert error[1.0] > error[0.0] + 0.4  # at alpha = 1 the target holds no class information
+    assert error[1.0] > error[0.0] + 0.4
+    checks = quick_claims[quick_claims["kind"] == "check"].set_index("claim")
+    assert list(checks.index) == [analysis.DISTANCE_FOLLOWS_KNOB[d].claim for d in analysis.DISTANCES]
+    assert (checks["estimate"] > 0).all() and (checks["n_units"] == run.table["seed"].nunique()).all()
+    assert checks.loc[analysis.DISTANCE_FOLLOWS_KNOB["mmd"].claim, "verdict"] == "held"
 
 
-def test_claims_report_margins_and_the_distance_link(quick_run):
+def test_the_claims_table_states_each_claim_and_judges_it_by_the_one_rule(quick_run, quick_claims):
+    """The paper's margins per distiller (paired by seed, against the best baseline after
+    fine-tuning), the distance link within α as the kit's finding, the knob as checks."""
     params, run = quick_run
-    table = run.table[run.table["alpha"] == params.alpha]
-    margin = analysis.margins(table, ["alpha"])
-    assert set(margin["method"]) == {"cmd", "cmc"} and set(margin["best_baseline"]) <= set(analysis.BASELINES)
-    # the margin is the distiller minus the best baseline, seed by seed
-    acc = table[(table["metric"] == "test_acc") & (table["stage"] == "finetune")].pivot_table(
-        index="seed", columns="method", values="value")
-    row = margin[(margin["stage"] == "finetune") & (margin["method"] == "cmd")].iloc[0]
-    assert row["margin"] == pytest.approx(100 * (acc["cmd"] - acc[row["best_baseline"]]).mean())
-    correlation = analysis.distance_correlation(analysis.distance_points(run.table), n_boot=200)
-    claims = analysis.claims(margin, correlation)
-    assert len(claims) == 3 and claims["verdict"].str.match("held|not held|not resolved").all()
+    assert list(quick_claims.columns) == list(claims.COLUMNS)
+    assert quick_claims["kind"].tolist() == ["paper"] * 2 + ["finding"] * 2 + ["check"] * 2
+    assert set(quick_claims["verdict"]) <= set(claims.VERDICTS)
+    paper = quick_claims[quick_claims["kind"] == "paper"]
+    assert paper["claim"].tolist() == [analysis.BEATS_BEST_BASELINE[m].claim for m in ("cmd", "cmc")]
+    assert (paper["sesoi"] == 1.0).all() and (paper["prediction"] == "> 0").all()
+    # each estimate is the seed-by-seed margin over the best baseline of margins()
+    margin = analysis.margins(run.table[run.table["alpha"] == params.alpha], ["alpha"])
+    for (_, row), method in zip(paper.iterrows(), ("cmd", "cmc")):
+        expected = margin[(margin["stage"] == "finetune") & (margin["method"] == method)].iloc[0]
+        assert row["estimate"] == pytest.approx(expected["margin"])
+        assert row["setting"] == f"α = {params.alpha:g} vs {expected['best_baseline']}"
+        assert row["n_units"] == params.n_runs
+    findings = quick_claims[quick_claims["kind"] == "finding"]
+    assert (findings["setting"] == "within each α").all() and (findings["source"].str.startswith("kit")).all()
+    table = analysis.paper_vs_kit(margin)
+    assert table["method"].tolist() == ["CMD", "CMC"]
+    assert table["paper: Sketchy top-1 margin"].str.startswith("+1.").all()  # +1.28 and +1.91
 
 
 def tiny_transfers(seeds=(0, 1)):
@@ -106,7 +131,7 @@ def test_variants_share_the_ssl_teachers_and_label_their_rows():
                                variants={"hot": dataclasses.replace(TINY, ssl_temperature=0.5)})
 
 
-def test_gain_and_gap_are_seed_by_seed_differences_and_claims_name_their_setting():
+def test_gain_and_gap_are_seed_by_seed_differences():
     accuracies = {0: {("cmd", "probe"): 0.8, ("no_distill", "probe"): 0.5, ("cmd", "finetune"): 0.9,
                       ("cmc", "finetune"): 0.95, ("finetune_only", "finetune"): 0.92},
                   1: {("cmd", "probe"): 0.7, ("no_distill", "probe"): 0.6, ("cmd", "finetune"): 0.85,
@@ -120,11 +145,36 @@ def test_gain_and_gap_are_seed_by_seed_differences_and_claims_name_their_setting
     points = pd.DataFrame({"alpha": [0.0, 0.5, 1.0, 1.0], "tv_lower_bound": 1.0, "mmd": [0.1, 0.2, 0.3, 0.4]})
     order = analysis.distance_knob_correlations(points, n_boot=50)
     assert order.loc["tv_lower_bound", "rho"] == 0 and order.loc["mmd", "rho"] > 0.9  # a constant estimate orders nothing
-    margin = pd.DataFrame([{"dataset": "mfeat", "source": "pixels", "target": "fourier", "stage": "finetune", "method": "cmd",
-                            "best_baseline": "l2", "margin": 1.0, "margin_std": 0.5, "n_seeds": 3}])
-    claims = analysis.claims(margin, {"rho": 0.3, "low": 0.1, "high": 0.5, "n": 9})
-    assert claim_verdicts(claims)["claim"].tolist() == ["mfeat: pixels → fourier · CMD beats the best baseline by 1–3 points",
-                                                       "across pairs · a larger modality distance, a larger target error"]
+
+
+def test_distance_claims_take_the_correlation_within_the_knob():
+    """Across α the error and the distance rise together (α drives both); within each α the
+    distillers' distances run against their errors: the within-α claim sees that, the pooled ρ not."""
+    points = pd.DataFrame([{"alpha": alpha, "seed": seed, "method": method, "tv_lower_bound": alpha + 0.1 * i,
+                            "mmd": alpha + 0.1 * i + 0.01 * seed, "test_error": alpha - 0.1 * i}
+                           for seed in range(5) for alpha in (0.0, 0.5, 1.0)
+                           for i, method in enumerate(pipeline.DISTILLERS)])
+    within = analysis.distance_claims(points, within="alpha", units="seed", setting="within each α")
+    assert within[0]["estimate"] == pytest.approx(-1.0) and within[1]["estimate"] < -0.9
+    assert [row["verdict"] for row in within] == ["not held", "not held"] and within[0]["n_units"] == 5
+    pooled = analysis.distance_claims(points, within=None, units="seed", setting="pooled over α")
+    assert all(row["estimate"] > 0.5 for row in pooled)
+    few = analysis.distance_claims(points[points["seed"] < 3], within="alpha", units="seed", setting="3 seeds")
+    assert few[0]["verdict"] == "not resolved" and few[0]["note"] == "3 seeds: a bootstrap interval needs 4 or more"
+
+
+def test_margin_claims_pair_seeds_name_the_pair_and_leave_chance_unresolved():
+    pair = {"dataset": "mfeat", "source": "pixels", "target": "fourier", "stage": "finetune", "metric": "test_acc"}
+    gains = {"cmd": [0.03, 0.04, 0.05], "cmc": [0.0, 0.001, -0.001], "l2": [0.0] * 3, "finetune_only": [-0.02] * 3}
+    table = pd.DataFrame([{**pair, "method": m, "seed": seed, "value": 0.8 + gain}
+                          for m, values in gains.items() for seed, gain in enumerate(values)])
+    rows = analysis.margin_claims(table, analysis.PAIR_COLUMNS, {"mfeat": 10})
+    assert [r["setting"] for r in rows] == ["mfeat: pixels → fourier vs l2"] * 2  # l2 has the highest mean
+    assert rows[0]["estimate"] == pytest.approx(4.0) and rows[0]["verdict"] == "held"  # 3, 4, 5 points
+    assert rows[1]["verdict"] == "not held"  # 0, 0.1, −0.1 points: the interval inside ±1 point
+    near_chance = table.assign(value=table["value"] - 0.68)  # 12 % with 10 classes: within 5 points of chance
+    rows = analysis.margin_claims(near_chance, analysis.PAIR_COLUMNS, {"mfeat": 10})
+    assert all(r["verdict"] == "not resolved" and r["note"].startswith("models ended at chance") for r in rows)
 
 
 def test_unknown_methods_and_bad_sizes_are_clear_errors():

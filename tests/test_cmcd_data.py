@@ -63,7 +63,7 @@ def test_the_maps_and_class_means_are_fixed_across_seeds():
 
 
 def test_target_accuracy_falls_to_chance_with_alpha_while_the_source_stays_high():
-    # measured at seed 0: target 0.998, 0.984, 0.829, 0.493, 0.263; source 0.998 at every alpha
+    # measured at seed 0: target 0.997, 0.986, 0.854, 0.478, 0.236; source 0.999 at every alpha
     target_accuracy = []
     for alpha in ALPHAS:
         data = cmcd_modalities(alpha, seed=0, n_samples=2000)

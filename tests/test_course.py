@@ -3,6 +3,8 @@ their checks until the solutions are pasted back; instructor copies run and pass
 
 from __future__ import annotations
 
+import re
+
 import nbformat
 import pytest
 from nbclient import NotebookClient
@@ -125,12 +127,34 @@ def test_strip_keeps_the_code_around_a_solution():
         course._strip_solution(f"{course.BEGIN}\nx = 1", course.CODE_PROMPT)
 
 
-def test_checks_say_what_was_expected():
-    course.check_within(0.5, 0.0, 1.0, "a share")
-    course.check_sign(-0.2, "-", "a loss")
-    with pytest.raises(AssertionError, match=r"a share: expected a value in \[0.0, 1.0\], got 2"):
-        course.check_within(2, 0.0, 1.0, "a share")
-    with pytest.raises(AssertionError, match="expected a positive value"):
-        course.check_sign(0.0, "+", "a gain")
-    with pytest.raises(ValueError, match="sign must be"):
-        course.check_sign(1.0, "up", "a gain")
+course._import_studies()  # registers every study's exercises
+REGISTERED = sorted(course.EXERCISES)
+_CHECK_CALL = re.compile(r"course\.check_answer\(\s*\"([^\"]+)\",\s*\"([^\"]+)\"")
+
+
+@pytest.mark.parametrize("notebook, name", REGISTERED, ids=[f"{nb}:{n}" for nb, n in REGISTERED])
+def test_every_check_fails_on_plausible_wrong_answers(notebook, name):
+    entry = course.EXERCISES[(notebook, name)]
+    expected = course.reference(notebook, name)
+    at_another_setting = float(entry.compute(**entry.other))
+    assert course.is_close(expected, expected, entry)
+    for wrong in (0.0, -expected, at_another_setting):
+        assert not course.is_close(wrong, expected, entry), f"{notebook}:{name} accepts the wrong answer {wrong}"
+    with pytest.raises(AssertionError, match="not the value of the exercise's call"):
+        course.check_answer(notebook, name, at_another_setting)
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_every_check_cell_checks_a_registered_answer_and_every_answer_is_checked(stem):
+    notebook = nbformat.read(NOTEBOOK_DIR / f"{stem}.ipynb", as_version=4)
+    checks = "\n".join(cell.source for cell in notebook.cells if course.is_check(cell))
+    called = set(_CHECK_CALL.findall(checks))
+    assert called, f"{stem}: no check cell calls course.check_answer"
+    assert all(key in course.EXERCISES for key in called), sorted(called - set(course.EXERCISES))
+    assert {key for key in course.EXERCISES if key[0] == stem} <= called
+    assert "check_within" not in checks and "check_sign" not in checks
+
+
+def test_an_unknown_exercise_names_the_registered_ones():
+    with pytest.raises(ValueError, match="unknown exercise 'nope' of 00_quickstart; registered:"):
+        course.check_answer("00_quickstart", "nope", 1.0)

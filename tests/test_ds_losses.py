@@ -132,7 +132,7 @@ def _step(map_layer="relu1", teacher_layer=None):
 
 def test_the_registered_ds_loss_names_and_weighs_its_terms():
     out = _step()
-    plain = make_loss("ds")
+    plain = make_loss("ds", guide="none")  # DS without a teacher (the default guide is "kd")
     assert not plain.needs_teacher and plain.student_layers == ("embedding", "relu1") and plain.teacher_layers == ()
     terms = plain.terms(out, {})
     assert set(terms) == set(plain.weights()) == {"ce", "independence", "uniformity"}
@@ -145,7 +145,7 @@ def test_the_registered_ds_loss_names_and_weighs_its_terms():
     modules = fitnet.modules({"embedding": 4}, {"embedding": 2}, seed=0)
     assert set(fitnet.terms(_step(teacher_layer="embedding"), modules)) == {"ce", "independence", "uniformity", "hint"}
     assert fitnet.teacher_layers == ("embedding",)
-    only_independence = make_loss("ds", map_layer=None)
+    only_independence = make_loss("ds", guide="none", map_layer=None)
     assert set(only_independence.terms(out, {})) == set(only_independence.weights()) == {"ce", "independence"}
 
 
@@ -164,13 +164,13 @@ def test_per_model_weights_sweep_in_one_batched_fit_and_log_every_term():
     spec = ModelSpec("cnn2d", (1, 6, 6), 3, (4, 4), batch_norm=True)
     x, y = torch.randn(48, 1, 6, 6, generator=G), torch.arange(48) % 3
     config = TrainConfig(epochs=3, lr=0.05, optimizer="adam", batch_size=16)
-    both = make_loss("ds", independence_weight=(0.0, 2.0), uniformity_weight=(0.0, 2.0))
+    both = make_loss("ds", guide="none", independence_weight=(0.0, 2.0), uniformity_weight=(0.0, 2.0))
     data = {"x": x.expand(2, *x.shape), "y": y.expand(2, *y.shape)}
     batched = fit(Distillation(spec, both), data, seeds=[0, 0], config=config, progress=False)
     assert {"ce", "independence", "uniformity", "total"} <= set(batched.history)
     assert batched.history["total"][-1, 0] == pytest.approx(batched.history["ce"][-1, 0], rel=1e-6)  # CE's DS weights are 0
     for i, weight in enumerate((0.0, 2.0)):
-        alone = fit(Distillation(spec, make_loss("ds", independence_weight=weight, uniformity_weight=weight)),
+        alone = fit(Distillation(spec, make_loss("ds", guide="none", independence_weight=weight, uniformity_weight=weight)),
                     {"x": x[None], "y": y[None]}, seeds=[0], config=config, progress=False)
         assert np.allclose(batched.history["total"][:, i], alone.history["total"][:, 0], rtol=1e-4, atol=1e-5)
 

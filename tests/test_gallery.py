@@ -7,14 +7,15 @@ import urllib.parse
 from pathlib import Path
 
 import nbformat
-import pandas as pd
 import pytest
 
+from cmkd_lab.analysis import claims
+from cmkd_lab.app import course
 from cmkd_lab.app.browser import ConsoleLog, chromium, find_chromium
 from cmkd_lab.app.notebook import run_notebook
 from cmkd_lab.report import gallery
 
-# small runs of a tutorial (no paper claim) and of a notebook with a paper-vs-kit table
+# small runs of a notebook with paper claims (MFH Fig. 2's two messages) and of one with checks only
 RUNS = {
     "00_quickstart": {"n_runs": 2, "epochs": 30},
     "01_data_tour": {"n_seeds": 1, "datasets": ["segment"], "samples_per_class": 2},
@@ -52,16 +53,44 @@ def test_every_executed_notebook_gets_a_page_and_plotly_js_is_there_once(site):
         assert figures >= 1 and html.count("Plotly.newPlot(") == figures
 
 
-def test_the_index_shows_each_notebooks_claim_verdicts(site):
+def test_pages_drop_the_solution_markers_and_keep_the_solutions(site):
+    outputs, out, pages = site
+    html = (out / "00_quickstart" / "index.html").read_text()
+    assert course.BEGIN not in html and course.END not in html
+    assert "gamma_kd_stops_hurting" in html and "KD still helps, by" in html  # a code and a written solution
+
+
+def test_the_index_counts_paper_claims_only_and_lists_findings_and_checks_apart(site):
     outputs, out, pages = site
     by_stem = {page.stem: page for page in pages}
-    assert by_stem["00_quickstart"].verdict == "no paper claim"
-    claims = pd.read_csv(outputs / "01_data_tour" / "claims.csv")
-    counts = claims["verdict"].value_counts().to_dict()
-    assert {k: v for k, v in by_stem["01_data_tour"].verdicts.items() if v} == counts
     index = (out / "index.html").read_text()
-    for name, count in counts.items():
-        assert f"{count} {name}</span>" in index
+    quickstart = claims.load(outputs / "00_quickstart")
+    assert set(quickstart["kind"]) == {"paper"}
+    assert by_stem["00_quickstart"].verdicts == claims.counts(quickstart, "paper")
+    assert sum(claims.counts(quickstart).values()) == 2
+    tour = claims.load(outputs / "01_data_tour")
+    assert set(tour["kind"]) == {"check"}
+    assert by_stem["01_data_tour"].verdict == "no paper claim" and not any(by_stem["01_data_tour"].verdicts.values())
+    card = index[index.index("01_data_tour</a>"):]
+    checks = {verdict: count for verdict, count in claims.counts(tour, "check").items() if count}
+    assert "paper claims: <b>no paper claim</b>" in card
+    line = card[card.index("checks (a method does what it defines):"):]
+    line = line[:line.index("</p>")]
+    assert all(f"{count} {verdict}</span>" in line for verdict, count in checks.items())
+
+
+@pytest.mark.parametrize("paper, expected", [
+    ({}, "no paper claim"), ({"held": 2}, "held"), ({"held": 1, "not resolved": 1}, "partly held"),
+    ({"not held": 1, "not resolved": 3}, "not held"), ({"not resolved": 2}, "not resolved"),
+])
+def test_a_pages_verdict_reads_its_paper_claims_only(paper, expected):
+    counts = {"paper": {v: paper.get(v, 0) for v in claims.VERDICTS}, "check": {"held": 5}}
+    assert gallery.Page("x", "x", "x", counts).verdict == expected
+
+
+def test_the_readme_states_the_rule_the_gallery_counts_by():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert claims.RULE in readme
 
 
 def test_without_executed_notebooks_the_error_says_what_to_run(tmp_path):

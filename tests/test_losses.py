@@ -34,11 +34,11 @@ REGISTRY_OPTIONS = {
     "pkt": {},
     "sp": {},
     "crd": {},
-    "ds": {"map_layer": None},  # this step has no feature map: the independence term only
+    "ds": {"map_layer": None, "guide": "none"},  # this step has no feature map: the independence term only
 }
 REGISTRY_GOLDEN = {
     "ce": GOLDEN["cross_entropy"],
-    "kd": GOLDEN["cross_entropy"] + GOLDEN["kd_batchmean_T2"],
+    "kd": GOLDEN["cross_entropy"] + GOLDEN["kd_batchmean_T2_t2"],  # T² by default (losses.T2_SCALE)
     "dkd": GOLDEN["cross_entropy"] + GOLDEN["dkd_tckd_T4"] + 8.0 * GOLDEN["dkd_nckd_T4"],
     "fitnet": GOLDEN["cross_entropy"] + GOLDEN["feature_regression"],
     # Recorded from the kit (default weights; CRD's embedding heads from seed 0); the terms
@@ -56,8 +56,8 @@ REGISTRY_GOLDEN = {
 def test_golden_values_of_the_pure_functions():
     values = {
         "cross_entropy": losses.cross_entropy(STUDENT, LABELS),
-        "kd_batchmean_T2": losses.kd_loss(STUDENT, TEACHER, 2.0, "batchmean"),
-        "kd_mean_T2": losses.kd_loss(STUDENT, TEACHER, 2.0, "mean"),
+        "kd_batchmean_T2": losses.kd_loss(STUDENT, TEACHER, 2.0, "batchmean", t2_scale=False),
+        "kd_mean_T2": losses.kd_loss(STUDENT, TEACHER, 2.0, "mean", t2_scale=False),
         "kd_batchmean_T2_t2": losses.kd_loss(STUDENT, TEACHER, 2.0, "batchmean", t2_scale=True),
         "dkd_tckd_T4": losses.dkd_loss(STUDENT, TEACHER, LABELS, 4.0)[0],
         "dkd_nckd_T4": losses.dkd_loss(STUDENT, TEACHER, LABELS, 4.0)[1],
@@ -86,7 +86,8 @@ def test_every_registered_loss_has_a_golden_total():
 def test_kd_matches_torch_kl_div_for_both_reductions():
     for reduction in ("batchmean", "mean"):
         expected = F.kl_div(F.log_softmax(STUDENT / 3, 1), F.softmax(TEACHER / 3, 1), reduction=reduction)
-        assert losses.kd_loss(STUDENT, TEACHER, 3.0, reduction).item() == pytest.approx(expected.item(), rel=1e-5)
+        assert losses.kd_loss(STUDENT, TEACHER, 3.0, reduction, t2_scale=False).item() == pytest.approx(expected.item(),
+                                                                                                       rel=1e-5)
 
 
 def test_kd_is_non_negative_and_zero_when_student_equals_teacher():
@@ -153,3 +154,48 @@ def test_kd_reduction_mean_is_the_batchmean_divided_by_classes():
     ratio = losses.kd_loss(STUDENT, TEACHER, 1.0, "batchmean") / losses.kd_loss(STUDENT, TEACHER, 1.0, "mean")
     assert ratio.item() == pytest.approx(STUDENT.shape[1])
     assert math.isclose(GOLDEN["kd_batchmean_T2"] / GOLDEN["kd_mean_T2"], 4.0, rel_tol=1e-5)
+
+
+def test_kd_and_dkd_share_one_t2_convention():
+    """Every KD loss scales by T² unless told otherwise (``losses.T2_SCALE``): a temperature changes
+    how soft the targets are, not how much the term weighs."""
+    T = 4.0
+    unscaled = losses.kd_loss(STUDENT, TEACHER, T, "batchmean", t2_scale=False).item()
+    assert losses.kd_loss(STUDENT, TEACHER, T, "batchmean").item() == pytest.approx(T**2 * unscaled, rel=1e-5)
+    masked = losses.masked_kd_loss(STUDENT, TEACHER, torch.ones(len(STUDENT)), T, "batchmean")
+    assert masked.item() == pytest.approx(T**2 * unscaled, rel=1e-5)
+    unscaled_dkd = losses.dkd_loss(STUDENT, TEACHER, LABELS, T, t2_scale=False)
+    for scaled, plain in zip(losses.dkd_loss(STUDENT, TEACHER, LABELS, T), unscaled_dkd):
+        assert scaled.item() == pytest.approx(T**2 * plain.item(), rel=1e-5)
+    kd = make_loss("kd", temperature=T, reduction="batchmean")
+    assert kd.t2_scale is make_loss("dkd").t2_scale is losses.T2_SCALE
+
+
+def test_every_notebook_offers_the_kd_reductions_of_the_losses():
+    from cmkd_lab.app.notebook import list_notebooks, parameters_class
+
+    offered = {path.stem: parameters_class(path.stem).choices.get("reduction") for path in list_notebooks()}
+    offered = {stem: tuple(choices) for stem, choices in offered.items() if choices is not None}
+    assert len(offered) >= 4 and all(choices == losses.KD_REDUCTIONS for choices in offered.values()), offered
+
+
+def test_a_per_model_temperature_follows_the_logits_device():
+    """A temperature per model given on the CPU scales logits that live elsewhere (the meta device
+    stands in for CUDA, which this machine lacks): every tensor is built on the logits' device."""
+    student, teacher = torch.randn(2, 5, 3, device="meta"), torch.randn(2, 5, 3, device="meta")
+    labels = torch.zeros(2, 5, dtype=torch.long, device="meta")
+    temperatures = torch.tensor([1.0, 2.0])
+    assert losses.kd_loss(student, teacher, temperatures, "batchmean", t2_scale=True).device.type == "meta"
+    tckd, nckd = losses.dkd_loss(student, teacher, labels, temperatures, t2_scale=True)
+    assert tckd.device.type == nckd.device.type == "meta"
+
+
+def test_the_no_kd_baseline_is_named_apart_from_the_base_class():
+    from cmkd_lab.models import ModelSpec
+    from cmkd_lab.systems import Distillation
+
+    assert LOSSES.get("ce") is losses.Vanilla and losses.Vanilla is not losses.Distiller
+    assert issubclass(losses.Vanilla, losses.Distiller)
+    assert losses.Distiller not in [LOSSES.get(name) for name in LOSSES.names()]
+    assert isinstance(Distillation(ModelSpec("linear", (4,), 2)).loss, losses.Vanilla)
+    assert set(make_loss("ce").terms(StepOutputs(STUDENT, {}, None, {}, LABELS), {})) == {"ce"}

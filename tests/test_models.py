@@ -58,6 +58,8 @@ def test_bad_specs_and_layer_names_raise_clear_errors():
         ModelSpec("cnn1d", (3, 20), 2, hidden=(4,), downsample="avg")
     with pytest.raises(ValueError, match="residual stages and downsampling apply to cnn1d/cnn2d"):
         ModelSpec("mlp", (3,), 2, hidden=(4,), residual=True)
+    with pytest.raises(ValueError, match="kernel_size must be odd.*got 4"):  # a residual sum needs 'same' padding
+        ModelSpec("cnn1d", (3, 20), 2, hidden=(4,), kernel_size=4, residual=True)
     with pytest.raises(ValueError, match="unknown layer.*fc9.*layers"):
         build_model(SPECS[1], 0)(torch.randn(2, 12), features=["fc9"])
 

@@ -4,17 +4,20 @@ A user who changes a parameter is exploring: the notebook must show what the dat
 as "held / not held" with the numbers) and go on, never stop on an assertion about its own
 results. The assertions on the default profiles live in the study tests. Each set below is
 small (few runs, few epochs) and moves at least one study knob away from its default; a
-notebook without a set here fails ``test_every_notebook_has_a_non_default_set``.
+notebook without a set here fails ``test_every_notebook_has_a_non_default_set``. A copy with
+another profile takes that profile's values.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from typing import ClassVar
 
 import pytest
 
 from cmkd_lab.analysis.results import load_results
-from cmkd_lab.app.notebook import list_notebooks, parameters_class, run_notebook
+from cmkd_lab.app.notebook import NotebookParameters, list_notebooks, parameters_class, run_notebook
 
 NON_DEFAULT = {
     "00_quickstart": {"n_runs": 2, "epochs": 40, "venn_settings": ((10, 5, 5),), "n_train": 200, "temperature": 1.0},
@@ -57,3 +60,18 @@ def test_the_notebook_completes_with_other_parameters(stem, tmp_path):
     assert len(load_results(folder))
     fits = json.loads((folder / "run.json").read_text())["fits"]
     assert all(fit["train_config"]["device"] == "cpu" and fit["device"] == "cpu" for fit in fits), stem
+
+
+@dataclass(frozen=True)
+class ProfiledParameters(NotebookParameters):
+    epochs: int | None = None
+    n_runs: int | None = None
+
+    profile_defaults: ClassVar = {"quick": {"epochs": 30, "n_runs": 2}, "full": {"epochs": 1000, "n_runs": 10}}
+
+
+def test_a_copy_with_another_profile_takes_that_profiles_values_and_keeps_the_given_ones():
+    quick = ProfiledParameters.create(n_runs=5)
+    full = quick.replace(profile="full")
+    assert (full.profile, full.epochs, full.n_runs) == ("full", 1000, 5)  # n_runs given, epochs from the profile
+    assert full.replace(profile="quick") == quick and quick.replace(epochs=7).replace(profile="full").epochs == 7

@@ -1,15 +1,35 @@
-"""NTDH notebooks (quick profile): the claims they make, read from the results they recorded."""
+"""NTDH notebooks (quick profile): the claims they make, read from the results and claims they
+recorded, and the claim functions on tables whose verdict is known."""
 
 import json
+import math
 
+import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
-from cmkd_lab.analysis.results import claim_verdicts
+from cmkd_lab.analysis import claims
 from cmkd_lab.studies.ntdh import common, gaussian, multiclass_methods, realpairs
 
 
+def recorded_claims(executed, stem: str) -> pd.DataFrame:
+    """The notebook's claims.csv, checked against the kit's one verdict rule: every column, and
+    every verdict what :func:`claims.verdict_of` gives for the row's own numbers."""
+    saved = claims.load(executed.folder(stem))
+    assert list(saved.columns) == list(claims.COLUMNS)
+    assert [claims.verdict_of(row) for row in saved.to_dict("records")] == saved["verdict"].tolist()
+    assert set(saved["kind"]) <= set(claims.KINDS) and set(saved["verdict"]) <= set(claims.VERDICTS)
+    return saved
+
+
+def row_of(saved: pd.DataFrame, spec: claims.Claim, setting: str | None = None) -> pd.Series:
+    rows = saved[(saved["claim"] == spec.claim) & ((saved["setting"] == setting) if setting is not None else True)]
+    assert len(rows) == 1, (spec.claim, setting, saved[["claim", "setting"]])
+    return rows.iloc[0]
+
+
+# ----------------------------------------------------------------------------- 03_ntdh_gaussian
 @pytest.fixture(scope="module")
 def gauss(executed):
     return executed.results("03_ntdh_gaussian")
@@ -40,17 +60,27 @@ def test_gauss_delta_rises_with_gamma(gauss, n_classes):
     assert stats.spearmanr(by_gamma.index, by_gamma.to_numpy())[0] > 0.9, by_gamma
 
 
-def test_gauss_ntd_and_cmds_fall_as_gamma_rises(gauss):
-    multi = common.per_task(gauss[gauss["n_classes"] > 2], ["gamma"]).groupby("gamma").mean()
-    assert stats.spearmanr(multi.index, multi["ntd"])[0] < -0.9, multi["ntd"]
-    binary = common.per_task(gauss[gauss["n_classes"] == 2], ["gamma"]).groupby("gamma").mean()
-    for metric in ("cmd_input", "cmd_output"):
-        assert binary[metric].iloc[-1] < binary[metric].iloc[0], (metric, binary[metric])
-
-
-def test_gauss_ntd_and_delta_negatively_rank_correlated(gauss):
-    correlation = common.delta_ntd_correlation(gauss[gauss["n_classes"] > 2], ["gamma"], n_boot=500)
-    assert correlation["rho"] < -0.5 and correlation["high"] < 0, correlation
+def test_gauss_claims_follow_the_rule_and_name_the_confound(executed):
+    saved = recorded_claims(executed, "03_ntdh_gaussian")
+    n_runs = json.loads((executed.folder("03_ntdh_gaussian") / "run.json").read_text())["parameters"]["n_runs"]
+    assert (saved["n_units"] == n_runs).all(), "seeds are the units of every claim"
+    settings = ["binary (official)", "4-class (kit's extension)"]
+    for setting in settings:
+        assert row_of(saved, gaussian.INPUT_CMD_FALLS, setting)["kind"] == "check", "it falls by construction"
+        assert row_of(saved, gaussian.OUTPUT_CMD_FALLS, setting)["kind"] == "finding"
+        assert row_of(saved, common.DELTA_RISES, setting)["verdict"] == "held"
+    for spec in (gaussian.DELTA_AT_NO_OVERLAP, gaussian.DELTA_AT_FULL_OVERLAP):
+        assert (saved["claim"] == spec.claim).sum() == 2 and spec.kind == "paper"
+    # NTD exists only in the K-class sweep; the hypothesis is judged within γ (paper) and pooled (finding)
+    assert saved.loc[saved["claim"] == common.NTD_FALLS.claim, "setting"].tolist() == [settings[1]]
+    within, pooled = row_of(saved, common.HYPOTHESIS, settings[1]), row_of(saved, common.HYPOTHESIS_POOLED, settings[1])
+    assert within["kind"] == "paper" and "within each γ" in within["quantity"]
+    assert pooled["kind"] == "finding" and "confounded by the knob" in pooled["claim"]
+    assert row_of(saved, common.NTD_FALLS, settings[1])["verdict"] == "held"
+    assert pooled["verdict"] == "held" and pooled["estimate"] < -0.5, "γ drives NTD down and Δ up"
+    assert within["estimate"] > pooled["estimate"], "holding γ fixed weakens the relation"
+    official = saved[saved["claim"] == gaussian.OFFICIAL_REPLAY.claim]
+    assert official.empty, "the official replay is judged only with rng='official'"
 
 
 def test_explore_callback_draws_both_non_target_distributions():
@@ -67,76 +97,35 @@ def test_parameters_reject_binary_extension():
         gaussian.GaussianParameters.create(n_classes=2)
 
 
-@pytest.fixture(scope="module")
-def multiclass(executed):
-    return executed.results("03_ntdh_multiclass_methods")
+def _official_rows(kit_means):
+    """A binary table at γ = 0, two seeds per model, whose means are ``kit_means`` (percent)."""
+    return pd.DataFrame([{"n_classes": 2, "gamma": 0.0, "method": method, "seed": seed, "metric": "test_acc",
+                          "value": mean / 100}
+                         for method, mean in zip(("teacher", "no_kd", "kd"), kit_means) for seed in range(2)])
 
 
-def test_multiclass_contract_and_claims(multiclass):
-    assert set(multiclass["study"]) == {"ntdh_multiclass", "ntdh_methods"}
-    study = multiclass[multiclass["study"] == "ntdh_multiclass"].dropna(axis=1, how="all")
-    assert set(study["metric"]) == {"test_acc", "ntd", "cmd_input", "cmd_output"}
-    by_gamma = common.per_task(study, ["gamma"]).groupby("gamma").mean()
-    assert stats.spearmanr(by_gamma.index, by_gamma["ntd"])[0] < -0.8, by_gamma["ntd"]
-    assert by_gamma["delta"].iloc[-1] > by_gamma["delta"].iloc[0], by_gamma["delta"]
-    correlation = common.delta_ntd_correlation(study, ["gamma"], n_boot=500)
-    assert correlation["rho"] < 0 and correlation["high"] < 0.2, correlation
+def test_official_replay_is_an_equivalence_check_on_the_compared_means():
+    script = (70.36, 72.15, 68.44)  # the script's γ = 0 means
+    table = gaussian.official_script_table(_official_rows(script))
+    assert list(table.columns[:2]) == ["claim", "official script"] and "verdict" not in table
+    assert list(table["claim"]) == ["binary sweep, γ = 0: teacher mean", "binary sweep, γ = 0: No-KD student mean",
+                                    "binary sweep, γ = 0: KD student mean"]
+    same = gaussian.official_script_claim(_official_rows(script))
+    assert same["kind"] == "check" and same["prediction"] == "= 0" and same["sesoi"] == gaussian.OFFICIAL_TOLERANCE
+    assert same["n_units"] == 3 and same["verdict"] == "held"
+    off = gaussian.official_script_claim(_official_rows((71.36, 73.15, 69.44)))  # every mean a point higher
+    assert off["verdict"] == "not held" and off["estimate"] == pytest.approx(1.0)
+    near = gaussian.official_script_claim(_official_rows((70.46, 72.05, 68.49)))  # within ±0.3, spread out
+    assert near["verdict"] in ("held", "not resolved") and near["ci_low"] < 0 < near["ci_high"]
+    quick = gaussian.official_script_claim(_official_rows(script), gaussian.GaussianParameters.create(rng="official"))
+    assert quick["verdict"] == "not resolved" and quick["n_units"] == 0
+    assert quick["note"] == "not the official settings (n_runs, epochs differ)"
 
 
-def test_multiclass_log_records_the_fits_of_both_studies(executed):
-    record = json.loads((executed.folder("03_ntdh_multiclass_methods") / "run.json").read_text())
-    assert {fit["study"] for fit in record["fits"]} == {"ntdh_multiclass", "ntdh_methods"}
-
-
-def test_method_table_has_every_method_with_and_without_masking(multiclass):
-    methods = multiclass[multiclass["study"] == "ntdh_methods"]
-    students = methods[~methods["method"].isin(["teacher", "no_kd"]) & (methods["metric"] == "test_acc")]
-    assert set(students["method"]) == set(multiclass_methods.METHOD_NAMES)
-    assert (students["loss"] == students["method"]).all()
-    counts = students.groupby(["method", "masking"]).size()
-    assert len(counts) == 2 * len(multiclass_methods.METHOD_NAMES) and counts.nunique() == 1, counts
-    assert students["value"].between(0.25, 1.0).all(), "every student learns something above chance"
-    table = multiclass_methods.method_table(methods)
-    assert {"without masking", "with masking"} <= set(table.columns)
-    assert table.index.names == ["gamma", "method"]
-    claims = multiclass_methods.masking_claims(methods)
-    assert list(claims["claim"]) == ["masking reduces non-target divergence", "masking improves the KD methods"]
-
-
-@pytest.fixture(scope="module")
-def real_pairs(executed):
-    return executed.results("03_ntdh_realpairs")
-
-
-def test_realpairs_contract(real_pairs):
-    assert set(real_pairs["study"]) == {"ntdh_realpairs"}
-    assert {"dataset", "teacher_view", "student_view"} <= set(real_pairs.columns)
-    assert set(real_pairs["dataset"]) == {"mfeat", "watch", "segment"}
-    assert set(real_pairs["metric"]) >= {"test_acc", "ntd", "cmd_output"}
-    assert (real_pairs["teacher_view"] != real_pairs["student_view"]).all()
-    assert real_pairs.loc[real_pairs["metric"] == "ntd", "value"].between(0, 0.6932).all(), "textbook JS ≤ ln 2"
-    correlation = realpairs.pair_correlation(real_pairs, n_boot=200)
-    assert correlation["low"] <= correlation["rho"] <= correlation["high"]
-
-
-def test_real_pair_views_are_standardised_with_training_statistics():
-    params = realpairs.RealPairsParameters.create(datasets=["segment"], n_runs=1, max_pairs_per_dataset=1)
-    (task,) = realpairs.make_tasks(params)
-    assert task.settings == {"dataset": "segment", "teacher_view": "colour", "student_view": "shape"}
-    pair = task.splits
-    assert set(pair.train.modalities) == {"a", "b"}
-    assert pair.train["a"].mean(0).abs().max() < 1e-4 and (pair.train["b"].std(0) - 1).abs().max() < 1e-3
-    assert pair.test["a"].mean(0).abs().max() > 1e-4  # test statistics are not used
-
-
-def test_real_pair_explore_callback():
-    params = realpairs.RealPairsParameters.create(datasets=["segment"], n_runs=1, epochs=5, max_pairs_per_dataset=1)
-    run = realpairs.run(params, progress=False)
-    fig = realpairs.pair_sample_figure(run, "segment: colour → shape", 7).to_dict()
-    bars = [trace for trace in fig["data"] if trace["type"] == "bar"]
-    assert len(bars) == 2 and all(len(b["x"]) == 6 for b in bars)
-    with pytest.raises(ValueError, match="no task"):
-        realpairs.pair_sample_figure(run, "segment: shape → colour", 0)
+def test_official_replay_counts_the_shared_no_kd_student_once():
+    rows = pd.concat([_official_rows((70.36, 72.15, 68.44)),
+                      _official_rows((71.90, 72.15, 73.51)).assign(gamma=1.0)])
+    assert gaussian.official_script_claim(rows)["n_units"] == 5  # teacher and KD at two γ, one No-KD student
 
 
 def test_kd_variants_share_the_teacher_and_ntd_variants_come_from_the_logits():
@@ -154,27 +143,182 @@ def test_kd_variants_share_the_teacher_and_ntd_variants_come_from_the_logits():
     assert variants.sort_values(["gamma", "seed"])["js"].to_numpy() == pytest.approx(recorded, abs=1e-6)
 
 
-def test_official_script_table_says_held_only_at_the_official_settings():
-    rows = [{"n_classes": 2, "gamma": 0.0, "method": method, "seed": seed, "metric": "test_acc", "value": mean / 100}
-            for method, mean in zip(("teacher", "no_kd", "kd"), (70.36, 72.15, 68.44)) for seed in range(2)]
-    table = pd.DataFrame(rows)
-    plain = gaussian.official_script_table(table)
-    assert list(plain.columns[:2]) == ["claim", "official script"] and (plain["verdict"] == "held: within ±0.3 points").all()
-    quick = gaussian.official_script_table(table, gaussian.GaussianParameters.create(rng="official"))
-    assert quick["verdict"].str.startswith("null result: not the official settings (n_runs, epochs differ)").all()
-    labels = claim_verdicts(plain)["claim"]
-    assert list(labels) == ["binary sweep, γ = 0: teacher mean", "binary sweep, γ = 0: No-KD student mean",
-                            "binary sweep, γ = 0: KD student mean"]
+# ----------------------------------------------------------------------------- claims of a γ sweep
+def _sweep(n_seeds: int = 12, gammas=(0.0, 0.5, 1.0), seed: int = 0, accuracy: float = 0.7) -> pd.DataFrame:
+    """A per_task-like table where γ lowers NTD and raises Δ, and within a γ the two are unrelated."""
+    rng = np.random.default_rng(seed)
+    rows = [{"gamma": g, "seed": s, "teacher": accuracy, "no_kd": accuracy, "kd": accuracy,
+             "ntd": 0.3 - 0.2 * g + 0.01 * rng.standard_normal(),
+             "delta": 0.03 * g - 0.01 + 0.003 * rng.standard_normal()}
+            for s in range(n_seeds) for g in gammas]
+    return pd.DataFrame(rows)
 
 
-@pytest.mark.parametrize(("low", "high", "n", "word"), [
-    (-0.8, -0.2, 10, "held"), (0.2, 0.8, 10, "not held"), (-0.5, 0.5, 10, "null result"), (None, None, 2, "null result"),
-])
-def test_realpair_claims_read_as_verdicts(low, high, n, word):
-    nan = float("nan")
-    correlation = {"rho": nan if low is None else (low + high) / 2, "low": nan if low is None else low,
-                   "high": nan if high is None else high, "p_value": 0.5, "n": n}
-    assert claim_verdicts(realpairs.claims(correlation))["verdict"].tolist() == [word]
+def test_seed_trends_are_each_seeds_rank_correlation():
+    wide = pd.DataFrame({"gamma": [0, 1, 2] * 2, "seed": [0] * 3 + [1] * 3, "x": [3, 2, 1, 1, 1, 1]})
+    trends = common.seed_trends(wide, "x")
+    assert trends[0] == pytest.approx(-1.0) and math.isnan(trends[1])
+
+
+def test_a_knob_that_drives_both_holds_the_pooled_finding_not_the_paper_claim():
+    rows = claims.table(common.sweep_claim_rows(_sweep(), "synthetic", n_classes=4))
+    verdict = dict(zip(rows["claim"], rows["verdict"]))
+    assert verdict[common.DELTA_RISES.claim] == "held" and verdict[common.NTD_FALLS.claim] == "held"
+    assert verdict[common.HYPOTHESIS_POOLED.claim] == "held"
+    assert verdict[common.HYPOTHESIS.claim] != "held", "within γ the generator relates nothing"
+    assert (rows["n_units"] == 12).all()
+    assert "within γ" in common.hypothesis_line(rows) and "confounded by γ" in common.hypothesis_line(rows)
+
+
+def test_a_sweep_at_chance_is_not_resolved():
+    rows = claims.table(common.sweep_claim_rows(_sweep(accuracy=0.27), "synthetic", n_classes=4))
+    assert (rows["verdict"] == "not resolved").all() and rows["note"].str.startswith("models ended at chance").all()
+
+
+# ----------------------------------------------------------------------------- 03_ntdh_multiclass_methods
+@pytest.fixture(scope="module")
+def multiclass(executed):
+    return executed.results("03_ntdh_multiclass_methods")
+
+
+def test_multiclass_contract(multiclass):
+    assert set(multiclass["study"]) == {"ntdh_multiclass", "ntdh_methods"}
+    study = multiclass[multiclass["study"] == "ntdh_multiclass"].dropna(axis=1, how="all")
+    assert set(study["metric"]) == {"test_acc", "ntd", "cmd_input", "cmd_output"}
+    by_gamma = common.per_task(study, ["gamma"]).groupby("gamma").mean()
+    assert stats.spearmanr(by_gamma.index, by_gamma["ntd"])[0] < -0.8, by_gamma["ntd"]
+    assert by_gamma["delta"].iloc[-1] > by_gamma["delta"].iloc[0], by_gamma["delta"]
+
+
+def test_multiclass_log_records_the_fits_of_both_studies_and_none_ended_at_chance(executed):
+    record = json.loads((executed.folder("03_ntdh_multiclass_methods") / "run.json").read_text())
+    assert {fit["study"] for fit in record["fits"]} == {"ntdh_multiclass", "ntdh_methods"}
+    assert not [warning for fit in record["fits"] for warning in fit["warnings"]]
+    assert record["parameters"]["method_runs"] >= 3 and record["parameters"]["n_runs"] >= 3
+
+
+def test_method_table_has_every_method_with_and_without_masking(multiclass):
+    methods = multiclass[multiclass["study"] == "ntdh_methods"]
+    students = methods[~methods["method"].isin(["teacher", "no_kd"]) & (methods["metric"] == "test_acc")]
+    assert set(students["method"]) == set(multiclass_methods.METHOD_NAMES)
+    assert (students["loss"] == students["method"]).all()
+    counts = students.groupby(["method", "masking"]).size()
+    assert len(counts) == 2 * len(multiclass_methods.METHOD_NAMES) and counts.nunique() == 1, counts
+    assert (students.groupby(["method", "masking"])["value"].mean() > 0.25 + 0.05).all(), "every student beats chance"
+    table = multiclass_methods.method_table(methods)
+    assert {"without masking", "with masking"} <= set(table.columns)
+    assert table.index.names == ["gamma", "method"]
+
+
+def test_multiclass_claims_judge_masking_per_method_by_seed(executed, multiclass):
+    saved = recorded_claims(executed, "03_ntdh_multiclass_methods")
+    n_seeds = multiclass.loc[multiclass["study"] == "ntdh_methods", "seed"].nunique()
+    for spec in (multiclass_methods.MASKING_RAISES_ACCURACY, multiclass_methods.MASKING_LOWERS_NTD):
+        rows = saved[saved["claim"] == spec.claim]
+        assert len(rows) == len(multiclass_methods.METHOD_NAMES) and (rows["n_units"] == n_seeds).all()
+        assert rows["setting"].str.split(" ").str[0].tolist() == list(multiclass_methods.METHOD_LABELS.values())
+    within = row_of(saved, common.HYPOTHESIS, "4-class synthetic")
+    pooled = row_of(saved, common.HYPOTHESIS_POOLED, "4-class synthetic")
+    assert within["kind"] == "paper" and pooled["kind"] == "finding"
+    papers = saved[saved["kind"] == "paper"]
+    assert (papers["p_adjusted"].dropna() >= papers["p_value"].dropna()).all(), "Holm within the paper family"
+
+
+def _methods_table(gain: float, accuracy: float = 0.7, n_seeds: int = 4) -> pd.DataFrame:
+    """A method table at one γ: KD's masked student ``gain`` (fraction) above its unmasked one, with
+    a little seed noise, and NTD unchanged by masking."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for seed in range(n_seeds):
+        rows.append({"method": "teacher", "masking": False, "seed": seed, "metric": "test_acc", "value": accuracy})
+        for masking in (False, True):
+            rows += [{"method": "kd", "masking": masking, "seed": seed, "metric": "test_acc",
+                      "value": accuracy + (gain if masking else 0.0) + 0.002 * rng.standard_normal()},
+                     {"method": "kd", "masking": masking, "seed": seed, "metric": "ntd",
+                      "value": 0.2 + 0.0001 * rng.standard_normal()}]
+    return pd.DataFrame(rows).assign(gamma=0.5)
+
+
+def test_masking_claims_follow_the_paired_differences():
+    accuracy, ntd = multiclass_methods.masking_claims(_methods_table(gain=0.03))
+    assert accuracy["setting"] == "KD" and accuracy["n_units"] == 4
+    assert accuracy["estimate"] == pytest.approx(3.0, abs=0.3) and accuracy["verdict"] == "held"
+    assert ntd["verdict"] == "not held", "a change far inside ±0.01 nats is too small to matter"
+    none = multiclass_methods.masking_claims(_methods_table(gain=0.0))[0]
+    assert none["verdict"] == "not held"
+    at_chance = multiclass_methods.masking_claims(_methods_table(gain=0.03, accuracy=0.27))
+    assert all(row["verdict"] == "not resolved" for row in at_chance)
+    assert all(row["note"].startswith("models ended at chance") for row in at_chance)
+
+
+# ----------------------------------------------------------------------------- 03_ntdh_realpairs
+@pytest.fixture(scope="module")
+def real_pairs(executed):
+    return executed.results("03_ntdh_realpairs")
+
+
+def test_realpairs_contract(real_pairs):
+    assert set(real_pairs["study"]) == {"ntdh_realpairs"}
+    assert {"dataset", "teacher_view", "student_view", "n_classes"} <= set(real_pairs.columns)
+    assert set(real_pairs["dataset"]) == {"mfeat", "watch", "segment"}
+    assert set(real_pairs["metric"]) >= {"test_acc", "ntd", "cmd_output"}
+    assert (real_pairs["teacher_view"] != real_pairs["student_view"]).all()
+    assert real_pairs.loc[real_pairs["metric"] == "ntd", "value"].between(0, 0.6932).all(), "textbook JS ≤ ln 2"
+
+
+def test_realpairs_claim_counts_unordered_pairs(executed, real_pairs):
+    saved = recorded_claims(executed, "03_ntdh_realpairs")
+    row = row_of(saved, realpairs.HYPOTHESIS_ACROSS_PAIRS)
+    pairs = real_pairs[["dataset", "teacher_view", "student_view"]].drop_duplicates()
+    unordered = {(d, frozenset((a, b))) for d, a, b in pairs.itertuples(index=False)}
+    assert len(pairs) > len(unordered), "the quick profile runs both directions of some pairs"
+    assert row["n_units"] == len(unordered) and row["kind"] == "paper"
+
+
+def _pair_summary(ntd_by_pair, delta_by_direction, accuracy=80.0, n_classes=7):
+    """pair_summary-like rows: per unordered pair (dataset d<i>, views x, y) both directions, one NTD."""
+    rows = []
+    for i, (ntd, deltas) in enumerate(zip(ntd_by_pair, delta_by_direction)):
+        for (a, b), delta in zip((("x", "y"), ("y", "x")), deltas):
+            rows.append({"dataset": f"d{i}", "teacher_view": a, "student_view": b, "n_classes": n_classes,
+                         "teacher": accuracy, "no_kd": accuracy, "kd": accuracy, "delta": delta, "ntd": ntd})
+    return pd.DataFrame(rows)
+
+
+def test_unordered_pairs_label_both_directions_alike():
+    pairs = _pair_summary([0.1, 0.2], [(1.0, -1.0), (0.5, 0.2)])
+    labels = realpairs.unordered_pairs(pairs)
+    assert labels[0] == labels[1] != labels[2] == labels[3] == "d1: x, y"
+
+
+def test_hypothesis_across_pairs_follows_the_rule_with_pairs_as_units():
+    ntd = np.linspace(0.1, 0.5, 8)
+    falling = realpairs.hypothesis_row(_pair_summary(ntd, [(-10 * v, -10 * v + 0.1) for v in ntd]))
+    assert falling["n_units"] == 8 and falling["estimate"] < -0.9 and falling["verdict"] == "held"
+    rising = realpairs.hypothesis_row(_pair_summary(ntd, [(10 * v, 10 * v + 0.1) for v in ntd]))
+    assert rising["verdict"] == "not held"
+    weak_teacher = realpairs.hypothesis_row(_pair_summary(ntd, [(-10 * v, -10 * v) for v in ntd], accuracy=18.0))
+    assert weak_teacher["verdict"] == "not resolved" and weak_teacher["note"].startswith("models ended at chance")
+
+
+def test_real_pair_views_are_standardised_with_training_statistics():
+    params = realpairs.RealPairsParameters.create(datasets=["segment"], n_runs=1, max_pairs_per_dataset=1)
+    (task,) = realpairs.make_tasks(params)
+    assert task.settings == {"dataset": "segment", "teacher_view": "colour", "student_view": "shape", "n_classes": 7}
+    pair = task.splits
+    assert set(pair.train.modalities) == {"a", "b"}
+    assert pair.train["a"].mean(0).abs().max() < 1e-4 and (pair.train["b"].std(0) - 1).abs().max() < 1e-3
+    assert pair.test["a"].mean(0).abs().max() > 1e-4  # test statistics are not used
+
+
+def test_real_pair_explore_callback():
+    params = realpairs.RealPairsParameters.create(datasets=["segment"], n_runs=1, epochs=5, max_pairs_per_dataset=1)
+    run = realpairs.run(params, progress=False)
+    fig = realpairs.pair_sample_figure(run, "segment: colour → shape", 7).to_dict()
+    bars = [trace for trace in fig["data"] if trace["type"] == "bar"]
+    assert len(bars) == 2 and all(len(b["x"]) == 6 for b in bars)
+    with pytest.raises(ValueError, match="no task"):
+        realpairs.pair_sample_figure(run, "segment: shape → colour", 0)
 
 
 def test_predictor_correlations_need_three_pairs():

@@ -1,5 +1,6 @@
 """The quickstart's study functions, as the notebook and its Explore section call them."""
 
+import pandas as pd
 import pytest
 
 from cmkd_lab.studies import quickstart
@@ -27,15 +28,32 @@ def test_tasks_share_the_hyperplane_between_train_and_test_draws():
     assert result.table.query("method == 'teacher'")["value"].min() > 0.85
 
 
-def test_the_default_settings_show_kd_helping_and_hurting_outside_their_intervals():
-    """The quickstart's lesson at its quick profile: the same kind of teacher, KD helps when the
-    decisive features are shared (γ = 1) and hurts when the teacher relies on its own (γ ≈ 0.1)."""
+def test_the_default_settings_judge_mfh_fig2s_two_claims():
+    """The quickstart's claims at its quick profile, by the kit's rule: KD helps when the decisive
+    features are shared (γ = 1: held); when the teacher relies on its own (γ ≈ 0.1) KD gives no gain
+    worth a point (the interval stays below the sesoi). The two teachers are comparably strong."""
     params = quickstart.QuickstartParameters.create()
-    gains = quickstart.gains(quickstart.run(params, progress=False).table).set_index("gamma")
-    shared, own = gains.loc[gains.index.max()], gains.loc[gains.index.min()]
-    assert shared["KD − No-KD"] > 2 * shared["standard error"]
-    assert own["KD − No-KD"] < -2 * own["standard error"]
-    assert abs(shared["teacher"] - own["teacher"]) < 10  # comparably strong teachers
+    table = quickstart.run(params, progress=False).table
+    judged = quickstart.claims_table(table).set_index("claim")
+    assert list(judged["kind"]) == ["paper", "paper"] and set(judged["source"]) == {"MFH §4, Fig. 2"}
+    helps, hurts = judged.loc[quickstart.KD_HELPS.claim], judged.loc[quickstart.KD_HURTS.claim]
+    assert helps["verdict"] == "held" and "γ = 1.00" in helps["setting"]
+    assert hurts["ci_high"] < quickstart.KD_HURTS.sesoi and "γ = 0.10" in hurts["setting"]
+    gains = quickstart.gains(table).set_index("gamma")
+    assert abs(gains.loc[1.0, "teacher"] - gains.loc[gains.index.min(), "teacher"]) < 10
+
+
+def test_claims_skip_the_settings_between_the_papers_signs_and_flag_students_at_chance():
+    """γ between 0.2 and 0.4 has no claim (MFH Fig. 2 changes sign there); students within 5
+    points of 50 % make the row not resolved, whatever its interval."""
+    rows = [{"setting": setting, "gamma": gamma, "seed": seed, "method": method, "value": value + 0.001 * seed}
+            for setting, gamma, no_kd, kd in (("middle", 0.3, 0.70, 0.60), ("low", 0.1, 0.53, 0.43),
+                                              ("high", 1.0, 0.70, 0.80))
+            for seed in range(5) for method, value in (("teacher", 0.9), ("no_kd", no_kd), ("kd", kd))]
+    judged = quickstart.claims_table(pd.DataFrame(rows))
+    assert judged["setting"].tolist() == ["low (γ = 0.10)", "high (γ = 1.00)"]
+    assert judged["verdict"].tolist() == ["not resolved", "held"]
+    assert "no_kd: test accuracy 53.2 %" in judged["note"].iloc[0]
 
 
 def test_zero_padding_trains_settings_of_different_widths_as_one_fit_per_method():

@@ -98,7 +98,7 @@ def test_kd_fit_equals_a_plain_pytorch_loop():
             optimizer.zero_grad()
             logits, _ = net(x[i])
             kl = F.kl_div(F.log_softmax(logits / 2, 1), F.softmax(teacher_logits[i] / 2, 1), reduction="mean")
-            (F.cross_entropy(logits, y[i]) + 0.5 * kl).backward()
+            (F.cross_entropy(logits, y[i]) + 0.5 * 2 ** 2 * kl).backward()  # T², the kit's convention
             optimizer.step()
         assert torch.allclose(students.modules["student"].params["head.weight"][i], net.head.weight, atol=1e-5)
 
@@ -218,6 +218,37 @@ def test_unpaired_feeding_shuffles_each_group_with_its_own_generator():
     assert not torch.allclose(paired.modules["encoder_b"].params["0.weight"], unpaired.modules["encoder_b"].params["0.weight"])
     with pytest.raises(ValueError, match="disjoint groups"):
         fit(TwoEncodersAdversarial(), train, seeds=[0, 1], config=config, feeds={"a": ["x_a", "y_a"]})
+
+
+def test_an_epoch_feeds_every_row_of_the_largest_group_and_wraps_the_smaller():
+    train = {key: value[:, :16] if key.endswith("_a") else value for key, value in two_modality_data(1, n=40).items()}
+    train["x_b"][..., 0] = torch.arange(40.0)  # each row of b carries its index
+    seen_b, seen_a = [], []
+
+    def record(batch, generators):
+        seen_a.append(batch["x_a"].shape[1])
+        seen_b.extend(batch["x_b"][0, :, 0].long().tolist())
+        return batch
+
+    fit(TwoEncodersAdversarial(), train, seeds=[0], config=TrainConfig(epochs=1, lr=0.01, batch_size=8),
+        feeds={"a": ["x_a", "y_a"], "b": ["x_b", "y_b"]}, augment=record, progress=False)
+    assert sorted(seen_b) == list(range(40)), "the later, larger group is fed whole each epoch"
+    assert seen_a == [8] * 5, "the smaller group wraps around: every step sees a full batch of it"
+
+
+def test_a_one_row_last_batch_joins_the_batch_before():
+    """17 rows in batches of 8 train as 8 + 9: BatchNorm cannot train on one row, and no row is dropped."""
+    spec = ModelSpec("mlp", (10,), 3, hidden=(8,), batch_norm=True)
+    x, y = data(2, n=17)
+    sizes = []
+
+    def record(batch, generators):
+        sizes.append(batch["x"].shape[1])
+        return batch
+
+    result = fit(Distillation(spec), {"x": x, "y": y}, seeds=[0, 1], config=TrainConfig(epochs=2, lr=0.1, batch_size=8),
+                 augment=record, progress=False)
+    assert sizes == [8, 9, 8, 9] and np.isfinite(result.history["ce"]).all()
 
 
 # ----------------------------------------------------------------------------- stages
@@ -376,6 +407,10 @@ def test_clear_errors_before_training_starts():
         fit(Probe(), {"x": x, "y": y}, seeds=[0, 1], config=config, init={"encoder": Stack.from_seeds(lambda: nn.Linear(10, 4), [0, 1, 2])})
     with pytest.raises(ValueError, match="every entry needs \\(models=2, samples"):
         fit(Probe(), {"x": x[0], "y": y}, seeds=[0, 1], config=config)
+    with pytest.raises(ValueError, match="data\\['y'\\] has shape \\(64,\\); every entry needs \\(models=2, samples"):
+        fit(Probe(), {"x": x, "y": y[0]}, seeds=[0, 1], config=config)  # checked before the thread policy reads shapes
+    with pytest.raises(ValueError, match="optimizer 'adam' takes lr, weight_decay, not momentum"):
+        TrainConfig(optimizer="adam", momentum=0.9)
 
 
 def test_the_readme_system_example_runs_as_written():

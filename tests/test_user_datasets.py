@@ -78,7 +78,7 @@ def test_readme_walkthrough_runs_as_written(user_folder, tmp_path, monkeypatch, 
     assert set(zip(ntdh["teacher_view"], ntdh["student_view"])) == {("accel", "gyro"), ("gyro", "accel")}
     assert ntdh.loc[ntdh["metric"] == "ntd", "value"].between(0, 0.6932).all()
     executed = {stem: (tmp_path / f"outputs/{stem}/{stem}.ipynb").read_text() for stem in ("02_mfh_real", "03_ntdh_realpairs")}
-    assert "too few pairs (n = 2) for a rank correlation" in executed["03_ntdh_realpairs"]
+    assert "1 unit: a correlation's interval needs at least 4" in executed["03_ntdh_realpairs"]
     for text in executed.values():
         assert "note: dataset 'mine' has only 18 test samples per split" in text
     table = capsys.readouterr().out
@@ -244,15 +244,20 @@ def test_mfh_pairs_and_nets_come_from_parameters_defaults_or_shapes(user_folder,
 def test_ntdh_takes_every_ordered_pair_of_a_user_dataset(user_folder, tmp_path):
     user.add("mine", write_npz(tmp_path / "mine.npz"), labels="y")
     tasks = realpairs.make_tasks(realpairs.RealPairsParameters.create(datasets=["mine"], n_runs=1))
-    assert [t.settings for t in tasks] == [{"dataset": "mine", "teacher_view": "accel", "student_view": "gyro"},
-                                           {"dataset": "mine", "teacher_view": "gyro", "student_view": "accel"}]
+    assert [t.settings for t in tasks] == [
+        {"dataset": "mine", "teacher_view": "accel", "student_view": "gyro", "n_classes": 3},
+        {"dataset": "mine", "teacher_view": "gyro", "student_view": "accel", "n_classes": 3},
+    ]
 
 
-def test_fewer_than_three_pairs_give_a_verdict_not_an_error():
-    correlation = {"rho": float("nan"), "low": float("nan"), "high": float("nan"), "p_value": float("nan"), "n": 2}
-    row = realpairs.claims(correlation).iloc[0]
-    assert row["kit"] == "too few pairs (n = 2) for a rank correlation"
-    assert row["verdict"] == "not tested: too few pairs (n = 2) for a rank correlation"
+def test_one_unordered_pair_gives_a_verdict_not_an_error():
+    """Two modalities give two ordered pairs but one unit (a → b and b → a share their NTD)."""
+    pairs = pd.DataFrame({"dataset": ["mine", "mine"], "teacher_view": ["accel", "gyro"],
+                          "student_view": ["gyro", "accel"], "n_classes": [3, 3], "teacher": [80.0, 75.0],
+                          "no_kd": [70.0, 72.0], "kd": [72.0, 71.0], "ntd": [0.2, 0.2], "delta": [2.0, -1.0]})
+    row = realpairs.claims_table(pairs).iloc[0]
+    assert row["n_units"] == 1 and row["verdict"] == "not resolved"
+    assert row["note"] == "1 unit: a correlation's interval needs at least 4"
 
 
 # --- packages declare datasets by entry point ----------------------------------------------------

@@ -235,15 +235,20 @@ def judge_correlation(
         rows = np.concatenate([rows_of[int(u)] for u in chosen_units])
         return _stratified_spearman(x[rows], y[rows], levels[rows])
 
+    def resampled_statistic(chosen_units):
+        # a resample with no spread in any stratum (one unit drawn again and again) carries no
+        # rank information: it counts as no correlation, rather than voiding the whole interval
+        value = statistic(chosen_units)
+        return value if np.isfinite(value) else 0.0
+
     row["estimate"] = statistic(np.arange(n))
     if n < 4 or not np.isfinite(row["estimate"]):
         if not row["note"]:
-            row["note"] = f"{n} units: a correlation's interval needs at least 4"
+            row["note"] = f"{_units(n)}: a correlation's interval needs at least 4"
         return _finish(row)
-    result = stats.bootstrap((np.arange(n),), statistic, n_resamples=n_boot, vectorized=False,
+    result = stats.bootstrap((np.arange(n),), resampled_statistic, n_resamples=n_boot, vectorized=False,
                              method="percentile", confidence_level=CONFIDENCE, rng=np.random.default_rng(seed))
     replicates = np.asarray(result.bootstrap_distribution, dtype=float)
-    replicates = replicates[np.isfinite(replicates)]
     row.update(ci_low=float(result.confidence_interval.low), ci_high=float(result.confidence_interval.high))
     row["p_value"] = _bootstrap_p(replicates, prediction, sesoi)
     row["resolvable"] = _resolvable_correlation(n)
@@ -347,12 +352,12 @@ def load(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if path.is_dir():
         path = path / "claims.csv"
-    frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    frame = pd.read_csv(path, dtype={column: "string" for column in ("claim", "setting", "note", "verdict")})
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"{path} is not a claims table of this kit: missing columns {missing}; rerun its notebook")
-    frame["note"] = frame["note"].fillna("")
-    frame["setting"] = frame["setting"].fillna("")
+    for column in ("note", "setting"):
+        frame[column] = frame[column].fillna("").astype(str)
     return frame
 
 
@@ -375,8 +380,12 @@ def _row(claim, setting, source, kind, quantity, unit, prediction, sesoi, n, at_
                prediction=prediction, sesoi=float(sesoi), n_units=int(n), verdict=None,
                note=f"{_AT_CHANCE}: {note}" if at_chance and note else (_AT_CHANCE if at_chance else note))
     if n < 2 and not at_chance and not note:
-        row["note"] = f"{n} unit{'s' if n != 1 else ''}: no interval"
+        row["note"] = f"{_units(n)}: no interval"
     return row
+
+
+def _units(n: int) -> str:
+    return f"{n} unit" if n == 1 else f"{n} units"
 
 
 def _finish(row: dict) -> dict:

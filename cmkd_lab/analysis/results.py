@@ -6,7 +6,6 @@ parameters, each fit's configuration and wall time, and the library versions.
 
 from __future__ import annotations
 
-import itertools
 import json
 import platform
 import time
@@ -61,14 +60,17 @@ def summarize(table: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFr
     return summary
 
 
-def mean_std(mean: float, std: float, scale: float = 1.0, digits: int = 2) -> str:
-    """``"71.20 ± 1.30"``: a mean and std, scaled (e.g. 100 for percentages)."""
+def mean_std(mean: float, std: float, scale: float = 1.0, digits: int = 2, n: int | None = None) -> str:
+    """``"71.20 ± 1.30"``: a mean and std, scaled (e.g. 100 for percentages); ``"71.20 (n = 1)"``
+    for a single value (``n=1``), which has no spread to show."""
+    if n == 1:
+        return f"{mean * scale:.{digits}f} (n = 1)"
     return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
 
 
 def mean_std_cells(summary: pd.DataFrame, scale: float = 100.0, digits: int = 2) -> list[str]:
     """``"mean ± std"`` for each row of a :func:`summarize` output (percent by default)."""
-    return [mean_std(m, s, scale, digits) for m, s in zip(summary["mean"], summary["std"])]
+    return [mean_std(m, s, scale, digits, n) for m, s, n in zip(summary["mean"], summary["std"], summary["n"])]
 
 
 def mean_std_table(
@@ -146,51 +148,6 @@ def save_results(
     record = (log or RunLog()).to_dict(parameters)
     write_text(out_dir / "run.json", json.dumps(record, indent=2, default=_jsonable))
     return out_dir / "results.csv"
-
-
-VERDICTS = ("held", "not held", "null result")
-# the columns after a claims table's labels: what the paper says and what the kit measured
-_EVIDENCE_COLUMNS = ("paper", "paper says", "official code", "official script", "kit", "criterion")
-
-
-def verdict(text: object) -> str:
-    """A claim's verdict in three words: ``held``, ``not held`` or ``null result`` (anything the
-    data do not decide: not resolved, not tested, within noise, no published value)."""
-    if isinstance(text, (bool, np.bool_)):
-        return "held" if text else "not held"
-    text = str(text).strip().lower()
-    if text.startswith("held") or text == "true":
-        return "held"
-    if text.startswith("not held") or text == "false":
-        return "not held"
-    return "null result"
-
-
-def claim_verdicts(*tables: pd.DataFrame) -> pd.DataFrame:
-    """One row per claim of any paper-vs-kit or claims table: ``claim`` (the row's settings and
-    claim, as text), ``verdict`` (see :func:`verdict`) and ``detail`` (the table's own words).
-    A table says its verdict in a ``verdict``, ``holds`` or ``within_tolerance`` column."""
-    rows = []
-    for table in tables:
-        column = next((c for c in ("verdict", "holds", "within_tolerance") if c in table.columns), None)
-        if column is None:
-            raise ValueError(f"a claims table needs a verdict, holds or within_tolerance column; got {list(table.columns)}")
-        label_columns = list(itertools.takewhile(lambda c: c not in _EVIDENCE_COLUMNS and c != column, table.columns))
-        for _, row in table.iterrows():
-            label = " · ".join(str(row[c]) for c in label_columns if pd.notna(row[c]) and str(row[c]))
-            unknown = column == "within_tolerance" and pd.isna(row.get("kit"))
-            rows.append({"claim": label, "verdict": "null result" if unknown else verdict(row[column]),
-                         "detail": str(row[column])})
-    return pd.DataFrame(rows, columns=["claim", "verdict", "detail"])
-
-
-def save_claims(out_dir: str | Path, *tables: pd.DataFrame) -> Path:
-    """Write the verdicts of the notebook's claims tables to ``claims.csv`` (the gallery reads it)."""
-    path = Path(out_dir) / "claims.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as temporary:
-        claim_verdicts(*tables).to_csv(temporary, index=False)
-    return path
 
 
 def load_results(path: str | Path) -> pd.DataFrame:

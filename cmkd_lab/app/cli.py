@@ -2,7 +2,8 @@
 ``python -m cmkd_lab sweep NOTEBOOK --grid NAME=V1,V2`` (a grid of runs on Dask),
 ``python -m cmkd_lab datasets add|list|remove`` (the user's own datasets),
 ``python -m cmkd_lab datasets download NAME`` (fetch and convert one of the papers' datasets),
-``python -m cmkd_lab gallery`` (a static site of the executed notebooks) and
+``python -m cmkd_lab gallery`` (a static site of the executed notebooks),
+``python -m cmkd_lab docs`` (the API reference, from the docstrings) and
 ``python -m cmkd_lab course build`` (instructor and student copies)."""
 
 from __future__ import annotations
@@ -113,6 +114,8 @@ def _parser() -> argparse.ArgumentParser:
     gallery = commands.add_parser("gallery", help="build a static site of the executed notebooks, figures and verdicts")
     gallery.add_argument("--outputs", default="outputs", help="where `run` wrote the notebooks (default: outputs)")
     gallery.add_argument("--out", default="site", help="the site folder (default: site)")
+    docs = commands.add_parser("docs", help="write the API reference (HTML from the docstrings, by pdoc) into OUT/api/")
+    docs.add_argument("--out", default="site", help="the site folder (default: site)")
     course = commands.add_parser("course", help="teaching: instructor and student copies of the notebooks")
     course_actions = course.add_subparsers(dest="action", required=True)
     course_build = course_actions.add_parser(
@@ -210,6 +213,13 @@ def _gallery(args: argparse.Namespace) -> int:
     return 0
 
 
+def _docs(args: argparse.Namespace) -> int:
+    from ..report.api_docs import build
+
+    print(f"API reference: {build(args.out).resolve()}")
+    return 0
+
+
 def _course(args: argparse.Namespace) -> int:
     from .course import build
 
@@ -233,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
             return _sweep(args)
         if args.command == "gallery":
             return _gallery(args)
+        if args.command == "docs":
+            return _docs(args)
         if args.command == "course":
             return _course(args)
         return _run(args)

@@ -3,7 +3,7 @@
 Each notebook ends with exercises and their worked solutions. A solution is a code or markdown
 cell whose answer lies between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` and whose first
 line names its exercise (``# Exercise 2`` in code, ``**Exercise 2.**`` in markdown). A check cell
-(tagged ``check``) tests an answer with :func:`check_within` or :func:`check_sign`.
+(tagged ``check``) tests an answer with :func:`check_answer`.
 
 ``python -m cmkd_lab course build --out DIR`` writes ``DIR/instructor/`` (the notebooks with
 nbgrader cell metadata: solution cells, locked and graded check cells) and ``DIR/student/``
@@ -138,22 +138,6 @@ def _import_studies() -> None:
 
     for module in pkgutil.walk_packages(studies.__path__, studies.__name__ + "."):
         importlib.import_module(module.name)
-
-
-def check_within(value: float, low: float, high: float, what: str) -> None:
-    """Pass when ``low <= value <= high``; else say what was expected and what was found."""
-    if value is None or not low <= float(value) <= high:
-        raise AssertionError(f"{what}: expected a value in [{low}, {high}], got {value!r}")
-    print(f"✓ {what}: {float(value):.4g} lies in [{low}, {high}]")
-
-
-def check_sign(value: float, sign: str, what: str) -> None:
-    """Pass when ``value`` is strictly positive (``sign="+"``) or strictly negative (``"-"``)."""
-    if sign not in ("+", "-"):
-        raise ValueError(f"sign must be '+' or '-', got {sign!r}")
-    if value is None or not (float(value) > 0 if sign == "+" else float(value) < 0):
-        raise AssertionError(f"{what}: expected a {'positive' if sign == '+' else 'negative'} value, got {value!r}")
-    print(f"✓ {what}: {float(value):+.4g}")
 
 
 def is_solution(cell) -> bool:

@@ -41,7 +41,8 @@ _PARAMETER_CLASSES: Registry[type["NotebookParameters"]] = Registry("notebook pa
 @dataclasses.dataclass(frozen=True)
 class NotebookParameters:
     """Parameters every notebook has. Subclasses add fields; a field left at ``None`` takes
-    its value from ``profile_defaults[profile]``."""
+    its value from ``profile_defaults[profile]`` (and takes the new profile's in a copy made
+    with :meth:`replace` ``(profile=...)``)."""
 
     profile: str = "quick"
     interactive: bool = False
@@ -92,11 +93,12 @@ class NotebookParameters:
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
         hints = typing.get_type_hints(cls)
-        resolved = {}
+        resolved, from_profile = {}, set()
         for name in valid:
             value = values.get(name, _default(cls, name))
             if value is None and name in cls.profile_defaults.get(profile, {}):
                 value = cls.profile_defaults[profile][name]
+                from_profile.add(name)
             resolved[name] = _accepts(value, hints[name])
             if resolved[name] is _REJECTED:
                 raise cls._invalid(f"parameter {name!r} must be {_describe(hints[name])}, got {value!r} ({type(value).__name__})")
@@ -108,7 +110,9 @@ class NotebookParameters:
                 bad = [v for v in chosen if v not in allowed]
                 if bad:
                     raise cls._invalid(f"parameter {name!r}: {bad} not allowed; valid values: {', '.join(map(str, allowed))}")
-        return cls(**resolved)
+        parameters = cls(**resolved)
+        object.__setattr__(parameters, "_from_profile", frozenset(from_profile))  # what replace() resolves anew
+        return parameters
 
     @classmethod
     def _invalid(cls, message: str) -> ValueError:
@@ -126,8 +130,11 @@ class NotebookParameters:
         return dataclasses.asdict(self)
 
     def replace(self, **changes: Any) -> "NotebookParameters":
-        """A validated copy with ``changes`` applied (e.g. the Explore section's smaller settings)."""
-        return type(self).create(**{**self.as_dict(), **changes})
+        """A validated copy with ``changes`` applied (e.g. the Explore section's smaller settings).
+        Values this object took from its profile are taken again from the copy's profile, so
+        ``replace(profile="full")`` gives the full profile's values where none was given."""
+        from_profile = {name: None for name in getattr(self, "_from_profile", ())}
+        return type(self).create(**{**self.as_dict(), **from_profile, **changes})
 
 
 def _default(cls, name: str):

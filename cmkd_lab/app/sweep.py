@@ -313,7 +313,8 @@ def _markdown(stem: str, profile: str, summary: pd.DataFrame, points: pd.DataFra
     done = summary[summary["status"] == "ok"] if not summary.empty else summary
     if not done.empty:
         shown = done.drop(columns=["status", "error"]).dropna(axis=1, how="all")
-        shown = shown.assign(**{"mean ± std": [mean_std(m, s, 1.0, 4) for m, s in zip(shown["mean"], shown["std"])]})
+        shown = shown.assign(**{"mean ± std": [mean_std(m, s, 1.0, 4, n) for m, s, n in zip(shown["mean"], shown["std"],
+                                                                                             shown["n"])]})
         lines += ["## Mean ± std over seeds per point, method, setting and metric", "", "```",
                   shown.drop(columns=["mean", "std"]).to_string(index=False), "```", ""]
     failed = points[points["status"] == "failed"]

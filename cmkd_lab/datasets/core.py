@@ -4,16 +4,59 @@ Every dataset in the kit, synthetic, real or brought by the user, is a :class:`P
 Splits are seeded, stratified by label, and group-disjoint whenever groups exist (for example
 subjects), so that no subject is seen in training and tested on. Group splits hold out one fold of
 a fixed group k-fold per seed, so seeds 0..k-1 test on disjoint groups.
+
+Every seeded draw of data (a synthetic generator's samples, a split, a subset of a split) takes its
+randomness from :func:`run_seeds`: one :class:`numpy.random.SeedSequence` per run and stream, spawned
+into one child per part, so runs, streams and the parts of a run never share random numbers.
 """
 
 from __future__ import annotations
 
 import warnings
+import zlib
 from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
 import torch
+
+RUN_PARTS = ("task", "train", "val", "test", "fresh", "pool")  # a part's stream is its position: add new ones last
+"""The independent draws of one run: ``task`` (what all its parts share, e.g. MFH's hyperplane),
+the ``train``, ``val`` and ``test`` splits, ``fresh`` (a second training draw, MFH Table 2) and
+``pool`` (samples that :func:`split_dataset` then splits)."""
+SPLIT_PARTS = ("train", "val", "test")
+
+
+def run_seeds(seed: int, stream: str) -> dict[str, np.random.SeedSequence]:
+    """One seed sequence per part of :data:`RUN_PARTS` for run ``seed`` of ``stream`` (the name of
+    a generator or of what is drawn, e.g. ``"mfh_overlap"``, ``"split"``): the children of
+    ``SeedSequence([seed, crc32(stream)])``.
+
+    Different seeds, streams or parts hash to unrelated states, so no run draws numbers another
+    run (or another part of the same run) also draws: run s's test set is not run s + 1's training
+    set, as it is when run s tests on the generator seeded s + 1.
+    """
+    if int(seed) != seed or seed < 0:
+        raise ValueError(f"a run's seed must be a non-negative integer, got {seed!r}")
+    root = np.random.SeedSequence([int(seed), zlib.crc32(stream.encode())])
+    return dict(zip(RUN_PARTS, root.spawn(len(RUN_PARTS))))
+
+
+def run_generator(seed: int, stream: str, part: str) -> np.random.Generator:
+    """NumPy's generator for ``part`` (one of :data:`RUN_PARTS`) of run ``seed`` of ``stream``."""
+    return np.random.default_rng(_part(seed, stream, part))
+
+
+def run_state(seed: int, stream: str, part: str) -> int:
+    """A 32-bit seed for ``part`` of run ``seed`` of ``stream``, for libraries that take an integer
+    (scikit-learn's ``random_state``, ``torch.Generator().manual_seed``)."""
+    return int(_part(seed, stream, part).generate_state(1)[0])
+
+
+def _part(seed: int, stream: str, part: str) -> np.random.SeedSequence:
+    if part not in RUN_PARTS:
+        raise ValueError(f"unknown part {part!r} of a run; valid: {', '.join(RUN_PARTS)}")
+    return run_seeds(seed, stream)[part]
 
 
 @dataclass(frozen=True)
@@ -230,12 +273,18 @@ def _listed(values, limit: int = 10) -> str:
     return f"[{shown}]" if len(values) <= limit else f"[{shown}, ...] ({len(values)} in all)"
 
 
+SPLIT_STREAM = "split"
+
+
 def split_dataset(
     dataset: PairedDataset, seed: int, val_fraction: float = 0.15, test_fraction: float = 0.15
 ) -> Splits:
     """Seeded stratified split; group-disjoint (every group in one part only) when groups exist.
 
-    Every class must be able to appear in every part. With groups, seeds 0..k-1 test on the k
+    Every class must be able to appear in every part. The test and validation parts are shuffled
+    with the ``"test"`` and ``"val"`` parts of :func:`run_seeds` (stream ``"split"``), so no seed
+    shuffles with another seed's state (as when seed s drew its validation part with the state
+    s + 1 that seed s + 1 drew its test part with). With groups, seeds 0..k-1 test on the k
     disjoint folds of one group k-fold (k about ``1 / test_fraction``); later seeds warn.
     """
     if not 0 < test_fraction < 1 or not 0 <= val_fraction < 1 or val_fraction + test_fraction >= 1:
@@ -249,15 +298,15 @@ def split_dataset(
     if dataset.groups is None:
         from sklearn.model_selection import train_test_split  # deferred: a slow import most callers never need
 
-        rest, test = train_test_split(index, test_size=test_fraction, stratify=labels, random_state=seed)
+        rest, test = train_test_split(index, test_size=test_fraction, stratify=labels,
+                                      random_state=run_state(seed, SPLIT_STREAM, "test"))
         if val_fraction == 0:
             train, val = rest, None
         else:
-            train, val = train_test_split(
-                rest, test_size=val_fraction / (1 - test_fraction), stratify=labels[rest], random_state=seed + 1
-            )
+            train, val = train_test_split(rest, test_size=val_fraction / (1 - test_fraction), stratify=labels[rest],
+                                          random_state=run_state(seed, SPLIT_STREAM, "val"))
     else:
-        rest, test, n_folds = _group_fold(index, labels, dataset.groups, test_fraction, seed)
+        rest, test, n_folds = _group_fold(index, labels, dataset.groups, test_fraction, seed, "test")
         if seed >= n_folds:
             warnings.warn(
                 f"dataset {dataset.name!r}: its groups give {n_folds} distinct, disjoint test sets (seeds "
@@ -268,7 +317,7 @@ def split_dataset(
         if val_fraction == 0:
             train, val = rest, None
         else:
-            train, val, _ = _group_fold(rest, labels, dataset.groups, val_fraction / (1 - test_fraction), seed)
+            train, val, _ = _group_fold(rest, labels, dataset.groups, val_fraction / (1 - test_fraction), seed, "val")
         left_out = np.setdiff1d(labels, labels[train])
         if len(left_out):
             raise ValueError(
@@ -313,11 +362,13 @@ def _check_class_sizes(dataset: PairedDataset, n_parts: int) -> None:
             )
 
 
-def _group_fold(index, labels, groups, fraction, seed):
-    """Hold out one of k (about ``1 / fraction``) stratified group folds; returns (kept, held, k).
+def _group_fold(index, labels, groups, fraction, seed, part):
+    """Hold out one of k (about ``1 / fraction``) stratified group folds for ``part`` ("test" or
+    "val"); returns (kept, held, k).
 
-    Seeds 0..k-1 hold out the k folds of one fixed assignment, so they hold out disjoint groups;
-    seed s >= k holds out fold s mod k of the assignment reshuffled with s // k.
+    Seeds 0..k-1 hold out the k folds of one fixed assignment (drawn from ``part`` of run 0 of
+    stream ``"split"``), so they hold out disjoint groups; seed s >= k holds out fold s mod k of the
+    assignment drawn from run s // k.
     """
     group_ids = groups[index]
     n_groups = len(np.unique(group_ids))
@@ -327,6 +378,7 @@ def _group_fold(index, labels, groups, fraction, seed):
     n_splits = min(n_splits, n_groups)
     from sklearn.model_selection import StratifiedGroupKFold  # deferred, as above
 
-    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed // n_splits)
+    shuffle = run_state(seed // n_splits, SPLIT_STREAM, part)
+    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=shuffle)
     kept, held = list(folds.split(index, labels[index], group_ids))[seed % n_splits]
     return index[kept], index[held], n_splits

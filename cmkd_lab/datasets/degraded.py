@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core import PairedDataset, from_arrays
+from .core import PairedDataset, from_arrays, run_state
 
 DEGRADATIONS = ("downsample", "noise", "occlusion")
 KEEP_AT_FULL_SEVERITY = 0.25  # downsampling keeps this share of each side at severity 1
@@ -47,7 +47,7 @@ def degrade(images: torch.Tensor, severity: float, seed: int, kinds: Sequence[st
     kinds = _checked(severity, kinds)
     images = torch.as_tensor(images, dtype=torch.float32)
     n, channels, height, width = images.shape
-    generator = torch.Generator().manual_seed(int(seed))
+    generator = torch.Generator().manual_seed(run_state(seed, "degrade", "pool"))
     mean, std = images.mean(), images.std()
     out = images
     if "downsample" in kinds:

@@ -13,6 +13,14 @@ return the train/test :class:`~cmkd_lab.datasets.core.Splits` and their Venn rat
 is a sensor-like set of paired (channels, time) windows, for sizing real-data protocols.
 :func:`cmcd_modalities` renders one class latent through two random nonlinear maps, with a knob
 ``alpha`` for the modality distance (CMCD).
+
+Runs are independent: with the kit's generators (``rng="kit"``, the default) every run draws its
+task, train, test (and fresh) sets from parts of its own seed sequence
+(:func:`~cmkd_lab.datasets.core.run_seeds`, one stream per generator), so no sample of one run is
+a sample of another. At one seed, the settings of a sweep share their draws (MFH's latent xs is
+the same whatever the overlap), so settings are compared on the same samples.
+``rng="official"`` replays the official scripts' draws instead, which do overlap across runs
+(:func:`official_generator`).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from .core import PairedDataset, Splits, from_arrays
+from .core import SPLIT_PARTS, PairedDataset, Splits, from_arrays, run_generator, run_state
 
 MFH_HYPERPLANE_DIMS = 500
 
@@ -96,25 +104,30 @@ def _hyperplane(rng: np.random.Generator, dims: int, n_classes: int) -> np.ndarr
 RNG_MODES = ("kit", "official")
 
 
-def numpy_generator(seed: int, rng: str = "kit"):
-    """The kit's NumPy generator for ``seed`` (``rng="kit"``), or NumPy's legacy generator seeded
-    as the official scripts' ``np.random.seed(seed)`` (``"official"``): its ``standard_normal``
-    gives the same numbers as their ``np.random.randn``."""
-    if rng not in RNG_MODES:
-        raise ValueError(f"unknown rng {rng!r}; valid: {', '.join(RNG_MODES)}")
-    return np.random.default_rng(seed) if rng == "kit" else np.random.RandomState(seed)
+def official_generator(seed: int) -> np.random.RandomState:
+    """NumPy's legacy generator seeded as the official scripts' ``np.random.seed(seed)``: its
+    ``standard_normal`` gives the same numbers as their ``np.random.randn``."""
+    return np.random.RandomState(seed)
 
 
 def _train_test(seed: int, n_train: int, n_test: int, draw, rng: str = "kit") -> Splits:
-    """MFH's protocol: hyperplane then train set from seed s, test set from seed s + 1. With
-    ``rng="official"`` the draws are those of the official Gaussian scripts (MFH gauss/main.py,
-    NTDH gauss/main.py): hyperplane ``randn(500)``, then xs, x_b, x_a of the train set from
-    ``np.random.seed(s)``, and the test set's from ``np.random.seed(s + 1)``."""
-    generator = numpy_generator(seed, rng)
-    hyperplane = draw.hyperplane(generator)
-    train = draw(n_train, hyperplane, generator)
-    test = draw(n_test, hyperplane, numpy_generator(seed + 1, rng))
-    return Splits(train=train, val=None, test=test)
+    """MFH's protocol: per run a hyperplane, a train set and a test set, all sharing the hyperplane.
+
+    ``rng="kit"``: each from its own part (``task``, ``train``, ``test``) of run ``seed``'s seed
+    sequence for the generator (``draw.name``). ``"official"``: as the official Gaussian scripts
+    (MFH gauss/main.py, NTDH gauss/main.py) draw them: hyperplane ``randn(500)``, then xs, x_b, x_a
+    of the train set from ``np.random.seed(s)``, and the test set's from ``np.random.seed(s + 1)``.
+    Those overlap across runs: run s + 1's train set is drawn from the stream run s's test set was
+    drawn from, after the hyperplane, so its latent rows are rows of run s's test set."""
+    if rng not in RNG_MODES:
+        raise ValueError(f"unknown rng {rng!r}; valid: {', '.join(RNG_MODES)}")
+    if rng == "official":
+        task = train = official_generator(seed)  # one stream: the hyperplane, then the train set
+        test = official_generator(seed + 1)
+    else:
+        task, train, test = (run_generator(seed, draw.name, part) for part in ("task", "train", "test"))
+    hyperplane = draw.hyperplane(task)
+    return Splits(train=draw(n_train, hyperplane, train), val=None, test=draw(n_test, hyperplane, test))
 
 
 @dataclass(frozen=True)
@@ -194,20 +207,20 @@ class Table2Draws(NamedTuple):
 
 def mfh_table2_draws(xs2: int, seed: int, xs1: int = 10, n_train: int = 200, n_test: int = 1000,
                      rng: str = "kit") -> Table2Draws:
-    """The data of one run of MFH Table 2 (:func:`mfh_table2`'s layout). ``rng="kit"``: train
-    set from seed s, test set from s + 1, fresh training draw from s + 2. ``"official"``: as
-    ``gauss/main_modify_gamma.py`` draws them: after ``np.random.seed(s)`` the train set, the test
-    set and the fresh draw, one after the other from the one generator (no reseeding), each drawn
-    xs, then x_a, then x_b."""
+    """The data of one run of MFH Table 2 (:func:`mfh_table2`'s layout). ``rng="kit"``: the
+    train set, the test set and the fresh training draw from the ``train``, ``test`` and ``fresh``
+    parts of run ``seed``'s seed sequence. ``"official"``: as ``gauss/main_modify_gamma.py`` draws
+    them: after ``np.random.seed(s)`` the train set, the test set and the fresh draw, one after the
+    other from the one generator (no reseeding), each drawn xs, then x_a, then x_b."""
     layout = _table2_layout(xs2, xs1)
     hyperplane = layout.fixed_hyperplane
     if rng == "official":
-        generator = numpy_generator(seed, rng)
+        generator = official_generator(seed)
         layout = dataclasses.replace(layout, a_first=True)
         splits = Splits(train=layout(n_train, hyperplane, generator), val=None, test=layout(n_test, hyperplane, generator))
     else:
         splits = _train_test(seed, n_train, n_test, layout, rng)
-        generator = numpy_generator(seed + 2, rng)
+        generator = run_generator(seed, layout.name, "fresh")
     return Table2Draws(splits, layout(n_train, hyperplane, generator), venn_ratios(xs2, xs1, 0), generator)
 
 
@@ -221,62 +234,72 @@ def gaussian_venn(
     n_classes: int = 2,
     seed: int = 0,
     task_seed: int = 0,
+    part: str = "train",
 ) -> PairedDataset:
     """Two Gaussian modalities whose decisive features overlap by ``shared`` dimensions.
 
-    Latent of ``shared + a_specific + b_specific`` dims; the hyperplane comes from ``task_seed``
-    (so train and test draws of one task share it), the samples from ``seed``. Modality a is
-    ``[shared, a-specific, a_noise noise dims]``, b is ``[shared, b-specific, b_noise noise dims]``.
+    Latent of ``shared + a_specific + b_specific`` dims; the hyperplane comes from run
+    ``task_seed`` (so train and test draws of one task share it), the samples from part ``part``
+    (``"train"``, ``"val"`` or ``"test"``) of run ``seed``: a run's train and test sets are
+    ``seed=s, part="train"`` and ``seed=s, part="test"``, independent of each other and of every
+    other run's. Modality a is ``[shared, a-specific, a_noise noise dims]``, b is ``[shared,
+    b-specific, b_noise noise dims]``.
     """
     for knob, value in dict(shared=shared, a_specific=a_specific, b_specific=b_specific,
                             a_noise=a_noise, b_noise=b_noise, n_samples=n_samples).items():
         if int(value) != value or value < 0:
             raise ValueError(f"{knob} must be a non-negative integer, got {value!r}")
     venn_ratios(shared, a_specific, b_specific)
+    if part not in SPLIT_PARTS:
+        raise ValueError(f"unknown part {part!r}; valid: {', '.join(SPLIT_PARTS)}")
     latent_dims = shared + a_specific + b_specific
-    hyperplane = _hyperplane(np.random.default_rng(task_seed), latent_dims, n_classes)
+    hyperplane = _hyperplane(run_generator(task_seed, "gaussian_venn", "task"), latent_dims, n_classes)
     a_latent = list(range(shared + a_specific))
     b_latent = list(range(shared)) + list(range(shared + a_specific, latent_dims))
     return planted_gaussian(
         n_samples, hyperplane, shared + a_specific + a_noise, a_latent, shared + b_specific + b_noise, b_latent,
-        np.random.default_rng(seed), a_positions=range(len(a_latent)), b_positions=range(len(b_latent)),
+        run_generator(seed, "gaussian_venn", part), a_positions=range(len(a_latent)), b_positions=range(len(b_latent)),
         name="gaussian_venn",
     )
 
 
 NTDH_SAMPLES, NTDH_TRAIN = 10_000, 6_000
+NTDH_STREAM = "ntdh_multiclass"
 
 
-@functools.lru_cache(maxsize=1)
-def _make_classification() -> tuple[np.ndarray, np.ndarray]:
-    """NTDH's 4-class set (papers.md §2): 10000 samples, 50 informative features, random_state 42;
-    standardised with the first 6000 (training) samples' statistics."""
+@functools.lru_cache(maxsize=16)  # one set per run, shared by the run's shifts
+def _make_classification(random_state: int) -> tuple[np.ndarray, np.ndarray]:
+    """NTDH's 4-class set (papers.md §2): 10000 samples, 50 informative features; standardised
+    with the first 6000 (training) samples' statistics."""
     from sklearn.datasets import make_classification
 
     x, y = make_classification(n_samples=NTDH_SAMPLES, n_classes=4, n_features=50, n_informative=50,
-                               n_redundant=0, n_clusters_per_class=1, random_state=42)
+                               n_redundant=0, n_clusters_per_class=1, random_state=random_state)
     train = x[:NTDH_TRAIN]
     return ((x - train.mean(0)) / train.std(0)).astype(np.float32), y
 
 
 def ntdh_multiclass(shift: int, seed: int) -> Splits:
     """NTDH's 4-class task: student x_b = noise(50) with X[:, 0:20]; teacher x_a = noise(50) with
-    X[:, 20-v:40-v], v = ``shift``, so γ = v/20.
+    X[:, 20-v:40-v], v = ``shift``, so γ = v/20; samples 0..5999 of X train, 6000..9999 test.
 
-    The noise comes from ``seed`` (the student's first, so it does not depend on v); samples
-    0..5999 train, 6000..9999 test.
+    NTDH's script draws one X (``random_state=42``) for all its runs; the kit draws one per run,
+    from the ``task`` part of run ``seed``'s seed sequence, so that runs share no sample. The
+    noise of the train and test rows comes from the run's ``train`` and ``test`` parts (the
+    student's first, so it does not depend on v).
     """
     if not 0 <= shift <= 20:
         raise ValueError(f"shift v must lie in 0..20, got {shift}")
-    x, y = _make_classification()
-    rng = np.random.default_rng(seed)
-    x_b = rng.standard_normal(x.shape).astype(np.float32)
-    x_a = rng.standard_normal(x.shape).astype(np.float32)
-    x_b[:, 0:20] = x[:, 0:20]
-    x_a[:, 20 - shift:40 - shift] = x[:, 20 - shift:40 - shift]
-    data = from_arrays({"a": x_a, "b": x_b}, y, name="ntdh_make_classification")
-    index = np.arange(len(y))
-    return Splits(train=data.subset(index[:NTDH_TRAIN]), val=None, test=data.subset(index[NTDH_TRAIN:]))
+    x, y = _make_classification(run_state(seed, NTDH_STREAM, "task"))
+    parts = {}
+    for part, rows in (("train", slice(0, NTDH_TRAIN)), ("test", slice(NTDH_TRAIN, None))):
+        rng = run_generator(seed, NTDH_STREAM, part)
+        x_b = rng.standard_normal(x[rows].shape).astype(np.float32)
+        x_a = rng.standard_normal(x[rows].shape).astype(np.float32)
+        x_b[:, 0:20] = x[rows, 0:20]
+        x_a[:, 20 - shift:40 - shift] = x[rows, 20 - shift:40 - shift]
+        parts[part] = from_arrays({"a": x_a, "b": x_b}, y[rows], name="ntdh_make_classification")
+    return Splits(train=parts["train"], val=None, test=parts["test"])
 
 
 def sensor_windows(n_windows: int = 10_000, channels: int = 3, length: int = 128, n_classes: int = 6,
@@ -287,9 +310,10 @@ def sensor_windows(n_windows: int = 10_000, channels: int = 3, length: int = 128
     Like activity windows: each class has a posture (a constant per channel, as gravity gives an
     accelerometer) and a rhythm (a sinusoid of the class's frequency, random phase). Each modality
     sees both through its own random gains, plus a per-subject offset and white noise of standard
-    deviation ``noise``. Both modalities see the class; neither sees it without noise.
+    deviation ``noise``. Both modalities see the class; neither sees it without noise. Everything
+    comes from the ``pool`` part of run ``seed``'s seed sequence.
     """
-    rng = np.random.default_rng(seed)
+    rng = run_generator(seed, "sensor_windows", "pool")
     labels = rng.integers(0, n_classes, n_windows)
     labels[:n_classes] = np.arange(n_classes)  # every class present, however few windows
     subjects = rng.integers(0, n_subjects, n_windows)
@@ -345,11 +369,12 @@ def cmcd_modalities(
     sees, and at ``alpha = 1`` the target carries no label information. Only the target moves
     with ``alpha``: at a fixed ``seed`` the source is the same array for every ``alpha``.
 
-    The class means and both maps come from ``map_seed`` (fixed across ``seed`` and ``alpha``,
-    so train and test draws share them); labels (balanced, every class present), latents and
-    noise come from ``seed``. With the defaults and standardised features, a logistic
-    regression on the target scores about 1.0, 0.98, 0.83, 0.47 and chance (0.25) at
-    alpha = 0, 0.25, 0.5, 0.75 and 1; on the source about 1.0.
+    The class means and both maps come from run ``map_seed``'s ``task`` part (fixed across
+    ``seed`` and ``alpha``, so train and test draws share them); labels (balanced, every class
+    present), latents and noise from run ``seed``'s ``pool`` part, which no other seed draws.
+    With the defaults and standardised features, a logistic regression on the target scores
+    about 1.0, 0.99, 0.86, 0.48 and chance (0.25) at alpha = 0, 0.25, 0.5, 0.75 and 1; on the
+    source about 1.0.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha (the share of nuisance in the target's latent) must lie in [0, 1], got {alpha!r}")
@@ -358,14 +383,14 @@ def cmcd_modalities(
                          f"got {n_classes}")
     if n_samples < n_classes:
         raise ValueError(f"n_samples must be at least n_classes ({n_classes}) so every class is present, got {n_samples}")
-    map_rng = np.random.default_rng(map_seed)
+    map_rng = run_generator(map_seed, "cmcd_modalities", "task")
     orthonormal, _ = np.linalg.qr(map_rng.standard_normal((latent_dim, n_classes)))
     class_means = np.sqrt(latent_dim) * orthonormal.T  # per-dim RMS 1, like the nuisance
     source_map = _random_tanh_map(map_rng, latent_dim, source_dim)
     target_map = _random_tanh_map(map_rng, latent_dim, target_dim)
 
     # every draw happens before alpha is used, so alpha changes nothing but the target's mix
-    rng = np.random.default_rng(seed)
+    rng = run_generator(seed, "cmcd_modalities", "pool")
     labels = rng.permutation(np.arange(n_samples) % n_classes)
     class_latent = class_means[labels] + class_spread * rng.standard_normal((n_samples, latent_dim))
     nuisance = rng.standard_normal((n_samples, latent_dim))
@@ -411,10 +436,11 @@ def discom_modalities(
     is its own fixed random tanh network of ``[shared, specific_m, irrelevant_m]`` plus ``noise`` ·
     N(0, I), ``modality_dim`` values wide.
 
-    The class means, irrelevant means and maps come from ``map_seed`` (fixed across ``seed``);
-    labels (balanced, every class present), latents and noise come from ``seed``. With the
-    defaults, a logistic regression on one standardised modality scores about 0.74 (chance 0.25),
-    and on two modalities together about 0.83: each modality misses the other's specific latent.
+    The class means, irrelevant means and maps come from run ``map_seed``'s ``task`` part (fixed
+    across ``seed``); labels (balanced, every class present), latents and noise from run
+    ``seed``'s ``pool`` part, which no other seed draws. With the defaults, a logistic regression
+    on one standardised modality scores about 0.72 (chance 0.25), and on two modalities together
+    about 0.80: each modality misses the other's specific latent.
     """
     if n_modalities < 2 or n_modalities > 26:
         raise ValueError(f"n_modalities must lie in 2..26, got {n_modalities}")
@@ -426,7 +452,7 @@ def discom_modalities(
             raise ValueError(f"{knob} must be >= 1, got {value}")
     if n_samples < n_classes:
         raise ValueError(f"n_samples must be at least n_classes ({n_classes}) so every class is present, got {n_samples}")
-    map_rng = np.random.default_rng(map_seed)
+    map_rng = run_generator(map_seed, "discom_modalities", "task")
 
     def class_means(dims: int) -> np.ndarray:
         directions = map_rng.standard_normal((dims, n_classes))
@@ -442,7 +468,7 @@ def discom_modalities(
     irrelevant_means = {m: map_rng.standard_normal(irrelevant_dim) for m in names}
     maps = {m: _random_tanh_map(map_rng, shared_dim + specific_dim + irrelevant_dim, modality_dim) for m in names}
 
-    rng = np.random.default_rng(seed)
+    rng = run_generator(seed, "discom_modalities", "pool")
     labels = rng.permutation(np.arange(n_samples) % n_classes)
     shared = shared_means[labels] + class_spread * rng.standard_normal((n_samples, shared_dim))
     modalities = {}

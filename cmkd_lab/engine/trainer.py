@@ -38,8 +38,9 @@ from .schedules import Ramp
 from .stack import Stack
 
 OPTIMIZERS: Registry[type[torch.optim.Optimizer]] = Registry("optimizer")
-OPTIMIZERS.register("sgd")(torch.optim.SGD)
-OPTIMIZERS.register("adam")(torch.optim.Adam)
+# each optimiser with the TrainConfig settings it takes (Adam's own momentum lives in its betas)
+OPTIMIZERS.register("sgd", settings=("lr", "momentum", "weight_decay"))(torch.optim.SGD)
+OPTIMIZERS.register("adam", settings=("lr", "weight_decay"))(torch.optim.Adam)
 SELECTION_RULES = ("last", "best_val")
 DEVICES = ("auto", "cpu", "cuda")
 AUGMENT_STREAM = 7_919  # per-copy augmentation generators are seeded apart from shuffling
@@ -62,9 +63,11 @@ def thread_policy(threads: int):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train. ``batch_size=None`` is full-batch. ``select``: "last" keeps the final
-    epoch, "best_val" per head the epoch with the best validation ``select_metric`` (never the
-    test split). ``device="auto"`` takes CUDA when present. ``threads=None`` is the engine's
+    """How to train. ``batch_size=None`` is full-batch; otherwise each epoch passes once over the
+    data in shuffled batches of ``batch_size`` rows (a one-row remainder joins the last batch).
+    ``momentum`` is SGD's: an optimiser that takes none (Adam) refuses it. ``select``: "last"
+    keeps the final epoch, "best_val" per head the epoch with the best validation
+    ``select_metric`` (never the test split). ``device="auto"`` takes CUDA when present. ``threads=None`` is the engine's
     CPU policy: one thread for small steps (fewer than ``SMALL_STEP_ROWS`` rows over all copies),
     where extra threads only add start-up cost and contend with other work on the machine (an
     Explore slider measured about 30 s per move under load without it, 1.5 s with it), and the
@@ -84,7 +87,10 @@ class TrainConfig:
     threads: int | None = None
 
     def __post_init__(self):
-        OPTIMIZERS.get(self.optimizer)
+        settings = OPTIMIZERS.info(self.optimizer)["settings"]
+        if self.momentum and "momentum" not in settings:
+            raise ValueError(f"optimizer {self.optimizer!r} takes {', '.join(settings)}, not momentum; "
+                             "leave momentum at 0, or use optimizer='sgd'")
         VALIDATION_METRICS.get(self.select_metric)
         if self.select not in SELECTION_RULES:
             raise ValueError(f"unknown select rule {self.select!r}; valid: {', '.join(SELECTION_RULES)}")
@@ -252,20 +258,23 @@ def fit(
     modules are built from ``seeds[i]`` unless ``init`` gives them (a stack of M copies, e.g.
     from an earlier stage's result); modules named in ``freeze`` keep their values and run in
     eval mode. ``feeds`` partitions the data keys into groups that are shuffled independently
-    (default: one group, paired samples); each copy shuffles with its own generators, so batched
-    equals alone. ``augment(batch, generators)`` may edit each training batch, with one
-    generator per copy.
+    (default: one group, paired samples); an epoch passes once over the largest group while the
+    smaller ones wrap around; each copy shuffles with its own generators, so batched equals
+    alone. ``augment(batch, generators)`` may edit each training batch, with one generator per
+    copy.
     """
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("need at least one seed")
     n_models = len(seeds)
     device = config.resolved_device()
+    data = _checked_data(data, n_models, "data")  # shapes first: the thread policy reads them
+    val = _checked_data(val, n_models, "val") if val is not None else None
     threads = config.threads or _thread_policy(data, n_models, config.batch_size)
     init, freeze = dict(init or {}), tuple(freeze)
     with thread_policy(threads) if device.type == "cpu" else contextlib.nullcontext():
-        data = _on_device(_checked_data(data, n_models, "data"), device)
-        val = _on_device(_checked_data(val, n_models, "val"), device) if val is not None else None
+        data = _on_device(data, device)
+        val = _on_device(val, device) if val is not None else None
         frozen = _frozen_on(system, device)
         data = system.prepare(dict(data), frozen)
         trainable = _build(system, seeds, init, device)
@@ -455,7 +464,7 @@ class _Selection:
 
 # ----------------------------------------------------------------------------- helpers
 def _thread_policy(data: Mapping[str, torch.Tensor], n_models: int, batch_size: int | None) -> int:
-    samples = max(torch.as_tensor(v).shape[1] for v in data.values())
+    samples = max(v.shape[1] for v in data.values())
     rows = n_models * min(batch_size or samples, samples)
     return 1 if rows < SMALL_STEP_ROWS else torch.get_num_threads()
 
@@ -534,24 +543,28 @@ def _feed_groups(feeds: Mapping[str, Sequence[str]] | None, data: Mapping[str, t
 
 def _batches(data, groups, batch_size, shuffles):
     """(share of the epoch, batch) per step: full batch, or each group in its own shuffled order
-    per copy; a smaller group wraps around so every step sees ``batch_size`` rows of each."""
-    n_steps_of = data[groups[0][0]].shape[1]
-    if batch_size is None or batch_size >= n_steps_of:
+    per copy. An epoch is one pass over the largest group; a smaller group wraps around so every
+    step sees as many rows of each. A last batch of one row joins the batch before it (BatchNorm
+    cannot train on one row), so no row is ever left out of an epoch."""
+    epoch_rows = max(data[group[0]].shape[1] for group in groups)
+    if batch_size is None or batch_size >= epoch_rows:
         yield 1.0, data
         return
     orders = []
     for group, generators in zip(groups, shuffles):
         n = data[group[0]].shape[1]
         orders.append(torch.stack([torch.randperm(n, generator=g) for g in generators]))
-    for start in range(0, n_steps_of, batch_size):
+    starts = list(range(0, epoch_rows, batch_size))
+    if epoch_rows - starts[-1] == 1:
+        starts.pop()
+    for start, stop in zip(starts, starts[1:] + [epoch_rows]):
         batch = {}
-        stop = min(start + batch_size, n_steps_of)
         for group, order in zip(groups, orders):
             positions = torch.arange(start, stop) % order.shape[1]
             index = order[:, positions]
             for key in group:
                 batch[key] = take_rows(data[key], index)
-        yield (stop - start) / n_steps_of, batch
+        yield (stop - start) / epoch_rows, batch
 
 
 def take_rows(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -564,10 +577,8 @@ def take_rows(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 def _make_optimizer(config: TrainConfig, tensors: list[torch.Tensor]) -> torch.optim.Optimizer:
     if not tensors:
         raise ValueError("nothing to train: every module is frozen")
-    optimizer_class = OPTIMIZERS.get(config.optimizer)
-    if config.optimizer == "sgd":
-        return optimizer_class(tensors, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    return optimizer_class(tensors, lr=config.lr, weight_decay=config.weight_decay)
+    settings = OPTIMIZERS.info(config.optimizer)["settings"]
+    return OPTIMIZERS.get(config.optimizer)(tensors, **{name: getattr(config, name) for name in settings})
 
 
 def build_seeded(modules: Mapping[str, Callable[[], nn.Module]], seed: int, offsets: Mapping[str, int] | None = None

@@ -1,9 +1,10 @@
 """Logit distillation: Hinton KD and decoupled KD (DKD), as pure functions and registered losses.
 
-Reductions are explicit: KD's ``reduction`` must be named ("batchmean" sums over classes and
-averages over samples, the KL definition; "mean" also averages over classes, PyTorch's old
-default, as in the official MFH code) and the T² factor is an option. Both losses take NTDH's
-masking (:mod:`.masking`).
+Reductions are explicit: KD's ``reduction`` must be named, one of ``KD_REDUCTIONS``
+("batchmean" sums over classes and averages over samples, the KL definition; "mean" also
+averages over classes, PyTorch's old default, as in the official MFH code). The T² factor
+follows one convention for every KD loss here, ``T2_SCALE``: on unless a caller turns it off.
+Both losses take NTDH's masking (:mod:`.masking`).
 """
 
 from __future__ import annotations
@@ -19,13 +20,23 @@ from ..engine.schedules import Ramp
 from .masking import PSSM_COSINE_THRESHOLD, _mask, pssm_weights, weighted_sample_mean
 from .registry import LOSSES, Distiller
 
-KD_REDUCTIONS = ("batchmean", "mean")
+KD_REDUCTIONS = ("batchmean", "mean")  # the choices every study and notebook offers
+# The kit's T² convention (Hinton et al. 2015; DKD): a soft-target term is multiplied by T², so its
+# gradients keep their scale as T changes and a temperature changes only how soft the targets are.
+# A study that reproduces code without the factor says so with t2_scale=False (NTDH's).
+T2_SCALE = True
 
 
 def _per_model(value: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A scalar or per-model tensor ``(M,)`` shaped to broadcast against ``like`` ``(M, N, C)``."""
+    """A scalar or per-model tensor ``(M,)`` on ``like``'s device, shaped to broadcast against
+    ``like`` (``(M, N, C)`` logits, or ``(M,)`` losses)."""
     value = torch.as_tensor(value, dtype=like.dtype, device=like.device)
     return value.reshape(value.shape + (1,) * (like.dim() - value.dim())) if value.dim() else value
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in KD_REDUCTIONS:
+        raise ValueError(f"unknown KD reduction {reduction!r}; valid: {', '.join(KD_REDUCTIONS)}")
 
 
 def kl_divergence(target_log_probs: torch.Tensor, input_log_probs: torch.Tensor) -> torch.Tensor:
@@ -38,18 +49,18 @@ def kd_loss(
     teacher_logits: torch.Tensor,
     temperature: float | torch.Tensor,
     reduction: str,
-    t2_scale: bool = False,
+    t2_scale: bool = T2_SCALE,
 ) -> torch.Tensor:
-    """Hinton KD: KL(softmax(t/T) ‖ softmax(s/T)), reduced as ``reduction`` says, times T² if asked."""
-    if reduction not in KD_REDUCTIONS:
-        raise ValueError(f"unknown KD reduction {reduction!r}; valid: {', '.join(KD_REDUCTIONS)}")
+    """Hinton KD: KL(softmax(t/T) ‖ softmax(s/T)), reduced as ``reduction`` says, times T² unless
+    ``t2_scale`` is False."""
+    _check_reduction(reduction)
     t = _per_model(temperature, student_logits)
     per_sample = kl_divergence(log_softmax(teacher_logits / t), log_softmax(student_logits / t))
     loss = per_sample.mean(-1)
     if reduction == "mean":
         loss = loss / student_logits.shape[-1]
     if t2_scale:
-        loss = loss * torch.as_tensor(temperature, dtype=loss.dtype) ** 2
+        loss = loss * _per_model(temperature, loss) ** 2
     return loss
 
 
@@ -58,10 +69,11 @@ def dkd_loss(
     teacher_logits: torch.Tensor,
     labels: torch.Tensor,
     temperature: float | torch.Tensor,
-    t2_scale: bool = True,
+    t2_scale: bool = T2_SCALE,
     sample_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decoupled KD (Zhao et al. 2022): returns (TCKD, NCKD), each averaged over samples.
+    """Decoupled KD (Zhao et al. 2022): returns (TCKD, NCKD), each averaged over samples (and
+    times T² unless ``t2_scale`` is False).
 
     TCKD is the KL between the binary (target, rest) distributions; NCKD the KL between the
     distributions over the non-target classes (target logit masked out). ``sample_weights``
@@ -84,7 +96,7 @@ def dkd_loss(
         (masked_teacher.exp() * (masked_teacher - masked_student)).where(non_target, 0.0).sum(-1), sample_weights
     )
     if t2_scale:
-        scale = torch.as_tensor(temperature, dtype=tckd.dtype) ** 2
+        scale = _per_model(temperature, tckd) ** 2
         tckd, nckd = tckd * scale, nckd * scale
     return tckd, nckd
 
@@ -95,7 +107,7 @@ def masked_kd_loss(
     sample_weights: torch.Tensor,
     temperature: float | torch.Tensor,
     reduction: str,
-    t2_scale: bool = False,
+    t2_scale: bool = T2_SCALE,
 ) -> torch.Tensor:
     """KD with NTDH masking: both logit vectors of sample i are scaled by ω_i inside the KL,
     so ω = 0 makes both distributions uniform (the sample drops out) and ω = 1 leaves KD as is."""
@@ -103,12 +115,12 @@ def masked_kd_loss(
     return kd_loss(scale * student_logits, scale * teacher_logits, temperature, reduction, t2_scale)
 
 
-@LOSSES.register("kd", about="CE + Hinton KD (temperature; reduction batchmean|mean; optional T²)")
+@LOSSES.register("kd", about="CE + Hinton KD (temperature; reduction batchmean|mean; T² unless t2_scale=False)")
 @dataclass(frozen=True, kw_only=True)
 class KD(Distiller):
     temperature: float
     reduction: str
-    t2_scale: bool = False
+    t2_scale: bool = T2_SCALE
     kd_weight: float | Sequence[float] = 1.0
     masking: bool = False
     mask_threshold: float = PSSM_COSINE_THRESHOLD
@@ -117,8 +129,7 @@ class KD(Distiller):
     needs_teacher: ClassVar[bool] = True
 
     def __post_init__(self):
-        if self.reduction not in KD_REDUCTIONS:
-            raise ValueError(f"unknown KD reduction {self.reduction!r}; valid: {', '.join(KD_REDUCTIONS)}")
+        _check_reduction(self.reduction)
 
     def terms(self, out, modules):
         if self.masking:
@@ -142,7 +153,7 @@ class DKD(Distiller):
     alpha: float | Sequence[float] = 1.0
     beta: float | Sequence[float] = 8.0
     temperature: float = 4.0
-    t2_scale: bool = True
+    t2_scale: bool = T2_SCALE
     warmup_epochs: int = 0  # the DKD paper's linear warm-up of both terms (0: none)
     masking: bool = False
     mask_threshold: float = PSSM_COSINE_THRESHOLD

@@ -2,8 +2,9 @@
 
 ``LOSSES`` holds the distillation losses a student trains with (``make_loss(name, **options)``),
 ``EMBEDDING_LOSSES`` the label-free embedding losses (``make_embedding_loss``); each family
-module registers its own. :class:`Distiller` is the base class and also the registered ``"ce"``
-loss (cross-entropy only: the student without distillation); :class:`StepOutputs` is what a
+module registers its own. :class:`Distiller` is the base class of every loss; :class:`Vanilla`,
+registered as ``"ce"``, is the no-KD baseline (cross-entropy only: the student without
+distillation), named apart from the base as mdistiller names it; :class:`StepOutputs` is what a
 loss sees at one step.
 """
 
@@ -46,7 +47,8 @@ class StepOutputs:
 class Distiller:
     """Base of every registered loss: ``terms()`` returns named loss terms.
 
-    ``ce_weight`` weighs the student's cross-entropy; subclasses add their own weighted terms.
+    ``ce_weight`` weighs the student's cross-entropy, the one term every loss has; subclasses add
+    their own weighted terms and a registry ``name``.
     Weights may be one number or one per model (a sequence), so one stacked fit can sweep them.
     A loss that owns trainable parts (a projector, embedding heads) builds them in ``modules()``;
     the system trains them with the student and keeps them in the result.
@@ -54,8 +56,9 @@ class Distiller:
 
     ce_weight: float | Sequence[float] = 1.0
 
-    name: ClassVar[str] = "ce"
+    name: ClassVar[str]
     needs_teacher: ClassVar[bool] = False
+
     @property
     def hosts_baseline(self) -> bool:
         """Whether a No-KD student may train in the same fit as this loss's students, with every
@@ -88,7 +91,14 @@ class Distiller:
 
 
 LOSSES: Registry[type[Distiller]] = Registry("loss")
-LOSSES.register("ce", about="cross-entropy only: the student without distillation")(Distiller)
+
+
+@LOSSES.register("ce", about="cross-entropy only: the student without distillation")
+@dataclass(frozen=True)
+class Vanilla(Distiller):
+    """The no-KD baseline: the student (or a teacher) trained on its labels alone."""
+
+    name: ClassVar[str] = "ce"
 
 
 def make_loss(name: str, **options) -> Distiller:

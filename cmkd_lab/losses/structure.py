@@ -19,6 +19,9 @@ from .registry import LOSSES, Distiller
 # features channel-wise independent and its intermediate features spatially uniform. The paper
 # releases no code: both forms below are our reading of its abstract. They use the diagnostics'
 # primitives in :mod:`cmkd_lab.analysis.metrics`, so a loss and the quantity it moves are one formula.
+# The paper's method is cross-modal distillation "guided by the high-quality modality": our reading
+# is the DS terms on top of Hinton KD from the high-quality teacher (guide "kd", the default);
+# "fitnet" guides by a feature hint instead, and "none" (DS without a teacher) is an ablation.
 DS_GUIDES = ("none", "kd", "fitnet")
 
 
@@ -41,22 +44,25 @@ def spatial_uniformity_loss(feature_map: torch.Tensor, n_spatial: int = 2) -> to
     return kl.mean((-2, -1))
 
 
-@LOSSES.register("ds", about="CE + DS-CMKD (our reading): channel independence of the output features and spatial "
-                             "uniformity of an intermediate map; guide none|kd|fitnet from the teacher")
+@LOSSES.register("ds", about="DS-CMKD (our reading): CE + KD from the high-quality teacher + channel independence of "
+                             "the output features + spatial uniformity of an intermediate map; guide kd (default)|fitnet, "
+                             "or none: DS without a teacher, an ablation")
 @dataclass(frozen=True, kw_only=True)
 class DimensionalStructure(Distiller):
     """CE + ``independence_weight`` · :func:`channel_independence_loss` on ``output_layer`` +
-    ``uniformity_weight`` · :func:`spatial_uniformity_loss` on ``map_layer``, plus, with
-    ``guide``, a KD term (``temperature``, batchmean, T²) or a FitNet hint on ``hint_layer``
-    from the high-quality teacher. Terms: ``ce``, ``independence``, ``uniformity``, and ``kd`` or
-    ``hint``; a layer set to None drops its term. Every weight is one number or one per stacked
-    model, so a sweep of weights (and CE alone: both weights 0) is one batched fit."""
+    ``uniformity_weight`` · :func:`spatial_uniformity_loss` on ``map_layer``, plus the
+    high-quality teacher's guidance: by default (``guide="kd"``, our reading of the paper) a KD
+    term (``temperature``, batchmean, T²), with ``guide="fitnet"`` a FitNet hint on
+    ``hint_layer``, with ``guide="none"`` nothing (DS without a teacher: an ablation). Terms:
+    ``ce``, ``independence``, ``uniformity``, and ``kd`` or ``hint``; a layer set to None drops
+    its term. Every weight is one number or one per stacked model, so a sweep of weights is one
+    batched fit; both DS weights 0 is exactly CE + KD (CE alone with ``guide="none"``)."""
 
     independence_weight: float | Sequence[float] = 1.0
     uniformity_weight: float | Sequence[float] = 1.0
     output_layer: str | None = "embedding"
     map_layer: str | None = "relu1"
-    guide: str = "none"
+    guide: str = "kd"
     temperature: float = 4.0
     kd_weight: float | Sequence[float] = 1.0
     hint_layer: str = "embedding"

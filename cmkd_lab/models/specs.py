@@ -36,8 +36,9 @@ class ModelSpec:
     the number of classes and the hidden widths (MLP) or channels (CNN).
 
     Options: ``batch_norm`` after each hidden linear/conv layer; ``dropout`` after each hidden
-    activation; for CNNs, ``residual`` stages (two convolutions and a skip connection) and
-    ``downsample`` between stages by max-pooling (``"pool"``) or a stride-2 convolution."""
+    activation; for CNNs, an odd ``kernel_size`` (convolutions keep the length), ``residual``
+    stages (two convolutions and a skip connection) and ``downsample`` between stages by
+    max-pooling (``"pool"``) or a stride-2 convolution."""
 
     kind: str
     input_shape: tuple[int, ...]
@@ -65,6 +66,9 @@ class ModelSpec:
             raise ValueError(f"a {self.kind} model needs its conv channels in hidden, e.g. hidden=(16, 32)")
         if not self.kind.startswith("cnn") and (self.residual or self.downsample != "pool"):
             raise ValueError("residual stages and downsampling apply to cnn1d/cnn2d models only")
+        if self.kind.startswith("cnn") and (self.kernel_size < 1 or self.kernel_size % 2 == 0):
+            raise ValueError(f"kernel_size must be odd (padding k // 2 keeps the length only then, and a residual "
+                             f"stage adds its input to its output), got {self.kernel_size}")
         if self.downsample not in DOWNSAMPLING:
             raise ValueError(f"unknown downsample {self.downsample!r}; valid: {', '.join(DOWNSAMPLING)}")
         if not 0 <= self.dropout < 1:

@@ -3,7 +3,7 @@
 The official Gaussian scripts are deterministic: each run seeds Python, NumPy and torch, draws
 its data from NumPy's global generator and its nets' initial weights (and Algorithm 1's
 permutations) from torch's. The data side lives in :mod:`cmkd_lab.datasets.synthetic`
-(:func:`~cmkd_lab.datasets.synthetic.numpy_generator`); this module replays the torch side
+(:func:`~cmkd_lab.datasets.synthetic.official_generator`); this module replays the torch side
 (:func:`replay`). Training draws nothing (full-batch SGD), so rows then equal the official
 script's run for run, up to float rounding between a batched and a one-model fit.
 
@@ -20,9 +20,15 @@ NTDH's KD function also builds its CRD loss after the KD student and before the 
 memory banks (the CRD reference implementation's ``ContrastMemory``), so those draws are
 replayed too (:func:`official_inits`).
 
+These runs overlap: ``seed(s + 1)`` starts both run s's test set and run s + 1's hyperplane and
+training set, so every latent row of run s + 1's training set is a row of run s's test set
+(offset by the hyperplane's draws): the runs are not independent, while a ± or an interval
+over them assumes they are. The kit's own draws (``rng="kit"``) share no sample between runs.
+
 **MFH Table 2 (``gauss/main_modify_gamma.py``).** For each xs2 the script runs its loop three
 times, once per teacher mode (``random``, ``gt``, ``alg1``), over runs ``s = 42 + r``
-(r = 0..9; the kit's own runs use 42 + 3r). Per run, in each of those calls:
+(r = 0..9; the kit's own runs use 42 + 3r). Its runs share no sample: each reseeds NumPy with its own
+seed and draws its three sets from that one stream. Per run, in each of those calls:
 
 1. ``seed(s)`` (Python, NumPy, torch);
 2. NumPy: the training set (xs, then x_a, then x_b), then the test set, without reseeding;

@@ -2,11 +2,14 @@
 
 Data: :func:`~cmkd_lab.datasets.synthetic.gaussian_venn`, whose knobs set how many decisive
 features the two modalities share. Everything the notebook and its Explore section show comes
-from :func:`run` and the figure builders here.
+from :func:`run` and the figure builders here; its claims are stated below, before the data, and
+judged by :mod:`cmkd_lab.analysis.claims`; its checked exercise answers are the registered calls
+at the end.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import ClassVar, Sequence
 
@@ -15,16 +18,40 @@ import pandas as pd
 import plotly.graph_objects as go
 import torch
 
+from ..analysis import claims
 from ..analysis.results import summarize
+from ..app import course
 from ..app.notebook import NotebookParameters
 from ..datasets import PairedDataset, Splits
 from ..datasets.synthetic import gaussian_venn, venn_ratios
 from ..engine import TrainConfig
-from ..losses import make_loss
+from ..engine.trainer import CHANCE_ACCURACY_MARGIN
+from ..losses import KD_REDUCTIONS, kd_loss, make_loss
 from ..report import figures
 from .runner import Architecture, StudyRun, Task, run_teacher_student
 
 STUDY = "quickstart"
+NOTEBOOK = "00_quickstart"
+CHANCE = 0.5  # gaussian_venn's labels are binary
+
+# The claims, stated before the data: MFH's Fig. 2 (papers.md §1) has Δ = KD − No-KD at −1.6 and −0.8
+# points for γ = 0 and 0.11, 0 at γ = 0.25, and +0.8 to +2.2 points from γ = 0.43 to 1. A setting
+# below KD_HURTS_BELOW is judged on the first claim, one above KD_HELPS_ABOVE on the second; the
+# paper puts the sign change in between, so a setting there has no claim. Units: runs, each run's
+# KD and No-KD students trained on the same data.
+KD_HURTS_BELOW, KD_HELPS_ABOVE = 0.2, 0.4
+KD_HURTS = claims.Claim(
+    claim="KD lowers the student's accuracy when the teacher relies on features only its modality sees (small γ)",
+    source="MFH §4, Fig. 2", kind="paper", quantity="test accuracy, KD − No-KD student, paired by run",
+    unit="points", prediction="< 0",
+    sesoi=1.0,  # one accuracy point: the smallest change a KD paper reports as a gain or a loss
+)
+KD_HELPS = claims.Claim(
+    claim="KD raises the student's accuracy when the teacher's decisive features are shared (large γ)",
+    source="MFH §4, Fig. 2", kind="paper", quantity="test accuracy, KD − No-KD student, paired by run",
+    unit="points", prediction="> 0",
+    sesoi=1.0,  # as above
+)
 
 
 @dataclass(frozen=True)
@@ -46,7 +73,7 @@ class QuickstartParameters(NotebookParameters):
 
     notebook: ClassVar[str] = "00_quickstart"
     profile_defaults: ClassVar = {"quick": {"n_runs": 10, "epochs": 300}, "full": {"n_runs": 20, "epochs": 1000}}
-    choices: ClassVar = {"reduction": ("batchmean", "mean")}
+    choices: ClassVar = {"reduction": KD_REDUCTIONS}
 
     def __post_init__(self):
         if not self.venn_settings:
@@ -64,15 +91,16 @@ def setting_label(shared: int, a_specific: int, b_specific: int) -> str:
 
 
 def make_tasks(p: QuickstartParameters) -> list[Task]:
-    """Per setting, one task per seed s: train set drawn with seed s, test set with seed s + 1000
-    (same task). Rows carry the setting's label and its Venn ratios (α, β, γ)."""
+    """Per setting, one task per seed s: train and test sets drawn from the train and test parts
+    of run s (same task; no run shares a sample with another). Rows carry the setting's label and
+    its Venn ratios (α, β, γ)."""
     tasks = []
     for shared, a_specific, b_specific in p.venn_settings:
         knobs = dict(shared=shared, a_specific=a_specific, b_specific=b_specific)
         settings = {"setting": setting_label(**knobs), **venn_ratios(**knobs)}
         for seed in range(p.n_runs):
             train = gaussian_venn(p.n_train, **knobs, seed=seed, task_seed=seed)
-            test = gaussian_venn(p.n_test, **knobs, seed=seed + 1000, task_seed=seed)
+            test = gaussian_venn(p.n_test, **knobs, seed=seed, task_seed=seed, part="test")
             tasks.append(Task(Splits(train=train, val=None, test=test), seed, settings))
     return tasks
 
@@ -109,13 +137,21 @@ def zero_padded(tasks: list[Task]) -> list[Task]:
     return [Task(task.splits.map(pad), task.seed, task.settings) for task in tasks]
 
 
-def gamma_sweep(p: QuickstartParameters, shared_values: Sequence[int], teacher_features: int = 16,
-                b_specific: int = 4) -> pd.DataFrame:
-    """Exercise 1: move the teacher's decisive features from "a only" to "shared", one setting per
-    value s of ``shared_values`` (s shared, ``teacher_features`` − s a-only, ``b_specific`` b-only),
-    every setting and seed in one batched fit per method. Returns :func:`gains`, sorted by γ."""
-    settings = [(s, teacher_features - s, b_specific) for s in shared_values]
-    return gains(run(p.replace(venn_settings=settings), progress=False, one_fit=True).table).sort_values("gamma", ignore_index=True)
+def shared_sweep(shared_values: Sequence[int], teacher_features: int = 16,
+                 b_specific: int = 4) -> tuple[tuple[int, ...], ...]:
+    """Venn settings that move the teacher's decisive features from "a only" to "shared": per value
+    s of ``shared_values``, s shared, ``teacher_features`` − s a-only, ``b_specific`` b-only."""
+    return tuple((s, teacher_features - s, b_specific) for s in shared_values)
+
+
+@functools.cache
+def venn_gains(venn_settings: tuple[tuple[int, ...], ...], n_train: int = 50, n_runs: int = 10,
+               epochs: int = 100) -> pd.DataFrame:
+    """:func:`gains` of the default parameters with these settings (on the CPU; every setting and
+    run in one batched fit per method), sorted by γ. Cached: do not modify the table."""
+    params = QuickstartParameters.create(venn_settings=venn_settings, n_train=n_train, n_runs=n_runs, epochs=epochs,
+                                         device="cpu")
+    return gains(run(params, progress=False, one_fit=True).table).sort_values("gamma", ignore_index=True)
 
 
 def sign_change(knob: Sequence[float], values: Sequence[float]) -> float:
@@ -153,6 +189,24 @@ def gains(table: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+def claims_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The notebook's claims, judged: per setting with γ below ``KD_HURTS_BELOW`` :data:`KD_HURTS`,
+    above ``KD_HELPS_ABOVE`` :data:`KD_HELPS`, on each run's KD − No-KD (points). A setting whose
+    students' mean test accuracy is within the engine's chance margin of 50 % is passed as at chance."""
+    wide = table.pivot_table(index=["setting", "gamma", "seed"], columns="method", values="value", sort=False)
+    rows = []
+    for (setting, gamma), runs in wide.groupby(level=["setting", "gamma"], sort=False):
+        claim = KD_HURTS if gamma < KD_HURTS_BELOW else KD_HELPS if gamma > KD_HELPS_ABOVE else None
+        if claim is None:
+            continue
+        students = runs[["no_kd", "kd"]].mean()
+        at_chance = students[students <= CHANCE + CHANCE_ACCURACY_MARGIN]
+        rows.append(claim.judge(100 * (runs["kd"] - runs["no_kd"]), setting=f"{setting} (γ = {gamma:.2f})",
+                                at_chance=len(at_chance) > 0,
+                                note="; ".join(f"{m}: test accuracy {100 * a:.1f} %" for m, a in at_chance.items())))
+    return claims.table(rows)
+
+
 def loss_curves_figure(result: StudyRun) -> go.Figure:
     """Every loss term of the KD students per epoch, mean over seeds and settings."""
     history = pd.concat([fit.history_frame() for fit in result.artifacts.fits["kd"]])
@@ -169,3 +223,38 @@ def explore_figure(p: QuickstartParameters, shared: int, a_specific: int, b_spec
     ratios = venn_ratios(shared, a_specific, b_specific)
     return accuracy_figure(run(changed, progress=False).table,
                            title=f"γ = {ratios['gamma']:.2f}, α = {ratios['alpha']:.2f}, T = {temperature}, KD weight = {kd_weight}")
+
+
+# ----------------------------------------------------------------------------- checked exercise answers
+@course.exercise(NOTEBOOK, "gamma_kd_stops_hurting", what="γ where KD − No-KD crosses zero (least-squares line)",
+                 other={"n_runs": 5})
+def gamma_kd_stops_hurting(shared_values: tuple[int, ...] = (0, 4, 8, 12, 16), n_runs: int = 10,
+                           epochs: int = 100) -> float:
+    """Exercise 1: :func:`sign_change` of KD − No-KD over γ, for the settings of :func:`shared_sweep`."""
+    sweep = venn_gains(shared_sweep(shared_values), n_runs=n_runs, epochs=epochs)
+    return sign_change(sweep["gamma"], sweep["KD − No-KD"])
+
+
+@course.exercise(NOTEBOOK, "kd_gain_plenty_of_labels", what="KD − No-KD (points) with 1000 labels, γ = 1",
+                 other={"n_train": 50})
+def kd_gain_plenty_of_labels(n_train: int = 1000, n_runs: int = 10, epochs: int = 100) -> float:
+    """Exercise 2: mean KD − No-KD (points) with every decisive feature shared, ``n_train`` labels."""
+    return float(venn_gains(((16, 0, 0),), n_train=n_train, n_runs=n_runs, epochs=epochs)["KD − No-KD"].item())
+
+
+@course.exercise(NOTEBOOK, "kd_gain_nothing_shared", what="KD − No-KD (points) with nothing shared",
+                 other={"n_runs": 10})
+def kd_gain_nothing_shared(n_runs: int = 30, epochs: int = 100) -> float:
+    """Exercise 3: mean KD − No-KD (points) when the modalities share no decisive feature."""
+    return float(venn_gains(((0, 14, 4),), n_runs=n_runs, epochs=epochs)["KD − No-KD"].item())
+
+
+@course.exercise(NOTEBOOK, "kd_weight_mean_equal_to_batchmean",
+                 what="KD weight under 'mean' equal to weight 1 under 'batchmean'", other={"n_classes": 3})
+def kd_weight_mean_equal_to_batchmean(n_classes: int = 2, temperature: float = 2.0, seed: int = 0) -> float:
+    """Exercise 4: the KD weight under reduction "mean" that gives the loss of weight 1 under
+    "batchmean", as the ratio of the two losses on seeded random logits (64 samples)."""
+    student_logits, teacher_logits = torch.randn(2, 1, 64, n_classes, generator=torch.Generator().manual_seed(seed))
+    loss = {reduction: kd_loss(student_logits, teacher_logits, temperature=temperature, reduction=reduction).item()
+            for reduction in ("batchmean", "mean")}
+    return loss["batchmean"] / loss["mean"]

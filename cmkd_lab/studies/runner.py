@@ -33,7 +33,7 @@ from ..analysis.metrics import VALIDATION_METRICS, accuracy
 from ..analysis.results import RunLog, tidy_rows
 from ..datasets import PairedDataset, Splits
 from ..engine import FitResult, Stack, TrainConfig, fit
-from ..losses import Distiller
+from ..losses import Distiller, Vanilla
 from ..models import ModelSpec, Net
 from ..systems import Distillation, train_classifier
 
@@ -259,7 +259,8 @@ def run_teacher_student(
     def train(method, spec, data, val, group, config, loss=None, teacher=None, modality=None, copies=1, baseline=()):
         """A fit of ``method``'s students: ``copies`` blocks of ``group``, then one No-KD student
         per task of ``baseline`` (cross-entropy alone) in the same fit, returned apart."""
-        system = Distillation(spec, loss or Distiller(), teacher, ce_only=[False] * copies * len(group) + [True] * len(baseline))
+        system = Distillation(spec, loss or Vanilla(), teacher,
+                              ce_only=[False] * copies * len(group) + [True] * len(baseline))
         init = _joined([given_init(group, method, spec, copies)] + ([given_init(baseline, "no_kd", spec)] if baseline else []))
         result = fit(system, data, seeds=[t.seed for t in group] * copies + [t.seed for t in baseline], config=config,
                      val=val, init=init, progress=progress,

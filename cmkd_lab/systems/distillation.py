@@ -21,7 +21,7 @@ import torch
 from ..engine.schedules import Ramp
 from ..engine.stack import Stack, broadcast_models
 from ..engine.trainer import FitResult, Head, StepResult, System, TrainConfig, fit
-from ..losses import Distiller, StepOutputs
+from ..losses import Distiller, StepOutputs, Vanilla
 from ..models import ModelSpec, Net, build_model
 
 TEACHER_PREFIX = "teacher."
@@ -29,14 +29,15 @@ TEACHER_PREFIX = "teacher."
 
 @dataclass
 class Distillation(System):
-    """A student of ``spec`` trained with ``loss`` (default: plain cross-entropy).
+    """A student of ``spec`` trained with ``loss`` (default: :class:`~cmkd_lab.losses.Vanilla`, plain
+    cross-entropy).
 
     ``ce_only`` (one flag per copy, or empty) marks copies that train on cross-entropy alone,
     weight 1, every other term of the loss weighted 0: No-KD students in the same fit as the
     loss's students (one fit instead of two; the loss must have ``hosts_baseline``)."""
 
     spec: ModelSpec
-    loss: Distiller = field(default_factory=Distiller)
+    loss: Distiller = field(default_factory=Vanilla)
     teacher: Stack | None = None
     cache_teacher: bool = True
     ce_only: Sequence[bool] = ()
@@ -151,7 +152,7 @@ def train_classifier(
     or shared ``(N, ...)``, labels ``y``, trained with ``loss`` from ``teacher`` run on
     ``x_teacher`` (or from given ``teacher_logits``); ``init`` gives the students' initial nets
     (one copy per seed) instead of building them from the seeds."""
-    loss = loss or Distiller()
+    loss = loss or Vanilla()
     n_models, rank = len(seeds), len(spec.input_shape)
     data = {"x": broadcast_models(x, n_models, rank), "y": _labels(y, n_models)}
     if x_teacher is not None:

@@ -33,6 +33,7 @@ import torch
 from ...analysis.metrics import accuracy, domain_tv_lower_bound, mmd
 from ...analysis.results import tidy_rows
 from ...datasets import Splits, standardise
+from ...datasets.core import run_generator
 from ...engine import Stack, TrainConfig, fit
 from ...losses import make_embedding_loss, unit_rows
 from ...systems import TEACHER_PREFIX, ContrastiveSSL, EmbeddingDistillation, EncoderClassifier, two_views
@@ -73,7 +74,7 @@ def make_transfer(splits: Splits, source: str, target: str, *, n_paired: int, n_
     samples, as even across classes as the classes allow, to probe and fine-tune on; the test split."""
     train = splits.train
     n_classes = max(part.n_classes for part in splits.parts().values())
-    order = np.random.default_rng(seed).permutation(len(train))
+    order = run_generator(seed, "cmcd_transfer", "train").permutation(len(train))
     labels = train.labels.numpy()[order]
     if n_labeled < n_classes:
         raise ValueError(f"n_labeled = {n_labeled} cannot hold one sample of each of {n_classes} classes")

@@ -74,6 +74,11 @@ def chosen_pairs(p: CMCDRealParameters, name: str, modalities: list[str]) -> lis
     return [tuple(modalities[:2])]
 
 
+def n_classes(p: CMCDRealParameters) -> dict[str, int]:
+    """How many classes each dataset of ``p`` holds (its chance accuracy is one over that)."""
+    return {name: load(name).n_classes for name in p.datasets}
+
+
 def run(p: CMCDRealParameters, progress: bool | None = None, methods: Sequence[str] = METHODS,
         labeled_per_class: Sequence[int] | None = None) -> StudyRun:
     """Every pair of every dataset, every method of ``methods``; one :func:`~.pipeline.run_transfers`

@@ -23,7 +23,8 @@ probabilities where ``F.kl_div`` expects log-probabilities (see the notebook).
 Every fit selects, per modality, the epoch with the best validation weighted F1 and reports
 the test split's weighted F1 (``test_f1w``) and accuracy (``test_acc``) there. ``domain_acc_s``
 and ``domain_acc_u``: a held-out logistic regression telling the modalities apart from the
-test samples' s (resp. u) features (chance 1/K), modality ``"all"``.
+test samples' s (resp. u) features (chance: 1 / number of modalities), modality ``"all"``.
+Every row carries its ``dataset`` and the dataset's ``n_classes``.
 
 Splits of one dataset stack into one fit when their sizes differ (group splits): training and
 validation parts keep a seeded subset of the smallest size, test parts are scored in full.
@@ -44,8 +45,9 @@ import torch.nn.functional as F
 from ...analysis.metrics import MIN_SAMPLES_PER_SIDE, accuracy, domain_classifier_accuracy, weighted_f1
 from ...analysis.results import RunLog, tidy_rows
 from ...datasets import PairedDataset, standardise
+from ...datasets.core import run_generator
 from ...engine import FitResult, StepResult, TrainConfig, fit
-from ...losses import Distiller, make_loss
+from ...losses import Vanilla, make_loss
 from ...models import ModelSpec
 from ...systems import DISCOM_TERMS, MODALITY_TARGETS, TEACHER_PREFIX, DisCoM, Distillation, SumFusion
 from ..runner import Architecture, StudyRun, Task, fit_run, repeat_models
@@ -145,12 +147,16 @@ ORTHOGONALITY = {"signed": DisCoM, "absolute": AbsoluteCosineDisCoM}  # L_⊥ on
 
 
 # ----------------------------------------------------------------------------- data
+def make_task(data: PairedDataset, modalities: Sequence[str], seed: int, name: str) -> Task:
+    """The task of split seed ``seed``: the stratified 70/10/20 split, each modality z-scored with
+    the training split's statistics."""
+    split = data.select(*modalities).split(seed, VAL_FRACTION, TEST_FRACTION)
+    return Task(standardise(split, list(modalities)), seed, {"dataset": name})
+
+
 def make_tasks(data: PairedDataset, modalities: Sequence[str], n_splits: int, name: str) -> list[Task]:
-    """One task per split seed: the stratified 70/10/20 split, each modality z-scored with the
-    training split's statistics."""
-    chosen = data.select(*modalities)
-    return [Task(standardise(chosen.split(seed, VAL_FRACTION, TEST_FRACTION), list(modalities)), seed, {"dataset": name})
-            for seed in range(n_splits)]
+    """One task per split seed 0..n_splits-1 of ``data`` (:func:`make_task`)."""
+    return [make_task(data, modalities, seed, name) for seed in range(n_splits)]
 
 
 @dataclass
@@ -173,6 +179,12 @@ class Stacked:
         return list(self.x["train"])
 
     @property
+    def settings(self) -> dict:
+        """What every row of these tasks carries: the dataset and its number of classes (which
+        sets chance, 1 / ``n_classes``)."""
+        return {"dataset": self.tasks[0].settings["dataset"], "n_classes": self.n_classes}
+
+    @property
     def n_train(self) -> int:
         return self.x["train"][self.modalities[0]].shape[1]
 
@@ -191,7 +203,8 @@ def stack_tasks(tasks: Sequence[Task], modalities: Sequence[str]) -> Stacked:
     for part in ("train", "val"):
         datasets = [getattr(t.splits, part) for t in tasks]
         n = min(len(d) for d in datasets)
-        rows = [np.sort(np.random.default_rng(t.seed).permutation(len(d))[:n]) for t, d in zip(tasks, datasets)]
+        rows = [np.sort(run_generator(t.seed, "stack_tasks", part).permutation(len(d))[:n])
+                for t, d in zip(tasks, datasets)]
         x[part] = {m: torch.stack([d[m][r] for d, r in zip(datasets, rows)]) for m in modalities}
         y[part] = torch.stack([d.labels[r] for d, r in zip(datasets, rows)])
     tests = [t.splits.test for t in tasks]
@@ -239,7 +252,7 @@ def run_discom(st: Stacked, specs: Mapping[str, ModelSpec], protocol: Protocol, 
         variants.update({name: {term: 0.0} for name, term in TERM_ABLATIONS.items()})
     names = list(variants)
     blocks = [variants[name] for name in names for _ in st.tasks]
-    settings = {"dataset": st.tasks[0].settings["dataset"]}
+    settings = st.settings
     runs = []
     system = protocol.discom(specs, blocks)
     result = _fit_discom(system, st, len(names), protocol, progress, f"{study}: discom ({', '.join(names)})")
@@ -295,7 +308,7 @@ def variant_rows(st: Stacked, system: DisCoM, protocol: Protocol, *, study: str,
     ``cos_ds`` and ``cos_du``, the mean cosine of (d, s) and of (d, u), averaged over the
     modalities; ``discriminator_acc_s``, how often the trained modality discriminator names the
     right modality from s (beside ``domain_acc_s``, a fresh held-out classifier's accuracy)."""
-    settings = {"dataset": st.tasks[0].settings["dataset"]}
+    settings = st.settings
     result = _fit_discom(system, st, 1, protocol, progress, f"{study}: {name}")
     rows = _discom_rows(system, result, st, {name: study}, None, settings)
     features = discom_features(system, result, st.discom_data("test"))
@@ -327,11 +340,11 @@ def run_baselines(st: Stacked, specs: Mapping[str, ModelSpec], protocol: Protoco
                   methods: Sequence[str], progress: bool | None) -> list[StudyRun]:
     """Of ``methods``: single, the SUM-fusion teacher's KD and DKD students, cross-modal KD
     students (whose teachers are the single models, trained for them when not asked for)."""
-    base = {"dataset": st.tasks[0].settings["dataset"]}
+    base = st.settings
     runs, single = [], {}
     if {"single", "crossmodal_kd"} & set(methods):
         runs, single = _fit_students(st, specs, protocol, study, [StudentJob("single", m, base) for m in st.modalities],
-                                     lambda jobs: Distiller(), progress)
+                                     lambda jobs: Vanilla(), progress)
     if {"fusion_kd", "fusion_dkd"} & set(methods):
         runs += _fusion_students(st, specs, protocol, study, methods, base, progress)
     if "crossmodal_kd" in methods:

@@ -12,9 +12,12 @@ students); see :mod:`.pipeline` for the methods and metrics.
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass
 from typing import ClassVar, Mapping
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -54,7 +57,8 @@ class DisCoMParameters(Protocol, NotebookParameters):
 
     def __post_init__(self):
         self.check()
-        parse_real(self.real or ())
+        for name, _ in parse_real(self.real or ()):
+            check_splittable(name)
         if self.n_modalities < 2:
             raise ValueError(f"n_modalities must be >= 2, got {self.n_modalities}")
         if self.n_splits is not None and self.n_splits < 1:
@@ -80,9 +84,42 @@ def parse_real(items) -> list[tuple[str, tuple[str, ...] | None]]:
     return parsed
 
 
+def split_sizes(n_samples: int) -> tuple[int, int, int]:
+    """The (train, validation, test) rows of :func:`.pipeline.make_tasks`'s split of ``n_samples``
+    samples without groups: test first, then validation from the rest, each held-out part
+    ``ceil(fraction · rows)`` as scikit-learn rounds it."""
+    test = math.ceil(pipeline.TEST_FRACTION * n_samples)
+    val = math.ceil(pipeline.VAL_FRACTION / (1 - pipeline.TEST_FRACTION) * (n_samples - test))
+    return n_samples - test - val, val, test
+
+
+def check_splittable(name: str) -> None:
+    """Refuse dataset ``name`` when its stratified split cannot give every part a sample of every
+    class (scikit-learn would stop inside the kernel), naming the fewest samples that can. A
+    dataset with groups (split into group folds, which check their classes themselves) or not on
+    disk (its loader says how to get it) is left alone."""
+    info = DATASETS.info(name)
+    if info["is_available"] is not None and not info["is_available"]():
+        return
+    data = load(name)
+    sizes = split_sizes(len(data))
+    n_present = len(np.unique(data.labels.numpy()))  # scikit-learn stratifies over the classes present
+    if data.groups is not None or min(sizes) >= n_present:
+        return
+    needed = next(n for n in itertools.count(len(data)) if min(split_sizes(n)) >= n_present)
+    raise ValueError(f"real: dataset {name!r} has {len(data)} samples of {n_present} classes; its stratified "
+                     f"split has {sizes[0]}, {sizes[1]} and {sizes[2]} rows (train, validation, test), and each "
+                     f"part needs a sample of every class: DisCoM-KD needs at least {needed} samples of "
+                     f"{n_present} classes")
+
+
 def synthetic_tasks(p: DisCoMParameters) -> tuple[list[Task], list[str]]:
-    data = load(SYNTHETIC, seed=0, n_samples=p.n_samples, n_modalities=p.n_modalities)
-    return pipeline.make_tasks(data, data.modality_names, p.n_splits, SYNTHETIC), data.modality_names
+    """One task per split seed s: split s of the synthetic set drawn with seed s, so no two splits
+    share a sample."""
+    pools = [load(SYNTHETIC, seed=seed, n_samples=p.n_samples, n_modalities=p.n_modalities)
+             for seed in range(p.n_splits)]
+    modalities = pools[0].modality_names
+    return [pipeline.make_task(pool, modalities, seed, SYNTHETIC) for seed, pool in enumerate(pools)], modalities
 
 
 def real_tasks(p: DisCoMParameters) -> list[tuple[list[Task], list[str], dict[str, Architecture]]]:

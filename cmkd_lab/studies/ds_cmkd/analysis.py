@@ -1,26 +1,91 @@
 """What the DS-CMKD notebook reads from a results table: the observation table (clean vs degraded
-features), the method tables, how each DS loss moves its own diagnostic, the paper-vs-kit claims,
-their figures, and the Explore callback."""
+features), the method tables, how each DS loss moves its own diagnostic, the notebook's claims
+(stated below before the data, judged by :mod:`cmkd_lab.analysis.claims`), their figures, and
+the Explore callback."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ...analysis import claims
 from ...analysis.results import mean_std_cells, mean_std_table, summarize
+from ...engine.trainer import CHANCE_ACCURACY_MARGIN
 from ...report import figures
-from .study import ALL_METHODS, DIAGNOSTICS, DS_METHODS, METRICS, DSParameters, run
+from .study import ALL_METHODS, DIAGNOSTICS, DS_BASELINE, DS_METHODS, METRICS, NO_TEACHER, DSParameters, run
 
 PAIR_COLUMNS = ["dataset", "source", "target", "severity"]
 METRIC_TITLES = {"test_acc": "test accuracy (%)", "channel_corr": "mean |off-diagonal channel correlation|",
                  "spatial_entropy": "spatial entropy (nats)", "effective_rank": "effective rank"}
-# each DS loss and the diagnostic it targets, with the direction the paper wants (+1: up, -1: down)
-TARGETED = {"ds_ci": ("channel_corr", -1), "ds_ud": ("spatial_entropy", +1)}
-SIGNIFICANCE = 2.0  # a claim holds when its mean effect is more than this many standard errors from 0
+
+# The claims, stated before the data (papers.md §4), one row per image set or registered pair.
+# Units: seeds. One teacher serves every severity of a seed, so a seed's severities are averaged.
+CORRELATION_SESOI = 0.05  # in mean |r|: half of Cohen's small correlation (0.1); less is no structure to speak of
+ENTROPY_SESOI = 0.1  # in nats: moves the effective number of positions, exp(entropy), by about 10 %
+ACCURACY_SESOI = 1.0  # in points: the smallest gain a distillation paper reports
+CLEAN_LESS_CORRELATED = claims.Claim(
+    claim="the high-quality modality's output features have lower channel correlation",
+    source="DS-CMKD abstract, its motivating analysis (papers.md §4)", kind="paper",
+    quantity="mean |off-diagonal channel correlation|, degraded CE student − clean teacher, per seed",
+    unit="mean |r|", prediction="> 0", sesoi=CORRELATION_SESOI,
+)
+CLEAN_MORE_UNIFORM = claims.Claim(
+    claim="the high-quality modality's intermediate features spread more uniformly over positions",
+    source="DS-CMKD abstract, its motivating analysis (papers.md §4)", kind="paper",
+    quantity="spatial entropy of the intermediate map, degraded CE student − clean teacher, per seed",
+    unit="nats", prediction="< 0", sesoi=ENTROPY_SESOI,
+)
+DS_BEATS = {
+    baseline: claims.Claim(
+        claim=f"DS-CMKD (ds_both) raises the low-quality student's accuracy over {name}",
+        source="DS-CMKD abstract (papers.md §4)", kind="paper",
+        quantity=f"test accuracy, ds_both − {baseline}, per seed", unit="points", prediction="> 0",
+        sesoi=ACCURACY_SESOI,
+    )
+    for baseline, name in (("ce", "CE (no teacher)"), ("kd", "KD (the distillation it builds on)"))
+}
+GAIN_GROWS_WITH_GAP = claims.Claim(
+    claim="DS-CMKD's gain over KD is larger when the modality gap is larger",
+    source="DS-CMKD abstract (papers.md §4)", kind="paper",
+    quantity="test accuracy, (ds_both − kd) at the largest severity − at the smallest, per seed", unit="points",
+    prediction="> 0", sesoi=ACCURACY_SESOI,
+)
+# The kit's own ablations: each DS term alone, and the teacher's part.
+TERM_BEATS_KD = {
+    method: claims.Claim(
+        claim=f"{method} (KD + the {term} term alone) raises accuracy over KD", source="kit", kind="finding",
+        quantity=f"test accuracy, {method} − kd, per seed", unit="points", prediction="> 0", sesoi=ACCURACY_SESOI,
+    )
+    for method, term in (("ds_ci", "independence"), ("ds_ud", "uniformity"))
+}
+TEACHER_ADDS_TO_DS = claims.Claim(
+    claim=f"the teacher adds to the DS terms: ds_both beats {NO_TEACHER}", source="kit", kind="finding",
+    quantity=f"test accuracy, ds_both − {NO_TEACHER}, per seed", unit="points", prediction="> 0",
+    sesoi=ACCURACY_SESOI,
+)
+DS_WITHOUT_TEACHER_BEATS_CE = claims.Claim(
+    claim="the DS terms without a teacher raise accuracy over CE", source="kit", kind="finding",
+    quantity=f"test accuracy, {NO_TEACHER} − ce, per seed", unit="points", prediction="> 0", sesoi=ACCURACY_SESOI,
+)
+# Each DS term moves the statistic it optimises, against the student of its fit without it (KD):
+# a check that the loss does what it says, never support for the paper.
+TERM_MOVES_ITS_DIAGNOSTIC = {
+    "ds_ci": ("channel_corr", claims.Claim(
+        claim="ds_ci lowers the channel correlation its term penalises", source="kit", kind="check",
+        quantity="mean |off-diagonal channel correlation|, ds_ci − kd, per seed", unit="mean |r|", prediction="< 0",
+        sesoi=CORRELATION_SESOI,
+    )),
+    "ds_ud": ("spatial_entropy", claims.Claim(
+        claim="ds_ud raises the spatial entropy its term rewards", source="kit", kind="check",
+        quantity="spatial entropy of the intermediate map, ds_ud − kd, per seed", unit="nats", prediction="> 0",
+        sesoi=ENTROPY_SESOI,
+    )),
+}
 
 
 def _scale(metric: str) -> float:
@@ -55,23 +120,6 @@ def paired(table: pd.DataFrame, metric: str, method: str, baseline: str, study: 
     return wide.replace({"severity": {-1.0: math.nan}})[index + ["difference"]]
 
 
-def _effect(differences: pd.Series) -> dict:
-    n = len(differences)
-    std = float(differences.std(ddof=1)) if n > 1 else 0.0
-    return {"mean": float(differences.mean()), "std": std, "se": std / math.sqrt(n) if n else math.nan, "n": n}
-
-
-def _verdict(effect: dict, sign: int) -> str:
-    if effect["n"] < 2:
-        return "not resolved (fewer than two seeds)"
-    signed = sign * effect["mean"]
-    if signed - SIGNIFICANCE * effect["se"] > 0:
-        return "held"
-    if signed + SIGNIFICANCE * effect["se"] < 0:
-        return "not held (the opposite)"
-    return "not resolved (within two standard errors of 0)"
-
-
 def observation_table(table: pd.DataFrame) -> pd.DataFrame:
     """The motivating analysis: each diagnostic of the teacher's features on clean inputs beside
     the CE student's on degraded inputs, and their seed-by-seed difference (degraded − clean),
@@ -92,67 +140,89 @@ def observation_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def diagnostic_shifts(table: pd.DataFrame) -> pd.DataFrame:
-    """How each DS student's diagnostics differ from the CE student's on the same seed and pair:
-    mean ± std of the difference, per DS method and diagnostic (all pairs and severities)."""
+    """How each DS student's diagnostics and accuracy differ from its baseline's (the student of
+    its fit with both DS terms off: KD, or CE for the student without a teacher) on the same seed
+    and pair: mean ± std of the difference (accuracy in points), per DS student and metric (all
+    pairs and severities)."""
     rows = []
-    for method in [m for m in DS_METHODS if m in set(table["method"])]:
-        for metric in DIAGNOSTICS + ("test_acc",):
-            effect = _effect(paired(table, metric, method, "ce")["difference"])
-            rows.append({"method": method, "metric": metric, "shift vs CE": f"{effect['mean'] * _scale(metric):+.3f} ± "
-                         f"{effect['std'] * _scale(metric):.3f}", "n": effect["n"]})
+    present = set(table["method"])
+    for method in [m for m in DS_BASELINE if m in present and DS_BASELINE[m] in present]:
+        for metric in METRICS:
+            difference = _scale(metric) * paired(table, metric, method, DS_BASELINE[method])["difference"]
+            rows.append({"method": f"{method} − {DS_BASELINE[method]}", "metric": metric,
+                         "shift": f"{difference.mean():+.3f} ± {difference.std(ddof=1):.3f}"})
     if not rows:
         return pd.DataFrame()
-    wide = pd.DataFrame(rows).pivot(index="method", columns="metric", values="shift vs CE")
-    return wide[[m for m in METRICS if m in wide.columns]]
+    return pd.DataFrame(rows).pivot(index="method", columns="metric", values="shift")[list(METRICS)]
 
 
-def claims(table: pd.DataFrame) -> pd.DataFrame:
-    """The paper's claims beside what the kit measures, each with its criterion and verdict."""
-    rows = []
-
-    def add(claim, paper, effect, unit, sign, criterion):
-        rows.append({"claim": claim, "paper says": paper,
-                     "kit measures": f"{effect['mean']:+.3f} ± {effect['std']:.3f} {unit} (n = {effect['n']})",
-                     "criterion": criterion, "verdict": _verdict(effect, sign)})
-
-    within = f"mean more than {SIGNIFICANCE:g} standard errors"
-    observation = "the abstract's observation, no number given (papers.md §4)"
-    if "ds_analysis" in set(table["study"]):
-        # one teacher serves every severity of a seed: the unit is the seed (severities averaged)
-        for metric, sign, what, unit in (("channel_corr", +1, "lower channel correlation", ""),
-                                         ("spatial_entropy", -1, "higher spatial entropy (more uniform maps)", "nats, ")):
-            gap = paired(table, metric, "ce", "teacher", "ds_analysis").groupby(["dataset", "seed"])["difference"].mean()
-            add(f"clean (high-quality) features have {what}", observation, _effect(gap),
-                f"{unit}degraded CE − clean teacher, per seed", sign, f"{within} {'above' if sign > 0 else 'below'} 0")
-    methods = set(table["method"])
-    for method, (metric, sign) in TARGETED.items():
-        if method in methods and "ce" in methods:
-            add(f"{method} moves {metric} {'down' if sign < 0 else 'up'} (the loss does what it says)",
-                "the method's premise", _effect(paired(table, metric, method, "ce")["difference"]),
-                f"{method} − ce", sign, f"{within} {'below' if sign < 0 else 'above'} 0")
-    for method in [m for m in DS_METHODS if m in methods and "ce" in methods]:
-        accuracy = paired(table, "test_acc", method, "ce")
-        effect = _effect(100 * accuracy["difference"])
-        add(f"{method} raises the low-quality student's accuracy over CE", "DS-CMKD improves the low-quality "
-            "modality (abstract; no number for this setting)", effect, "points", +1, f"{within} above 0")
-    if "ds_both" in methods and "ce" in methods:
-        gain = paired(table, "test_acc", "ds_both", "ce").dropna(subset=["severity"])
-        if gain["severity"].nunique() >= 2:
-            low, high = gain["severity"].min(), gain["severity"].max()
-            at = lambda s: 100 * gain[gain["severity"] == s].groupby("seed")["difference"].mean()  # noqa: E731
-            growth = (at(high) - at(low)).dropna()
-            add(f"the DS gain grows with the modality gap (severity {high:g} vs {low:g})",
-                "gains are largest when the gap is large (abstract)", _effect(growth), "points", +1, f"{within} above 0")
-    return pd.DataFrame(rows)
+def claims_table(table: pd.DataFrame, n_classes: Mapping[str, int]) -> pd.DataFrame:
+    """Every claim of the notebook, judged (:func:`cmkd_lab.analysis.claims.table`: Holm within
+    each kind), per image set or registered pair: the observation, DS-CMKD against CE and KD and
+    its gain's growth with the gap (paper claims), the ablations (findings), and each DS term
+    against the diagnostic it optimises (checks). ``n_classes`` gives each dataset's number of
+    classes: a comparison where either side's mean test accuracy is within the engine's chance
+    margin of 1/K is passed as at chance."""
+    paper, findings, checks = [], [], []
+    for dataset, part in table.groupby("dataset", sort=False):
+        setting = _setting(part)
+        chance = 1 / n_classes[dataset] + CHANCE_ACCURACY_MARGIN
+        paper += [_difference_row(CLEAN_LESS_CORRELATED, part, "channel_corr", "ce", "teacher", setting, chance,
+                                  "ds_analysis"),
+                  _difference_row(CLEAN_MORE_UNIFORM, part, "spatial_entropy", "ce", "teacher", setting, chance,
+                                  "ds_analysis")]
+        paper += [_difference_row(claim, part, "test_acc", "ds_both", baseline, setting, chance)
+                  for baseline, claim in DS_BEATS.items()]
+        paper.append(_growth_row(part, dataset, chance))
+        findings += [_difference_row(claim, part, "test_acc", method, "kd", setting, chance)
+                     for method, claim in TERM_BEATS_KD.items()]
+        findings += [_difference_row(TEACHER_ADDS_TO_DS, part, "test_acc", "ds_both", NO_TEACHER, setting, chance),
+                     _difference_row(DS_WITHOUT_TEACHER_BEATS_CE, part, "test_acc", NO_TEACHER, "ce", setting, chance)]
+        checks += [_difference_row(claim, part, metric, method, DS_BASELINE[method], setting, chance)
+                   for method, (metric, claim) in TERM_MOVES_ITS_DIAGNOSTIC.items()]
+    return claims.table([row for row in paper + findings + checks if row is not None])
 
 
-def claims_by_dataset(table: pd.DataFrame) -> pd.DataFrame:
-    """:func:`claims` for each dataset on its own, then for all of them pooled (``dataset`` "all"),
-    the dataset as the first column."""
-    parts = {name: claims(part) for name, part in table.groupby("dataset", sort=False)}
-    if len(parts) > 1:
-        parts["all"] = claims(table)
-    return pd.concat(parts, names=["dataset", "row"]).reset_index(level="row", drop=True).reset_index()
+def _setting(part: pd.DataFrame) -> str:
+    """A dataset's rows in words: ``"digits_degraded: clean → degraded"``."""
+    first = part.iloc[0]
+    return f"{first['dataset']}: {first['source']} → {first['target']}"
+
+
+def _in_study(table: pd.DataFrame, study: str | None) -> pd.Series:
+    return table["study"] == study if study is not None else table["study"] != "ds_analysis"
+
+
+def _chance_note(part: pd.DataFrame, methods, chance: float, study: str | None) -> str:
+    """Which of ``methods`` (rows of ``study``) have a mean test accuracy at or below ``chance``
+    (1/K plus the engine's margin); empty when none."""
+    accuracy = part[(part["metric"] == "test_acc") & _in_study(part, study)].groupby("method")["value"].mean()
+    return "; ".join(f"{m}: test accuracy {100 * accuracy[m]:.1f} %, at most chance + margin ({100 * chance:.1f} %)"
+                     for m in methods if accuracy[m] <= chance)
+
+
+def _difference_row(claim: claims.Claim, part: pd.DataFrame, metric: str, method: str, baseline: str, setting: str,
+                    chance: float, study: str | None = None) -> dict | None:
+    """``claim`` on each seed's ``method`` − ``baseline`` of ``metric`` (rows of ``study``;
+    accuracy in points), the seed's severities averaged; None when either method did not run."""
+    if not {method, baseline} <= set(part.loc[_in_study(part, study), "method"]):
+        return None
+    difference = paired(part, metric, method, baseline, study)
+    note = _chance_note(part, (method, baseline), chance, study)
+    return claim.judge(_scale(metric) * difference["difference"], clusters=difference["seed"], setting=setting,
+                       at_chance=bool(note), note=note)
+
+
+def _growth_row(part: pd.DataFrame, dataset: str, chance: float) -> dict | None:
+    """:data:`GAIN_GROWS_WITH_GAP` per seed: ds_both − kd at the largest severity minus at the
+    smallest; None without both methods or two severities."""
+    if not {"ds_both", "kd"} <= set(part["method"]) or part["severity"].nunique() < 2:
+        return None
+    gain = paired(part, "test_acc", "ds_both", "kd").pivot_table(index="seed", columns="severity", values="difference")
+    low, high = gain.columns.min(), gain.columns.max()
+    note = _chance_note(part[part["severity"] == high], ("ds_both", "kd"), chance, None)
+    return GAIN_GROWS_WITH_GAP.judge(100 * (gain[high] - gain[low]), setting=f"{dataset}: severity {high:g} vs {low:g}",
+                                     at_chance=bool(note), note=note)
 
 
 def variant_means(table: pd.DataFrame) -> pd.DataFrame:
@@ -199,13 +269,13 @@ def observation_figure(table: pd.DataFrame, dataset: str) -> go.Figure:
                        title=f"{dataset}: features on clean inputs (teacher) vs degraded inputs (CE student)")
 
 
-EXPLORE_SCALE = {"n_runs": 1, "n_train": 300, "epochs": 8, "teacher_epochs": 1, "methods": ("ce",) + DS_METHODS}
+EXPLORE_SCALE = {"n_runs": 1, "n_train": 300, "epochs": 8, "teacher_epochs": 8, "methods": ("kd",) + DS_METHODS}
 
 
 def explore_figure(p: DSParameters, severity: float, independence_weight: float, uniformity_weight: float) -> go.Figure:
-    """The Explore callback: CE and the three DS students on one seed of the first image set at
-    ``severity``, with the two weights, at a small scale (``EXPLORE_SCALE``); every metric per
-    method. The teacher is not shown (it trains one epoch: no student here reads it)."""
+    """The Explore callback: KD and the three DS students (KD + the DS terms) on one seed of the
+    first image set at ``severity``, with the two weights, at a small scale (``EXPLORE_SCALE``);
+    every metric per method."""
     changed = p.replace(images=tuple(p.images[:1]) or ("digits_degraded",), pairs=(), severities=(float(severity),),
                         independence_weight=float(independence_weight), uniformity_weight=float(uniformity_weight),
                         **EXPLORE_SCALE)

@@ -9,12 +9,15 @@ low-quality one, trained with
 
 - ``ce``: cross-entropy only;
 - ``kd`` and ``fitnet``: from the teacher (Hinton KD with T² scaling; a hint on the embedding);
-- ``ds_ci``, ``ds_ud``, ``ds_both``: CE + the DS losses of :class:`~cmkd_lab.losses.DimensionalStructure`
-  (channel independence, spatial uniformity, both; our reading of the paper).
+- ``ds_ci``, ``ds_ud``, ``ds_both``: DS-CMKD as we read it, :class:`~cmkd_lab.losses.DimensionalStructure`:
+  CE + KD from the teacher (the paper's "guided by the high-quality modality") + the DS terms
+  (channel independence, spatial uniformity, both);
+- ``ds (no teacher)``: CE + both DS terms without the teacher, an ablation.
 
-CE and the three DS students are one batched fit (the DS loss with per-model weights, CE's
-both 0), KD and FitNet one fit each; teachers are trained once per seed and clean data, so the
-severities share them. Model selection is ``select`` (default: the best validation epoch).
+KD and the three DS students are one batched fit (the DS loss with per-model weights, KD's both
+0), CE and DS without a teacher another, FitNet a third; teachers are trained once per seed and
+clean data, so the severities share them. Model selection is ``select`` (default: the best
+validation epoch).
 
 Rows (tidy; settings ``dataset``, ``source``, ``target``, ``severity``): ``test_acc`` and the
 diagnostics of :func:`~cmkd_lab.analysis.metrics.structure_diagnostics` on the test split, each model on
@@ -41,6 +44,7 @@ from ...analysis.metrics import accuracy, structure_diagnostics
 from ...analysis.results import RunLog, tidy_rows
 from ...app.notebook import NotebookParameters
 from ...datasets import Splits, load, real_dataset_names, standardise
+from ...datasets.core import run_generator
 from ...datasets.degraded import DEGRADATIONS, DEGRADED_DATASETS
 from ...engine import SELECTION_RULES, FitResult, Stack, TrainConfig, fit
 from ...losses import make_loss
@@ -48,15 +52,23 @@ from ...systems import Distillation
 from ..real_data import parse_pairs, split_records
 from ..runner import Architecture, StudyRun, Task, fit_run, repeat_models
 
-DS_METHODS = ("ds_ci", "ds_ud", "ds_both")
-METHODS = ("ce", "kd", "fitnet") + DS_METHODS  # the students
+DS_METHODS = ("ds_ci", "ds_ud", "ds_both")  # DS-CMKD: KD from the teacher + the DS terms (our reading)
+NO_TEACHER = "ds (no teacher)"  # CE + both DS terms, no teacher: the ablation of the teacher's part
+METHODS = ("ce", "kd", "fitnet") + DS_METHODS + (NO_TEACHER,)  # the students
 ALL_METHODS = ("teacher",) + METHODS
 STUDIES = ("ds_analysis", "ds_methods", "ds_severity")
 DIAGNOSTICS = ("channel_corr", "spatial_entropy", "effective_rank")
 METRICS = ("test_acc",) + DIAGNOSTICS
 DEGRADED_SOURCE, DEGRADED_TARGET = "clean", "degraded"
-# which DS terms each student of the batched CE/DS fit switches on (independence, uniformity)
-DS_SWITCHES = {"ce": (0, 0), "ds_ci": (1, 0), "ds_ud": (0, 1), "ds_both": (1, 1)}
+# Our reading of "guided by the high-quality modality": Hinton KD from its teacher (the DS loss's default guide).
+DS_GUIDE = "kd"
+# The batched DS fits: per guide, its students and the DS terms each switches on (independence,
+# uniformity). With both off, the guided fit's student is plain KD and the unguided one's plain CE.
+DS_FITS = {DS_GUIDE: {"kd": (0, 0), "ds_ci": (1, 0), "ds_ud": (0, 1), "ds_both": (1, 1)},
+           "none": {"ce": (0, 0), NO_TEACHER: (1, 1)}}
+# each DS student's baseline: the student of its fit with both terms off (same guidance, same seeds)
+DS_BASELINE = {method: next(base for base, switches in students.items() if switches == (0, 0))
+               for students in DS_FITS.values() for method, switches in students.items() if switches != (0, 0)}
 
 
 @dataclass(frozen=True)
@@ -111,22 +123,19 @@ class DSParameters(NotebookParameters):
         return TrainConfig(epochs=epochs, lr=self.lr, optimizer="adam", batch_size=self.batch_size, select=self.select,
                            device=self.device)
 
-    def ds_loss(self, methods: Sequence[str], n_tasks: int):
-        """One DS loss for the batched CE/DS fit: ``methods`` blocks of ``n_tasks`` models each,
-        every block with its own switches of the two DS terms."""
-        def per_model(term: int, weight: float) -> tuple[float, ...]:
-            return tuple(float(weight * DS_SWITCHES[m][term]) for m in methods for _ in range(n_tasks))
+    def ds_loss(self, guide: str, weights: Sequence[tuple[float, float]]):
+        """The DS loss guided by ``guide`` for one batched fit: one (independence, uniformity)
+        pair of weights per model, with this notebook's layers and KD or hint settings."""
+        return make_loss("ds", guide=guide, temperature=self.kd_temperature, kd_weight=self.kd_weight,
+                         hint_weight=self.hint_weight, output_layer=self.output_layer, map_layer=self.map_layer,
+                         independence_weight=tuple(float(w[0]) for w in weights),
+                         uniformity_weight=tuple(float(w[1]) for w in weights))
 
-        return make_loss("ds", independence_weight=per_model(0, self.independence_weight),
-                         uniformity_weight=per_model(1, self.uniformity_weight),
-                         output_layer=self.output_layer, map_layer=self.map_layer)
-
-    def guided_loss(self, method: str):
-        """The KD or FitNet student's loss (the teacher's guidance without the DS terms)."""
-        if method == "kd":
-            return make_loss("kd", temperature=self.kd_temperature, reduction="batchmean", t2_scale=True,
-                             kd_weight=self.kd_weight)
-        return make_loss("fitnet", hint_weight=self.hint_weight)
+    def switched_weights(self, guide: str, methods: Sequence[str], n_tasks: int) -> list[tuple[float, float]]:
+        """Per model of a batched fit of ``DS_FITS[guide]``: ``methods`` blocks of ``n_tasks``
+        models, each block's DS weights those of this notebook switched as its method says."""
+        return [(self.independence_weight * DS_FITS[guide][m][0], self.uniformity_weight * DS_FITS[guide][m][1])
+                for m in methods for _ in range(n_tasks)]
 
 
 @dataclass(frozen=True)
@@ -158,7 +167,7 @@ def _fewer_train(splits: Splits, n_train: int, seed: int) -> Splits:
     """``splits`` with a seeded subset of ``n_train`` training samples (0 or more than there are: all)."""
     if not n_train or n_train >= len(splits.train):
         return splits
-    keep = np.random.default_rng(seed).permutation(len(splits.train))[:n_train]
+    keep = run_generator(seed, "fewer_train", "train").permutation(len(splits.train))[:n_train]
     return Splits(splits.train.subset(np.sort(keep)), splits.val, splits.test)
 
 
@@ -204,9 +213,10 @@ def run_pairs(pairs: Sequence[Pair], *, study: str, p: DSParameters, progress: b
     parts, n_classes = _parts(pairs)
     teacher, runs = _teachers(pairs, parts, p.net(), n_classes, p, progress, study)
     outputs = {"teacher": _evaluate(teacher, parts["test"]["x_teacher"], parts["test"]["y"], p)}
-    plain = [m for m in METHODS if m in p.methods and m in DS_SWITCHES]
-    jobs = ([(plain, p.ds_loss(plain, len(pairs)))] if plain else []) + [
-        ([method], p.guided_loss(method)) for method in ("kd", "fitnet") if method in p.methods]
+    jobs = [(chosen, p.ds_loss(guide, p.switched_weights(guide, chosen, len(pairs))))
+            for guide, students in DS_FITS.items() if (chosen := [m for m in students if m in p.methods])]
+    if "fitnet" in p.methods:
+        jobs.append((["fitnet"], make_loss("fitnet", hint_weight=p.hint_weight)))
     for methods, loss in jobs:
         evaluated, result = _fit_students(pairs, parts, n_classes, p, loss, len(methods), teacher if loss.needs_teacher
                                           else None, progress, f"{study}: {', '.join(methods)}")
@@ -243,26 +253,30 @@ def _fit_students(pairs, parts, n_classes, p, loss, k, teacher, progress, descri
 
 
 def weight_sweep(p: DSParameters, variants: Mapping[str, tuple[float, float]], *, severity: float,
-                 guide: str = "none", progress: bool | None = False) -> pd.DataFrame:
+                 guide: str = DS_GUIDE, progress: bool | None = False) -> pd.DataFrame:
     """Students of ``variants`` on ``p``'s first image set at ``severity`` (one seed per run), as
-    one batched fit: each variant's name maps to its (independence, uniformity) weights, (0, 0)
-    being CE alone, with ``p``'s layers and training settings; ``guide="kd"`` or ``"fitnet"`` adds
-    that term from a CE teacher on the clean images (trained first, ``p.teacher_epochs``), so
-    (0, 0) is then the plain KD or FitNet student. Tidy rows of test accuracy and the diagnostics
-    on the test split, ``method`` the variant's name."""
+    one batched fit: each variant's name maps to its (independence, uniformity) weights, with
+    ``p``'s layers and training settings, guided by ``guide`` from a CE teacher on the clean
+    images (trained first, ``p.teacher_epochs``): by default KD, so (0, 0) is the plain KD
+    student; ``"fitnet"`` a hint (0, 0: FitNet); ``"none"`` no teacher (0, 0: CE alone). Tidy rows
+    of test accuracy and the diagnostics on the test split, ``method`` the variant's name."""
     pairs = degraded_pairs(p, (p.images or ("digits_degraded",))[0], [severity])
     parts, n_classes = _parts(pairs)
-    n, names = len(pairs), list(variants)
+    names = list(variants)
     teacher = None if guide == "none" else _teachers(pairs, parts, p.net(), n_classes, p, progress, "weight sweep")[0]
-    loss = make_loss("ds", guide=guide, temperature=p.kd_temperature, kd_weight=p.kd_weight, hint_weight=p.hint_weight,
-                     output_layer=p.output_layer, map_layer=p.map_layer,
-                     **{f"{term}_weight": tuple(float(variants[name][i]) for name in names for _ in range(n))
-                        for i, term in enumerate(("independence", "uniformity"))})
+    loss = p.ds_loss(guide, [variants[name] for name in names for _ in pairs])
     evaluated, _ = _fit_students(pairs, parts, n_classes, p, loss, len(names), teacher, progress,
                                  f"weight sweep: {', '.join(names)}")
     settings, seeds = [pair.settings for pair in pairs], [pair.task.seed for pair in pairs]
     return pd.DataFrame([row for name, values in zip(names, evaluated) for metric in METRICS
                          for row in tidy_rows("ds_weights", name, settings, seeds, metric, values[metric])])
+
+
+def n_classes(p: DSParameters) -> dict[str, int]:
+    """How many classes each image set and registered pair of ``p`` holds, by dataset name (a
+    model's chance accuracy is one over that)."""
+    names = list(p.images or ()) + [name for name, _, _ in parse_pairs(p.pairs, real_dataset_names())]
+    return {name: load(name).n_classes for name in dict.fromkeys(names)}
 
 
 def _stacked(pairs: Sequence[Pair], part: str) -> dict[str, torch.Tensor]:

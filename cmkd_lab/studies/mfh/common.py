@@ -1,5 +1,5 @@
 """What the MFH studies share: the KD loss, channel choices, the per-seed difference of two
-methods and the paper-vs-kit table."""
+methods, the paper-vs-kit table and its claims."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ...analysis import claims
 from ...analysis.results import paper_vs_kit, summarize
 from ...app.notebook import NotebookParameters
-from ...losses import Distiller, make_loss
+from ...engine.trainer import CHANCE_ACCURACY_MARGIN
+from ...losses import KD_REDUCTIONS, Distiller, make_loss
 
 OFFICIAL_EPOCHS = 1000
 
@@ -33,7 +35,7 @@ class SyntheticKDParameters(NotebookParameters):
     explore_runs: int = 5
     explore_epochs: int = 300
 
-    choices: ClassVar = {"reduction": ("mean", "batchmean")}
+    choices: ClassVar = {"reduction": KD_REDUCTIONS}
 
 
 def kd_loss(p, **options) -> Distiller:
@@ -80,3 +82,46 @@ def paper_comparison(table: pd.DataFrame, paper: pd.DataFrame, on: Sequence[str]
     key = lambda frame: frame.assign(**{knob: frame[knob].astype(float).map(match)})  # noqa: E731
     kit = summarize(table[table["metric"] == "test_acc"], by=on)
     return paper_vs_kit(key(kit), key(paper), on=on, tolerance=tolerance).round(2)
+
+
+def reproduction_claims(kit: pd.DataFrame, paper: pd.DataFrame, on: Sequence[str], statement: claims.Claim,
+                        label: Callable[[Mapping], str],
+                        match: Callable[[float], float] = lambda value: round(value, 3),
+                        at_chance: Callable[[pd.DataFrame], str] = lambda rows: "") -> list[dict]:
+    """Per published value (a row of ``paper``: ``on`` columns and ``paper``, in percent) that the
+    kit measured: ``statement`` (an ``= 0`` claim, sesoi = the tolerance) judged on kit − paper per
+    seed, in points. ``kit`` holds ``on`` columns, ``seed`` and ``value`` (percent); settings are
+    matched on ``match`` of the first ``on`` column; ``label(row)`` names the claim's setting;
+    ``at_chance(rows)`` says which of the kit rows compared ended at chance ("" when none did)."""
+    knob = on[0]
+    kit = kit.assign(**{knob: kit[knob].astype(float).map(match)})
+    rows = []
+    for published in paper.assign(**{knob: paper[knob].astype(float).map(match)}).to_dict("records"):
+        inside = kit[np.logical_and.reduce([kit[column] == published[column] for column in on])]
+        if len(inside):
+            chance = at_chance(inside)
+            rows.append(statement.judge(inside["value"] - published["paper"], setting=label(published),
+                                        at_chance=bool(chance), note=chance))
+    return rows
+
+
+def at_chance(acc: pd.DataFrame, models: Sequence[tuple[str, str]], percent: bool = False) -> str:
+    """Which of ``models`` ((method, teacher mode)) ended at chance, on how many seeds of ``acc``
+    (``test_acc`` rows with an ``n_classes`` column; values in percent if ``percent``): test
+    accuracy ≤ 1 / n_classes + the engine's margin
+    (:data:`~cmkd_lab.engine.trainer.CHANCE_ACCURACY_MARGIN`); "" when none did."""
+    found = []
+    for method, mode in models:
+        rows = acc[(acc["method"] == method) & (acc["teacher_mode"] == mode)]
+        low = rows["value"] / (100 if percent else 1) <= 1 / rows["n_classes"] + CHANCE_ACCURACY_MARGIN
+        if low.any():
+            found.append(f"{method} · {mode} on {int(low.sum())} of {len(rows)} seeds")
+    return "; ".join(found)
+
+
+def chance_note(*runs, methods: Sequence[str] | None = None) -> str:
+    """The engine's "ended at chance" warnings of the fits of ``runs`` (StudyRuns; only the fits of
+    ``methods`` if given), counted, or ""."""
+    warned = [message for run in runs for record in run.log.fits for message in record.get("warnings", [])
+              if methods is None or record.get("method") in methods]
+    return f"{len(warned)} model(s) ended at chance, e.g. {warned[0]}" if warned else ""

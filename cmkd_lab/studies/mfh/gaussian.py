@@ -4,18 +4,23 @@
 batched fit through :func:`~cmkd_lab.studies.runner.run_teacher_student`.
 
 Rows: ``study`` ∈ mfh_fig2 (setting ``gamma``), mfh_fig3 (``alpha``); ``method`` ∈ teacher,
-no_kd, kd; ``metric`` = test_acc (a fraction).
+no_kd, kd; ``metric`` = test_acc (a fraction). :func:`claims_table` judges what MFH says of the
+two figures (the ``Claim`` constants), runs as units; the exercises' answers are registered calls.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import ClassVar, Mapping
 
 import pandas as pd
 import plotly.graph_objects as go
 
+from ...analysis import claims
 from ...analysis.results import summarize
+from ...app import course
 from ...datasets.synthetic import RNG_MODES, mfh_overlap, mfh_teacher_specific
 from ...engine import TrainConfig
 from ...losses import Distiller
@@ -23,7 +28,16 @@ from ...report import figures
 from ..official import with_official_inits
 from ..quickstart import sign_change
 from ..runner import StudyRun, Task, run_teacher_student
-from .common import OFFICIAL_EPOCHS, SyntheticKDParameters, kd_loss, paired_difference, paper_comparison, ratios_table
+from .common import (
+    OFFICIAL_EPOCHS,
+    SyntheticKDParameters,
+    chance_note,
+    kd_loss,
+    paired_difference,
+    paper_comparison,
+    ratios_table,
+    reproduction_claims,
+)
 
 PAPER_TOLERANCE = 2.0  # points: values read off published figures; the official script lands within 1-2 points
 KNOB_TITLES = {"gamma": "γ (modality-general share)", "alpha": "α (teacher-specific share)"}
@@ -43,7 +57,7 @@ class GaussianParameters(SyntheticKDParameters):
 
 
 def _sweep_tasks(p: GaussianParameters, generator, knob_values, setting: str) -> list[Task]:
-    """One task per (knob value, seed): train set from seed s, test set from seed s + 1; with
+    """One task per (knob value, seed): train and test sets from run s's independent streams; with
     ``rng="official"`` the official script's data and initial weights of run s."""
     tasks = []
     for value in knob_values:
@@ -136,7 +150,7 @@ FIGURES = {"gamma": ("Fig. 2", "γ"), "alpha": ("Fig. 3", "α")}
 
 def _labelled(compared: pd.DataFrame, knob: str) -> pd.DataFrame:
     """A paper-vs-kit table whose rows start with readable labels (figure, setting such as
-    "γ = 0.11", model) in place of the raw knob and method: what claims.csv calls each claim."""
+    "γ = 0.11", model) in place of the raw knob and method."""
     figure, symbol = FIGURES[knob]
     labels = pd.DataFrame({"figure": figure, "setting": [f"{symbol} = {v:.2f}" for v in compared[knob]],
                            "model": compared["method"].map(MODEL_NAMES)})
@@ -187,6 +201,105 @@ def change_across(table: pd.DataFrame, knob: str) -> pd.Series:
     return 100 * (acc.iloc[:, -1] - acc.iloc[:, 0])
 
 
+# ----------------------------------------------------------------------------- claims
+# What MFH says of Fig. 2 and Fig. 3, stated before the data (papers.md §1, case study A). The
+# units are runs: each draws its own hyperplane and data, and every model of a run shares them.
+ONE_POINT = 1.0  # accuracy points: the smallest gain or loss of KD that the field reports as one
+_FIG2, _FIG3 = "MFH §4, Fig. 2", "MFH §4, Fig. 3"
+GAIN_GROWS_WITH_GAMMA = claims.Claim(
+    claim="what the student gains from KD grows with γ", source=_FIG2, kind="paper",
+    quantity="Spearman ρ of KD − No-KD with γ within each run, averaged over runs", unit="Spearman ρ",
+    prediction="> 0", sesoi=0.1)  # a small rank correlation (Cohen): below it, no trend worth the name
+KD_HURTS_AT_LOW_GAMMA = claims.Claim(
+    claim="KD hurts when the teacher's decisive features are not shared (lowest γ)", source=_FIG2, kind="paper",
+    quantity="KD − No-KD test accuracy, per run", unit="points", prediction="< 0", sesoi=ONE_POINT)
+KD_HELPS_AT_HIGH_GAMMA = claims.Claim(
+    claim="KD helps when the teacher's decisive features are shared (highest γ)", source=_FIG2, kind="paper",
+    quantity="KD − No-KD test accuracy, per run", unit="points", prediction="> 0", sesoi=ONE_POINT)
+TEACHER_RISES_WITH_ALPHA = claims.Claim(
+    claim="the teacher gets far better as α grows", source=_FIG3, kind="paper",
+    quantity="teacher test accuracy at the highest α − at the lowest, per run", unit="points", prediction="> 0",
+    sesoi=10.0)  # "far better": 10 points, a third of the figure's rise (58.5 → 88.6)
+GAIN_FLAT_IN_ALPHA = claims.Claim(
+    claim="yet its student gains no more from KD: teacher accuracy does not predict the student's gain",
+    source=_FIG3, kind="paper", quantity="KD − No-KD at the highest α − at the lowest, per run", unit="points",
+    prediction="= 0", sesoi=3.0)  # a student following a tenth of the teacher's ~30-point rise would be predicted by it
+REPRODUCES_GAIN = claims.Claim(
+    claim="the kit reproduces the published KD − No-KD", source=f"{_FIG2} (read off the figure)", kind="paper",
+    quantity="kit − paper KD − No-KD test accuracy, per run", unit="points", prediction="= 0",
+    sesoi=PAPER_TOLERANCE)
+
+
+def _gains(table: pd.DataFrame, knob: str, method: str = "kd") -> pd.DataFrame:
+    """Δ = ``method`` − No-KD in points per (``knob``, seed)."""
+    gains = delta_by_seed(table, knob, method)
+    return gains.assign(value=100 * gains["value"])
+
+
+def _across(values: pd.DataFrame, knob: str) -> tuple[pd.Series, str]:
+    """Per run, the value at the highest ``knob`` minus at the lowest, and the setting's label."""
+    by_run = values.pivot(index="seed", columns=knob, values="value").sort_index(axis=1)
+    symbol, low, high = FIGURES[knob][1], by_run.columns[0], by_run.columns[-1]
+    return (by_run[high] - by_run[low]).dropna(), f"{symbol} = {low:.2f} → {high:.2f}"
+
+
+def _published_gains(paper: pd.DataFrame, knob: str) -> pd.DataFrame:
+    """The published KD − No-KD (points) per setting of ``knob`` where the figure gives both."""
+    wide = paper.pivot(index=knob, columns="method", values="paper")
+    return (wide["kd"] - wide["no_kd"]).dropna().rename("paper").reset_index()
+
+
+def _single_setting(table: pd.DataFrame, knob: str) -> str:
+    """A note when the sweep has one ``knob`` value (nothing to compare across), else ""."""
+    return f"one {FIGURES[knob][1]} value: nothing to compare across" if table[knob].nunique() < 2 else ""
+
+
+def _fig2_claims(table: pd.DataFrame, chance: str) -> list[dict]:
+    gains = _gains(table, "gamma")
+    low, high = gains["gamma"].min(), gains["gamma"].max()
+    at = lambda gamma: gains.loc[gains["gamma"] == gamma, "value"]  # noqa: E731
+    marked = dict(at_chance=bool(chance), note=chance)
+    single = _single_setting(gains, "gamma")
+    if chance or single:  # judge_correlation cannot mark models at chance: the row states the claim, unjudged
+        grows = GAIN_GROWS_WITH_GAMMA.judge([], setting="Fig. 2", at_chance=bool(chance), note=chance or single)
+    else:
+        grows = GAIN_GROWS_WITH_GAMMA.judge_correlation(gains["gamma"], gains["value"], clusters=gains["seed"],
+                                                        strata=gains["seed"], setting="Fig. 2")
+    return [
+        grows,
+        KD_HURTS_AT_LOW_GAMMA.judge(at(low), setting=f"Fig. 2 · γ = {low:.2f}", **marked),
+        KD_HELPS_AT_HIGH_GAMMA.judge(at(high), setting=f"Fig. 2 · γ = {high:.2f}", **marked),
+        *reproduction_claims(gains, _published_gains(FIG2_PAPER, "gamma"), ["gamma"], REPRODUCES_GAIN,
+                             lambda row: f"Fig. 2 · γ = {row['gamma']:.2f}", at_chance=lambda rows: chance),
+    ]
+
+
+def _fig3_claims(table: pd.DataFrame, chance: str) -> list[dict]:
+    acc = table[(table["metric"] == "test_acc") & (table["method"] == "teacher")]
+    teacher_rise, setting = _across(acc.assign(value=100 * acc["value"]), "alpha")
+    gain_change, _ = _across(_gains(table, "alpha"), "alpha")
+    single = _single_setting(acc, "alpha")
+    if single:
+        teacher_rise = gain_change = []
+    marked = dict(setting=f"Fig. 3 · {setting}", at_chance=bool(chance), note=chance or single)
+    return [
+        TEACHER_RISES_WITH_ALPHA.judge(teacher_rise, **marked),
+        GAIN_FLAT_IN_ALPHA.judge(gain_change, **marked),
+        *reproduction_claims(_gains(table, "alpha"), _published_gains(FIG3_PAPER, "alpha"), ["alpha"],
+                             dataclasses.replace(REPRODUCES_GAIN, source=f"{_FIG3} (read off the figure)"),
+                             lambda row: f"Fig. 3 · α = {row['alpha']:.2f}", at_chance=lambda rows: chance),
+    ]
+
+
+def claims_table(fig2: StudyRun, fig3: StudyRun) -> pd.DataFrame:
+    """What MFH says of Fig. 2 and Fig. 3 (the claims above), judged with runs as units and
+    Holm-adjusted within each kind (:func:`cmkd_lab.analysis.claims.table`). The claims of a
+    figure whose fits warned that a model ended at chance (the engine's train-accuracy signal:
+    Fig. 3's students sit near 58 % on the test set by design, so test accuracy cannot tell) are
+    not resolved."""
+    return claims.table(_fig2_claims(fig2.table, chance_note(fig2)) + _fig3_claims(fig3.table, chance_note(fig3)))
+
+
 def accuracy_figure(table: pd.DataFrame, knob: str, paper: pd.DataFrame | None = None, title: str = "") -> go.Figure:
     """Teacher, No-KD and KD accuracy against ``knob`` with 95 % confidence bands of the mean
     (each run draws a new hyperplane, so ± std bands would span most of the axis) and the
@@ -227,3 +340,83 @@ def explore(p: GaussianParameters, overlap: int, xs1: int, n_train: int, tempera
     return figures.grouped_bars(summary, x="setting", x_title="",
                                 title=f"n_train = {n_train}, T = {temperature}, KD weight = {kd_weight} "
                                       f"({p.explore_runs} seeds, {p.explore_epochs} epochs)")
+
+
+# ----------------------------------------------------------------------------- exercises
+# Each checked answer is a seeded call (runs 0..n_runs − 1) at small fixed settings on the CPU.
+def _exercise_parameters(**values) -> GaussianParameters:
+    return GaussianParameters.create(device="cpu", **values)
+
+
+@functools.cache
+def _gains_by_loss(n_runs: int, epochs: int, overlaps: tuple[int, ...], n_train: int,
+                   losses: tuple[tuple[str, tuple], ...]) -> pd.DataFrame:
+    """Δ (points) per γ of Fig. 2, one column per KD student: ``losses`` holds (name, the
+    (parameter, value) pairs that change its KD loss from the default)."""
+    p = _exercise_parameters(n_runs=n_runs, epochs=epochs, overlaps=overlaps, n_train=n_train)
+    return kd_gains(run_fig2(p, progress=False, losses={name: kd_loss(p.replace(**dict(change)))
+                                                        for name, change in losses}).table, "gamma")
+
+
+def reduction_gains(n_runs: int = 10, epochs: int = 50) -> pd.DataFrame:
+    """Exercise 1: Δ = KD − No-KD (points) per γ of Fig. 2 with the KL reduced by ``mean`` and by
+    ``batchmean``, both students beside the same teachers on the same data."""
+    losses = tuple((reduction, (("reduction", reduction),)) for reduction in ("mean", "batchmean"))
+    return _gains_by_loss(n_runs, epochs, (0, 2, 4, 6, 8, 10), 200, losses).copy()
+
+
+@course.exercise("02_mfh_gaussian", "sign_flip_shift", other={"epochs": 100},
+                 what="shift of Δ's sign flip in γ, batchmean − mean (10 runs, 50 epochs)")
+def sign_flip_shift_exercise(n_runs: int = 10, epochs: int = 50) -> float:
+    gains = reduction_gains(n_runs, epochs)
+    return sign_change(gains.index, gains["batchmean"]) - sign_change(gains.index, gains["mean"])
+
+
+@functools.cache
+def _alpha_change(n_runs: int, epochs: int) -> pd.Series:
+    p = _exercise_parameters(n_runs=n_runs, epochs=epochs, xs1_values=(0, 40))
+    return change_across(run_fig3(p, progress=False).table, "alpha")
+
+
+def alpha_change(n_runs: int = 10, epochs: int = 50) -> pd.Series:
+    """Exercise 2: per method, mean test accuracy at α = 0.8 (xs1 = 40) minus at α = 0 (points)."""
+    return _alpha_change(n_runs, epochs).copy()
+
+
+@course.exercise("02_mfh_gaussian", "teacher_gain_over_alpha", other={"epochs": 100},
+                 what="teacher's gain from α = 0 to 0.8 (points; 10 runs, 50 epochs)")
+def teacher_gain_over_alpha_exercise(n_runs: int = 10, epochs: int = 50) -> float:
+    return float(alpha_change(n_runs, epochs)["teacher"])
+
+
+@course.exercise("02_mfh_gaussian", "kd_student_change_over_alpha", other={"epochs": 100},
+                 what="KD student's change from α = 0 to 0.8 (points; 10 runs, 50 epochs)")
+def kd_student_change_over_alpha_exercise(n_runs: int = 10, epochs: int = 50) -> float:
+    return float(alpha_change(n_runs, epochs)["kd"])
+
+
+@course.exercise("02_mfh_gaussian", "kd_gain_at_gamma0", other={"n_train": 200},
+                 what="KD − No-KD at γ = 0 (points; 5 runs, 50 epochs) with n_train training samples")
+def kd_gain_at_gamma0_exercise(n_train: int = 1000, n_runs: int = 5, epochs: int = 50) -> float:
+    return float(_gains_by_loss(n_runs, epochs, (0,), n_train, (("kd", ()),))["kd"].iloc[0])
+
+
+def temperature_gains(temperature: float = 4.0, n_runs: int = 5, epochs: int = 50) -> pd.DataFrame:
+    """Exercise 4: Δ = KD − No-KD (points) at γ = 0 and γ = 1 with T = 1 and with ``temperature``,
+    and the change from the one to the other."""
+    baseline, raised = "T = 1", f"T = {temperature:g}"
+    gains = _gains_by_loss(n_runs, epochs, (0, 10), 200, ((baseline, (("temperature", 1.0),)),
+                                                         (raised, (("temperature", temperature),))))
+    return gains.assign(change=gains[raised] - gains[baseline])
+
+
+@course.exercise("02_mfh_gaussian", "raising_t_at_gamma0", other={"temperature": 2.0},
+                 what="Δ at T = 4 minus Δ at T = 1, γ = 0 (points; 5 runs, 50 epochs)")
+def raising_t_at_gamma0_exercise(temperature: float = 4.0, n_runs: int = 5, epochs: int = 50) -> float:
+    return float(temperature_gains(temperature, n_runs, epochs)["change"].iloc[0])
+
+
+@course.exercise("02_mfh_gaussian", "raising_t_at_gamma1", other={"temperature": 2.0},
+                 what="Δ at T = 4 minus Δ at T = 1, γ = 1 (points; 5 runs, 50 epochs)")
+def raising_t_at_gamma1_exercise(temperature: float = 4.0, n_runs: int = 5, epochs: int = 50) -> float:
+    return float(temperature_gains(temperature, n_runs, epochs)["change"].iloc[-1])

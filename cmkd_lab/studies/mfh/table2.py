@@ -1,10 +1,11 @@
 """MFH Table 2 and Algorithm 1: regular vs modality-general teachers (papers.md §1, case study B).
 
-Run r of a setting (seed s = base_seed + 3r) draws the regular teacher's training set from s,
-the test set from s + 1 and a fresh training set from s + 2, on which the students and the
-modality-general (MG) teachers train. An MG teacher keeps xs2 channels of x_a, chosen
-``random``, ``gt`` (the true shared ones) or ``alg1`` (:func:`cmkd_lab.analysis.saliency.algorithm1` on
-the regular teacher's draw). The MG teachers and their KD students are variants of one
+Run r of a setting (seed s = base_seed + 3r) draws the regular teacher's training set, the test
+set and a fresh training set, on which the students and the modality-general (MG) teachers
+train, each from its own part of run s's seed sequence (no run shares a sample with another).
+An MG teacher keeps xs2 channels of x_a, chosen ``random``, ``gt`` (the true shared ones) or
+``alg1`` (:func:`cmkd_lab.analysis.saliency.algorithm1` on the regular teacher's draw). The MG
+teachers and their KD students are variants of one
 :func:`~cmkd_lab.studies.runner.run_teacher_student` call (every kind of model is one batched fit);
 the regular teacher trains on its own draw, so its students are fits of their own.
 
@@ -27,11 +28,14 @@ as a ``Linear(50, 2)``), where the kit's own mode zeroes the dropped channels in
 Rows (study ``mfh_table2``; settings ``gamma``, ``teacher_mode``): ``test_acc`` of teacher, no_kd
 (mode "regular") and kd; ``channel_recovery`` of the random and alg1 choices (method teacher);
 ``alg1_score`` per ``channel`` (method teacher, mode alg1): Algorithm 1's min-max scores.
+:func:`claims_table` judges what MFH says of Table 2 (the ``Claim`` constants), runs as units; the
+exercises' answers are registered calls.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -42,8 +46,10 @@ import plotly.graph_objects as go
 import torch
 import torch.nn.functional as F
 
+from ...analysis import claims
 from ...analysis.results import RunLog, mean_std_cells, summarize, tidy_rows
 from ...analysis.saliency import ALGORITHM1_CONFIG, algorithm1
+from ...app import course
 from ...datasets import Splits
 from ...datasets.synthetic import RNG_MODES, mfh_table2, mfh_table2_draws
 from ...engine import Stack, TrainConfig
@@ -51,8 +57,19 @@ from ...models import ModelSpec
 from ...report import figures
 from ..official import TABLE2_CHANNELS, mfh_table2_nets
 from ..runner import StudyRun, Task, Variant, classifier_run, fit_run, given_init, run_teacher_student, stack_split
-from .common import (OFFICIAL_EPOCHS, SyntheticKDParameters, kd_loss, paper_comparison, random_mask, ratios_table,
-                     top_mask)
+from .common import (
+    OFFICIAL_EPOCHS,
+    SyntheticKDParameters,
+    at_chance,
+    chance_note,
+    kd_loss,
+    paired_difference,
+    paper_comparison,
+    random_mask,
+    ratios_table,
+    reproduction_claims,
+    top_mask,
+)
 
 STUDY = "mfh_table2"
 TEACHER_MODES = ("random", "gt", "alg1")
@@ -78,6 +95,13 @@ class Table2Parameters(SyntheticKDParameters):
         "full": {"n_runs": 10, "epochs": OFFICIAL_EPOCHS, "alg1_epochs": OFFICIAL_EPOCHS, "alg1_repeats": 100},
     }
     choices: ClassVar = {**SyntheticKDParameters.choices, "teacher_modes": TEACHER_MODES, "rng": RNG_MODES}
+
+    def __post_init__(self):
+        out_of_range = [xs2 for xs2 in self.xs2_values if xs2 < 1 or self.xs1 + xs2 > TABLE2_CHANNELS]
+        if self.xs1 < 0 or out_of_range:
+            raise ValueError(f"x_a has {TABLE2_CHANNELS} channels: need xs1 >= 0, xs2 >= 1 and xs1 + xs2 <= "
+                             f"{TABLE2_CHANNELS}; got xs1 = {self.xs1} with xs2 "
+                             f"{out_of_range or list(self.xs2_values)}")
 
 
 class OfficialRun(NamedTuple):
@@ -105,7 +129,7 @@ class Table2Tasks(NamedTuple):
 
 
 def make_tasks(p: Table2Parameters) -> Table2Tasks:
-    """The tasks of every (xs2, run): train s, test s + 1, fresh draw s + 2 with s = base_seed + 3r;
+    """The tasks of every (xs2, run r): the train, test and fresh draws of run s = base_seed + 3r;
     with ``rng="official"`` the script's draws of run s = base_seed + r (module docstring)."""
     teacher_tasks, student_tasks, official = [], [], []
     for xs2 in p.xs2_values:
@@ -318,16 +342,116 @@ MODEL_NAMES = {("teacher", "regular"): "regular teacher", ("teacher", "alg1"): "
                ("kd", "alg1"): "MG KD student (Algorithm 1)"}
 
 
+def _published_gamma(gamma: float) -> float:
+    """γ as the paper prints it: truncated to two digits (0.66 for 2/3)."""
+    return math.floor(gamma * 100 + 1e-9) / 100
+
+
 def paper_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Table 2 beside the kit: the paper prints γ to two digits (0.66 for 2/3), so settings are
-    matched on γ truncated to two digits; a paper row without a kit setting shows NaN. Each row
-    is labelled by its setting ("γ = 0.33") and model, then the evidence (claims.csv reads the
-    labels)."""
+    """Table 2 beside the kit: settings are matched on γ as the paper prints it
+    (:func:`_published_gamma`); a paper row without a kit setting shows NaN. Each row is labelled
+    by its setting ("γ = 0.33") and model, then the evidence."""
     compared = paper_comparison(table, TABLE2_PAPER, ["gamma", "method", "teacher_mode"], PAPER_TOLERANCE,
-                                match=lambda gamma: math.floor(gamma * 100 + 1e-9) / 100)
+                                match=_published_gamma)
     models = [MODEL_NAMES[key] for key in zip(compared["method"], compared["teacher_mode"])]
     labels = pd.DataFrame({"setting": [f"γ = {g:.2f}" for g in compared["gamma"]], "model": models})
     return pd.concat([labels, compared.drop(columns=["gamma", "method", "teacher_mode"])], axis=1)
+
+
+# ----------------------------------------------------------------------------- claims
+# What MFH says of Table 2, stated before the data (papers.md §1, case study B). The units are
+# runs: run r's settings share its seed, so a claim over every γ averages each run first.
+ONE_POINT = 1.0  # accuracy points: the smallest gain or loss the field reports as one
+RECOVERY_SESOI = 0.1  # of the xs2 shared channels: one in ten found or missed beyond chance
+_TABLE2 = "MFH §5, Table 2"
+_PER_RUN = "test accuracy difference, per run (mean over γ)"
+MG_TEACHER_WORSE = claims.Claim(
+    claim="the MG teacher (Algorithm 1) is worse than the regular teacher", source=_TABLE2, kind="paper",
+    quantity=f"MG teacher − regular teacher {_PER_RUN}", unit="points", prediction="< 0", sesoi=ONE_POINT)
+MG_STUDENT_BETTER = claims.Claim(
+    claim="yet its KD student beats the regular teacher's KD student", source=_TABLE2, kind="paper",
+    quantity=f"MG KD − regular KD {_PER_RUN}", unit="points", prediction="> 0", sesoi=ONE_POINT)
+MG_BEATS_RANDOM = claims.Claim(
+    claim="modality-general teachers beat random ones: the MG teacher's KD student beats the random teacher's",
+    source=f"{_TABLE2} and the official code's random mode (our reading)", kind="paper",
+    quantity=f"MG KD − random KD {_PER_RUN}", unit="points", prediction="> 0", sesoi=ONE_POINT)
+ALG1_TEACHES_AS_TRUTH = claims.Claim(
+    claim="Algorithm 1's MG teacher teaches as well as one that keeps the true shared channels", source="kit",
+    kind="finding", quantity=f"MG KD (Algorithm 1) − MG KD (true channels) {_PER_RUN}", unit="points",
+    prediction="= 0", sesoi=ONE_POINT)
+# A finding, not a check: Algorithm 1 is defined as scoring how far permuting a channel breaks the
+# jointly trained pair's agreement; that this ranks the true shared channels first is a property of
+# the trained pair on these data (an untrained pair does not, exercise 2), and the paper publishes
+# no recovery to compare with.
+ALG1_RECOVERS = claims.Claim(
+    claim="Algorithm 1 recovers the true shared channels beyond chance", source="kit", kind="finding",
+    quantity="channel recovery − chance (xs2 / 50), per run (mean over γ)", unit="share of the shared channels",
+    prediction="> 0", sesoi=RECOVERY_SESOI)
+# A check: a uniform choice of xs2 of the 50 channels recovers xs2 / 50 of the shared ones by definition.
+RANDOM_AT_CHANCE = claims.Claim(
+    claim="a random choice recovers the shared channels at chance", source="kit", kind="check",
+    quantity="channel recovery − chance (xs2 / 50), per run (mean over γ)", unit="share of the shared channels",
+    prediction="= 0", sesoi=RECOVERY_SESOI)
+REPRODUCES = claims.Claim(
+    claim="the kit reproduces the published accuracy", source=_TABLE2, kind="paper",
+    quantity="kit − paper test accuracy, per run", unit="points", prediction="= 0", sesoi=PAPER_TOLERANCE)
+
+
+def _accuracy(table: pd.DataFrame) -> pd.DataFrame:
+    """Test accuracy rows with the number of classes (2) that :func:`.common.at_chance` reads."""
+    return table[table["metric"] == "test_acc"].assign(n_classes=2)
+
+
+def _compared(table: pd.DataFrame, statement: claims.Claim, minuend: tuple[str, str],
+              subtrahend: tuple[str, str]) -> dict:
+    """``statement`` judged on ``minuend`` − ``subtrahend`` ((method, teacher mode)) test accuracy
+    in points per (γ, run), runs as units; not resolved when either model ended at chance on a
+    run; a row without units when a mode did not run."""
+    modes = set(table["teacher_mode"])
+    missing = [mode for _, mode in (minuend, subtrahend) if mode not in modes]
+    if missing:
+        return statement.judge([], setting="every γ", note=f"no {missing[0]!r} teacher in this run (teacher_modes)")
+    keys = lambda model: dict(zip(("method", "teacher_mode"), model))  # noqa: E731
+    difference = paired_difference(table, keys(minuend), keys(subtrahend), on=["gamma", "seed"])
+    chance = at_chance(_accuracy(table), (minuend, subtrahend))
+    return statement.judge(100 * difference["value"], clusters=difference["seed"], setting="every γ",
+                           at_chance=bool(chance), note=chance)
+
+
+def _recovery(table: pd.DataFrame, statement: claims.Claim, mode: str, chance_of_gamma: dict, chance: str) -> dict:
+    """``statement`` judged on ``mode``'s channel recovery − chance (xs2 / 50) per (γ, run), runs
+    as units; ``chance`` notes that the models it rests on ended at chance."""
+    rows = table[(table["metric"] == "channel_recovery") & (table["teacher_mode"] == mode)]
+    if rows.empty:
+        return statement.judge([], setting="every γ", note=f"no {mode!r} channel choice in this run (teacher_modes)")
+    expected = rows["gamma"].round(9).map(chance_of_gamma)
+    return statement.judge(rows["value"] - expected, clusters=rows["seed"], setting="every γ", at_chance=bool(chance),
+                           note=chance)
+
+
+def claims_table(run: StudyRun, p: Table2Parameters) -> pd.DataFrame:
+    """What MFH says of Table 2 and what the kit finds of Algorithm 1 (the claims above), runs as
+    units, Holm-adjusted within each kind (:func:`cmkd_lab.analysis.claims.table`). A comparison
+    whose models ended at chance on some run (test accuracy ≤ 55 %; the random teacher at small
+    γ may, by design, but no claim compares it) is not resolved, and so is Algorithm 1's recovery
+    when its joint fit warned that a net ended at chance; a claim whose teacher mode did not run
+    has no units."""
+    table = run.table
+    chance_of_gamma = {round(gamma, 9): xs2 / TABLE2_CHANNELS for gamma, xs2 in zip(ratios(p)["gamma"], p.xs2_values)}
+    acc = _accuracy(table)
+    published = acc.assign(value=100 * acc["value"])
+    models_at_chance = lambda rows: at_chance(rows, set(zip(rows["method"], rows["teacher_mode"])), percent=True)  # noqa: E731
+    return claims.table([
+        _compared(table, MG_TEACHER_WORSE, ("teacher", "alg1"), ("teacher", "regular")),
+        _compared(table, MG_STUDENT_BETTER, ("kd", "alg1"), ("kd", "regular")),
+        _compared(table, MG_BEATS_RANDOM, ("kd", "alg1"), ("kd", "random")),
+        *reproduction_claims(published, TABLE2_PAPER, ["gamma", "method", "teacher_mode"], REPRODUCES,
+                             lambda row: f"γ = {row['gamma']:.2f} · {MODEL_NAMES[row['method'], row['teacher_mode']]}",
+                             match=_published_gamma, at_chance=models_at_chance),
+        _compared(table, ALG1_TEACHES_AS_TRUTH, ("kd", "alg1"), ("kd", "gt")),
+        _recovery(table, ALG1_RECOVERS, "alg1", chance_of_gamma, chance_note(run, methods=("algorithm1",))),
+        _recovery(table, RANDOM_AT_CHANCE, "random", chance_of_gamma, ""),
+    ])
 
 
 def _labelled(table: pd.DataFrame, separator: str, names: dict | None = None) -> pd.DataFrame:
@@ -398,3 +522,79 @@ def explore(p: Table2Parameters, xs2: int, n_train: int, temperature: float, kd_
     return figures.grouped_bars(summary, x="teacher_mode", x_title="teacher",
                                 title=f"xs2 = {xs2} (γ = {acc['gamma'].iloc[0]:.2f}), n_train = {n_train}, "
                                       f"T = {temperature}, KD weight = {kd_weight}")
+
+
+# ----------------------------------------------------------------------------- exercises
+# Each checked answer is a seeded call (runs r = 0..n_runs − 1 from base_seed) at small fixed
+# settings on the CPU, over xs2 = 10, 20, 30.
+_EXERCISE_XS2 = (10, 20, 30)
+
+
+def _exercise_parameters(**values) -> Table2Parameters:
+    return Table2Parameters.create(xs2_values=_EXERCISE_XS2, device="cpu", **values)
+
+
+@functools.cache
+def _mean_accuracy(n_runs: int, epochs: int, base_seed: int, teacher_modes: tuple[str, ...],
+                   regular_kd_as_released: bool = False) -> pd.Series:
+    p = _exercise_parameters(n_runs=n_runs, epochs=epochs, base_seed=base_seed, teacher_modes=teacher_modes,
+                             regular_kd_as_released=regular_kd_as_released)
+    return mean_accuracy(run(p, progress=False).table)
+
+
+def regular_kd_accuracy(n_runs: int = 10, epochs: int = 60, base_seed: int = 42) -> pd.DataFrame:
+    """Exercise 1: mean test accuracy (percent) of teacher, No-KD and regular KD, with regular KD
+    as the paper means it and as released (columns)."""
+    return pd.DataFrame({f"as_released={released}": _mean_accuracy(n_runs, epochs, base_seed, (), released)
+                         for released in (False, True)})
+
+
+@course.exercise("02_mfh_table2", "released_kd_shortfall", other={"epochs": 120},
+                 what="released regular KD − regular KD as the paper means (points; 10 runs, 60 epochs)")
+def released_kd_shortfall_exercise(n_runs: int = 10, epochs: int = 60, base_seed: int = 42) -> float:
+    accuracy = regular_kd_accuracy(n_runs, epochs, base_seed).loc[("kd", "regular")]
+    return float(accuracy["as_released=True"] - accuracy["as_released=False"])
+
+
+@course.exercise("02_mfh_table2", "released_kd_accuracy", other={"epochs": 120},
+                 what="released regular KD's test accuracy on x_b (%; 10 runs, 60 epochs)")
+def released_kd_accuracy_exercise(n_runs: int = 10, epochs: int = 60, base_seed: int = 42) -> float:
+    return float(regular_kd_accuracy(n_runs, epochs, base_seed).loc[("kd", "regular"), "as_released=True"])
+
+
+@functools.cache
+def _alg1_recovery(alg1_epochs: int, alg1_repeats: int, n_runs: int, base_seed: int) -> pd.DataFrame:
+    return algorithm1_recovery(_exercise_parameters(n_runs=n_runs, alg1_epochs=alg1_epochs, alg1_repeats=alg1_repeats,
+                                                    base_seed=base_seed))
+
+
+def alg1_recovery_table(alg1_epochs: int, alg1_repeats: int = 1, n_runs: int = 10, base_seed: int = 42) -> pd.DataFrame:
+    """Exercise 2: :func:`algorithm1_recovery` per γ at these settings."""
+    return _alg1_recovery(alg1_epochs, alg1_repeats, n_runs, base_seed).copy()
+
+
+@course.exercise("02_mfh_table2", "alg1_recovery_50_epochs", other={"alg1_epochs": 20},
+                 what="Algorithm 1's channel recovery with 1 repeat and 50 epochs (share; 10 runs)")
+def alg1_recovery_50_epochs_exercise(alg1_epochs: int = 50, alg1_repeats: int = 1, n_runs: int = 10,
+                                     base_seed: int = 42) -> float:
+    return float(alg1_recovery_table(alg1_epochs, alg1_repeats, n_runs, base_seed)["recovery"].mean())
+
+
+@course.exercise("02_mfh_table2", "alg1_excess_over_chance_5_epochs", other={"alg1_epochs": 20},
+                 what="Algorithm 1's recovery above chance with 1 repeat and 5 epochs (share; 10 runs)")
+def alg1_excess_over_chance_5_epochs_exercise(alg1_epochs: int = 5, alg1_repeats: int = 1, n_runs: int = 10,
+                                              base_seed: int = 42) -> float:
+    recovery = alg1_recovery_table(alg1_epochs, alg1_repeats, n_runs, base_seed)
+    return float((recovery["recovery"] - recovery["chance"]).mean())
+
+
+def random_teacher_accuracy(n_runs: int = 10, epochs: int = 60, base_seed: int = 42) -> pd.Series:
+    """Exercise 3: mean test accuracy (percent) per (method, teacher mode) with the random MG teacher."""
+    return _mean_accuracy(n_runs, epochs, base_seed, ("random",)).copy()
+
+
+@course.exercise("02_mfh_table2", "random_mg_kd_vs_regular_kd", other={"epochs": 120},
+                 what="KD from the random MG teacher − regular KD (points; 10 runs, 60 epochs)")
+def random_mg_kd_vs_regular_kd_exercise(n_runs: int = 10, epochs: int = 60, base_seed: int = 42) -> float:
+    accuracy = random_teacher_accuracy(n_runs, epochs, base_seed)
+    return float(accuracy[("kd", "random")] - accuracy[("kd", "regular")])

@@ -1,5 +1,5 @@
 """What the NTDH studies share: their parameters, the run with gap metrics, per-task tables,
-correlations and figures.
+the claims of a γ sweep and figures.
 
 Every NTDH task has the teacher's view as modality ``a`` and the student's as ``b``. Gap
 metrics per task, on held-out (test) data, are recorded under the student method whose outputs
@@ -12,23 +12,26 @@ the teacher/No-KD divergence, a property of the modality pair measured before an
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Mapping, Sequence
+from typing import ClassVar
 
 import pandas as pd
 import plotly.graph_objects as go
 import torch
 
-from ...analysis.metrics import (NTD_VARIANTS, central_moment_discrepancy, non_target_divergence, non_target_log_probs,
-                                 rank_correlation)
+from ...analysis import claims
+from ...analysis.metrics import NTD_VARIANTS, central_moment_discrepancy, non_target_divergence, non_target_log_probs
 from ...analysis.results import summarize, tidy_rows
 from ...app.notebook import NotebookParameters
 from ...engine import TrainConfig
+from ...engine.trainer import CHANCE_ACCURACY_MARGIN
 from ...losses import KD_REDUCTIONS, Distiller, make_loss
 from ...report import figures
 from ..runner import Architecture, StudyRun, Task, TaskOutputs, run_teacher_student
 
 GAP_METRICS = ("ntd", "cmd_input", "cmd_output")
+MODELS = ("teacher", "no_kd", "kd")  # the models of a task's Δ
 KNOB_TITLES = {"gamma": "γ (modality-general share)"}
 
 
@@ -98,8 +101,10 @@ def gap_rows(study: str, outputs: Sequence[TaskOutputs], options: Mapping) -> li
     for method in outputs[0].students:
         logits = torch.stack([o.students[method] for o in outputs])
         if teacher.shape[-1] >= 3:
-            rows += rows_of(method, "ntd", non_target_divergence(teacher, logits, labels, variant=options["ntd_variant"]))
-        rows += rows_of(method, "cmd_output", central_moment_discrepancy(teacher.softmax(-1), logits.softmax(-1), moments))
+            ntd = non_target_divergence(teacher, logits, labels, variant=options["ntd_variant"])
+            rows += rows_of(method, "ntd", ntd)
+        cmd_output = central_moment_discrepancy(teacher.softmax(-1), logits.softmax(-1), moments)
+        rows += rows_of(method, "cmd_output", cmd_output)
     return rows
 
 
@@ -127,7 +132,8 @@ def ntd_by_variant(run: StudyRun, settings: Sequence[str], student: str = "no_kd
             continue
         labels = outputs.task.splits.test.labels
         rows.append({**{name: outputs.settings[name] for name in settings}, "seed": outputs.task.seed,
-                     **{variant: float(non_target_divergence(outputs.teacher, outputs.students[student], labels, variant=variant))
+                     **{variant: float(non_target_divergence(outputs.teacher, outputs.students[student], labels,
+                                                             variant=variant))
                         for variant in NTD_VARIANTS}})
     return pd.DataFrame(rows, columns=[*settings, "seed", *NTD_VARIANTS])
 
@@ -153,15 +159,87 @@ def delta_by_method(table: pd.DataFrame, settings: Sequence[str], methods: Seque
                          for method in methods}).round(2)
 
 
-def delta_ntd_correlation(table: pd.DataFrame, settings: Sequence[str], n_boot: int = 2000, seed: int = 0) -> dict:
-    """Spearman ρ between Δ and NTD over tasks, with a bootstrap interval over tasks."""
-    wide = per_task(table, settings).dropna(subset=["ntd", "delta"])
-    return rank_correlation(wide["ntd"], wide["delta"], n_boot=n_boot, seed=seed)
+# ----------------------------------------------------------------------------- claims of a γ sweep
+# sesoi: 0.1 in ρ is Cohen's "small" correlation; a weaker monotone relation would guide no choice of teacher
+RHO_SESOI = 0.1
+# sesoi: one accuracy point, the smallest change of a KD method the field reports as a gain or a loss
+POINTS_SESOI = 1.0
+
+DELTA_RISES = claims.Claim(
+    claim="KD's gain Δ = KD − No-KD rises with γ, the modality-general share of the decisive features",
+    source="MFH Fig. 2; NTDH's synthetic sweeps (official code, papers.md §2)", kind="paper",
+    quantity="each seed's Spearman ρ(γ, Δ) over the γ settings, mean over seeds", unit="Spearman ρ",
+    prediction="> 0", sesoi=RHO_SESOI)
+NTD_FALLS = claims.Claim(
+    claim="the non-target divergence (teacher vs No-KD student) falls as the modality gap shrinks (γ grows)",
+    source="NTDH abstract", kind="paper",
+    quantity="each seed's Spearman ρ(γ, NTD) over the γ settings, mean over seeds", unit="Spearman ρ",
+    prediction="< 0", sesoi=RHO_SESOI)
+HYPOTHESIS = claims.Claim(
+    claim="smaller NTD, larger KD gain: at one γ, the runs with the smaller NTD gain more from KD",
+    source="NTDH abstract (the hypothesis)", kind="paper",
+    quantity="Spearman ρ(NTD, Δ) within each γ (weighted mean over γ), seeds resampled whole", unit="Spearman ρ",
+    prediction="< 0", sesoi=RHO_SESOI)
+HYPOTHESIS_POOLED = claims.Claim(
+    claim="smaller NTD, larger KD gain, pooled over γ: confounded by the knob (γ drives both NTD and Δ)",
+    source="kit", kind="finding",
+    quantity="Spearman ρ(NTD, Δ) over every (γ, seed), seeds resampled whole", unit="Spearman ρ",
+    prediction="< 0", sesoi=RHO_SESOI)
 
 
-def correlation_line(result: dict, what: str = "Spearman ρ(NTD, Δ)") -> str:
-    return (f"{what} = {result['rho']:+.3f}, 95% bootstrap interval [{result['low']:+.3f}, {result['high']:+.3f}], "
-            f"p = {result['p_value']:.2g}, n = {result['n']}")
+def ended_at_chance(mean_accuracies: Iterable[float], n_classes: int) -> bool:
+    """Whether any of the compared models ended at chance: its mean test accuracy (a fraction) at
+    most 1/K + the engine's margin (5 points)."""
+    return any(accuracy <= 1 / n_classes + CHANCE_ACCURACY_MARGIN for accuracy in mean_accuracies)
+
+
+def seed_trends(wide: pd.DataFrame, column: str, knob: str = "gamma") -> pd.Series:
+    """Per seed of :func:`per_task`'s ``wide``, the Spearman ρ between ``knob`` and ``column``
+    over that seed's settings: a paired trend, since a seed's data and No-KD student are shared
+    by its settings. NaN where ``column`` does not vary (no ρ)."""
+    from scipy.stats import spearmanr
+
+    def trend(part: pd.DataFrame) -> float:
+        varies = part[column].nunique() > 1 and part[knob].nunique() > 1
+        return float(spearmanr(part[knob], part[column]).statistic) if varies else float("nan")
+
+    return pd.Series({seed: trend(part) for seed, part in wide.groupby("seed")}, name=column)
+
+
+def sweep_claim_rows(wide: pd.DataFrame, setting: str, n_classes: int) -> list[dict]:
+    """The claims of a γ sweep measured on :func:`per_task`'s ``wide`` (Δ in fractions): Δ rises
+    with γ; where NTD was measured, NTD falls with γ and the hypothesis within γ (the paper's claim,
+    γ held fixed) and pooled over γ (a finding: γ drives both). Seeds are the units throughout."""
+    chance = ended_at_chance(wide[list(MODELS)].mean(), n_classes)
+    rows = [DELTA_RISES.judge(seed_trends(wide, "delta"), setting=setting, at_chance=chance)]
+    if "ntd" not in wide or wide["ntd"].isna().all():
+        return rows
+    measured = wide.dropna(subset=["ntd", "delta"])
+    rows.append(NTD_FALLS.judge(seed_trends(measured, "ntd"), setting=setting, at_chance=chance))
+    for spec, strata in ((HYPOTHESIS, measured["gamma"]), (HYPOTHESIS_POOLED, None)):
+        rows.append(unjudged_at_chance(spec, setting) if chance else spec.judge_correlation(
+            measured["ntd"], 100 * measured["delta"], clusters=measured["seed"], strata=strata, setting=setting))
+    return rows
+
+
+def unjudged_at_chance(spec: claims.Claim, setting: str) -> dict:
+    """The row of a correlation claim whose models ended at chance: stated, not judged (not
+    resolved); ``judge_correlation`` has no ``at_chance``."""
+    return spec.judge([], setting=setting, at_chance=True)
+
+
+def correlation_line(row: Mapping, what: str) -> str:
+    """A correlation claim's estimate, interval and units in words (its verdict is the claims table's)."""
+    interval = "" if pd.isna(row["ci_low"]) else f" [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]"
+    return f"{what} = {row['estimate']:+.2f}{interval}, n = {row['n_units']}"
+
+
+def hypothesis_line(rows: pd.DataFrame | Sequence[Mapping]) -> str:
+    """The hypothesis within γ and pooled over γ in words, from claim rows holding both."""
+    records = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else list(rows)
+    within, pooled = (next(r for r in records if r["claim"] == spec.claim) for spec in (HYPOTHESIS, HYPOTHESIS_POOLED))
+    return (f"{correlation_line(within, 'ρ(NTD, Δ) within γ')}; "
+            f"{correlation_line(pooled, 'pooled over γ (confounded by γ)')} seeds; 95% intervals")
 
 
 # ----------------------------------------------------------------------------- figures
@@ -179,10 +257,11 @@ def gaps_figure(table: pd.DataFrame, knob: str = "gamma", title: str = "") -> go
     return figures.metric_panels(summary, x=knob, title=title, x_title=KNOB_TITLES.get(knob, knob))
 
 
-def delta_vs_ntd_figure(points: pd.DataFrame, color: str, correlation: dict, title: str = "",
+def delta_vs_ntd_figure(points: pd.DataFrame, color: str, subtitle: str, title: str = "",
                         hover: str | None = None) -> go.Figure:
-    """Δ against NTD, one marker per row of ``points``, with the rank correlation under the title."""
-    return figures.delta_vs_ntd(points, color, title, correlation_line(correlation), hover)
+    """Δ against NTD, one marker per row of ``points``, with ``subtitle`` (the claims' correlations,
+    e.g. :func:`hypothesis_line`) under the title."""
+    return figures.delta_vs_ntd(points, color, title, subtitle, hover)
 
 
 def non_target_sample_figure(teacher: torch.Tensor, student: torch.Tensor, labels: torch.Tensor, sample: int,
