@@ -22,16 +22,19 @@ from cmkd_lab.studies.mfh import gaussian
 from cmkd_lab.studies.runner import Task, run_teacher_student
 
 
-
 def tasks(runs: int) -> list[Task]:
     return gaussian.fig2_tasks(gaussian.GaussianParameters.create(profile="full", n_runs=runs))
 
 
 def study(task_list: list[Task], epochs: int):
     return run_teacher_student(
-        task_list, study="mfh_fig2", teacher_modality="a", student_modality="b",
+        task_list,
+        study="mfh_fig2",
+        teacher_modality="a",
+        student_modality="b",
         teacher_config=TrainConfig(epochs=epochs, lr=0.1),
-        losses={"kd": make_loss("kd", temperature=1.0, reduction="mean")}, progress=False,
+        losses={"kd": make_loss("kd", temperature=1.0, reduction="mean")},
+        progress=False,
     ).table
 
 
@@ -55,13 +58,17 @@ def main() -> None:
     merged = batched.merge(single, on=keys, suffixes=("_batched", "_single"))
     largest = (merged["value_batched"] - merged["value_single"]).abs().max()
     n_models = len(merged)
-    print(f"MFH Fig. 2 sweep: {n_models} models ({len(merged) // (3 * args.runs)} γ × {args.runs} runs × 3 methods), "
-          f"{args.epochs} full-batch epochs, {torch.get_num_threads()} threads")
+    print(
+        f"MFH Fig. 2 sweep: {n_models} models ({len(merged) // (3 * args.runs)} γ × {args.runs} runs × 3 methods), "
+        f"{args.epochs} full-batch epochs, {torch.get_num_threads()} threads"
+    )
     print(f"batched:              {batched_time:8.2f} s")
     print(f"one model at a time:  {single_time:8.2f} s")
     print(f"speed ratio:          {single_time / batched_time:8.1f}x")
-    print(f"largest test-accuracy difference, batched vs single: {largest:.4f} "
-          f"({largest * 1000:.0f} of 1000 test samples)")
+    print(
+        f"largest test-accuracy difference, batched vs single: {largest:.4f} "
+        f"({largest * 1000:.0f} of 1000 test samples)"
+    )
 
 
 if __name__ == "__main__":

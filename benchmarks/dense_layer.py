@@ -16,16 +16,25 @@ from torch.func import functional_call, vmap
 from cmkd_lab.models import Dense
 
 # (copies, rows, inputs, outputs): MFH/NTDH Gaussian heads, an MLP layer, an image MLP's first layer
-SHAPES = [(10, 200, 25, 2), (60, 200, 25, 2), (180, 200, 50, 2), (600, 200, 25, 2), (20, 256, 128, 10),
-          (30, 32, 64, 64), (5, 64, 784, 256)]
+SHAPES = [
+    (10, 200, 25, 2),
+    (60, 200, 25, 2),
+    (180, 200, 50, 2),
+    (600, 200, 25, 2),
+    (20, 256, 128, 10),
+    (30, 32, 64, 64),
+    (5, 64, 784, 256),
+]
 CALLS = 200
 
 
 def microseconds(layer: torch.nn.Module, copies: int, rows: int, inputs: int, outputs: int) -> float:
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(copies, rows, inputs, generator=generator)
-    params = {"weight": torch.randn(copies, outputs, inputs, generator=generator, requires_grad=True),
-              "bias": torch.randn(copies, outputs, generator=generator, requires_grad=True)}
+    params = {
+        "weight": torch.randn(copies, outputs, inputs, generator=generator, requires_grad=True),
+        "bias": torch.randn(copies, outputs, generator=generator, requires_grad=True),
+    }
     grad = torch.randn(copies, rows, outputs, generator=generator)
     one = lambda p, x: functional_call(layer, p, (x,))  # noqa: E731
 
@@ -49,8 +58,15 @@ def main() -> None:
         for shape in SHAPES:
             plain = microseconds(torch.nn.Linear(shape[2], shape[3]).to("meta"), *shape)
             dense = microseconds(Dense(shape[2], shape[3]).to("meta"), *shape)
-            rows.append({"threads": threads, "copies × rows × in → out": "{} × {} × {} → {}".format(*shape),
-                         "nn.Linear µs": round(plain), "Dense µs": round(dense), "ratio": round(plain / dense, 2)})
+            rows.append(
+                {
+                    "threads": threads,
+                    "copies × rows × in → out": "{} × {} × {} → {}".format(*shape),
+                    "nn.Linear µs": round(plain),
+                    "Dense µs": round(dense),
+                    "ratio": round(plain / dense, 2),
+                }
+            )
     with pd.option_context("display.width", 160):
         print(pd.DataFrame(rows).to_string(index=False))
 

@@ -20,8 +20,12 @@ from cmkd_lab.studies.mfh import gaussian  # noqa: E402
 from cmkd_lab.studies.ntdh import gaussian as ntdh  # noqa: E402
 
 STUDIES = {
-    "MFH Fig. 2 (full profile)": lambda device: gaussian.run_fig2(gaussian.GaussianParameters.create(profile="full", device=device)),
-    "NTDH Gaussian sweep (full profile, 100 runs)": lambda device: ntdh.run(ntdh.GaussianParameters.create(profile="full", device=device)),
+    "MFH Fig. 2 (full profile)": lambda device: gaussian.run_fig2(
+        gaussian.GaussianParameters.create(profile="full", device=device)
+    ),
+    "NTDH Gaussian sweep (full profile, 100 runs)": lambda device: ntdh.run(
+        ntdh.GaussianParameters.create(profile="full", device=device)
+    ),
     "DS-CMKD severity study (quick profile, 2-D CNNs)": lambda device: ds.run(ds.DSParameters.create(device=device)),
 }
 

@@ -55,9 +55,15 @@ def main() -> None:
     spec = p.net().spec(tuple(train["x"].shape[2:]), 10)
     config = p.train_config(p.epochs)
     n_models = len(seeds)
-    one = lambda i: {key: value[i:i + 1] for key, value in train.items()}  # noqa: E731
-    fit(Distillation(spec, make_loss("ds")), {k: v[:2] for k, v in train.items()}, seeds=seeds[:2], config=p.train_config(1),
-        val={k: v[:2] for k, v in val.items()}, progress=False)  # warm-up: first-call costs, for both sides alike
+    one = lambda i: {key: value[i : i + 1] for key, value in train.items()}  # noqa: E731
+    fit(
+        Distillation(spec, make_loss("ds")),
+        {k: v[:2] for k, v in train.items()},
+        seeds=seeds[:2],
+        config=p.train_config(1),
+        val={k: v[:2] for k, v in val.items()},
+        progress=False,
+    )  # warm-up: first-call costs, for both sides alike
 
     started = time.perf_counter()
     batched = fit(Distillation(spec, loss), train, seeds=seeds, config=config, val=val, progress=False)
@@ -68,27 +74,41 @@ def main() -> None:
     alone_acc = []
     for i in range(n_models):
         weights = {"independence_weight": loss.independence_weight[i], "uniformity_weight": loss.uniformity_weight[i]}
-        result = fit(Distillation(spec, make_loss("ds", **weights, output_layer=p.output_layer, map_layer=p.map_layer)),
-                     one(i), seeds=[seeds[i]], config=config, val={k: v[i:i + 1] for k, v in val.items()}, progress=False)
-        alone_acc.append(accuracy(result.predict({"x": test[0][i:i + 1]})["student"], test[1][i:i + 1])[0])
+        result = fit(
+            Distillation(spec, make_loss("ds", **weights, output_layer=p.output_layer, map_layer=p.map_layer)),
+            one(i),
+            seeds=[seeds[i]],
+            config=config,
+            val={k: v[i : i + 1] for k, v in val.items()},
+            progress=False,
+        )
+        alone_acc.append(accuracy(result.predict({"x": test[0][i : i + 1]})["student"], test[1][i : i + 1])[0])
     alone_time = time.perf_counter() - started
 
     alone_acc = torch.stack(alone_acc)
     difference = (batched_acc - alone_acc).abs()
     largest = difference.max().item()
     n_test = test[1].shape[1]
-    print(f"DS-CMKD stacked CNN students: {n_models} models (ce, ds_ci, ds_ud, ds_both × {len(p.severities)} severities × "
-          f"{args.runs} runs), cnn2d {p.hidden} with BatchNorm, {len(train['y'][0])} degraded 8×8 digits each, "
-          f"{args.epochs} epochs of batch {p.batch_size}, {torch.get_num_threads()} threads")
+    print(
+        f"DS-CMKD stacked CNN students: {n_models} models (ce, ds_ci, ds_ud, ds_both × {len(p.severities)} "
+        "severities × "
+        f"{args.runs} runs), cnn2d {p.hidden} with BatchNorm, {len(train['y'][0])} degraded 8×8 digits each, "
+        f"{args.epochs} epochs of batch {p.batch_size}, {torch.get_num_threads()} threads"
+    )
     print(f"batched:              {batched_time:8.2f} s")
     print(f"one model at a time:  {alone_time:8.2f} s")
     print(f"speed ratio:          {alone_time / batched_time:8.1f}x")
-    print(f"test accuracy, mean over models: batched {batched_acc.mean():.4f}, alone {alone_acc.mean():.4f}; "
-          f"per model |difference|: mean {difference.mean():.4f}, largest {largest:.4f} ({largest * n_test:.0f} of {n_test} "
-          f"test images); {int((difference == 0).sum())} of {n_models} models identical")
-    print("The copies agree to float precision after one epoch; over more epochs some drift apart. A likely cause: "
-          "Adam divides each step by the gradient's running scale, so a gradient that is float noise (a dead ReLU "
-          "channel) still takes a full-size step, and the two float orders steer it differently.")
+    print(
+        f"test accuracy, mean over models: batched {batched_acc.mean():.4f}, alone {alone_acc.mean():.4f}; "
+        f"per model |difference|: mean {difference.mean():.4f}, largest {largest:.4f} ({largest * n_test:.0f} of "
+        f"{n_test} "
+        f"test images); {int((difference == 0).sum())} of {n_models} models identical"
+    )
+    print(
+        "The copies agree to float precision after one epoch; over more epochs some drift apart. A likely cause: "
+        "Adam divides each step by the gradient's running scale, so a gradient that is float noise (a dead ReLU "
+        "channel) still takes a full-size step, and the two float orders steer it differently."
+    )
 
 
 if __name__ == "__main__":

@@ -30,8 +30,10 @@ def main() -> None:
     started = time.perf_counter()
     t2 = table2.run(table2_params)
     timings["Table 2"] = time.perf_counter() - started
-    print(f"paper vs kit, tolerance ±{gaussian.PAPER_TOLERANCE} points (Fig. 2, Fig. 3), "
-          f"±{table2.PAPER_TOLERANCE} points (Table 2)")
+    print(
+        f"paper vs kit, tolerance ±{gaussian.PAPER_TOLERANCE} points (Fig. 2, Fig. 3), "
+        f"±{table2.PAPER_TOLERANCE} points (Table 2)"
+    )
     print(gaussian.fig2_paper_table(fig2.table).to_string(index=False))
     print(gaussian.fig3_paper_table(fig3.table).to_string(index=False))
     print(table2.paper_table(t2.table).to_string(index=False))

@@ -29,8 +29,10 @@ def main() -> None:
     run = gaussian.run(params, class_counts=args.classes, progress=False)
     elapsed = time.perf_counter() - started
     n_models = sum(fit["n_models"] for fit in run.log.fits)
-    print(f"NTDH Gaussian sweep: {args.runs} runs × {len(params.overlaps)} γ, classes {args.classes}, "
-          f"{args.epochs} epochs, {n_models} models in {len(run.log.fits)} batched fits: {elapsed:.1f} s")
+    print(
+        f"NTDH Gaussian sweep: {args.runs} runs × {len(params.overlaps)} γ, classes {args.classes}, "
+        f"{args.epochs} epochs, {n_models} models in {len(run.log.fits)} batched fits: {elapsed:.1f} s"
+    )
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         for n_classes in args.classes:
             print(f"\nn_classes = {n_classes} (accuracies and Δ in %):")

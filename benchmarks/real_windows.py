@@ -43,20 +43,28 @@ def main() -> None:
         started = time.perf_counter()
         run = real.run(quick, progress=False)
         elapsed = time.perf_counter() - started
-        configs = [(fit["method"], fit["train_config"]["batch_size"], fit["train_config"]["epochs"]) for fit in run.log.fits]
-        print(f"\nquick profile, default feeding: {elapsed:.1f} s for {args.runs} seeds "
-              f"({len(run.log.fits)} fits; method, batch size, epochs: {sorted(set(configs))})")
+        configs = [
+            (fit["method"], fit["train_config"]["batch_size"], fit["train_config"]["epochs"]) for fit in run.log.fits
+        ]
+        print(
+            f"\nquick profile, default feeding: {elapsed:.1f} s for {args.runs} seeds "
+            f"({len(run.log.fits)} fits; method, batch size, epochs: {sorted(set(configs))})"
+        )
         with pd.option_context("display.width", 200):
             print(real.summary_table(run.table))
         if args.full_batch_epochs:
-            full_batch = real.RealParameters.create(datasets=("windows",), n_runs=args.runs, epochs=args.full_batch_epochs,
-                                                    batch_size=100_000)
+            full_batch = real.RealParameters.create(
+                datasets=("windows",), n_runs=args.runs, epochs=args.full_batch_epochs, batch_size=100_000
+            )
             started = time.perf_counter()
             real.run(full_batch, progress=False)
             per_epoch = (time.perf_counter() - started) / args.full_batch_epochs
             implied = per_epoch * quick.epochs
-            print(f"\nfull batch: {per_epoch:.1f} s per epoch (over {args.full_batch_epochs} epochs); the quick profile's "
-                  f"{quick.epochs} epochs would take about {implied:.0f} s, {implied / elapsed:.0f}x the default feeding")
+            print(
+                f"\nfull batch: {per_epoch:.1f} s per epoch (over {args.full_batch_epochs} epochs); the quick "
+                "profile's "
+                f"{quick.epochs} epochs would take about {implied:.0f} s, {implied / elapsed:.0f}x the default feeding"
+            )
 
 
 if __name__ == "__main__":

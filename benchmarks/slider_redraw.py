@@ -27,28 +27,42 @@ TARGET_SECONDS = 3.0
 
 def explore_notebooks() -> list[str]:
     """The notebooks whose Explore section shows sliders."""
-    return [path.stem for path in list_notebooks()
-            if any("explore(" in cell.source for cell in nbformat.read(path, as_version=4).cells)]
+    return [
+        path.stem
+        for path in list_notebooks()
+        if any("explore(" in cell.source for cell in nbformat.read(path, as_version=4).cells)
+    ]
 
 
 def measure(stems: list[str], root: Path) -> pd.DataFrame:
     for stem in stems:
-        parameterized_copy(resolve_notebook(stem), root / f"{stem}.ipynb",
-                           {"interactive": True, "output_dir": str(root / "outputs" / stem)})
+        parameterized_copy(
+            resolve_notebook(stem),
+            root / f"{stem}.ipynb",
+            {"interactive": True, "output_dir": str(root / "outputs" / stem)},
+        )
     rows = []
     with jupyter_lab(root, {"CMKD_LAB_STATIC_FIGURES": "0"}) as lab, chromium() as browser:
         for stem in stems:
             page = NotebookPage(browser, lab, f"{stem}.ipynb")
             run_seconds = page.run_all(timeout=1800)
-            labels = page.page.eval_on_selector_all(".widget-slider .widget-label",
-                                                    "labels => labels.map(l => l.textContent)")
+            labels = page.page.eval_on_selector_all(
+                ".widget-slider .widget-label", "labels => labels.map(l => l.textContent)"
+            )
             for index, label in enumerate(labels):
                 try:
                     seconds = move_slider(page, index, timeout=60)
                 except PlaywrightTimeout:  # e.g. a combination the study refuses: the status says why
                     seconds = float("nan")
-                rows.append({"notebook": stem, "slider": label, "redraw_s": seconds,
-                             "ratio_to_target": seconds / TARGET_SECONDS, "notebook_run_s": run_seconds})
+                rows.append(
+                    {
+                        "notebook": stem,
+                        "slider": label,
+                        "redraw_s": seconds,
+                        "ratio_to_target": seconds / TARGET_SECONDS,
+                        "notebook_run_s": run_seconds,
+                    }
+                )
                 print(f"{stem} · {label}: {seconds:.2f} s", flush=True)
             page.close()
     return pd.DataFrame(rows)

@@ -103,31 +103,60 @@ def breakdown(stems: list[str], out: Path, loop_models: int) -> pd.DataFrame:
     for stem in stems:
         with_png, record = timed_run(stem, out, static=True)
         without_png, _ = timed_run(stem, out, static=False)
-        fits = pd.DataFrame([{"method": f["method"] + (f" (in the {f['in_fit_of']} fit)" if "in_fit_of" in f else ""),
-                              "models": f["n_models"], "epochs": f["train_config"]["epochs"], "seconds": f["wall_time_s"],
-                              "floor": floor_seconds(f) if "in_fit_of" not in f else 0.0} for f in record["fits"]])
-        per_method = fits.groupby("method", sort=False).agg(fits=("seconds", "size"), models=("models", "sum"),
-                                                            seconds=("seconds", "sum"), floor=("floor", "sum"))
+        fits = pd.DataFrame(
+            [
+                {
+                    "method": f["method"] + (f" (in the {f['in_fit_of']} fit)" if "in_fit_of" in f else ""),
+                    "models": f["n_models"],
+                    "epochs": f["train_config"]["epochs"],
+                    "seconds": f["wall_time_s"],
+                    "floor": floor_seconds(f) if "in_fit_of" not in f else 0.0,
+                }
+                for f in record["fits"]
+            ]
+        )
+        per_method = fits.groupby("method", sort=False).agg(
+            fits=("seconds", "size"), models=("models", "sum"), seconds=("seconds", "sum"), floor=("floor", "sum")
+        )
         for method, row in per_method.iterrows():
-            rows.append({"notebook": stem, "part": f"fits: {method}", "fits": row["fits"], "models": row["models"],
-                         "seconds": row["seconds"], "floor": row["floor"] or None})
+            rows.append(
+                {
+                    "notebook": stem,
+                    "part": f"fits: {method}",
+                    "fits": row["fits"],
+                    "models": row["models"],
+                    "seconds": row["seconds"],
+                    "floor": row["floor"] or None,
+                }
+            )
         floor_total += fits["floor"].fillna(fits["seconds"]).sum()
         study_other = record["wall_time_s"] - fits["seconds"].sum()
         rows.append({"notebook": stem, "part": "study, outside fits (data, metrics)", "seconds": study_other})
-        rows.append({"notebook": stem, "part": "kernel, imports, figures, exercises, files",
-                     "seconds": without_png - record["wall_time_s"]})
+        rows.append(
+            {
+                "notebook": stem,
+                "part": "kernel, imports, figures, exercises, files",
+                "seconds": without_png - record["wall_time_s"],
+            }
+        )
         rows.append({"notebook": stem, "part": "PNG export", "seconds": with_png - without_png})
         rows.append({"notebook": stem, "part": "end to end (with PNG)", "seconds": with_png})
         n_models += int(fits["models"].sum())
         total, total_html = total + with_png, total_html + without_png
     epochs = 1000
     loop = plain_loop_seconds(25, 200, epochs, loop_models) * n_models
-    print(f"\n{' + '.join(stems)}: {total:.1f} s end to end with PNG export, {total_html:.1f} s without "
-          f"(target ≤ {TARGET_SECONDS:.0f} s: ratio {total / TARGET_SECONDS:.2f}); {n_models} models")
-    print(f"a plain one-model-at-a-time loop ({epochs} epochs, timed on {loop_models} models, scaled): "
-          f"{loop:.0f} s for the same models, {loop / total:.0f}x the kit's end-to-end time")
-    print(f"the fits at the floor of PyTorch's CPU kernels (hand-batched linear steps, no vmap; fits that are not "
-          f"one linear model counted as measured): {floor_total:.1f} s")
+    print(
+        f"\n{' + '.join(stems)}: {total:.1f} s end to end with PNG export, {total_html:.1f} s without "
+        f"(target ≤ {TARGET_SECONDS:.0f} s: ratio {total / TARGET_SECONDS:.2f}); {n_models} models"
+    )
+    print(
+        f"a plain one-model-at-a-time loop ({epochs} epochs, timed on {loop_models} models, scaled): "
+        f"{loop:.0f} s for the same models, {loop / total:.0f}x the kit's end-to-end time"
+    )
+    print(
+        f"the fits at the floor of PyTorch's CPU kernels (hand-batched linear steps, no vmap; fits that are not "
+        f"one linear model counted as measured): {floor_total:.1f} s"
+    )
     return pd.DataFrame(rows)
 
 

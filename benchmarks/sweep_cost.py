@@ -57,13 +57,19 @@ def direct_seconds(runs: int, root: Path) -> list[float]:
     return seconds
 
 
-def sweep_seconds(workers: int, point_counts: list[int], root: Path) -> tuple[float, dict[int, tuple[float, float, float]]]:
+def sweep_seconds(
+    workers: int, point_counts: list[int], root: Path
+) -> tuple[float, dict[int, tuple[float, float, float]]]:
     """Cluster start-up, and per point count: (sweep wall time, rerun wall time, the tasks' seconds in all)."""
     from distributed import Client, LocalCluster
 
     started = time.perf_counter()
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=":0") as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         client.wait_for_workers(workers)
         startup = time.perf_counter() - started
         timings = {}
@@ -110,9 +116,14 @@ def main() -> None:
             print("  points   sweep s   s/point   task s/point   outside tasks s/wave   rerun s (all skipped)")
             for points, (wall, rerun, tasks) in timings.items():
                 outside = (wall - tasks / min(points, workers)) / math.ceil(points / workers)
-                print(f"  {points:6d}  {wall:8.2f}  {wall / points:8.2f}  {tasks / points:12.2f}  {outside:21.2f}  {rerun:8.2f}")
-            print(f"  fit: T(N) = {fixed:.2f} + {per_wave:.2f} × ceil(N / {workers}) s; "
-                  f"overhead per task {per_wave - direct_mean:+.2f} s vs direct ({direct_mean:.2f} s)")
+                print(
+                    f"  {points:6d}  {wall:8.2f}  {wall / points:8.2f}  {tasks / points:12.2f}  {outside:21.2f}  "
+                    f"{rerun:8.2f}"
+                )
+            print(
+                f"  fit: T(N) = {fixed:.2f} + {per_wave:.2f} × ceil(N / {workers}) s; "
+                f"overhead per task {per_wave - direct_mean:+.2f} s vs direct ({direct_mean:.2f} s)"
+            )
             predicted = startup + fixed + per_wave * math.ceil(args.predict / workers)
             print(f"  {args.predict} points on {workers} worker(s): ≈ {predicted / 3600:.1f} h")
 

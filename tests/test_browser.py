@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import pytest
 
-from cmkd_lab.app.browser import (NotebookPage, chromium, error_outputs, find_chromium, jupyter_lab, move_slider,
-                                  plotly_outputs)
+from cmkd_lab.app.browser import (
+    NotebookPage,
+    chromium,
+    error_outputs,
+    find_chromium,
+    jupyter_lab,
+    move_slider,
+    plotly_outputs,
+)
 from cmkd_lab.app.notebook import parameterized_copy, resolve_notebook
 
-pytestmark = pytest.mark.skipif(find_chromium() is None,
-                                reason="no system Chromium (apt-get install -y chromium); CI installs it")
+pytestmark = pytest.mark.skipif(
+    find_chromium() is None, reason="no system Chromium (apt-get install -y chromium); CI installs it"
+)
 
 # small runs: the browser tests check what renders and what a slider does, not the numbers
 NOTEBOOKS = {
@@ -36,8 +44,11 @@ def browser():
 def lab(tmp_path_factory):
     root = tmp_path_factory.mktemp("lab")
     for stem, values in NOTEBOOKS.items():
-        parameterized_copy(resolve_notebook(stem), root / f"{stem}.ipynb",
-                           {**values, "interactive": True, "output_dir": str(root / "outputs" / stem)})
+        parameterized_copy(
+            resolve_notebook(stem),
+            root / f"{stem}.ipynb",
+            {**values, "interactive": True, "output_dir": str(root / "outputs" / stem)},
+        )
     with jupyter_lab(root, {"CMKD_LAB_STATIC_FIGURES": "0"}) as running:
         yield running
 
@@ -67,10 +78,15 @@ def _check_notebook(stem: str, page: NotebookPage) -> None:
     redraw = move_slider(page, index=0)  # fails (times out) when the figure is not redrawn
     print(f"{stem}: ran in {seconds:.1f} s in the browser; slider to redraw {redraw:.2f} s")
 
-    widget_cells = [cell for cell in saved["cells"] if cell["cell_type"] == "code"
-                    and any(WIDGET_VIEW in output.get("data", {}) for output in cell.get("outputs", []))]
-    assert all("explore(" in "".join(cell["source"]) for cell in widget_cells), \
+    widget_cells = [
+        cell
+        for cell in saved["cells"]
+        if cell["cell_type"] == "code"
+        and any(WIDGET_VIEW in output.get("data", {}) for output in cell.get("outputs", []))
+    ]
+    assert all("explore(" in "".join(cell["source"]) for cell in widget_cells), (
         f"{stem}: widget outputs outside the Explore section (a progress widget would not survive a reopen)"
+    )
 
     page.save()
     page.reload()

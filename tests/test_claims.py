@@ -23,8 +23,9 @@ def _held_share(effect: float, spread: float, n_seeds: int, n_studies: int, fami
     gc.freeze()  # statsmodels' Holm runs gc.collect(); the test's heap would make it 0.1 s a call
     try:
         for _ in range(n_studies):
-            rows = [claims.judge(generator.normal(effect, spread, n_seeds), "> 0", 1.0, **STATEMENT)
-                    for _ in range(family)]
+            rows = [
+                claims.judge(generator.normal(effect, spread, n_seeds), "> 0", 1.0, **STATEMENT) for _ in range(family)
+            ]
             verdicts = claims.table(rows)["verdict"] if family > 1 else [rows[0]["verdict"]]
             held_any += any(v == "held" for v in verdicts)
     finally:
@@ -65,8 +66,10 @@ def test_an_equivalence_claim_uses_statsmodels_tost():
 
 def test_table_applies_holm_within_each_kind_only():
     generator = np.random.default_rng(3)
-    rows = [claims.judge(generator.normal(0.8, 1.0, 8), "> 0", 0.5, **{**STATEMENT, "kind": kind})
-            for kind in ("paper", "paper", "paper", "check", "check")]
+    rows = [
+        claims.judge(generator.normal(0.8, 1.0, 8), "> 0", 0.5, **{**STATEMENT, "kind": kind})
+        for kind in ("paper", "paper", "paper", "check", "check")
+    ]
     frame = claims.table(rows)
     for kind in ("paper", "check"):
         family = frame[frame["kind"] == kind]
@@ -78,19 +81,22 @@ def _row(low, high, prediction="> 0", sesoi=1.0, p=0.001):
     return {"ci_low": low, "ci_high": high, "prediction": prediction, "sesoi": sesoi, "p_adjusted": p, "note": ""}
 
 
-@pytest.mark.parametrize("low, high, prediction, p, expected", [
-    (0.5, 3.0, "> 0", 0.001, "held"),
-    (0.5, 3.0, "> 0", 0.2, "not resolved"),       # Holm says the family's evidence is too weak
-    (0.1, 0.8, "> 0", 0.001, "not held"),         # above 0 but wholly inside ±sesoi: too small to matter
-    (-3.0, -0.5, "> 0", 0.99, "not held"),        # a significant loss
-    (-0.5, 3.0, "> 0", 0.2, "not resolved"),      # a null result never holds a claim
-    (-3.0, -0.5, "< 0", 0.001, "held"),
-    (0.5, 3.0, "< 0", 0.99, "not held"),
-    (-0.5, 0.5, "= 0", 0.01, "held"),             # equivalence: wholly inside ±sesoi
-    (-0.5, 3.0, "= 0", 0.5, "not resolved"),      # no gain shown, but no equivalence either
-    (0.2, 3.0, "= 0", 0.9, "not held"),           # a gain beyond the margin
-    (-4.0, -0.2, "= 0", 0.9, "not held"),         # a significant loss is not "no gain"
-])
+@pytest.mark.parametrize(
+    "low, high, prediction, p, expected",
+    [
+        (0.5, 3.0, "> 0", 0.001, "held"),
+        (0.5, 3.0, "> 0", 0.2, "not resolved"),  # Holm says the family's evidence is too weak
+        (0.1, 0.8, "> 0", 0.001, "not held"),  # above 0 but wholly inside ±sesoi: too small to matter
+        (-3.0, -0.5, "> 0", 0.99, "not held"),  # a significant loss
+        (-0.5, 3.0, "> 0", 0.2, "not resolved"),  # a null result never holds a claim
+        (-3.0, -0.5, "< 0", 0.001, "held"),
+        (0.5, 3.0, "< 0", 0.99, "not held"),
+        (-0.5, 0.5, "= 0", 0.01, "held"),  # equivalence: wholly inside ±sesoi
+        (-0.5, 3.0, "= 0", 0.5, "not resolved"),  # no gain shown, but no equivalence either
+        (0.2, 3.0, "= 0", 0.9, "not held"),  # a gain beyond the margin
+        (-4.0, -0.2, "= 0", 0.9, "not held"),  # a significant loss is not "no gain"
+    ],
+)
 def test_the_rule_case_by_case(low, high, prediction, p, expected):
     assert claims.verdict_of(_row(low, high, prediction, p=p)) == expected
 

@@ -20,7 +20,9 @@ NOTEBOOKS = list_notebooks()
 def test_every_notebook_has_a_parameter_class_with_its_parameter_names(path):
     in_class, in_notebook = set(parameters_class(path.stem).parameter_names()), set(notebook_parameters(path))
     assert not in_class - in_notebook, f"missing from the notebook's parameters cell: {sorted(in_class - in_notebook)}"
-    assert not in_notebook - in_class, f"unknown to {parameters_class(path.stem).__name__}: {sorted(in_notebook - in_class)}"
+    assert not in_notebook - in_class, (
+        f"unknown to {parameters_class(path.stem).__name__}: {sorted(in_notebook - in_class)}"
+    )
 
 
 def test_a_notebook_without_a_parameter_class_is_a_clear_error():
@@ -40,20 +42,28 @@ def test_list_shows_each_notebook_with_its_purpose_and_parameter_defaults(capsys
         assert [line.split(":")[0].strip() for line in lines] == parameters_class(path.stem).parameter_names()
         assert all(" = " in line for line in lines), "every parameter shows its default"
     quickstart = listed["00_quickstart — Quickstart: a teacher on one modality, a student on another"]
-    assert quickstart[:5] == ["    profile: str = 'quick'", "    interactive: bool = False",
-                              "    output_dir: str | None = None", "    device: str = 'auto'",
-                              "    n_runs: int | None = None (quick 10, full 20)"]
+    assert quickstart[:5] == [
+        "    profile: str = 'quick'",
+        "    interactive: bool = False",
+        "    output_dir: str | None = None",
+        "    device: str = 'auto'",
+        "    n_runs: int | None = None (quick 10, full 20)",
+    ]
     assert "    reduction: str = 'batchmean'" in quickstart
-    assert "    datasets: tuple[str, ...] = ('mfeat', 'watch', 'segment')" in listed[
-        "01_data_tour — Data tour: real paired data, and which pairs are worth distilling"]
+    assert (
+        "    datasets: tuple[str, ...] = ('mfeat', 'watch', 'segment')"
+        in listed["01_data_tour — Data tour: real paired data, and which pairs are worth distilling"]
+    )
 
 
 @pytest.mark.parametrize(
     "argv, message",
     [
         (["run", "99_nothing"], "unknown notebook '99_nothing'; valid notebooks: 00_quickstart"),
-        (["run", "00_quickstart", "-p", "n_rums", "3"],
-         "unknown parameter(s) ['n_rums']\nvalid parameters of 00_quickstart:\n  profile: str = 'quick'\n"),
+        (
+            ["run", "00_quickstart", "-p", "n_rums", "3"],
+            "unknown parameter(s) ['n_rums']\nvalid parameters of 00_quickstart:\n  profile: str = 'quick'\n",
+        ),
         (["run", "all", "-p", "n_runs", "3"], "-p applies to one notebook"),
     ],
 )
@@ -64,18 +74,38 @@ def test_bad_runs_fail_with_a_clear_message(argv, message, capsys):
 
 def test_run_writes_the_executed_notebook_figures_and_results(tmp_path):
     completed = subprocess.run(
-        [sys.executable, "-m", "cmkd_lab", "run", "00_quickstart.ipynb", "--out", str(tmp_path),
-         "-p", "n_runs", "2", "-p", "epochs", "20", "--static"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "cmkd_lab",
+            "run",
+            "00_quickstart.ipynb",
+            "--out",
+            str(tmp_path),
+            "-p",
+            "n_runs",
+            "2",
+            "-p",
+            "epochs",
+            "20",
+            "--static",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stderr
-    assert re.search(r"quickstart: kd and no_kd \(4 models\): started \(20 epochs\)\n.*: done, 20/20 in \d+\.\d s",
-                     completed.stderr, flags=re.S), completed.stderr  # the kernel's progress reaches the terminal
+    assert re.search(
+        r"quickstart: kd and no_kd \(4 models\): started \(20 epochs\)\n.*: done, 20/20 in \d+\.\d s",
+        completed.stderr,
+        flags=re.S,
+    ), completed.stderr  # the kernel's progress reaches the terminal
     assert "without encryption" not in completed.stderr  # the kernel's start-up log stays quiet
     assert "[1/1] running 00_quickstart (quick) ..." in completed.stdout
     table = completed.stdout.split("\n\n")[-1]  # the final table: what was written where
-    assert re.search(rf"00_quickstart\s+ok\s+\d+\.\d\s+{re.escape(str(tmp_path / '00_quickstart'))}\s+notebook, \d+ figures",
-                     table), completed.stdout
+    assert re.search(
+        rf"00_quickstart\s+ok\s+\d+\.\d\s+{re.escape(str(tmp_path / '00_quickstart'))}\s+notebook, \d+ figures", table
+    ), completed.stdout
     folder = tmp_path / "00_quickstart"
     table = pd.read_csv(folder / "results.csv")
     assert sorted(table["seed"].unique()) == [0, 1]
@@ -99,7 +129,10 @@ def test_bad_parameters_fail_before_a_kernel_starts(parameter, message, tmp_path
     assert not started and not (tmp_path / "02_mfh_gaussian").exists()
     assert message in error
     assert "valid parameters of 02_mfh_gaussian:\n  profile: str = 'quick'\n" in error
-    assert "\n  n_runs: int | None = None (quick 10, full 10)\n  epochs: int | None = None (quick 300, full 1000)\n" in error
+    assert (
+        "\n  n_runs: int | None = None (quick 10, full 10)\n  epochs: int | None = None (quick 300, full 1000)\n"
+        in error
+    )
 
 
 def test_parameters_are_validated_and_profiles_fill_the_rest():
@@ -115,5 +148,8 @@ def test_parameters_are_validated_and_profiles_fill_the_rest():
         QuickstartParameters.create(interactive=1)
     with pytest.raises(ValueError, match="not allowed; valid values: batchmean, mean"):
         QuickstartParameters.create(reduction="sum")
-    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['n_rums'\]\nvalid parameters of 00_quickstart:\n  profile: str = 'quick'\n"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown parameter\(s\) \['n_rums'\]\nvalid parameters of 00_quickstart:\n  profile: str = 'quick'\n",
+    ):
         QuickstartParameters.create(n_rums=3)

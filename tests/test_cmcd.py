@@ -36,8 +36,9 @@ def test_the_results_contract(quick_run):
 
 def test_quick_profile_distillation_beats_no_distillation_at_small_m(quick_run):
     params, run = quick_run
-    acc = run.table[(run.table["metric"] == "test_acc") & (run.table["alpha"] == params.alpha)
-                    & (run.table["stage"] == "probe")]
+    acc = run.table[
+        (run.table["metric"] == "test_acc") & (run.table["alpha"] == params.alpha) & (run.table["stage"] == "probe")
+    ]
     mean = acc.groupby("method")["value"].mean()
     assert params.n_labeled <= 5 * 4  # a few labels per class
     assert mean["cmd"] > mean["no_distill"] + 0.05 and mean["cmc"] > mean["no_distill"] + 0.05
@@ -49,9 +50,11 @@ def quick_claims(quick_run):
     params, run = quick_run
     table = run.table
     points = analysis.distance_points(table)
-    rows = (analysis.margin_claims(table[table["alpha"] == params.alpha], ["alpha"], synthetic.n_classes(params))
-            + analysis.distance_claims(points, within="alpha", units="seed", setting="within each α")
-            + analysis.knob_claims(points))
+    rows = (
+        analysis.margin_claims(table[table["alpha"] == params.alpha], ["alpha"], synthetic.n_classes(params))
+        + analysis.distance_claims(points, within="alpha", units="seed", setting="within each α")
+        + analysis.knob_claims(points)
+    )
     return claims.table(rows)
 
 
@@ -95,8 +98,9 @@ def test_the_claims_table_states_each_claim_and_judges_it_by_the_one_rule(quick_
 
 def tiny_transfers(seeds=(0, 1)):
     data = synthetic.load("cmcd_modalities", alpha=0.25, seed=0, n_samples=400)
-    return pipeline.transfers_from_splits({s: data.split(s) for s in seeds}, "source", "target", n_paired=100,
-                                          n_labeled=8, settings={"alpha": 0.25})
+    return pipeline.transfers_from_splits(
+        {s: data.split(s) for s in seeds}, "source", "target", n_paired=100, n_labeled=8, settings={"alpha": 0.25}
+    )
 
 
 TINY = pipeline.Stages(ssl_epochs=2, distill_epochs=2, head_epochs=3, embedding_dim=8, batch_size=32)
@@ -104,16 +108,25 @@ TINY = pipeline.Stages(ssl_epochs=2, distill_epochs=2, head_epochs=3, embedding_
 
 def test_the_stages_reuse_weights_bit_for_bit():
     net = synthetic.Architecture("mlp", (16,))
-    run = pipeline.run_transfers(tiny_transfers(), study="t", source_net=net, target_net=net, stages=TINY,
-                                 methods=("cmd", "no_distill", "finetune_only"), progress=False)
+    run = pipeline.run_transfers(
+        tiny_transfers(),
+        study="t",
+        source_net=net,
+        target_net=net,
+        stages=TINY,
+        methods=("cmd", "no_distill", "finetune_only"),
+        progress=False,
+    )
     distilled = run.artifacts.fits["cmd"][0].modules["encoder"]
     probe, finetune = run.artifacts.fits["probe"][0], run.artifacts.fits["finetune"][0]
     assert probe.record["frozen_modules"] == ["encoder"]
     probed = probe.modules["encoder"].subset([0, 1])  # the probe fit's first block is CMD's
     for key, value in distilled.params.items():
         assert torch.equal(probed.params[key], value)
-    assert not torch.equal(finetune.modules["encoder"].params["encoder.fc1.weight"],
-                           probe.modules["encoder"].params["encoder.fc1.weight"][2:])  # fine-tuning moved it
+    assert not torch.equal(
+        finetune.modules["encoder"].params["encoder.fc1.weight"],
+        probe.modules["encoder"].params["encoder.fc1.weight"][2:],
+    )  # fine-tuning moved it
     # the seeds' teachers were trained once and shared by every method
     assert len(run.artifacts.fits["ssl_teacher"]) == 1 and run.artifacts.fits["ssl_teacher"][0].record["n_models"] == 2
 
@@ -121,39 +134,88 @@ def test_the_stages_reuse_weights_bit_for_bit():
 def test_variants_share_the_ssl_teachers_and_label_their_rows():
     net = synthetic.Architecture("mlp", (16,))
     variants = {"batch": TINY, "queue": dataclasses.replace(TINY, queue_size=64)}
-    run = pipeline.run_transfers(tiny_transfers(), study="t", source_net=net, target_net=net, stages=TINY,
-                                 methods=("cmd",), progress=False, variants=variants)
+    run = pipeline.run_transfers(
+        tiny_transfers(),
+        study="t",
+        source_net=net,
+        target_net=net,
+        stages=TINY,
+        methods=("cmd",),
+        progress=False,
+        variants=variants,
+    )
     assert len(run.artifacts.fits["ssl_teacher"]) == 1 and len(run.artifacts.fits["cmd"]) == 2
     assert set(run.table["variant"]) == {"batch", "queue"}
     assert (run.table.groupby(["variant", "stage", "metric"])["seed"].nunique() == 2).all()
-    with pytest.raises(ValueError, match="variant 'hot' changes \\['ssl_temperature'\\], which the shared SSL teachers"):
-        pipeline.run_transfers(tiny_transfers(), study="t", source_net=net, target_net=net, stages=TINY, methods=("cmd",),
-                               variants={"hot": dataclasses.replace(TINY, ssl_temperature=0.5)})
+    with pytest.raises(
+        ValueError, match="variant 'hot' changes \\['ssl_temperature'\\], which the shared SSL teachers"
+    ):
+        pipeline.run_transfers(
+            tiny_transfers(),
+            study="t",
+            source_net=net,
+            target_net=net,
+            stages=TINY,
+            methods=("cmd",),
+            variants={"hot": dataclasses.replace(TINY, ssl_temperature=0.5)},
+        )
 
 
 def test_gain_and_gap_are_seed_by_seed_differences():
-    accuracies = {0: {("cmd", "probe"): 0.8, ("no_distill", "probe"): 0.5, ("cmd", "finetune"): 0.9,
-                      ("cmc", "finetune"): 0.95, ("finetune_only", "finetune"): 0.92},
-                  1: {("cmd", "probe"): 0.7, ("no_distill", "probe"): 0.6, ("cmd", "finetune"): 0.85,
-                      ("cmc", "finetune"): 0.8, ("finetune_only", "finetune"): 0.9}}
-    table = pd.DataFrame([{"method": m, "stage": stage, "alpha": 0.5, "seed": seed, "metric": "test_acc", "value": v}
-                          for seed, values in accuracies.items() for (m, stage), v in values.items()])
+    accuracies = {
+        0: {
+            ("cmd", "probe"): 0.8,
+            ("no_distill", "probe"): 0.5,
+            ("cmd", "finetune"): 0.9,
+            ("cmc", "finetune"): 0.95,
+            ("finetune_only", "finetune"): 0.92,
+        },
+        1: {
+            ("cmd", "probe"): 0.7,
+            ("no_distill", "probe"): 0.6,
+            ("cmd", "finetune"): 0.85,
+            ("cmc", "finetune"): 0.8,
+            ("finetune_only", "finetune"): 0.9,
+        },
+    }
+    table = pd.DataFrame(
+        [
+            {"method": m, "stage": stage, "alpha": 0.5, "seed": seed, "metric": "test_acc", "value": v}
+            for seed, values in accuracies.items()
+            for (m, stage), v in values.items()
+        ]
+    )
     gain = analysis.distillation_gain(table, ["alpha"])
     assert gain.loc[0.5, ("gain", "probe")] == pytest.approx(100 * (0.3 + 0.1) / 2)
     assert gain.loc[0.5, ("gain", "finetune")] == pytest.approx(100 * (-0.02 - 0.05) / 2)
-    assert analysis.scratch_gap(table, ["alpha"])[0.5] == pytest.approx(100 * (-0.03 + 0.05) / 2)  # vs the best distiller
+    assert analysis.scratch_gap(table, ["alpha"])[0.5] == pytest.approx(
+        100 * (-0.03 + 0.05) / 2
+    )  # vs the best distiller
     points = pd.DataFrame({"alpha": [0.0, 0.5, 1.0, 1.0], "tv_lower_bound": 1.0, "mmd": [0.1, 0.2, 0.3, 0.4]})
     order = analysis.distance_knob_correlations(points, n_boot=50)
-    assert order.loc["tv_lower_bound", "rho"] == 0 and order.loc["mmd", "rho"] > 0.9  # a constant estimate orders nothing
+    assert (
+        order.loc["tv_lower_bound", "rho"] == 0 and order.loc["mmd", "rho"] > 0.9
+    )  # a constant estimate orders nothing
 
 
 def test_distance_claims_take_the_correlation_within_the_knob():
     """Across α the error and the distance rise together (α drives both); within each α the
     distillers' distances run against their errors: the within-α claim sees that, the pooled ρ not."""
-    points = pd.DataFrame([{"alpha": alpha, "seed": seed, "method": method, "tv_lower_bound": alpha + 0.1 * i,
-                            "mmd": alpha + 0.1 * i + 0.01 * seed, "test_error": alpha - 0.1 * i}
-                           for seed in range(5) for alpha in (0.0, 0.5, 1.0)
-                           for i, method in enumerate(pipeline.DISTILLERS)])
+    points = pd.DataFrame(
+        [
+            {
+                "alpha": alpha,
+                "seed": seed,
+                "method": method,
+                "tv_lower_bound": alpha + 0.1 * i,
+                "mmd": alpha + 0.1 * i + 0.01 * seed,
+                "test_error": alpha - 0.1 * i,
+            }
+            for seed in range(5)
+            for alpha in (0.0, 0.5, 1.0)
+            for i, method in enumerate(pipeline.DISTILLERS)
+        ]
+    )
     within = analysis.distance_claims(points, within="alpha", units="seed", setting="within each α")
     assert within[0]["estimate"] == pytest.approx(-1.0) and within[1]["estimate"] < -0.9
     assert [row["verdict"] for row in within] == ["not held", "not held"] and within[0]["n_units"] == 5
@@ -166,8 +228,13 @@ def test_distance_claims_take_the_correlation_within_the_knob():
 def test_margin_claims_pair_seeds_name_the_pair_and_leave_chance_unresolved():
     pair = {"dataset": "mfeat", "source": "pixels", "target": "fourier", "stage": "finetune", "metric": "test_acc"}
     gains = {"cmd": [0.03, 0.04, 0.05], "cmc": [0.0, 0.001, -0.001], "l2": [0.0] * 3, "finetune_only": [-0.02] * 3}
-    table = pd.DataFrame([{**pair, "method": m, "seed": seed, "value": 0.8 + gain}
-                          for m, values in gains.items() for seed, gain in enumerate(values)])
+    table = pd.DataFrame(
+        [
+            {**pair, "method": m, "seed": seed, "value": 0.8 + gain}
+            for m, values in gains.items()
+            for seed, gain in enumerate(values)
+        ]
+    )
     rows = analysis.margin_claims(table, analysis.PAIR_COLUMNS, {"mfeat": 10})
     assert [r["setting"] for r in rows] == ["mfeat: pixels → fourier vs l2"] * 2  # l2 has the highest mean
     assert rows[0]["estimate"] == pytest.approx(4.0) and rows[0]["verdict"] == "held"  # 3, 4, 5 points
@@ -192,7 +259,9 @@ def test_unknown_methods_and_bad_sizes_are_clear_errors():
 
 def test_the_labeled_set_is_balanced_and_apart_from_the_paired_set():
     data = synthetic.load("cmcd_modalities", alpha=0.0, seed=0, n_samples=400)
-    transfer = pipeline.make_transfer(data.split(3), "source", "target", n_paired=100, n_labeled=10, seed=3, settings={})
+    transfer = pipeline.make_transfer(
+        data.split(3), "source", "target", n_paired=100, n_labeled=10, seed=3, settings={}
+    )
     counts = np.bincount(transfer.labels.numpy(), minlength=4)
     assert counts.sum() == 10 and counts.max() - counts.min() <= 1
     paired = {tuple(row) for row in transfer.target_paired.numpy().round(5)}
@@ -201,8 +270,11 @@ def test_the_labeled_set_is_balanced_and_apart_from_the_paired_set():
 
 def test_explore_reruns_one_setting(monkeypatch):
     params = synthetic.CMCDParameters.create()
-    monkeypatch.setattr(synthetic, "EXPLORE_SCALE", {**synthetic.EXPLORE_SCALE, "n_samples": 400, "ssl_epochs": 1,
-                                                     "distill_epochs": 1, "head_epochs": 2})
+    monkeypatch.setattr(
+        synthetic,
+        "EXPLORE_SCALE",
+        {**synthetic.EXPLORE_SCALE, "n_samples": 400, "ssl_epochs": 1, "distill_epochs": 1, "head_epochs": 2},
+    )
     fig = synthetic.explore_figure(params, 0.5, 60, 8, 0.2).to_dict()
     assert {trace["name"] for trace in fig["data"]} == {"probe", "finetune"}
     assert "α = 0.50, M = 60, m = 8, temperature = 0.2" in fig["layout"]["title"]["text"]
@@ -210,19 +282,38 @@ def test_explore_reruns_one_setting(monkeypatch):
 
 def test_real_pairs_run_on_a_downloaded_datasets_fixture(tmp_path, monkeypatch):
     """AV-MNIST (image → audio) from its download fixture reaches the real-data study by name and pair."""
-    from cmkd_lab.datasets import avmnist, cache
     from test_data_scripts import convert, make_avmnist_raw
+
+    from cmkd_lab.datasets import avmnist, cache
 
     monkeypatch.setenv(cache.ENV_VAR, str(tmp_path / "data"))
     make_avmnist_raw(tmp_path / "raw")
-    convert(avmnist.AVMNIST, tmp_path / "raw", tmp_path / "data", "--images-per-recording", "3", "--n-mels", "16",
-            "--n-frames", "20")
-    params = real.CMCDRealParameters.create(datasets=["avmnist"], pairs=["avmnist:image>audio"], n_runs=2,
-                                            labeled_per_class=1, ssl_epochs=1, distill_epochs=1, head_epochs=2,
-                                            embedding_dim=8)
+    convert(
+        avmnist.AVMNIST,
+        tmp_path / "raw",
+        tmp_path / "data",
+        "--images-per-recording",
+        "3",
+        "--n-mels",
+        "16",
+        "--n-frames",
+        "20",
+    )
+    params = real.CMCDRealParameters.create(
+        datasets=["avmnist"],
+        pairs=["avmnist:image>audio"],
+        n_runs=2,
+        labeled_per_class=1,
+        ssl_epochs=1,
+        distill_epochs=1,
+        head_epochs=2,
+        embedding_dim=8,
+    )
     run = real.run(params, progress=False)
     table = run.table
-    assert set(table["dataset"]) == {"avmnist"} and set(table["source"]) == {"image"} and set(table["target"]) == {"audio"}
+    assert (
+        set(table["dataset"]) == {"avmnist"} and set(table["source"]) == {"image"} and set(table["target"]) == {"audio"}
+    )
     assert set(table["method"]) == set(pipeline.METHODS) and table["value"].notna().all()
     teacher_fit = run.artifacts.fits["ssl_teacher"][0]
     assert teacher_fit.system.encoder.kind == "cnn2d"  # nets from the modalities' (C, H, W) shape
@@ -232,8 +323,9 @@ def test_real_pairs_run_on_a_downloaded_datasets_fixture(tmp_path, monkeypatch):
 
 
 def test_real_runs_several_label_counts_from_the_same_teachers():
-    params = real.CMCDRealParameters.create(datasets=["segment"], n_runs=1, n_paired=60, ssl_epochs=1, distill_epochs=1,
-                                            head_epochs=2, embedding_dim=8)
+    params = real.CMCDRealParameters.create(
+        datasets=["segment"], n_runs=1, n_paired=60, ssl_epochs=1, distill_epochs=1, head_epochs=2, embedding_dim=8
+    )
     run = real.run(params, progress=False, methods=("cmd", "no_distill"), labeled_per_class=[1, 3])
     assert set(run.table["labeled_per_class"]) == {1, 3} and set(run.table["method"]) == {"cmd", "no_distill"}
     assert len(run.artifacts.fits["ssl_teacher"]) == 1  # the label counts share the SSL teacher

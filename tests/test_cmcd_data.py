@@ -19,7 +19,8 @@ def held_out_accuracy(features: torch.Tensor, labels: torch.Tensor) -> float:
     from sklearn.preprocessing import StandardScaler
 
     x_train, x_test, y_train, y_test = train_test_split(
-        features.numpy(), labels.numpy(), test_size=0.5, random_state=0, stratify=labels.numpy())
+        features.numpy(), labels.numpy(), test_size=0.5, random_state=0, stratify=labels.numpy()
+    )
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x_train, y_train)
     return model.score(x_test, y_test)
 

@@ -5,6 +5,7 @@ CLIP form, CMD's minimum, the temperature limits and extreme inputs; two small f
 the CMD queue and the L2 projector live and train inside the kit's engine.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -50,8 +51,9 @@ def _direct_cmd(student, teacher, anchors, student_temperature, teacher_temperat
         teacher_logits = [float(t[i] @ a[j]) / teacher_temperature for j in range(len(a))]
         student_logits = [float(s[i] @ a[j]) / student_temperature for j in range(len(a))]
         teacher_norm, student_norm = _log_sum_exp(teacher_logits), _log_sum_exp(student_logits)
-        per_sample.append(-sum(math.exp(tl - teacher_norm) * (sl - student_norm)
-                               for tl, sl in zip(teacher_logits, student_logits)))
+        per_sample.append(
+            -sum(math.exp(tl - teacher_norm) * (sl - student_norm) for tl, sl in zip(teacher_logits, student_logits))
+        )
     return sum(per_sample) / len(per_sample)
 
 
@@ -59,7 +61,10 @@ def test_golden_values_against_direct_loops():
     values = {
         "info_nce": (info_nce(QUERIES, KEYS, 0.5), _direct_info_nce(QUERIES, KEYS, 0.5)),
         "info_nce_reverse": (info_nce(KEYS, QUERIES, 0.5), _direct_info_nce(KEYS, QUERIES, 0.5)),
-        "cmc": (cmc_loss(QUERIES, KEYS, 0.5), (_direct_info_nce(QUERIES, KEYS, 0.5) + _direct_info_nce(KEYS, QUERIES, 0.5)) / 2),
+        "cmc": (
+            cmc_loss(QUERIES, KEYS, 0.5),
+            (_direct_info_nce(QUERIES, KEYS, 0.5) + _direct_info_nce(KEYS, QUERIES, 0.5)) / 2,
+        ),
         "cmd_anchors": (cmd_loss(QUERIES, KEYS, ANCHORS, 0.5, 0.25), _direct_cmd(QUERIES, KEYS, ANCHORS, 0.5, 0.25)),
         "cmd_batch": (cmd_loss(QUERIES, KEYS, KEYS, 0.1, 0.05), _direct_cmd(QUERIES, KEYS, KEYS, 0.1, 0.05)),
     }
@@ -69,13 +74,17 @@ def test_golden_values_against_direct_loops():
     assert abs(values["info_nce"][1] - values["info_nce_reverse"][1]) > 0.01
 
 
+def loss_with(loss, arguments, student, teacher):
+    return loss(student, teacher, *arguments)
+
+
 def test_a_leading_model_axis_gives_each_model_its_own_value_also_under_vmap():
     student = torch.stack([QUERIES, KEYS.flip(0)])
     teacher = torch.stack([KEYS, QUERIES])
     anchors = torch.stack([ANCHORS, ANCHORS.roll(1, 0)])
     for loss, arguments in ((info_nce, (0.5,)), (cmc_loss, (0.5,))):
         stacked = loss(student, teacher, *arguments)
-        mapped = vmap(lambda s, t: loss(s, t, *arguments))(student, teacher)
+        mapped = vmap(functools.partial(loss_with, loss, arguments))(student, teacher)
         alone = torch.stack([loss(student[i], teacher[i], *arguments) for i in range(2)])
         assert stacked.shape == (2,) and torch.allclose(stacked, alone) and torch.allclose(mapped, alone)
     stacked = cmd_loss(student, teacher, anchors, 0.5, 0.25)
@@ -111,7 +120,9 @@ def test_cmd_is_minimal_when_the_student_reproduces_the_teachers_similarities():
         perturbed = teacher + 0.1 * torch.randn(8, 4, generator=g)
         assert cmd_loss(perturbed, teacher, teacher, temperature, temperature) > entropy + 1e-4
     # a student that only scales the teacher's embeddings changes nothing: the loss normalises them
-    assert cmd_loss(3 * teacher, teacher, teacher, temperature, temperature).item() == pytest.approx(entropy.item(), abs=1e-5)
+    assert cmd_loss(3 * teacher, teacher, teacher, temperature, temperature).item() == pytest.approx(
+        entropy.item(), abs=1e-5
+    )
 
 
 def test_cmd_sends_no_gradient_to_the_teacher_or_the_anchors():
@@ -164,9 +175,12 @@ def test_no_nan_or_inf_on_extreme_inputs_values_or_gradients(case, temperature):
 
 def test_huge_embeddings_keep_their_direction():
     """float32 F.normalize alone turns rows above ~1e19 into zeros; the losses keep the direction."""
-    assert info_nce(QUERIES * 1e30, KEYS * 1e30, 0.5).item() == pytest.approx(info_nce(QUERIES, KEYS, 0.5).item(), abs=1e-5)
+    assert info_nce(QUERIES * 1e30, KEYS * 1e30, 0.5).item() == pytest.approx(
+        info_nce(QUERIES, KEYS, 0.5).item(), abs=1e-5
+    )
     assert cmd_loss(QUERIES * 1e30, KEYS, ANCHORS * 1e30, 0.5, 0.25).item() == pytest.approx(
-        cmd_loss(QUERIES, KEYS, ANCHORS, 0.5, 0.25).item(), abs=1e-5)
+        cmd_loss(QUERIES, KEYS, ANCHORS, 0.5, 0.25).item(), abs=1e-5
+    )
 
 
 # ----------------------------------------------------------------------------- the queue
@@ -206,7 +220,8 @@ TERMS_DIRECTLY = {
     "cmd": lambda student, teacher, modules: {"cmd": cmd_loss(student, teacher, teacher, 0.1, 0.05)},
     "cmc": lambda student, teacher, modules: {"cmc": cmc_loss(student, teacher, 0.07)},
     "l2": lambda student, teacher, modules: {
-        "l2": losses.feature_regression_loss(modules["projector"](student), teacher)},
+        "l2": losses.feature_regression_loss(modules["projector"](student), teacher)
+    },
 }
 
 
@@ -224,8 +239,13 @@ def test_every_registered_embedding_loss_says_what_it_is_and_gives_its_terms(nam
 
 def test_the_registered_options_and_their_defaults():
     assert EMBEDDING_LOSSES.names() == ["cmc", "cmd", "l2"]
-    assert make_embedding_loss("cmd").config() == {"loss": "cmd", "weight": 1.0, "student_temperature": 0.1,
-                                                   "teacher_temperature": 0.05, "queue_size": 0}
+    assert make_embedding_loss("cmd").config() == {
+        "loss": "cmd",
+        "weight": 1.0,
+        "student_temperature": 0.1,
+        "teacher_temperature": 0.05,
+        "queue_size": 0,
+    }
     assert make_embedding_loss("cmc").config() == {"loss": "cmc", "weight": 1.0, "temperature": 0.07}
     assert make_embedding_loss("cmd").modules(3, 3, 0) == {} and make_embedding_loss("cmc").modules(3, 3, 0) == {}
     projector = make_embedding_loss("l2").modules(5, 3, seed=0)["projector"]
@@ -237,16 +257,24 @@ def test_the_registered_options_and_their_defaults():
 def test_make_embedding_loss_errors_list_the_valid_names_and_options():
     with pytest.raises(ValueError, match="unknown embedding loss 'clip'; valid names: cmc, cmd, l2"):
         make_embedding_loss("clip")
-    with pytest.raises(ValueError, match=r"unknown option\(s\) \['temperature'\] for embedding loss 'cmd'; valid options: "
-                                         "weight, student_temperature, teacher_temperature, queue_size"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown option\(s\) \['temperature'\] for embedding loss 'cmd'; valid options: "
+        "weight, student_temperature, teacher_temperature, queue_size",
+    ):
         make_embedding_loss("cmd", temperature=0.1)
-    with pytest.raises(ValueError, match=r"unknown option\(s\) \['queue_size'\] for embedding loss 'cmc'; valid options: "
-                                         "weight, temperature"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown option\(s\) \['queue_size'\] for embedding loss 'cmc'; valid options: "
+        "weight, temperature",
+    ):
         make_embedding_loss("cmc", queue_size=8)
     with pytest.raises(ValueError, match="queue_size must be >= 0"):
         make_embedding_loss("cmd", queue_size=-1)
     for name in ("cmd", "cmc"):
-        with pytest.raises(ValueError, match="student's have 4 dimensions and the teacher's 3; project them, or use 'l2'"):
+        with pytest.raises(
+            ValueError, match="student's have 4 dimensions and the teacher's 3; project them, or use 'l2'"
+        ):
             make_embedding_loss(name).modules(4, 3, seed=0)
 
 
@@ -258,7 +286,10 @@ class EmbeddingDistillation(System):
         self.loss, self.student_dim, self.teacher_dim = loss, student_dim, teacher_dim
 
     def build(self, seed):
-        return {"student": nn.Linear(4, self.student_dim), **self.loss.modules(self.student_dim, self.teacher_dim, seed)}
+        return {
+            "student": nn.Linear(4, self.student_dim),
+            **self.loss.modules(self.student_dim, self.teacher_dim, seed),
+        }
 
     def step(self, modules, batch):
         return StepResult({}, self.loss.terms(modules["student"](batch["x"]), batch["teacher"], modules))

@@ -65,8 +65,11 @@ def test_no_solution_survives_in_a_student_copy(stem, built):
         kept = {line.strip() for line in mine.source.splitlines()}
         leaked = (solution - around) & kept
         assert not leaked, f"{stem}: solution text left in the student copy: {sorted(leaked)}"
-    assert all(not cell.get("outputs") and cell.get("execution_count") is None
-               for cell in student.cells if cell.cell_type == "code")
+    assert all(
+        not cell.get("outputs") and cell.get("execution_count") is None
+        for cell in student.cells
+        if cell.cell_type == "code"
+    )
     graded = [cell.metadata.nbgrader for cell in student.cells if "nbgrader" in cell.metadata]
     assert len({g["grade_id"] for g in graded}) == len(graded), "grade ids must be unique"
     assert all(g["schema_version"] == course.NBGRADER_SCHEMA for g in graded)
@@ -90,15 +93,24 @@ def _execute(notebook, tmp_path):
     nbformat.write(notebook, path)
     parameterized_copy(path, path, {**SMALL_RUN, "output_dir": str(tmp_path / "outputs"), "device": "cpu"})
     notebook = nbformat.read(path, as_version=4)
-    client = NotebookClient(notebook, timeout=600, kernel_name="python3", allow_errors=True,
-                            extra_arguments=KERNEL_ARGUMENTS, resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
+    client = NotebookClient(
+        notebook,
+        timeout=600,
+        kernel_name="python3",
+        allow_errors=True,
+        extra_arguments=KERNEL_ARGUMENTS,
+        resources={"metadata": {"path": str(NOTEBOOK_DIR)}},
+    )
     return client.execute()
 
 
 def _check_errors(notebook) -> list[str | None]:
     """Per check cell: its error name, or None when it passed."""
-    return [next((o["ename"] for o in cell.outputs if o["output_type"] == "error"), None)
-            for cell in notebook.cells if course.is_check(cell)]
+    return [
+        next((o["ename"] for o in cell.outputs if o["output_type"] == "error"), None)
+        for cell in notebook.cells
+        if course.is_check(cell)
+    ]
 
 
 def test_the_student_copy_fails_its_checks_until_the_solutions_are_pasted_back(built, tmp_path):
@@ -122,7 +134,9 @@ def test_the_student_copy_fails_its_checks_until_the_solutions_are_pasted_back(b
 def test_strip_keeps_the_code_around_a_solution():
     source = f"# Exercise 1: x\nsetup = 1\n    {course.BEGIN}\n    answer = setup + 1\n    {course.END}\nprint(answer)"
     stripped = course._strip_solution(source, course.CODE_PROMPT)
-    assert stripped == "# Exercise 1: x\nsetup = 1\n    # YOUR CODE HERE\n    raise NotImplementedError()\nprint(answer)"
+    assert (
+        stripped == "# Exercise 1: x\nsetup = 1\n    # YOUR CODE HERE\n    raise NotImplementedError()\nprint(answer)"
+    )
     with pytest.raises(ValueError, match="unbalanced"):
         course._strip_solution(f"{course.BEGIN}\nx = 1", course.CODE_PROMPT)
 

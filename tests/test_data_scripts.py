@@ -47,7 +47,9 @@ def without_checksums(spec):
 
 
 def convert(spec, raw, root, *options):
-    status = download.run(without_checksums(spec), ["--data-dir", str(root), "--raw-dir", str(raw), "--quiet", *options])
+    status = download.run(
+        without_checksums(spec), ["--data-dir", str(root), "--raw-dir", str(raw), "--quiet", *options]
+    )
     assert status == 0
     return datasets.load(spec.name)
 
@@ -72,6 +74,7 @@ def write_zip(path: Path, members: dict[str, bytes]) -> None:
 
 # --- AV-MNIST --------------------------------------------------------------------------------
 
+
 def write_idx(path: Path, array: np.ndarray) -> None:
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
     with gzip.open(path, "wb") as handle:
@@ -89,8 +92,11 @@ def make_avmnist_raw(raw: Path) -> None:
         write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", labels)
     members = {
         f"free-spoken-digit-dataset-1.0.10/recordings/{digit}_{speaker}_{take}.wav": wav_bytes(
-            tone(300 + 250 * digit, 8000, 0.4 + 0.1 * take), 8000)
-        for digit in range(10) for speaker in ("jackson", "nicolas") for take in range(2)
+            tone(300 + 250 * digit, 8000, 0.4 + 0.1 * take), 8000
+        )
+        for digit in range(10)
+        for speaker in ("jackson", "nicolas")
+        for take in range(2)
     }
     members["free-spoken-digit-dataset-1.0.10/README.md"] = b"fixture"
     write_zip(raw / avmnist.FSDD_ZIP, members)
@@ -154,6 +160,7 @@ def test_truncated_idx_is_a_format_error(tmp_path):
 
 # --- NYU Depth V2 ----------------------------------------------------------------------------
 
+
 def make_nyu_raw(raw: Path, n: int = 13, height: int = 24, width: int = 32) -> list[str]:
     import h5py
 
@@ -187,7 +194,19 @@ def make_nyu_raw(raw: Path, n: int = 13, height: int = 24, width: int = 32) -> l
 def test_nyu_depth_v2_from_matlab_v73_fixture(tmp_path, root):
     raw = tmp_path / "raw"
     scene_types = make_nyu_raw(raw)
-    dataset = convert(nyu_depth_v2.NYU_DEPTH_V2, raw, root, "--height", "12", "--width", "16", "--n-scene-classes", "3", "--chunk", "5")
+    dataset = convert(
+        nyu_depth_v2.NYU_DEPTH_V2,
+        raw,
+        root,
+        "--height",
+        "12",
+        "--width",
+        "16",
+        "--n-scene-classes",
+        "3",
+        "--chunk",
+        "5",
+    )
     assert len(dataset) == 13 and dataset.shape("rgb") == (3, 12, 16) and dataset.shape("depth") == (1, 12, 16)
     assert cache.class_names("nyu_depth_v2") == ["kitchen", "bedroom", "other"]
     expected = [{"kitchen": 0, "bedroom": 1}.get(s, 2) for s in scene_types]
@@ -204,12 +223,16 @@ def test_nyu_rejects_a_file_that_is_not_hdf5(tmp_path, root, capsys):
     raw = tmp_path / "raw"
     raw.mkdir()
     (raw / nyu_depth_v2.NYU_MAT).write_bytes(b"MATLAB 5.0 MAT-file, not v7.3")
-    assert download.run(without_checksums(nyu_depth_v2.NYU_DEPTH_V2), ["--data-dir", str(root), "--raw-dir", str(raw)]) == 1
+    assert (
+        download.run(without_checksums(nyu_depth_v2.NYU_DEPTH_V2), ["--data-dir", str(root), "--raw-dir", str(raw)])
+        == 1
+    )
     error = capsys.readouterr().err
     assert "not a MATLAB v7.3 (HDF5) file" in error and "Traceback" not in error
 
 
 # --- EuroSAT MS + SAR ------------------------------------------------------------------------
+
 
 def tiff_bytes(array: np.ndarray, planar: bool) -> bytes:
     import tifffile
@@ -252,11 +275,15 @@ def test_eurosat_archives_without_common_patches_fail_clearly(tmp_path, root, ca
     raw = tmp_path / "raw"
     make_eurosat_raw(raw)
     write_zip(raw / eurosat_ms_sar.EUROSAT_SAR_ZIP, {"EuroSAT-SAR/Forest/other_name.tif": b"x"})
-    assert download.run(without_checksums(eurosat_ms_sar.EUROSAT_MS_SAR), ["--data-dir", str(root), "--raw-dir", str(raw)]) == 1
+    assert (
+        download.run(without_checksums(eurosat_ms_sar.EUROSAT_MS_SAR), ["--data-dir", str(root), "--raw-dir", str(raw)])
+        == 1
+    )
     assert "no patch appears in both zips" in capsys.readouterr().err
 
 
 # --- RAVDESS ---------------------------------------------------------------------------------
+
 
 def mp4_bytes(red: int, n_frames: int = 6, width: int = 64, height: int = 48) -> bytes:
     import av
@@ -294,7 +321,20 @@ def make_ravdess_raw(raw: Path) -> None:
 def test_ravdess_from_wav_and_mp4_fixture(tmp_path, root):
     raw = tmp_path / "raw"
     make_ravdess_raw(raw)
-    options = ["--actors", "1-2", "--n-frames", "2", "--image-size", "16", "--n-mels", "16", "--audio-frames", "12", "--seconds", "0.5"]
+    options = [
+        "--actors",
+        "1-2",
+        "--n-frames",
+        "2",
+        "--image-size",
+        "16",
+        "--n-mels",
+        "16",
+        "--audio-frames",
+        "12",
+        "--seconds",
+        "0.5",
+    ]
     dataset = convert(ravdess.RAVDESS, raw, root, *options)
     assert len(dataset) == 12 and dataset.shape("audio") == (1, 16, 12) and dataset.shape("face") == (6, 16, 16)
     assert sorted(set(dataset.labels.tolist())) == [0, 2, 4] and sorted(set(dataset.groups.tolist())) == [1, 2]
@@ -316,10 +356,13 @@ def test_ravdess_actor_option_is_checked(capsys, root):
 
 # --- network failures and the scripts themselves ---------------------------------------------
 
+
 @pytest.mark.parametrize("name", download.DOWNLOADS.names())
 def test_unreachable_server_gives_a_clear_message(name, tmp_path, root, capsys):
-    status = download.run(download.DOWNLOADS.get(name), ["--data-dir", str(root), "--raw-dir", str(tmp_path / "raw"),
-                                                         "--mirror", UNREACHABLE, "--quiet"])
+    status = download.run(
+        download.DOWNLOADS.get(name),
+        ["--data-dir", str(root), "--raw-dir", str(tmp_path / "raw"), "--mirror", UNREACHABLE, "--quiet"],
+    )
     error = capsys.readouterr().err
     assert status == 1
     assert error.startswith("error: could not download") and "127.0.0.1:9" in error and "run the script again" in error
@@ -340,9 +383,17 @@ def test_each_script_runs_its_spec(name, tmp_path, monkeypatch, capsys):
 
 
 def test_script_as_a_process_fails_without_a_traceback(tmp_path):
-    command = [sys.executable, str(REPO / "data_scripts" / "get_nyu_depth_v2.py"), "--data-dir", str(tmp_path),
-               "--mirror", UNREACHABLE]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    command = [
+        sys.executable,
+        str(REPO / "data_scripts" / "get_nyu_depth_v2.py"),
+        "--data-dir",
+        str(tmp_path),
+        "--mirror",
+        UNREACHABLE,
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)}
+    )
     assert done.returncode == 1
     assert "could not download nyu_depth_v2_labeled.mat" in done.stderr and "Traceback" not in done.stderr
 
@@ -350,7 +401,9 @@ def test_script_as_a_process_fails_without_a_traceback(tmp_path):
 def test_cli_download_rejects_an_unknown_name_listing_the_valid_ones(capsys):
     assert main(["datasets", "download", "no_such_data"]) == 2
     valid = ", ".join(download.DOWNLOADS.names())
-    assert capsys.readouterr().err.strip() == f"error: unknown downloadable dataset 'no_such_data'; valid names: {valid}"
+    assert (
+        capsys.readouterr().err.strip() == f"error: unknown downloadable dataset 'no_such_data'; valid names: {valid}"
+    )
 
 
 @pytest.mark.parametrize("name", download.DOWNLOADS.names())
@@ -360,18 +413,23 @@ def test_cli_download_help_lists_the_options_of_a_known_name(name, capsys):
     assert stopped.value.code == 0
     shown = capsys.readouterr().out
     assert shown.startswith(f"usage: python -m cmkd_lab datasets download {name} ")
-    flags = ["--data-dir", "--mirror"] + ["--" + option.replace("_", "-") for option in download.DOWNLOADS.get(name).options()]
+    flags = ["--data-dir", "--mirror"] + [
+        "--" + option.replace("_", "-") for option in download.DOWNLOADS.get(name).options()
+    ]
     assert all(flag in shown for flag in flags), shown
 
 
 def test_cli_download_passes_its_options_on(tmp_path, capsys):
     """The command runs the named spec with the options after the name, as the script does."""
-    assert main(["datasets", "download", "avmnist", "--data-dir", str(tmp_path), "--mirror", UNREACHABLE, "--quiet"]) == 1
+    assert (
+        main(["datasets", "download", "avmnist", "--data-dir", str(tmp_path), "--mirror", UNREACHABLE, "--quiet"]) == 1
+    )
     assert "could not download" in capsys.readouterr().err
     assert (tmp_path / "raw" / "avmnist").is_dir()
 
 
 # --- the fetcher: resume, restart, checksums -------------------------------------------------
+
 
 class RangeServer:
     """A local HTTP server for one payload; honours Range unless told not to, can cut a response short."""

@@ -36,8 +36,11 @@ def test_the_notes_are_checks_and_the_offline_tabular_views_match_them(executed)
 
 
 def test_claims_table_holds_a_close_view_and_not_a_far_one():
-    rows = [{"dataset": "mfeat", "view": view, "seed": seed, "metric": "test_acc", "value": value + 0.002 * seed}
-            for view, value in (("profile", 0.975), ("pixels", 0.80)) for seed in range(5)]
+    rows = [
+        {"dataset": "mfeat", "view": view, "seed": seed, "metric": "test_acc", "value": value + 0.002 * seed}
+        for view, value in (("profile", 0.975), ("pixels", 0.80))
+        for seed in range(5)
+    ]
     judged = data_tour.claims_table(pd.DataFrame(rows)).set_index("setting")
     assert judged.loc["mfeat · profile", "verdict"] == "held"  # −0.1 points, within ±5
     assert judged.loc["mfeat · pixels", "verdict"] == "not held"  # 15.6 points below the note

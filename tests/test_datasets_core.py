@@ -34,7 +34,12 @@ def test_from_arrays_builds_the_protocol():
         ({"a": np.zeros((2, 1))}, [0.5, 1.0], None, "labels must be integers"),
         ({"a": np.zeros((2, 1))}, ["x", "y"], None, r"got dtype <U1; pass relabel=True to encode them as 0..K-1"),
         ({"a": np.zeros((2, 1))}, [0, -1], None, r"found 2 distinct labels \[-1, 0\]\. Pass relabel=True"),
-        ({"a": np.zeros((3, 1))}, [1, 2, 3], None, r"0\.\.K-1 with every class present; found 3 distinct labels \[1, 2, 3\]"),
+        (
+            {"a": np.zeros((3, 1))},
+            [1, 2, 3],
+            None,
+            r"0\.\.K-1 with every class present; found 3 distinct labels \[1, 2, 3\]",
+        ),
         ({"a": np.zeros((3, 1))}, [0, 5, 10], None, r"labels \[0, 5, 10\]\. Pass relabel=True to map them to 0\.\.2"),
         ({"a": np.zeros((2, 0))}, [0, 1], None, r"modality 'a' has samples of shape \(0,\), which hold no values"),
         ({"a": np.zeros((2, 3, 0))}, [0, 1], None, r"samples of shape \(3, 0\)"),
@@ -81,7 +86,10 @@ def test_split_keeps_its_indices_for_a_seed():
 def test_split_names_a_class_too_small_for_every_part(val_fraction, needed):
     labels = np.r_[np.repeat([0, 1], 20), [2] * (needed - 1)]
     ds = from_arrays({"a": np.zeros(len(labels))}, labels, class_names=["x", "y", "rare"])
-    message = rf"class 2 \('rare'\) has {needed - 1} sample\(s\); a stratified split into {needed} parts needs at least {needed}"
+    message = (
+        rf"class 2 \('rare'\) has {needed - 1} sample\(s\); "
+        rf"a stratified split into {needed} parts needs at least {needed}"
+    )
     with pytest.raises(ValueError, match=message):
         ds.split(0, val_fraction=val_fraction)
     from_arrays({"a": np.zeros(len(labels) + 1)}, np.r_[labels, 2]).split(0, val_fraction=val_fraction)
@@ -90,7 +98,9 @@ def test_split_names_a_class_too_small_for_every_part(val_fraction, needed):
 def test_group_split_names_a_class_in_too_few_groups():
     labels = np.r_[np.repeat([0, 1], 30), 2]
     ds = from_arrays({"a": np.zeros(61)}, labels, groups=np.r_[np.arange(60) % 10, 3])
-    with pytest.raises(ValueError, match=r"class 2 has 1 sample\(s\) in only 1 group\(s\); a group-disjoint split into 3 parts"):
+    with pytest.raises(
+        ValueError, match=r"class 2 has 1 sample\(s\) in only 1 group\(s\); a group-disjoint split into 3 parts"
+    ):
         ds.split(0)
 
 
@@ -120,9 +130,11 @@ def test_group_splits_test_distinct_groups_per_seed():
     tests = []
     for seed in range(7):
         splits = ds.split(seed)
-        assert not set(splits.val.groups) & set(splits.test_groups()) and not set(splits.train.groups) & set(splits.test_groups())
+        assert not set(splits.val.groups) & set(splits.test_groups()) and not set(splits.train.groups) & set(
+            splits.test_groups()
+        )
         tests.append(set(splits.test_groups()))
-    assert all(not a & b for i, a in enumerate(tests) for b in tests[i + 1:])
+    assert all(not a & b for i, a in enumerate(tests) for b in tests[i + 1 :])
     assert set().union(*tests) == set(range(30))
     with pytest.warns(UserWarning, match=r"give 7 distinct, disjoint test sets \(seeds 0\.\.6\); seed 7 reshuffles"):
         later = ds.split(7)
@@ -146,7 +158,11 @@ def test_split_is_seeded_disjoint_and_stratified():
 def test_split_is_group_disjoint_when_groups_exist():
     splits = toy(groups=True).split(0)
     groups = {name: set(part.groups) for name, part in splits.parts().items()}
-    assert not groups["train"] & groups["test"] and not groups["train"] & groups["val"] and not groups["val"] & groups["test"]
+    assert (
+        not groups["train"] & groups["test"]
+        and not groups["train"] & groups["val"]
+        and not groups["val"] & groups["test"]
+    )
 
 
 def test_registry_lists_and_loads_with_clear_errors():

@@ -15,16 +15,20 @@ import torch.nn.functional as F
 from cmkd_lab.analysis import claims
 from cmkd_lab.datasets import load
 from cmkd_lab.models import ModelSpec
-from cmkd_lab.systems import DISCOM_TERMS, DisCoM, SumFusion, modality_loss
 from cmkd_lab.studies.discom import analysis, pipeline, study
+from cmkd_lab.systems import DISCOM_TERMS, DisCoM, SumFusion, modality_loss
 
 SPECS = {"a": ModelSpec("mlp", (6,), 3, (8,)), "b": ModelSpec("mlp", (5,), 3, (8,))}
 
 
 def batch(n=16, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return {"x.a": torch.randn(n, 6, generator=g), "y.a": torch.randint(0, 3, (n,), generator=g),
-            "x.b": torch.randn(n, 5, generator=g), "y.b": torch.randint(0, 3, (n,), generator=g)}
+    return {
+        "x.a": torch.randn(n, 6, generator=g),
+        "y.a": torch.randint(0, 3, (n,), generator=g),
+        "x.b": torch.randn(n, 5, generator=g),
+        "y.b": torch.randint(0, 3, (n,), generator=g),
+    }
 
 
 def modules_of(system, seed=0):
@@ -34,7 +38,9 @@ def modules_of(system, seed=0):
 def encoder_gradients(system, term, seed=0):
     modules = modules_of(system, seed)
     system.step(modules, batch())[1][term].backward()
-    return {name: p.grad.clone() for name, p in modules["invariant_a"].named_parameters()}, modules["discriminator"].weight.grad
+    return {name: p.grad.clone() for name, p in modules["invariant_a"].named_parameters()}, modules[
+        "discriminator"
+    ].weight.grad
 
 
 def test_gradient_reversal_flips_the_encoders_gradient_and_scales_it_by_lambda():
@@ -94,7 +100,9 @@ def test_absolute_orthogonality_changes_only_the_orthogonality_term():
     expected = 0.0
     for m in ("a", "b"):
         s, d, u = absolute.features(modules, m, batch()[f"x.{m}"])
-        expected = expected + F.cosine_similarity(d, u, dim=-1).abs().mean() + F.cosine_similarity(d, s, dim=-1).abs().mean()
+        expected = (
+            expected + F.cosine_similarity(d, u, dim=-1).abs().mean() + F.cosine_similarity(d, s, dim=-1).abs().mean()
+        )
     assert torch.allclose(terms["orth"], expected / 2) and not torch.allclose(terms["orth"], plain["orth"])
     assert absolute.config()["orthogonality"] == "absolute"
     with pytest.raises(ValueError, match="unknown orthogonality 'square'; valid: signed, absolute"):
@@ -102,11 +110,18 @@ def test_absolute_orthogonality_changes_only_the_orthogonality_term():
 
 
 def test_discom_takes_any_number_of_modalities_and_cnn_encoders():
-    specs = {"img": ModelSpec("cnn2d", (2, 6, 6), 3, (4,)), "seq": ModelSpec("cnn1d", (3, 8), 3, (4,)),
-             "vec": ModelSpec("mlp", (5,), 3, (8,))}
+    specs = {
+        "img": ModelSpec("cnn2d", (2, 6, 6), 3, (4,)),
+        "seq": ModelSpec("cnn1d", (3, 8), 3, (4,)),
+        "vec": ModelSpec("mlp", (5,), 3, (8,)),
+    }
     system = DisCoM(specs, width=4)
-    data = {"x.img": torch.randn(8, 2, 6, 6), "x.seq": torch.randn(8, 3, 8), "x.vec": torch.randn(8, 5),
-            **{f"y.{m}": torch.randint(0, 3, (8,)) for m in specs}}
+    data = {
+        "x.img": torch.randn(8, 2, 6, 6),
+        "x.seq": torch.randn(8, 3, 8),
+        "x.vec": torch.randn(8, 5),
+        **{f"y.{m}": torch.randint(0, 3, (8,)) for m in specs},
+    }
     modules = modules_of(system)
     terms = system.step(modules, data)[1]
     assert modules["discriminator"].out_features == 3 and torch.isfinite(terms["adv"])
@@ -133,8 +148,14 @@ def test_unpaired_feeding_has_no_fixed_pairing_between_the_modalities(monkeypatc
 
     monkeypatch.setattr(pipeline, "fit", recording_fit)
     protocol = pipeline.Protocol(epochs=3, batch_size=8, width=4)
-    pipeline.run_discom(st, pipeline.backbone_specs(st, {m: study.Architecture("mlp", (8,)) for m in st.modalities}),
-                        protocol, study="t", ablation_study=None, progress=False)
+    pipeline.run_discom(
+        st,
+        pipeline.backbone_specs(st, {m: study.Architecture("mlp", (8,)) for m in st.modalities}),
+        protocol,
+        study="t",
+        ablation_study=None,
+        progress=False,
+    )
     ids_a, ids_b = torch.cat([a for a, _ in seen], 1), torch.cat([b for _, b in seen], 1)
     assert ids_a.shape[1] >= 3 * n_train  # every epoch saw every row of each modality
     same_row = (ids_a == ids_b).float().mean()
@@ -163,7 +184,9 @@ def test_the_results_contract(quick_run):
     assert set(table["modality"]) == {"a", "b", pipeline.ALL_MODALITIES} and set(table["n_classes"]) == {4}
     keys = ["study", "method", "modality", "metric", "alpha"]
     per_cell = table.fillna({"alpha": -1}).groupby(keys)["seed"]
-    assert (per_cell.size() == params.n_splits).all() and (per_cell.nunique() == params.n_splits).all()  # one row per split
+    assert (per_cell.size() == params.n_splits).all() and (
+        per_cell.nunique() == params.n_splits
+    ).all()  # one row per split
     assert table["value"].between(0, 1).all()
     assert sorted(table.loc[table["method"] == "fusion_kd", "alpha"].unique()) == [0.0, 0.5]
     history = run.artifacts.fits["discom"][0].history  # every loss term logged by name, per epoch and copy
@@ -195,8 +218,14 @@ def test_every_claim_is_judged_by_the_rule_against_every_baseline_and_modality(q
     assert list(table.columns) == list(claims.COLUMNS)
     assert set(table["verdict"]) <= set(claims.VERDICTS)
     paper = table[table["kind"] == "paper"]
-    baselines = ["single", "fusion_kd (α=0)", "fusion_kd (α=0.5)", "fusion_dkd", "crossmodal_kd (α=0)",
-                 "crossmodal_kd (α=0.5)"]
+    baselines = [
+        "single",
+        "fusion_kd (α=0)",
+        "fusion_kd (α=0.5)",
+        "fusion_dkd",
+        "crossmodal_kd (α=0)",
+        "crossmodal_kd (α=0.5)",
+    ]
     expected = [f"discom_modalities · {m} vs {b}" for m in ("a", "b") for b in baselines]
     assert paper["setting"].tolist() == [*expected, "discom_modalities (chance 50 %)"]
     assert (paper["n_units"] == params.n_splits).all() and paper["p_adjusted"].notna().all()
@@ -222,8 +251,18 @@ def test_a_comparison_with_a_model_at_chance_is_not_resolved():
     for seed in range(4):
         for method, f1, acc in (("discom", 0.80, 0.80), ("single", 0.30, 0.28)):
             for metric, value in (("test_f1w", f1 + 0.01 * seed), ("test_acc", acc)):
-                rows.append({"study": "s", "method": method, "dataset": "d", "n_classes": 4, "modality": "a",
-                             "seed": seed, "metric": metric, "value": value})
+                rows.append(
+                    {
+                        "study": "s",
+                        "method": method,
+                        "dataset": "d",
+                        "n_classes": 4,
+                        "modality": "a",
+                        "seed": seed,
+                        "metric": metric,
+                        "value": value,
+                    }
+                )
     row = claims.table(analysis.baseline_rows(pd.DataFrame(rows), "s")).iloc[0]
     assert row["setting"] == "d · a vs single" and row["estimate"] == pytest.approx(50.0)
     assert row["verdict"] == "not resolved" and "single: test accuracy 28.0 %, chance 25.0 %" in row["note"]
@@ -258,7 +297,9 @@ def test_bad_input_is_a_clear_error_naming_the_valid_options():
         study.real_tasks(study.DisCoMParameters.create(real=["segment:colour,depth"], n_splits=1))
     data = load("discom_modalities", n_samples=300)
     tasks = pipeline.make_tasks(data, ["a", "b"], 1, "synthetic")
-    with pytest.raises(ValueError, match="unknown method\\(s\\) \\['fusion_mlkd'\\]; valid methods: discom, single.*left out"):
+    with pytest.raises(
+        ValueError, match="unknown method\\(s\\) \\['fusion_mlkd'\\]; valid methods: discom, single.*left out"
+    ):
         pipeline.run_dataset(tasks, ["a", "b"], {}, pipeline.Protocol(), study="t", methods=("fusion_mlkd",))
     with pytest.raises(ValueError, match="modality_targets.*valid values: class_index, as_released"):
         study.DisCoMParameters.create(modality_targets="soft")
@@ -268,18 +309,32 @@ def test_bad_input_is_a_clear_error_naming_the_valid_options():
 def test_downloaded_datasets_fixtures_run_by_name(which, tmp_path, monkeypatch):
     """EuroSAT-MS-SAR (ms, sar) and NYU Depth V2 (rgb, depth) from their download fixtures reach
     the study by parameter, unchanged, with 2-D CNN encoders."""
-    from cmkd_lab.datasets import cache, eurosat_ms_sar, nyu_depth_v2
     from test_data_scripts import convert, make_eurosat_raw, make_nyu_raw
+
+    from cmkd_lab.datasets import cache, eurosat_ms_sar, nyu_depth_v2
 
     monkeypatch.setenv(cache.ENV_VAR, str(tmp_path / "data"))
     if which == "eurosat":
         make_eurosat_raw(tmp_path / "raw", per_class=10)
-        convert(eurosat_ms_sar.EUROSAT_MS_SAR, tmp_path / "raw", tmp_path / "data", "--size", "4", "--max-per-class", "10")
+        convert(
+            eurosat_ms_sar.EUROSAT_MS_SAR, tmp_path / "raw", tmp_path / "data", "--size", "4", "--max-per-class", "10"
+        )
         item, modalities = "eurosat_ms_sar:ms,sar", {"ms", "sar"}
     else:
         make_nyu_raw(tmp_path / "raw")
-        convert(nyu_depth_v2.NYU_DEPTH_V2, tmp_path / "raw", tmp_path / "data", "--height", "6", "--width", "8",
-                "--n-scene-classes", "2", "--chunk", "5")
+        convert(
+            nyu_depth_v2.NYU_DEPTH_V2,
+            tmp_path / "raw",
+            tmp_path / "data",
+            "--height",
+            "6",
+            "--width",
+            "8",
+            "--n-scene-classes",
+            "2",
+            "--chunk",
+            "5",
+        )
         item, modalities = "nyu_depth_v2:rgb,depth", {"rgb", "depth"}
         # the 13-image fixture has two scenes of its first class, too few for a 3-part split by
         # scene; the study itself runs unchanged on the samples without their scene groups
@@ -289,7 +344,9 @@ def test_downloaded_datasets_fixtures_run_by_name(which, tmp_path, monkeypatch):
     run = study.run(params, progress=False)
     table = run.table
     assert set(table["study"]) == {"discom_real"} and set(table["method"]) == set(pipeline.METHODS)
-    assert modalities <= set(table["modality"]) <= modalities | {pipeline.ALL_MODALITIES} and table["value"].notna().all()
+    assert (
+        modalities <= set(table["modality"]) <= modalities | {pipeline.ALL_MODALITIES} and table["value"].notna().all()
+    )
     discom_fit = run.artifacts.fits["discom"][0]
     assert {spec.kind for spec in discom_fit.system.specs.values()} == {"cnn2d"}
 
@@ -298,16 +355,26 @@ def test_explore_reruns_discom_with_new_weights(monkeypatch):
     monkeypatch.setattr(study, "EXPLORE_SCALE", {**study.EXPLORE_SCALE, "epochs": 2, "n_samples": 300})
     fig = study.explore_figure(study.DisCoMParameters.create(), 1.0, 1.0, 0.0, 0.5, 1.0, 2.0).to_dict()
     assert "mod 0, adv 0.5, orth 1; GRL λ 2" in fig["layout"]["title"]["text"]
-    assert set(fig["data"][0]["x"]) == {"test_f1w · a", "test_f1w · b", "test_acc · a", "test_acc · b",
-                                        "domain_acc_s · all", "domain_acc_u · all"}
+    assert set(fig["data"][0]["x"]) == {
+        "test_f1w · a",
+        "test_f1w · b",
+        "test_acc · a",
+        "test_acc · b",
+        "domain_acc_s · all",
+        "domain_acc_u · all",
+    }
 
 
 def test_discom_variants_report_cosines_and_both_domain_accuracies():
     params = study.DisCoMParameters.create(real=(), n_splits=1, epochs=2, n_samples=400, width=4, hidden=8)
-    table = study.discom_variants(params, {"signed": {}, "absolute": {"orthogonality": "absolute"}, "λ = 3": {"grl_scale": 3.0}})
+    table = study.discom_variants(
+        params, {"signed": {}, "absolute": {"orthogonality": "absolute"}, "λ = 3": {"grl_scale": 3.0}}
+    )
     assert list(dict.fromkeys(table["method"])) == ["signed", "absolute", "λ = 3"]
     means = analysis.variant_means(table)
-    assert {"test_f1w · a", "test_f1w · b", "domain_acc_s", "discriminator_acc_s", "cos_ds", "cos_du"} <= set(means.columns)
+    assert {"test_f1w · a", "test_f1w · b", "domain_acc_s", "discriminator_acc_s", "cos_ds", "cos_du"} <= set(
+        means.columns
+    )
     assert means[["domain_acc_s", "discriminator_acc_s"]].stack().between(0, 1).all()
     assert means[["cos_ds", "cos_du"]].stack().between(-1, 1).all()
     assert analysis.baseline_rows(table.assign(study="x"), "x") == []  # no baselines here: no claim rows

@@ -43,7 +43,9 @@ def test_the_results_contract(quick_run):
     assert np.isfinite(table["value"]).all()
     acc = table[table["metric"] == "test_acc"]["value"]
     assert acc.between(0, 1).all()
-    assert {"study", "method", "dataset", "source", "target", "severity", "seed", "metric", "value"} == set(table.columns)
+    assert {"study", "method", "dataset", "source", "target", "severity", "seed", "metric", "value"} == set(
+        table.columns
+    )
 
 
 def test_quick_profile_teacher_learns_and_degradation_hurts(quick_run):
@@ -103,10 +105,17 @@ def test_the_claims_table_states_each_claim_and_judges_it_by_the_one_rule(quick_
     params, run = quick_run
     table = analysis.claims_table(run.table, study.n_classes(params))
     assert list(table.columns) == list(claims.COLUMNS) and set(table["verdict"]) <= set(claims.VERDICTS)
-    expected = ([analysis.CLEAN_LESS_CORRELATED, analysis.CLEAN_MORE_UNIFORM, *analysis.DS_BEATS.values(),
-                 analysis.GAIN_GROWS_WITH_GAP] + list(analysis.TERM_BEATS_KD.values())
-                + [analysis.TEACHER_ADDS_TO_DS, analysis.DS_WITHOUT_TEACHER_BEATS_CE]
-                + [claim for _, claim in analysis.TERM_MOVES_ITS_DIAGNOSTIC.values()])
+    expected = (
+        [
+            analysis.CLEAN_LESS_CORRELATED,
+            analysis.CLEAN_MORE_UNIFORM,
+            *analysis.DS_BEATS.values(),
+            analysis.GAIN_GROWS_WITH_GAP,
+        ]
+        + list(analysis.TERM_BEATS_KD.values())
+        + [analysis.TEACHER_ADDS_TO_DS, analysis.DS_WITHOUT_TEACHER_BEATS_CE]
+        + [claim for _, claim in analysis.TERM_MOVES_ITS_DIAGNOSTIC.values()]
+    )
     assert table["claim"].tolist() == [claim.claim for claim in expected]
     assert table["kind"].tolist() == [claim.kind for claim in expected]
     # a DS term moving the statistic it optimises is a check, never one of the paper's claims
@@ -116,7 +125,8 @@ def test_the_claims_table_states_each_claim_and_judges_it_by_the_one_rule(quick_
     # the estimate is the seed-by-seed difference, in points for accuracy
     ds_over_kd = analysis.paired(run.table, "test_acc", "ds_both", "kd").groupby("seed")["difference"].mean()
     assert table.loc[table["claim"] == analysis.DS_BEATS["kd"].claim, "estimate"].item() == pytest.approx(
-        100 * ds_over_kd.mean())
+        100 * ds_over_kd.mean()
+    )
     uniformity = table[table["claim"] == analysis.TERM_MOVES_ITS_DIAGNOSTIC["ds_ud"][1].claim].iloc[0]
     assert uniformity["kind"] == "check" and uniformity["verdict"] == "held"
 
@@ -140,8 +150,9 @@ def test_weight_sweep_trains_each_variant_with_its_weights():
     assert (table.groupby(["method", "metric"])["seed"].nunique() == 2).all()
     means = analysis.variant_means(table)
     assert list(means.index) == ["ce", "both"] and list(means.columns) == list(study.METRICS)
-    assert means.loc["ce", "test_acc"] == pytest.approx(100 * table[(table["method"] == "ce") & (table["metric"] == "test_acc")]
-                                                        ["value"].mean())
+    assert means.loc["ce", "test_acc"] == pytest.approx(
+        100 * table[(table["method"] == "ce") & (table["metric"] == "test_acc")]["value"].mean()
+    )
     guided = study.weight_sweep(params, {"kd": (0, 0)}, severity=0.5)  # the default guide: trains the teacher first
     assert set(guided["method"]) == {"kd"} and len(guided) == 2 * len(study.METRICS)
     assert not guided.equals(study.weight_sweep(params, {"kd": (0, 0)}, severity=0.5, guide="none"))
@@ -164,17 +175,23 @@ def test_bad_inputs_fail_with_the_valid_options():
     create = study.DSParameters.create
     with pytest.raises(ValueError, match="'methods': \\['mkd'\\] not allowed; valid values: ce, kd, fitnet, ds_ci"):
         create(methods=["ce", "mkd"])
-    with pytest.raises(ValueError, match="'images': \\['cifar'\\] not allowed; valid values: digits_degraded, mfeat_degraded"):
+    with pytest.raises(
+        ValueError, match="'images': \\['cifar'\\] not allowed; valid values: digits_degraded, mfeat_degraded"
+    ):
         create(images=["cifar"])
     with pytest.raises(ValueError, match="names dataset 'nope', which is not in datasets \\[.*'mfeat'"):
         create(pairs=["nope:rgb>depth"])
-    with pytest.raises(ValueError, match="unknown degradation\\(s\\) \\['blur'\\]; valid: downsample, noise, occlusion"):
+    with pytest.raises(
+        ValueError, match="unknown degradation\\(s\\) \\['blur'\\]; valid: downsample, noise, occlusion"
+    ):
         load("digits_degraded", kinds=["blur"])
     with pytest.raises(ValueError, match="severities lie in \\[0, 1\\]"):
         create(severities=[0.5, 1.5])
     with pytest.raises(ValueError, match="has no modality 'rgb'; its modalities are \\['fourier'"):
         study.run(create(images=[], pairs=["mfeat:rgb>pixels"], n_runs=1), progress=False)
-    with pytest.raises(ValueError, match="needs image modalities .* 'mfeat' modality 'pixels' has samples of shape \\(240,\\)"):
+    with pytest.raises(
+        ValueError, match="needs image modalities .* 'mfeat' modality 'pixels' has samples of shape \\(240,\\)"
+    ):
         study.run(create(images=[], pairs=["mfeat:pixels>fourier"], n_runs=1), progress=False)
     with pytest.raises(ValueError, match="unknown method\\(s\\) \\['mkd'\\]; valid methods: ce, kd"):
         study.run_pairs([], study="x", p=dataclasses.replace(create(), methods=("mkd",)))  # past the parameter check
@@ -192,23 +209,38 @@ def test_explore_reruns_kd_and_the_ds_students_at_one_setting(quick_run):
 @pytest.mark.parametrize("pair", ["eurosat_ms_sar:ms>sar", "nyu_depth_v2:rgb>depth"])
 def test_registered_image_pairs_run_on_the_download_fixtures(pair, tmp_path, monkeypatch):
     """A downloaded dataset reaches the study by name and pair (ds_methods, severity NaN)."""
-    from cmkd_lab.datasets import cache, eurosat_ms_sar, nyu_depth_v2
     from test_data_scripts import convert, make_eurosat_raw, make_nyu_raw
+
+    from cmkd_lab.datasets import cache, eurosat_ms_sar, nyu_depth_v2
 
     monkeypatch.setenv(cache.ENV_VAR, str(tmp_path / "data"))
     if pair.startswith("eurosat"):
         make_eurosat_raw(tmp_path / "raw", per_class=8)
-        convert(eurosat_ms_sar.EUROSAT_MS_SAR, tmp_path / "raw", tmp_path / "data", "--size", "8", "--max-per-class", "8")
+        convert(
+            eurosat_ms_sar.EUROSAT_MS_SAR, tmp_path / "raw", tmp_path / "data", "--size", "8", "--max-per-class", "8"
+        )
     else:
         make_nyu_raw(tmp_path / "raw")
-        convert(nyu_depth_v2.NYU_DEPTH_V2, tmp_path / "raw", tmp_path / "data", "--height", "12", "--width", "16",
-                "--n-scene-classes", "2", "--chunk", "5")
+        convert(
+            nyu_depth_v2.NYU_DEPTH_V2,
+            tmp_path / "raw",
+            tmp_path / "data",
+            "--height",
+            "12",
+            "--width",
+            "16",
+            "--n-scene-classes",
+            "2",
+            "--chunk",
+            "5",
+        )
         # the 13-image fixture has two scenes of its first class, too few for a 3-part split by
         # scene; the study runs unchanged on the samples without their scene groups
         loader = study.load
         monkeypatch.setattr(study, "load", lambda name, **kw: dataclasses.replace(loader(name, **kw), groups=None))
-    params = study.DSParameters.create(images=[], pairs=[pair], n_runs=2, epochs=1, teacher_epochs=1, hidden=[4, 4],
-                                       batch_size=8)
+    params = study.DSParameters.create(
+        images=[], pairs=[pair], n_runs=2, epochs=1, teacher_epochs=1, hidden=[4, 4], batch_size=8
+    )
     run = study.run(params, progress=False)
     table = run.table
     dataset, modalities = pair.split(":")

@@ -16,7 +16,8 @@ from cmkd_lab.systems import Distillation
 
 G = torch.Generator().manual_seed(0)
 FEATURES = torch.randn(16, 4, generator=G, dtype=torch.float64) @ torch.tensor(
-    [[1.0, 0.5, 0.0, 0.0], [0.0, 1.0, 0.3, 0.0], [0.0, 0.0, 1.0, -0.8], [0.0, 0.0, 0.0, 1.0]], dtype=torch.float64)
+    [[1.0, 0.5, 0.0, 0.0], [0.0, 1.0, 0.3, 0.0], [0.0, 0.0, 1.0, -0.8], [0.0, 0.0, 0.0, 1.0]], dtype=torch.float64
+)
 MAP = torch.randn(3, 2, 4, 5, generator=G, dtype=torch.float64) * 2
 LOGITS = torch.randn(16, 3, generator=G)
 LABELS = torch.arange(16) % 3
@@ -71,7 +72,9 @@ def test_golden_values_against_direct_formulas():
 
 
 def test_zero_and_one_cases():
-    hadamard = torch.tensor([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=torch.float64)  # orthogonal, zero-mean
+    hadamard = torch.tensor(
+        [[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=torch.float64
+    )  # orthogonal, zero-mean
     independent = hadamard.repeat(5, 1)
     assert float(channel_independence_loss(independent)) == pytest.approx(0.0, abs=1e-12)
     assert float(metrics.mean_abs_correlation(independent)) == pytest.approx(0.0, abs=1e-12)
@@ -80,8 +83,9 @@ def test_zero_and_one_cases():
     flat = torch.full((4, 3, 5, 6), 2.5)
     assert float(spatial_uniformity_loss(flat)) == pytest.approx(0.0, abs=1e-6)
     assert torch.allclose(metrics.spatial_entropy(flat), torch.full((3,), math.log(30)))
-    peaked = torch.zeros(1, 1, 5, 6).index_put((torch.tensor([0]), torch.tensor([0]), torch.tensor([2]), torch.tensor([3])),
-                                               torch.tensor(100.0))
+    peaked = torch.zeros(1, 1, 5, 6).index_put(
+        (torch.tensor([0]), torch.tensor([0]), torch.tensor([2]), torch.tensor([3])), torch.tensor(100.0)
+    )
     assert float(spatial_uniformity_loss(peaked)) == pytest.approx(math.log(30), rel=1e-4)  # the maximum
     rank_one = FEATURES[:, :1] * torch.tensor([[1.0, -2.0, 0.5, 3.0]], dtype=torch.float64)
     assert float(metrics.effective_rank(rank_one)) == pytest.approx(1.0, abs=1e-6)
@@ -90,22 +94,37 @@ def test_zero_and_one_cases():
 
 def test_no_nan_on_constant_channels_and_extreme_maps():
     constant = torch.cat([FEATURES[:, :2], torch.ones(16, 1, dtype=torch.float64)], 1)
-    assert torch.isfinite(channel_independence_loss(constant)) and torch.isfinite(metrics.mean_abs_correlation(constant))
-    assert torch.isfinite(spatial_uniformity_loss(MAP * 1e6)) and torch.isfinite(metrics.spatial_entropy(MAP * 1e6)).all()
+    assert torch.isfinite(channel_independence_loss(constant)) and torch.isfinite(
+        metrics.mean_abs_correlation(constant)
+    )
+    assert (
+        torch.isfinite(spatial_uniformity_loss(MAP * 1e6)) and torch.isfinite(metrics.spatial_entropy(MAP * 1e6)).all()
+    )
 
 
 def test_invariances():
-    scale, shift = torch.tensor([[0.5, 7.0, 2.0, 30.0]], dtype=torch.float64), torch.tensor([[5.0, -3.0, 0.0, 1e3]], dtype=torch.float64)
-    assert float(channel_independence_loss(FEATURES * scale + shift)) == pytest.approx(float(channel_independence_loss(FEATURES)), rel=1e-3)
-    assert float(channel_independence_loss(FEATURES * -1)) == pytest.approx(float(channel_independence_loss(FEATURES)), rel=1e-9)
+    scale, shift = (
+        torch.tensor([[0.5, 7.0, 2.0, 30.0]], dtype=torch.float64),
+        torch.tensor([[5.0, -3.0, 0.0, 1e3]], dtype=torch.float64),
+    )
+    assert float(channel_independence_loss(FEATURES * scale + shift)) == pytest.approx(
+        float(channel_independence_loss(FEATURES)), rel=1e-3
+    )
+    assert float(channel_independence_loss(FEATURES * -1)) == pytest.approx(
+        float(channel_independence_loss(FEATURES)), rel=1e-9
+    )
     # uniformity: a constant added to a channel's map changes nothing (the softmax's shift invariance) ...
     per_channel = torch.randn(3, 2, 1, 1, generator=G, dtype=torch.float64) * 10
-    assert float(spatial_uniformity_loss(MAP + per_channel)) == pytest.approx(float(spatial_uniformity_loss(MAP)), rel=1e-9)
+    assert float(spatial_uniformity_loss(MAP + per_channel)) == pytest.approx(
+        float(spatial_uniformity_loss(MAP)), rel=1e-9
+    )
     # ... but scaling does: a sharper map is less uniform, a map scaled towards 0 becomes flat
     assert spatial_uniformity_loss(MAP * 3) > spatial_uniformity_loss(MAP) > spatial_uniformity_loss(MAP * 0.1)
     # the pooled form: a map's channels are compared through their spatial means
     stacked_map = FEATURES[:, :, None, None].expand(16, 4, 3, 3)
-    assert float(channel_independence_loss(stacked_map, n_spatial=2)) == pytest.approx(float(channel_independence_loss(FEATURES)))
+    assert float(channel_independence_loss(stacked_map, n_spatial=2)) == pytest.approx(
+        float(channel_independence_loss(FEATURES))
+    )
 
 
 def test_a_gradient_step_reduces_each_term():
@@ -119,9 +138,13 @@ def test_a_gradient_step_reduces_each_term():
 def test_the_losses_run_under_vmap_one_model_at_a_time():
     features = torch.randn(3, 16, 4, generator=G)
     maps = torch.randn(3, 8, 2, 4, 4, generator=G)
-    assert torch.allclose(vmap(channel_independence_loss)(features), torch.stack([channel_independence_loss(f) for f in features]))
+    assert torch.allclose(
+        vmap(channel_independence_loss)(features), torch.stack([channel_independence_loss(f) for f in features])
+    )
     assert torch.allclose(vmap(spatial_uniformity_loss)(maps), torch.stack([spatial_uniformity_loss(m) for m in maps]))
-    assert torch.allclose(channel_independence_loss(features), vmap(channel_independence_loss)(features))  # leading axes
+    assert torch.allclose(
+        channel_independence_loss(features), vmap(channel_independence_loss)(features)
+    )  # leading axes
 
 
 def _step(map_layer="relu1", teacher_layer=None):
@@ -136,7 +159,9 @@ def test_the_registered_ds_loss_names_and_weighs_its_terms():
     assert not plain.needs_teacher and plain.student_layers == ("embedding", "relu1") and plain.teacher_layers == ()
     terms = plain.terms(out, {})
     assert set(terms) == set(plain.weights()) == {"ce", "independence", "uniformity"}
-    assert float(terms["independence"]) == pytest.approx(float(channel_independence_loss(out.student_features["embedding"])))
+    assert float(terms["independence"]) == pytest.approx(
+        float(channel_independence_loss(out.student_features["embedding"]))
+    )
     assert float(terms["uniformity"]) == pytest.approx(float(spatial_uniformity_loss(out.student_features["relu1"])))
     kd = make_loss("ds", guide="kd", kd_weight=0.5)
     assert kd.needs_teacher and set(kd.terms(out, {})) == {"ce", "independence", "uniformity", "kd"}
@@ -154,7 +179,9 @@ def test_bad_ds_options_fail_clearly():
         make_loss("ds", guide="crd")
     with pytest.raises(ValueError, match="not a \\(channels, height, width\\) map"):
         make_loss("ds", map_layer="embedding").terms(_step(), {})
-    with pytest.raises(ValueError, match="unknown option\\(s\\) \\['beta'\\] for loss 'ds'; valid options: .*independence_weight"):
+    with pytest.raises(
+        ValueError, match="unknown option\\(s\\) \\['beta'\\] for loss 'ds'; valid options: .*independence_weight"
+    ):
         make_loss("ds", beta=1.0)
 
 
@@ -168,10 +195,17 @@ def test_per_model_weights_sweep_in_one_batched_fit_and_log_every_term():
     data = {"x": x.expand(2, *x.shape), "y": y.expand(2, *y.shape)}
     batched = fit(Distillation(spec, both), data, seeds=[0, 0], config=config, progress=False)
     assert {"ce", "independence", "uniformity", "total"} <= set(batched.history)
-    assert batched.history["total"][-1, 0] == pytest.approx(batched.history["ce"][-1, 0], rel=1e-6)  # CE's DS weights are 0
+    assert batched.history["total"][-1, 0] == pytest.approx(
+        batched.history["ce"][-1, 0], rel=1e-6
+    )  # CE's DS weights are 0
     for i, weight in enumerate((0.0, 2.0)):
-        alone = fit(Distillation(spec, make_loss("ds", guide="none", independence_weight=weight, uniformity_weight=weight)),
-                    {"x": x[None], "y": y[None]}, seeds=[0], config=config, progress=False)
+        alone = fit(
+            Distillation(spec, make_loss("ds", guide="none", independence_weight=weight, uniformity_weight=weight)),
+            {"x": x[None], "y": y[None]},
+            seeds=[0],
+            config=config,
+            progress=False,
+        )
         assert np.allclose(batched.history["total"][:, i], alone.history["total"][:, 0], rtol=1e-4, atol=1e-5)
 
 

@@ -27,25 +27,49 @@ def task(seed, teacher_shift=0, n=120):
 
 
 def run(tasks, **options):
-    return run_teacher_student(tasks, study="demo", teacher_modality="a", student_modality="b",
-                               teacher_config=CONFIG, progress=False, **options)
+    return run_teacher_student(
+        tasks,
+        study="demo",
+        teacher_modality="a",
+        student_modality="b",
+        teacher_config=CONFIG,
+        progress=False,
+        **options,
+    )
 
 
 def test_variants_train_k_teachers_by_m_tasks_in_one_fit_equal_to_alone():
     tasks = [task(0), task(1)]
     keep_first = lambda x, group: x * (torch.arange(x.shape[-1]) < 3)  # noqa: E731
-    result = run(tasks, variants={"all": None, "first3": keep_first}, variant_column="teacher_mode",
-                 losses={"kd": make_loss("kd", temperature=2.0, reduction="batchmean")})
+    result = run(
+        tasks,
+        variants={"all": None, "first3": keep_first},
+        variant_column="teacher_mode",
+        losses={"kd": make_loss("kd", temperature=2.0, reduction="batchmean")},
+    )
     table = result.table
     assert set(table.groupby("method")["teacher_mode"].unique().map(tuple)) == {("all", "first3"), ("all",)}
     assert set(table[table["method"] == "no_kd"]["teacher_mode"]) == {"all"}
     teacher_fit = result.artifacts.fits["teacher"]
     assert len(teacher_fit) == 1 and teacher_fit[0].record["n_models"] == 4  # 2 variants × 2 tasks, one fit
-    for i, t in enumerate(tasks):
-        alone = train_classifier(Architecture().spec((6,), 3), keep_first(t.splits.train["a"], [t]), t.splits.train.labels,
-                                 seeds=[t.seed], config=CONFIG, progress=False)
-        accuracy = (alone.modules["student"].predict(keep_first(t.splits.test["a"], [t]))[0].argmax(-1)
-                    == t.splits.test.labels).double().mean().item()
+    for _i, t in enumerate(tasks):
+        alone = train_classifier(
+            Architecture().spec((6,), 3),
+            keep_first(t.splits.train["a"], [t]),
+            t.splits.train.labels,
+            seeds=[t.seed],
+            config=CONFIG,
+            progress=False,
+        )
+        accuracy = (
+            (
+                alone.modules["student"].predict(keep_first(t.splits.test["a"], [t]))[0].argmax(-1)
+                == t.splits.test.labels
+            )
+            .double()
+            .mean()
+            .item()
+        )
         row = table[(table["method"] == "teacher") & (table["teacher_mode"] == "first3") & (table["seed"] == t.seed)]
         assert row["value"].item() == pytest.approx(accuracy, abs=1e-9)
     outputs = result.artifacts.find(shift=0)
@@ -62,8 +86,10 @@ def test_the_no_kd_baseline_trains_once_per_distinct_student_data():
     assert len(no_kd) == 4 and no_kd[no_kd["seed"] == 0]["value"].nunique() == 1
     separate = run(tasks, include=("no_kd",), share_baselines=False)
     assert sum(f["n_models"] for f in separate.log.fits if f["method"] == "no_kd") == 4
-    assert np.allclose(separate.table.sort_values(["seed", "shift"])["value"].to_numpy(),
-                       no_kd.sort_values(["seed", "shift"])["value"].to_numpy())
+    assert np.allclose(
+        separate.table.sort_values(["seed", "shift"])["value"].to_numpy(),
+        no_kd.sort_values(["seed", "shift"])["value"].to_numpy(),
+    )
 
 
 def test_the_no_kd_baseline_shares_the_kd_fit_and_equals_a_fit_of_its_own():
@@ -76,8 +102,9 @@ def test_the_no_kd_baseline_shares_the_kd_fit_and_equals_a_fit_of_its_own():
     assert records["kd"]["system"]["ce_only_copies"] == 2
     alone = run(tasks, include=("no_kd",))
     assert [f["method"] for f in alone.log.fits] == ["no_kd"] and "in_fit_of" not in alone.log.fits[0]
-    for (task_hosted, logits_hosted), (task_alone, logits_alone) in zip(hosted.artifacts.logits("no_kd"),
-                                                                         alone.artifacts.logits("no_kd")):
+    for (task_hosted, logits_hosted), (task_alone, logits_alone) in zip(
+        hosted.artifacts.logits("no_kd"), alone.artifacts.logits("no_kd")
+    ):
         assert task_hosted is task_alone and torch.allclose(logits_hosted, logits_alone, atol=1e-5)
     assert hosted.artifacts.models("no_kd")[0].n_models == 2 and hosted.artifacts.models("kd")[0].n_models == 6
     history = hosted.artifacts.fits["kd"][0].history["kd"]
@@ -93,8 +120,11 @@ def test_a_loss_that_cannot_host_the_baseline_leaves_it_a_fit_of_its_own():
 
 def test_metric_hooks_add_rows_from_the_kept_test_logits():
     tasks = [task(0), task(1)]
-    result = run(tasks, losses={"kd": make_loss("kd", temperature=2.0, reduction="batchmean")},
-                 metrics=[score_hook("weighted_f1")])
+    result = run(
+        tasks,
+        losses={"kd": make_loss("kd", temperature=2.0, reduction="batchmean")},
+        metrics=[score_hook("weighted_f1")],
+    )
     f1 = result.table[result.table["metric"] == "test_weighted_f1"]
     assert set(f1["method"]) == {"teacher", "no_kd", "kd"} and len(f1) == 6
     for t, logits in result.artifacts.logits("kd"):
@@ -117,8 +147,15 @@ def test_bad_runner_input_is_a_clear_error():
 def test_tasks_with_other_class_counts_never_share_a_fit():
     binary = task(0)
     labels = (binary.splits.train.labels > 0).long(), (binary.splits.test.labels > 0).long()
-    two_class = Task(Splits(from_arrays(binary.splits.train.modalities, labels[0]), None,
-                            from_arrays(binary.splits.test.modalities, labels[1])), 0, {"shift": "binary"})
+    two_class = Task(
+        Splits(
+            from_arrays(binary.splits.train.modalities, labels[0]),
+            None,
+            from_arrays(binary.splits.test.modalities, labels[1]),
+        ),
+        0,
+        {"shift": "binary"},
+    )
     result = run([task(1), two_class], include=("teacher",))
     assert len(result.artifacts.fits["teacher"]) == 2
     assert sorted(z.shape[-1] for _, z in result.artifacts.logits("teacher")) == [2, 3]

@@ -47,9 +47,11 @@ def test_every_executed_notebook_gets_a_page_and_plotly_js_is_there_once(site):
         assert html.count('src="../plotly.min.js"') == 1
         assert "plotly.js v" not in html, f"{page.stem}: plotly.js is inlined in the page"
         assert not re.search(r"""(src|href)=["']https?://""", html), f"{page.stem}: the page loads something remote"
-        figures = sum("application/vnd.plotly.v1+json" in output.get("data", {})
-                      for cell in nbformat.read(outputs / page.stem / f"{page.stem}.ipynb", 4).cells
-                      for output in cell.get("outputs", []))
+        figures = sum(
+            "application/vnd.plotly.v1+json" in output.get("data", {})
+            for cell in nbformat.read(outputs / page.stem / f"{page.stem}.ipynb", 4).cells
+            for output in cell.get("outputs", [])
+        )
         assert figures >= 1 and html.count("Plotly.newPlot(") == figures
 
 
@@ -71,18 +73,24 @@ def test_the_index_counts_paper_claims_only_and_lists_findings_and_checks_apart(
     tour = claims.load(outputs / "01_data_tour")
     assert set(tour["kind"]) == {"check"}
     assert by_stem["01_data_tour"].verdict == "no paper claim" and not any(by_stem["01_data_tour"].verdicts.values())
-    card = index[index.index("01_data_tour</a>"):]
+    card = index[index.index("01_data_tour</a>") :]
     checks = {verdict: count for verdict, count in claims.counts(tour, "check").items() if count}
     assert "paper claims: <b>no paper claim</b>" in card
-    line = card[card.index("checks (a method does what it defines):"):]
-    line = line[:line.index("</p>")]
+    line = card[card.index("checks (a method does what it defines):") :]
+    line = line[: line.index("</p>")]
     assert all(f"{count} {verdict}</span>" in line for verdict, count in checks.items())
 
 
-@pytest.mark.parametrize("paper, expected", [
-    ({}, "no paper claim"), ({"held": 2}, "held"), ({"held": 1, "not resolved": 1}, "partly held"),
-    ({"not held": 1, "not resolved": 3}, "not held"), ({"not resolved": 2}, "not resolved"),
-])
+@pytest.mark.parametrize(
+    "paper, expected",
+    [
+        ({}, "no paper claim"),
+        ({"held": 2}, "held"),
+        ({"held": 1, "not resolved": 1}, "partly held"),
+        ({"not held": 1, "not resolved": 3}, "not held"),
+        ({"not resolved": 2}, "not resolved"),
+    ],
+)
 def test_a_pages_verdict_reads_its_paper_claims_only(paper, expected):
     counts = {"paper": {v: paper.get(v, 0) for v in claims.VERDICTS}, "check": {"held": 5}}
     assert gallery.Page("x", "x", "x", counts).verdict == expected

@@ -86,8 +86,9 @@ def test_every_registered_loss_has_a_golden_total():
 def test_kd_matches_torch_kl_div_for_both_reductions():
     for reduction in ("batchmean", "mean"):
         expected = F.kl_div(F.log_softmax(STUDENT / 3, 1), F.softmax(TEACHER / 3, 1), reduction=reduction)
-        assert losses.kd_loss(STUDENT, TEACHER, 3.0, reduction, t2_scale=False).item() == pytest.approx(expected.item(),
-                                                                                                       rel=1e-5)
+        assert losses.kd_loss(STUDENT, TEACHER, 3.0, reduction, t2_scale=False).item() == pytest.approx(
+            expected.item(), rel=1e-5
+        )
 
 
 def test_kd_is_non_negative_and_zero_when_student_equals_teacher():
@@ -131,8 +132,11 @@ def test_no_nan_on_extreme_logits():
     student = torch.tensor([[1e4, -1e4, 0.0], [-1e4, 1e4, 5e3]], requires_grad=True)
     teacher = torch.tensor([[-1e4, 1e4, 0.0], [1e4, 0.0, -1e4]])
     labels = torch.tensor([0, 2])
-    terms = [losses.cross_entropy(student, labels), losses.kd_loss(student, teacher, 1.0, "batchmean"),
-             *losses.dkd_loss(student, teacher, labels, 4.0)]
+    terms = [
+        losses.cross_entropy(student, labels),
+        losses.kd_loss(student, teacher, 1.0, "batchmean"),
+        *losses.dkd_loss(student, teacher, labels, 4.0),
+    ]
     total = sum(terms)
     total.backward()
     assert all(torch.isfinite(t) for t in terms)

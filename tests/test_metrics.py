@@ -6,8 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from cmkd_lab.analysis.metrics import (central_moment_discrepancy, non_target_divergence, non_target_log_probs,
-                                       rank_correlation)
+from cmkd_lab.analysis.metrics import (
+    central_moment_discrepancy,
+    non_target_divergence,
+    non_target_log_probs,
+    rank_correlation,
+)
 
 
 def _logits(seed, shape=(64, 5), scale=3.0):
@@ -22,7 +26,10 @@ def _direct_ntd(teacher, student, labels, variant):
         p, q = np.exp(t - t.max()), np.exp(s - s.max())
         p, q = p / p.sum(), q / q.sum()
         m = (p + q) / 2
-        kl = lambda a, b: float(np.sum(a * np.log(a / b)))
+
+        def kl(a, b):
+            return float(np.sum(a * np.log(a / b)))
+
         values.append(0.5 * (kl(p, m) + kl(q, m)) if variant == "js" else 0.5 * (kl(m, q) + kl(m, p)))
     return np.array(values)
 
@@ -32,7 +39,9 @@ def test_ntd_matches_direct_formula(variant):
     teacher, student = _logits(0), _logits(1)
     labels = torch.randint(0, 5, (64,), generator=torch.Generator().manual_seed(2))
     per_sample = non_target_divergence(teacher, student, labels, variant=variant, reduction="none")
-    np.testing.assert_allclose(per_sample.numpy(), _direct_ntd(teacher, student, labels, variant), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        per_sample.numpy(), _direct_ntd(teacher, student, labels, variant), rtol=1e-9, atol=1e-12
+    )
     mean = non_target_divergence(teacher, student, labels, variant=variant)
     assert mean.item() == pytest.approx(per_sample.mean().item())
 

@@ -139,8 +139,9 @@ def test_table2_claims_judge_table2_and_algorithm1(executed):
 
 
 def test_table2_claims_without_a_mode_or_with_models_at_chance_are_not_resolved():
-    p = table2.Table2Parameters.create(n_runs=2, epochs=1, alg1_epochs=10, alg1_repeats=1, xs2_values=(10, 20),
-                                       teacher_modes=("gt", "alg1"))
+    p = table2.Table2Parameters.create(
+        n_runs=2, epochs=1, alg1_epochs=10, alg1_repeats=1, xs2_values=(10, 20), teacher_modes=("gt", "alg1")
+    )
     frame = table2.claims_table(table2.run(p, progress=False), p)
     beats_random = _row(frame, table2.MG_BEATS_RANDOM)
     assert beats_random["n_units"] == 0 and beats_random["verdict"] == "not resolved"
@@ -151,10 +152,17 @@ def test_table2_claims_without_a_mode_or_with_models_at_chance_are_not_resolved(
 
 
 def test_at_chance_counts_the_seeds_of_each_model_at_chance():
-    acc = pd.DataFrame({"method": ["kd"] * 3 + ["no_kd"] * 3, "teacher_mode": "regular", "n_classes": 4,
-                        "value": [0.25, 0.31, 0.80, 0.29, 0.301, 0.9]})
+    acc = pd.DataFrame(
+        {
+            "method": ["kd"] * 3 + ["no_kd"] * 3,
+            "teacher_mode": "regular",
+            "n_classes": 4,
+            "value": [0.25, 0.31, 0.80, 0.29, 0.301, 0.9],
+        }
+    )
     assert common.at_chance(acc, [("kd", "regular"), ("no_kd", "regular")]) == (
-        "kd · regular on 1 of 3 seeds; no_kd · regular on 1 of 3 seeds")  # 1/4 + 5 points = 0.30
+        "kd · regular on 1 of 3 seeds; no_kd · regular on 1 of 3 seeds"
+    )  # 1/4 + 5 points = 0.30
     percent = acc.assign(value=100 * acc["value"])
     assert common.at_chance(percent, [("kd", "regular")], percent=True) == "kd · regular on 1 of 3 seeds"
     assert common.at_chance(acc.assign(value=0.9), [("kd", "regular")]) == ""
@@ -215,21 +223,37 @@ def test_real_study_contract_on_one_small_dataset():
 
 def _real_table(accuracies: dict[tuple[str, str], list[float]], n_classes: int = 4) -> pd.DataFrame:
     """A mfh_real results table of one dataset from per-seed test accuracies per (method, mode)."""
-    return pd.DataFrame([{"study": real.STUDY, "method": method, "dataset": "toy", "n_classes": n_classes,
-                          "teacher_mode": mode, "seed": seed, "metric": "test_acc", "value": value}
-                         for (method, mode), values in accuracies.items() for seed, value in enumerate(values)])
+    return pd.DataFrame(
+        [
+            {
+                "study": real.STUDY,
+                "method": method,
+                "dataset": "toy",
+                "n_classes": n_classes,
+                "teacher_mode": mode,
+                "seed": seed,
+                "metric": "test_acc",
+                "value": value,
+            }
+            for (method, mode), values in accuracies.items()
+            for seed, value in enumerate(values)
+        ]
+    )
 
 
 def _seeds(mean: float, spread: float, n: int = 5) -> list[float]:
     return list(mean + spread * np.linspace(-1, 1, n))
 
 
-@pytest.mark.parametrize(("regular_kd", "no_kd", "verdict", "note"), [
-    (_seeds(0.25, 0.0), _seeds(0.25, 0.0), "not resolved", "models ended at chance"),  # both students at chance
-    (_seeds(0.651, 0.01), _seeds(0.80, 0.01), "not held", ""),  # KD loses ~15 points: no "no gain"
-    (_seeds(0.801, 0.005), _seeds(0.80, 0.005), "held", ""),  # equal within ±1 point: equivalence
-    (_seeds(0.80, 0.05), _seeds(0.79, -0.05), "not resolved", ""),  # too noisy to tell
-])
+@pytest.mark.parametrize(
+    ("regular_kd", "no_kd", "verdict", "note"),
+    [
+        (_seeds(0.25, 0.0), _seeds(0.25, 0.0), "not resolved", "models ended at chance"),  # both students at chance
+        (_seeds(0.651, 0.01), _seeds(0.80, 0.01), "not held", ""),  # KD loses ~15 points: no "no gain"
+        (_seeds(0.801, 0.005), _seeds(0.80, 0.005), "held", ""),  # equal within ±1 point: equivalence
+        (_seeds(0.80, 0.05), _seeds(0.79, -0.05), "not resolved", ""),  # too noisy to tell
+    ],
+)
 def test_no_gain_of_regular_kd_is_held_only_by_equivalence(regular_kd, no_kd, verdict, note):
     others = {("kd", "least_salient"): _seeds(0.85, 0.01), ("kd", "random"): _seeds(0.6, 0.01)}
     table = _real_table({("kd", "regular"): regular_kd, ("no_kd", "regular"): no_kd, **others})
@@ -275,7 +299,9 @@ def test_table2_channel_choices_keep_in_place_or_in_the_given_order():
     in_place = table2.ChannelChoice.in_place(mask)
     assert torch.equal(in_place.variant(tasks)(x, tasks), x * mask.unsqueeze(1))
     assert torch.equal(in_place.mask(), mask)
-    in_order = table2.ChannelChoice.in_order([torch.tensor([3, 1]), torch.tensor([2, 2, 0, 1])], torch.tensor([2, 2]), 4)
+    in_order = table2.ChannelChoice.in_order(
+        [torch.tensor([3, 1]), torch.tensor([2, 2, 0, 1])], torch.tensor([2, 2]), 4
+    )
     kept = in_order.variant(tasks)(x, tasks)
     assert torch.equal(kept[0, :, :2], x[0][:, [3, 1]]) and torch.equal(kept[1, :, :2], x[1][:, [2, 2]])
     assert not kept[:, :, 2:].any()

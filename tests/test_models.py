@@ -11,7 +11,9 @@ SPECS = [
     ModelSpec("mlp", (12,), 3, hidden=(16, 8)),
     ModelSpec("cnn1d", (3, 20), 4, hidden=(6, 8)),
     ModelSpec("cnn2d", (1, 16, 15), 5, hidden=(4, 6)),
-    ModelSpec("cnn2d", (2, 9, 8), 3, hidden=(4, 6, 8), batch_norm=True, residual=True, downsample="stride", dropout=0.2),
+    ModelSpec(
+        "cnn2d", (2, 9, 8), 3, hidden=(4, 6, 8), batch_norm=True, residual=True, downsample="stride", dropout=0.2
+    ),
 ]
 
 
@@ -84,4 +86,6 @@ def test_any_module_stacks_and_copies_come_back_as_modules():
     for i in range(3):
         assert torch.allclose(out[i], stacked.module(i)(x[i]), atol=1e-6)
     assert stacked.subset([2]).n_models == 1 and stacked.repeat(2).n_models == 6
-    assert torch.equal(Stack.concat([stacked, stacked.subset([0])]).params["0.weight"][3], stacked.params["0.weight"][0])
+    assert torch.equal(
+        Stack.concat([stacked, stacked.subset([0])]).params["0.weight"][3], stacked.params["0.weight"][0]
+    )

@@ -22,23 +22,74 @@ from cmkd_lab.app.notebook import NotebookParameters, list_notebooks, parameters
 NON_DEFAULT = {
     "00_quickstart": {"n_runs": 2, "epochs": 40, "venn_settings": ((10, 5, 5),), "n_train": 200, "temperature": 1.0},
     "01_data_tour": {"n_seeds": 1, "datasets": ["segment"], "samples_per_class": 2},
-    "02_mfh_gaussian": {"n_runs": 3, "epochs": 40, "overlaps": [0, 10], "xs1_values": [0, 40], "reduction": "batchmean",
-                        "rng": "official"},
+    "02_mfh_gaussian": {
+        "n_runs": 3,
+        "epochs": 40,
+        "overlaps": [0, 10],
+        "xs1_values": [0, 40],
+        "reduction": "batchmean",
+        "rng": "official",
+    },
     "02_mfh_real": {"n_runs": 2, "epochs": 20, "alg1_repeats": 2, "datasets": ["segment"], "fraction": 0.5},
-    "02_mfh_table2": {"n_runs": 2, "epochs": 40, "alg1_epochs": 40, "alg1_repeats": 3, "xs2_values": [10, 30],
-                      "teacher_modes": ["gt", "alg1"], "regular_kd_as_released": True, "rng": "official"},
+    "02_mfh_table2": {
+        "n_runs": 2,
+        "epochs": 40,
+        "alg1_epochs": 40,
+        "alg1_repeats": 3,
+        "xs2_values": [10, 30],
+        "teacher_modes": ["gt", "alg1"],
+        "regular_kd_as_released": True,
+        "rng": "official",
+    },
     "03_ntdh_gaussian": {"n_runs": 4, "epochs": 40, "overlaps": [0, 5, 10], "n_classes": 6, "ntd_variant": "official"},
-    "03_ntdh_multiclass_methods": {"n_runs": 2, "epochs": 20, "shifts": [20, 0], "methods": ["kd", "dkd"], "method_runs": 1,
-                                   "method_epochs": 1, "check_official": False},
+    "03_ntdh_multiclass_methods": {
+        "n_runs": 2,
+        "epochs": 20,
+        "shifts": [20, 0],
+        "methods": ["kd", "dkd"],
+        "method_runs": 1,
+        "method_epochs": 1,
+        "check_official": False,
+    },
     "03_ntdh_realpairs": {"n_runs": 2, "epochs": 10, "datasets": ["segment"], "hidden": 16},
-    "04_cmcd": {"n_runs": 2, "ssl_epochs": 3, "distill_epochs": 3, "head_epochs": 10, "alphas": [0.0, 1.0], "alpha": 1.0,
-                "n_samples": 800, "n_paired": 100, "sweeps": False},
-    "05_ds_cmkd": {"n_runs": 2, "n_train": 200, "epochs": 2, "teacher_epochs": 2, "images": ["mfeat_degraded"],
-                   "severities": [1.0], "degradations": ["noise"], "methods": ["ce", "ds_both"], "select": "last"},
-    "06_discom_kd": {"n_splits": 2, "epochs": 3, "synthetic": False, "real": ["mfeat:pixels,fourier,zernike"],
-                     "modality_targets": "as_released", "grl_scale": 0.5},
-    "04_cmcd_real": {"n_runs": 2, "ssl_epochs": 2, "distill_epochs": 2, "head_epochs": 10, "datasets": ["segment"],
-                     "labeled_per_class": 3},
+    "04_cmcd": {
+        "n_runs": 2,
+        "ssl_epochs": 3,
+        "distill_epochs": 3,
+        "head_epochs": 10,
+        "alphas": [0.0, 1.0],
+        "alpha": 1.0,
+        "n_samples": 800,
+        "n_paired": 100,
+        "sweeps": False,
+    },
+    "05_ds_cmkd": {
+        "n_runs": 2,
+        "n_train": 200,
+        "epochs": 2,
+        "teacher_epochs": 2,
+        "images": ["mfeat_degraded"],
+        "severities": [1.0],
+        "degradations": ["noise"],
+        "methods": ["ce", "ds_both"],
+        "select": "last",
+    },
+    "06_discom_kd": {
+        "n_splits": 2,
+        "epochs": 3,
+        "synthetic": False,
+        "real": ["mfeat:pixels,fourier,zernike"],
+        "modality_targets": "as_released",
+        "grl_scale": 0.5,
+    },
+    "04_cmcd_real": {
+        "n_runs": 2,
+        "ssl_epochs": 2,
+        "distill_epochs": 2,
+        "head_epochs": 10,
+        "datasets": ["segment"],
+        "labeled_per_class": 3,
+    },
 }
 
 
@@ -49,8 +100,11 @@ def test_every_notebook_has_a_non_default_set():
         cls = parameters_class(stem)
         cls.create(**values)  # valid names and values
         defaults = cls.create()
-        assert any(getattr(cls.create(**values), name) != getattr(defaults, name) for name in values
-                   if name not in {"n_runs", "epochs", "n_seeds"}), f"{stem}: no study knob differs from its default"
+        assert any(
+            getattr(cls.create(**values), name) != getattr(defaults, name)
+            for name in values
+            if name not in {"n_runs", "epochs", "n_seeds"}
+        ), f"{stem}: no study knob differs from its default"
 
 
 @pytest.mark.parametrize("stem", sorted(NON_DEFAULT))

@@ -99,17 +99,24 @@ def test_parameters_reject_binary_extension():
 
 def _official_rows(kit_means):
     """A binary table at γ = 0, two seeds per model, whose means are ``kit_means`` (percent)."""
-    return pd.DataFrame([{"n_classes": 2, "gamma": 0.0, "method": method, "seed": seed, "metric": "test_acc",
-                          "value": mean / 100}
-                         for method, mean in zip(("teacher", "no_kd", "kd"), kit_means) for seed in range(2)])
+    return pd.DataFrame(
+        [
+            {"n_classes": 2, "gamma": 0.0, "method": method, "seed": seed, "metric": "test_acc", "value": mean / 100}
+            for method, mean in zip(("teacher", "no_kd", "kd"), kit_means)
+            for seed in range(2)
+        ]
+    )
 
 
 def test_official_replay_is_an_equivalence_check_on_the_compared_means():
     script = (70.36, 72.15, 68.44)  # the script's γ = 0 means
     table = gaussian.official_script_table(_official_rows(script))
     assert list(table.columns[:2]) == ["claim", "official script"] and "verdict" not in table
-    assert list(table["claim"]) == ["binary sweep, γ = 0: teacher mean", "binary sweep, γ = 0: No-KD student mean",
-                                    "binary sweep, γ = 0: KD student mean"]
+    assert list(table["claim"]) == [
+        "binary sweep, γ = 0: teacher mean",
+        "binary sweep, γ = 0: No-KD student mean",
+        "binary sweep, γ = 0: KD student mean",
+    ]
     same = gaussian.official_script_claim(_official_rows(script))
     assert same["kind"] == "check" and same["prediction"] == "= 0" and same["sesoi"] == gaussian.OFFICIAL_TOLERANCE
     assert same["n_units"] == 3 and same["verdict"] == "held"
@@ -123,8 +130,7 @@ def test_official_replay_is_an_equivalence_check_on_the_compared_means():
 
 
 def test_official_replay_counts_the_shared_no_kd_student_once():
-    rows = pd.concat([_official_rows((70.36, 72.15, 68.44)),
-                      _official_rows((71.90, 72.15, 73.51)).assign(gamma=1.0)])
+    rows = pd.concat([_official_rows((70.36, 72.15, 68.44)), _official_rows((71.90, 72.15, 73.51)).assign(gamma=1.0)])
     assert gaussian.official_script_claim(rows)["n_units"] == 5  # teacher and KD at two γ, one No-KD student
 
 
@@ -147,10 +153,19 @@ def test_kd_variants_share_the_teacher_and_ntd_variants_come_from_the_logits():
 def _sweep(n_seeds: int = 12, gammas=(0.0, 0.5, 1.0), seed: int = 0, accuracy: float = 0.7) -> pd.DataFrame:
     """A per_task-like table where γ lowers NTD and raises Δ, and within a γ the two are unrelated."""
     rng = np.random.default_rng(seed)
-    rows = [{"gamma": g, "seed": s, "teacher": accuracy, "no_kd": accuracy, "kd": accuracy,
-             "ntd": 0.3 - 0.2 * g + 0.01 * rng.standard_normal(),
-             "delta": 0.03 * g - 0.01 + 0.003 * rng.standard_normal()}
-            for s in range(n_seeds) for g in gammas]
+    rows = [
+        {
+            "gamma": g,
+            "seed": s,
+            "teacher": accuracy,
+            "no_kd": accuracy,
+            "kd": accuracy,
+            "ntd": 0.3 - 0.2 * g + 0.01 * rng.standard_normal(),
+            "delta": 0.03 * g - 0.01 + 0.003 * rng.standard_normal(),
+        }
+        for s in range(n_seeds)
+        for g in gammas
+    ]
     return pd.DataFrame(rows)
 
 
@@ -232,10 +247,22 @@ def _methods_table(gain: float, accuracy: float = 0.7, n_seeds: int = 4) -> pd.D
     for seed in range(n_seeds):
         rows.append({"method": "teacher", "masking": False, "seed": seed, "metric": "test_acc", "value": accuracy})
         for masking in (False, True):
-            rows += [{"method": "kd", "masking": masking, "seed": seed, "metric": "test_acc",
-                      "value": accuracy + (gain if masking else 0.0) + 0.002 * rng.standard_normal()},
-                     {"method": "kd", "masking": masking, "seed": seed, "metric": "ntd",
-                      "value": 0.2 + 0.0001 * rng.standard_normal()}]
+            rows += [
+                {
+                    "method": "kd",
+                    "masking": masking,
+                    "seed": seed,
+                    "metric": "test_acc",
+                    "value": accuracy + (gain if masking else 0.0) + 0.002 * rng.standard_normal(),
+                },
+                {
+                    "method": "kd",
+                    "masking": masking,
+                    "seed": seed,
+                    "metric": "ntd",
+                    "value": 0.2 + 0.0001 * rng.standard_normal(),
+                },
+            ]
     return pd.DataFrame(rows).assign(gamma=0.5)
 
 
@@ -280,8 +307,19 @@ def _pair_summary(ntd_by_pair, delta_by_direction, accuracy=80.0, n_classes=7):
     rows = []
     for i, (ntd, deltas) in enumerate(zip(ntd_by_pair, delta_by_direction)):
         for (a, b), delta in zip((("x", "y"), ("y", "x")), deltas):
-            rows.append({"dataset": f"d{i}", "teacher_view": a, "student_view": b, "n_classes": n_classes,
-                         "teacher": accuracy, "no_kd": accuracy, "kd": accuracy, "delta": delta, "ntd": ntd})
+            rows.append(
+                {
+                    "dataset": f"d{i}",
+                    "teacher_view": a,
+                    "student_view": b,
+                    "n_classes": n_classes,
+                    "teacher": accuracy,
+                    "no_kd": accuracy,
+                    "kd": accuracy,
+                    "delta": delta,
+                    "ntd": ntd,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -322,8 +360,14 @@ def test_real_pair_explore_callback():
 
 
 def test_predictor_correlations_need_three_pairs():
-    pairs = pd.DataFrame({"ntd": [0.1, 0.2, 0.3, 0.4], "teacher": [90, 80, 70, 60], "no_kd": [50, 60, 70, 80],
-                          "delta": [2.0, 1.0, 0.0, -1.0]})
+    pairs = pd.DataFrame(
+        {
+            "ntd": [0.1, 0.2, 0.3, 0.4],
+            "teacher": [90, 80, 70, 60],
+            "no_kd": [50, 60, 70, 80],
+            "delta": [2.0, 1.0, 0.0, -1.0],
+        }
+    )
     table = realpairs.predictor_correlations(pairs, n_boot=100)
     assert list(table["predictor"]) == list(realpairs.PREDICTORS.values())
     assert table["rho"].tolist() == [-1.0, 1.0, -1.0] and table["n"].eq(4).all()

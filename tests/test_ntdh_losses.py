@@ -87,7 +87,9 @@ def test_pssm_weights_follow_the_rule():
     # a wrong teacher whose logits align with the student's keeps (almost) full weight
     aligned = losses.pssm_weights(torch.tensor([[0.0, 2.0, 1.0]]), torch.tensor([[0.0, 2.01, 1.0]]), torch.tensor([0]))
     assert aligned.item() == pytest.approx(1.0, abs=1e-4)
-    assert not losses.pssm_weights(TEACHER.requires_grad_(False), STUDENT.clone().requires_grad_(True), LABELS).requires_grad
+    assert not losses.pssm_weights(
+        TEACHER.requires_grad_(False), STUDENT.clone().requires_grad_(True), LABELS
+    ).requires_grad
 
 
 def test_masked_kd_golden_against_kl_div_on_scaled_logits():
@@ -109,7 +111,9 @@ def test_masking_changes_kd_and_dkd_only_on_samples_the_teacher_gets_wrong():
     masked = losses.masked_kd_loss(s, t, weights, 0.7, "batchmean")
     assert torch.allclose(masked[~WRONG], plain[~WRONG])
     assert torch.all(masked[WRONG] < plain[WRONG]) and torch.allclose(masked[WRONG], torch.zeros(int(WRONG.sum())))
-    for plain_term, masked_term in zip(losses.dkd_loss(s, t, y, 0.7), losses.dkd_loss(s, t, y, 0.7, sample_weights=weights)):
+    for plain_term, masked_term in zip(
+        losses.dkd_loss(s, t, y, 0.7), losses.dkd_loss(s, t, y, 0.7, sample_weights=weights)
+    ):
         assert torch.allclose(masked_term[~WRONG], plain_term[~WRONG])
         assert torch.allclose(masked_term[WRONG], torch.zeros(int(WRONG.sum())))
 
@@ -127,8 +131,12 @@ def test_relational_losses_golden_values():
     rkd_distance, rkd_angle = losses.rkd_loss(F_STUDENT, F_TEACHER)
     assert rkd_distance.item() == pytest.approx(distance.mean(), rel=1e-8)
     assert rkd_angle.item() == pytest.approx(angle.mean(), rel=1e-8)
-    assert losses.pkt_loss(F_STUDENT, F_TEACHER).item() == pytest.approx(_direct_pkt(F_STUDENT, F_TEACHER).mean(), rel=1e-8)
-    assert losses.sp_loss(F_STUDENT, F_TEACHER).item() == pytest.approx(_direct_sp(F_STUDENT, F_TEACHER).mean(), rel=1e-8)
+    assert losses.pkt_loss(F_STUDENT, F_TEACHER).item() == pytest.approx(
+        _direct_pkt(F_STUDENT, F_TEACHER).mean(), rel=1e-8
+    )
+    assert losses.sp_loss(F_STUDENT, F_TEACHER).item() == pytest.approx(
+        _direct_sp(F_STUDENT, F_TEACHER).mean(), rel=1e-8
+    )
     zs, zt = F_STUDENT[:, :4], F_TEACHER
     assert losses.crd_loss(zs, zt, 0.1).item() == pytest.approx(_direct_crd(zs, zt, 0.1).mean().item(), rel=1e-8)
 
@@ -142,8 +150,10 @@ def test_relational_masking_drops_exactly_the_wrong_anchors():
         "rkd_angle": (lambda w: losses.rkd_loss(F_STUDENT, F_TEACHER, w)[1], angle),
         "pkt": (lambda w: losses.pkt_loss(F_STUDENT, F_TEACHER, w), _direct_pkt(F_STUDENT, F_TEACHER)),
         "sp": (lambda w: losses.sp_loss(F_STUDENT, F_TEACHER, w), _direct_sp(F_STUDENT, F_TEACHER)),
-        "crd": (lambda w: losses.crd_loss(F_STUDENT[:, :4], F_TEACHER, 0.1, w),
-                _direct_crd(F_STUDENT[:, :4], F_TEACHER, 0.1).numpy()),
+        "crd": (
+            lambda w: losses.crd_loss(F_STUDENT[:, :4], F_TEACHER, 0.1, w),
+            _direct_crd(F_STUDENT[:, :4], F_TEACHER, 0.1).numpy(),
+        ),
     }
     for name, (loss, terms) in per_anchor.items():
         expected = (terms * (~WRONG).numpy()).sum() / N
@@ -152,7 +162,11 @@ def test_relational_masking_drops_exactly_the_wrong_anchors():
 
 def test_relational_losses_are_zero_when_student_equals_teacher_and_batch_over_models():
     features = torch.randn(3, 10, 4, generator=G)
-    for value in (*losses.rkd_loss(features, features), losses.pkt_loss(features, features), losses.sp_loss(features, features)):
+    for value in (
+        *losses.rkd_loss(features, features),
+        losses.pkt_loss(features, features),
+        losses.sp_loss(features, features),
+    ):
         assert value.shape == (3,) and torch.allclose(value, torch.zeros(3), atol=1e-6)
     other = torch.randn(3, 10, 5, generator=G)
     stacked = losses.pkt_loss(features, other)
@@ -161,13 +175,29 @@ def test_relational_losses_are_zero_when_student_equals_teacher_and_batch_over_m
 
 def test_new_registered_losses_train_through_their_terms():
     """Each new loss: terms and weights match; masking changes the total only through wrong samples."""
-    step = StepOutputs(STUDENT[None], {"embedding": F_STUDENT.float()[None]}, TEACHER[None],
-                       {"embedding": F_TEACHER.float()[None]}, LABELS[None])
-    step_correct = StepOutputs(STUDENT[None][:, ~WRONG], {"embedding": F_STUDENT.float()[None][:, ~WRONG]},
-                               TEACHER[None][:, ~WRONG], {"embedding": F_TEACHER.float()[None][:, ~WRONG]},
-                               LABELS[None][:, ~WRONG])
-    options = {"kd": {"temperature": 0.7, "reduction": "batchmean"}, "dkd": {"alpha": 1.0, "beta": 1.0, "temperature": 0.7},
-               "fitnet": {}, "rkd": {}, "pkt": {}, "sp": {}, "crd": {"embed_dim": 3}}
+    step = StepOutputs(
+        STUDENT[None],
+        {"embedding": F_STUDENT.float()[None]},
+        TEACHER[None],
+        {"embedding": F_TEACHER.float()[None]},
+        LABELS[None],
+    )
+    step_correct = StepOutputs(
+        STUDENT[None][:, ~WRONG],
+        {"embedding": F_STUDENT.float()[None][:, ~WRONG]},
+        TEACHER[None][:, ~WRONG],
+        {"embedding": F_TEACHER.float()[None][:, ~WRONG]},
+        LABELS[None][:, ~WRONG],
+    )
+    options = {
+        "kd": {"temperature": 0.7, "reduction": "batchmean"},
+        "dkd": {"alpha": 1.0, "beta": 1.0, "temperature": 0.7},
+        "fitnet": {},
+        "rkd": {},
+        "pkt": {},
+        "sp": {},
+        "crd": {"embed_dim": 3},
+    }
     assert {"rkd", "pkt", "sp", "crd"} <= set(LOSSES.names())
     for name, option in options.items():
         plain, masked = make_loss(name, **option), make_loss(name, masking=True, **option)

@@ -82,8 +82,10 @@ def official_run(seed, latent_dims, a_dims, a_latent, b_dims, temperature, reduc
     sgd_fit(teacher, x_a, lambda out: F.cross_entropy(out, y))
     sgd_fit(kd_student, x_b, kd_objective(teacher, x_a, y, temperature, reduction))
     sgd_fit(no_kd, x_b, lambda out: F.cross_entropy(out, y))
-    accuracy = {name: accuracy_of(net, test[0] if name == "teacher" else test[1], test[2])
-                for name, net in (("teacher", teacher), ("kd", kd_student), ("no_kd", no_kd))}
+    accuracy = {
+        name: accuracy_of(net, test[0] if name == "teacher" else test[1], test[2])
+        for name, net in (("teacher", teacher), ("kd", kd_student), ("no_kd", no_kd))
+    }
     return train_set, test, inits, accuracy
 
 
@@ -96,7 +98,9 @@ def check_against_loop(tasks, table, setting, official):
         for method, state in inits.items():
             for name, value in state.items():
                 assert torch.equal(task.init[method][f"head.{name}"], value), (method, name)
-        rows = table[(table["seed"] == task.seed) & (table["metric"] == "test_acc") & (table[setting] == task.settings[setting])]
+        rows = table[
+            (table["seed"] == task.seed) & (table["metric"] == "test_acc") & (table[setting] == task.settings[setting])
+        ]
         kit = rows.set_index("method")["value"]
         for method, value in accuracy.items():
             assert kit[method] == pytest.approx(value, abs=2 / N_TEST), (task.seed, method)
@@ -105,7 +109,9 @@ def check_against_loop(tasks, table, setting, official):
 def test_mfh_fig2_official_mode_equals_the_official_loop_run_for_run():
     overlap = 4
     p = mfh.GaussianParameters.create(n_runs=RUNS, epochs=EPOCHS, overlaps=[overlap], xs1_values=[10], rng="official")
-    official = {s: official_run(s, 20, 25, list(range(10 - overlap, 20 - overlap)), 50, 1.0, "mean") for s in range(RUNS)}
+    official = {
+        s: official_run(s, 20, 25, list(range(10 - overlap, 20 - overlap)), 50, 1.0, "mean") for s in range(RUNS)
+    }
     check_against_loop(mfh.fig2_tasks(p), mfh.run_fig2(p, progress=False).table, "gamma", official)
 
 
@@ -119,8 +125,10 @@ def test_mfh_fig3_official_mode_equals_the_official_loop_run_for_run():
 def test_ntdh_gaussian_official_mode_equals_the_official_loop_run_for_run():
     overlap = 6
     p = ntdh.GaussianParameters.create(n_runs=RUNS, epochs=EPOCHS, overlaps=[overlap], rng="official")
-    official = {s: official_run(s, 20, 25, list(range(10 - overlap, 20 - overlap)), 25, 0.7, "batchmean", crd_draws=True)
-                for s in range(RUNS)}
+    official = {
+        s: official_run(s, 20, 25, list(range(10 - overlap, 20 - overlap)), 25, 0.7, "batchmean", crd_draws=True)
+        for s in range(RUNS)
+    }
     tasks = [ntdh.make_task(p, overlap, s, 2) for s in range(RUNS)]
     table = ntdh.run(p, class_counts=[2], progress=False).table
     check_against_loop(tasks, table, "gamma", official)
@@ -147,7 +155,7 @@ def table2_draw(n, xs2):
     xs = np.random.randn(n, XS1 + xs2)
     y = (xs @ np.ones(XS1 + xs2) > 0).astype(np.int64)
     x_a = np.random.randn(n, CHANNELS)
-    x_a[:, :XS1 + xs2] = xs
+    x_a[:, : XS1 + xs2] = xs
     x_b = np.random.randn(n, CHANNELS)
     x_b[:, :xs2] = xs[:, :xs2]
     return torch.Tensor(x_a), torch.Tensor(x_b), torch.as_tensor(y)
@@ -217,7 +225,9 @@ def table2_loop(seed, xs2, mode, as_released=False):
     out["mg_teacher"], out["mg_kd"] = state(mg_teacher), state(mg_kd)
     sgd_fit(mg_teacher, x_a[:, channels], lambda logits: F.cross_entropy(logits, y))
     sgd_fit(mg_kd, x_b, kd_objective(mg_teacher, x_a[:, channels], y))
-    accuracy.update(mg_teacher=accuracy_of(mg_teacher, test_a[:, channels], test_y), mg_kd=accuracy_of(mg_kd, test_b, test_y))
+    accuracy.update(
+        mg_teacher=accuracy_of(mg_teacher, test_a[:, channels], test_y), mg_kd=accuracy_of(mg_kd, test_b, test_y)
+    )
     out["accuracy"] = accuracy
     return out
 
@@ -229,16 +239,22 @@ def assert_same_state(kit, official):
 
 
 def kit_accuracy(table, task, method, mode):
-    rows = table[(table["metric"] == "test_acc") & (table["seed"] == task.seed) & (table["gamma"] == task.settings["gamma"])
-                 & (table["method"] == method) & (table["teacher_mode"] == mode)]
+    rows = table[
+        (table["metric"] == "test_acc")
+        & (table["seed"] == task.seed)
+        & (table["gamma"] == task.settings["gamma"])
+        & (table["method"] == method)
+        & (table["teacher_mode"] == mode)
+    ]
     assert len(rows) == 1, (task.seed, method, mode)
     return rows["value"].iloc[0]
 
 
 @pytest.mark.filterwarnings("ignore:.*ended at chance")  # 30 epochs leave a random MG teacher near chance
 def test_mfh_table2_official_mode_equals_the_official_loop_run_for_run():
-    p = table2.Table2Parameters.create(n_runs=RUNS, epochs=EPOCHS, alg1_epochs=EPOCHS, alg1_repeats=ALG1_REPEATS,
-                                       xs2_values=[5, 20], rng="official")
+    p = table2.Table2Parameters.create(
+        n_runs=RUNS, epochs=EPOCHS, alg1_epochs=EPOCHS, alg1_repeats=ALG1_REPEATS, xs2_values=[5, 20], rng="official"
+    )
     tasks = table2.make_tasks(p)
     table = table2.run(p, progress=False).table
     assert [t.seed for t in tasks.teacher] == [42, 43, 42, 43]
@@ -246,8 +262,12 @@ def test_mfh_table2_official_mode_equals_the_official_loop_run_for_run():
     for teacher_task, student_task, official, xs2 in zip(tasks.teacher, tasks.student, tasks.official, xs2_of_task):
         loops = {mode: table2_loop(teacher_task.seed, xs2, mode) for mode in table2.TEACHER_MODES}
         alg1 = loops["alg1"]  # the regular nets come from the alg1 loop
-        for split, arrays in ((teacher_task.splits.train, alg1["train"]), (teacher_task.splits.test, alg1["test"]),
-                              (student_task.splits.train, alg1["fresh"]), (student_task.splits.test, alg1["test"])):
+        for split, arrays in (
+            (teacher_task.splits.train, alg1["train"]),
+            (teacher_task.splits.test, alg1["test"]),
+            (student_task.splits.train, alg1["fresh"]),
+            (student_task.splits.test, alg1["test"]),
+        ):
             assert torch.equal(split["a"], arrays[0]) and torch.equal(split["b"], arrays[1])
             assert torch.equal(split.labels, arrays[2])
         for name in ("teacher", "alg1_teacher", "alg1_student"):
@@ -257,7 +277,9 @@ def test_mfh_table2_official_mode_equals_the_official_loop_run_for_run():
         assert torch.equal(official.alg1_permutations, alg1["alg1_permutations"])
         assert torch.equal(official.random_channels, loops["random"]["channels"])
         for method in ("teacher", "no_kd", "kd"):
-            assert kit_accuracy(table, teacher_task, method, "regular") == pytest.approx(alg1["accuracy"][method], abs=2 / N_TEST)
+            assert kit_accuracy(table, teacher_task, method, "regular") == pytest.approx(
+                alg1["accuracy"][method], abs=2 / N_TEST
+            )
         for mode, loop in loops.items():
             mg = official.modality_general[mode]
             assert_same_state(mg["kd"], loop["mg_kd"])
@@ -265,19 +287,23 @@ def test_mfh_table2_official_mode_equals_the_official_loop_run_for_run():
             assert torch.equal(weight[:, :xs2], loop["mg_teacher"]["weight"]) and not weight[:, xs2:].any()
             assert torch.equal(mg["teacher"]["head.bias"], loop["mg_teacher"]["bias"])
             for method in ("teacher", "kd"):
-                assert kit_accuracy(table, teacher_task, method, mode) == pytest.approx(loop["accuracy"][f"mg_{method}"],
-                                                                                        abs=2 / N_TEST), (mode, method)
+                assert kit_accuracy(table, teacher_task, method, mode) == pytest.approx(
+                    loop["accuracy"][f"mg_{method}"], abs=2 / N_TEST
+                ), (mode, method)
         setting = (table["seed"] == teacher_task.seed) & (table["gamma"] == teacher_task.settings["gamma"])
         scores = table[setting & (table["metric"] == "alg1_score")].set_index("channel")["value"].sort_index()
         assert np.argsort(-scores.to_numpy(), kind="stable")[:xs2].tolist() == loops["alg1"]["channels"].tolist()
         recovery = table[setting & (table["metric"] == "channel_recovery") & (table["teacher_mode"] == "alg1")]["value"]
-        assert recovery.tolist() == pytest.approx([len(np.intersect1d(loops["alg1"]["channels"], np.arange(xs2))) / xs2])
+        assert recovery.tolist() == pytest.approx(
+            [len(np.intersect1d(loops["alg1"]["channels"], np.arange(xs2))) / xs2]
+        )
 
 
 def test_mfh_table2_official_mode_as_released_regular_kd_without_algorithm1():
     """Without alg1 the regular nets are the random/gt loop's; the released call feeds the teacher x_b."""
-    p = table2.Table2Parameters.create(n_runs=1, epochs=EPOCHS, xs2_values=[10], teacher_modes=["gt"], rng="official",
-                                       regular_kd_as_released=True)
+    p = table2.Table2Parameters.create(
+        n_runs=1, epochs=EPOCHS, xs2_values=[10], teacher_modes=["gt"], rng="official", regular_kd_as_released=True
+    )
     task = table2.make_tasks(p).student[0]
     table = table2.run(p, progress=False).table
     loop = table2_loop(task.seed, 10, "gt", as_released=True)

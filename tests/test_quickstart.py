@@ -23,8 +23,10 @@ def test_tasks_share_the_hyperplane_between_train_and_test_draws():
     assert task.seed == 1 and task.settings["gamma"] == 1.0
     assert not train["a"][:5].equal(test["a"][:5])
     # With all decisive features shared, a linear rule fitted on train transfers to test.
-    result = quickstart.run(quickstart.QuickstartParameters.create(n_runs=2, epochs=200, n_train=200, venn_settings=[(5, 0, 0)]),
-                            progress=False)
+    result = quickstart.run(
+        quickstart.QuickstartParameters.create(n_runs=2, epochs=200, n_train=200, venn_settings=[(5, 0, 0)]),
+        progress=False,
+    )
     assert result.table.query("method == 'teacher'")["value"].min() > 0.85
 
 
@@ -46,10 +48,16 @@ def test_the_default_settings_judge_mfh_fig2s_two_claims():
 def test_claims_skip_the_settings_between_the_papers_signs_and_flag_students_at_chance():
     """γ between 0.2 and 0.4 has no claim (MFH Fig. 2 changes sign there); students within 5
     points of 50 % make the row not resolved, whatever its interval."""
-    rows = [{"setting": setting, "gamma": gamma, "seed": seed, "method": method, "value": value + 0.001 * seed}
-            for setting, gamma, no_kd, kd in (("middle", 0.3, 0.70, 0.60), ("low", 0.1, 0.53, 0.43),
-                                              ("high", 1.0, 0.70, 0.80))
-            for seed in range(5) for method, value in (("teacher", 0.9), ("no_kd", no_kd), ("kd", kd))]
+    rows = [
+        {"setting": setting, "gamma": gamma, "seed": seed, "method": method, "value": value + 0.001 * seed}
+        for setting, gamma, no_kd, kd in (
+            ("middle", 0.3, 0.70, 0.60),
+            ("low", 0.1, 0.53, 0.43),
+            ("high", 1.0, 0.70, 0.80),
+        )
+        for seed in range(5)
+        for method, value in (("teacher", 0.9), ("no_kd", no_kd), ("kd", kd))
+    ]
     judged = quickstart.claims_table(pd.DataFrame(rows))
     assert judged["setting"].tolist() == ["low (γ = 0.10)", "high (γ = 1.00)"]
     assert judged["verdict"].tolist() == ["not resolved", "held"]
@@ -64,7 +72,7 @@ def test_zero_padding_trains_settings_of_different_widths_as_one_fit_per_method(
     assert {t.splits.test["b"].shape[1] for t in padded} == {34}
     for task, wide in zip(tasks, padded):
         narrow, filled = task.splits.train["b"], wide.splits.train["b"]
-        assert filled[:, : narrow.shape[1]].equal(narrow) and not filled[:, narrow.shape[1]:].any()
+        assert filled[:, : narrow.shape[1]].equal(narrow) and not filled[:, narrow.shape[1] :].any()
     result = quickstart.run(params, progress=False, one_fit=True)
     assert [fit["method"] for fit in result.log.fits] == ["teacher", "no_kd", "kd"]
     assert result.table["setting"].nunique() == 2

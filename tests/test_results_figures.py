@@ -95,7 +95,9 @@ def test_export_without_chromium_prints_one_note(tmp_path, monkeypatch, capsys):
 
 
 def test_bands_say_what_they_are_and_have_the_stated_width():
-    summary = pd.DataFrame({"method": ["kd"] * 2, "gamma": [0.0, 1.0], "mean": [0.6, 0.7], "std": [0.1, 0.2], "n": [10, 10]})
+    summary = pd.DataFrame(
+        {"method": ["kd"] * 2, "gamma": [0.0, 1.0], "mean": [0.6, 0.7], "std": [0.1, 0.2], "n": [10, 10]}
+    )
     assert np.allclose(figures.band_half_width(summary, "std"), [0.1, 0.2])
     assert np.allclose(figures.band_half_width(summary, "se"), np.array([0.1, 0.2]) / np.sqrt(10))
     assert np.allclose(figures.band_half_width(summary, "ci95"), 2.2622 * np.array([0.1, 0.2]) / np.sqrt(10), atol=1e-4)
@@ -109,14 +111,22 @@ def test_bands_say_what_they_are_and_have_the_stated_width():
 
 def test_paired_delta_shows_every_run_and_panels_keep_their_own_axes():
     rng = np.random.default_rng(0)
-    points = pd.DataFrame({"gamma": np.repeat([0.0, 1.0], 5), "seed": np.tile(range(5), 2),
-                           "delta": rng.normal(0.01, 0.01, 10)})
+    points = pd.DataFrame(
+        {"gamma": np.repeat([0.0, 1.0], 5), "seed": np.tile(range(5), 2), "delta": rng.normal(0.01, 0.01, 10)}
+    )
     fig = figures.paired_delta(points, x="gamma")
     runs, mean = fig.data
     assert len(runs.x) == 10 and np.allclose(sorted(runs.y), sorted(100 * points["delta"]))
     assert np.allclose(mean.y, 100 * points.groupby("gamma")["delta"].mean())
-    summary = pd.DataFrame({"metric": ["ntd", "ntd", "cmd_input", "cmd_input"], "gamma": [0, 1, 0, 1],
-                            "mean": [0.1, 0.05, 8.0, 7.0], "std": [0.01] * 4, "n": [5] * 4})
+    summary = pd.DataFrame(
+        {
+            "metric": ["ntd", "ntd", "cmd_input", "cmd_input"],
+            "gamma": [0, 1, 0, 1],
+            "mean": [0.1, 0.05, 8.0, 7.0],
+            "std": [0.01] * 4,
+            "n": [5] * 4,
+        }
+    )
     panels = figures.metric_panels(summary, x="gamma")
     assert [a.text for a in panels.layout.annotations] == ["NTD (non-target divergence)", "CMD of the inputs x_a, x_b"]
     assert {trace.yaxis for trace in panels.data} == {"y", "y2"}

@@ -6,8 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from cmkd_lab.analysis.saliency import (algorithm1, channel_mask, channel_means, channel_recovery, joint_fit,
-                                        mean_replacement, min_max, permutation_saliency, top_channels)
+from cmkd_lab.analysis.saliency import (
+    algorithm1,
+    channel_mask,
+    channel_means,
+    channel_recovery,
+    joint_fit,
+    mean_replacement,
+    min_max,
+    permutation_saliency,
+    top_channels,
+)
 from cmkd_lab.datasets.synthetic import mfh_table2
 from cmkd_lab.engine import Edit, Stack, TrainConfig
 from cmkd_lab.models import ModelSpec
@@ -15,15 +24,28 @@ from cmkd_lab.models import ModelSpec
 
 def _table2_stack(xs2=10, runs=4):
     draws = [mfh_table2(xs2, 42 + 3 * r)[0].train for r in range(runs)]
-    return (torch.stack([d["a"] for d in draws]), torch.stack([d["b"] for d in draws]), torch.stack([d.labels for d in draws]))
+    return (
+        torch.stack([d["a"] for d in draws]),
+        torch.stack([d["b"] for d in draws]),
+        torch.stack([d.labels for d in draws]),
+    )
 
 
-@pytest.mark.parametrize("kind, hidden, layer", [("linear", (), "input"), ("mlp", (8,), "embedding"), ("mlp", (8,), "relu1")])
+@pytest.mark.parametrize(
+    "kind, hidden, layer", [("linear", (), "input"), ("mlp", (8,), "embedding"), ("mlp", (8,), "relu1")]
+)
 def test_closed_form_equals_forward_pass(kind, hidden, layer):
     xa, xb, y = _table2_stack(runs=2)
     teacher_spec = ModelSpec(kind, (50,), 2, hidden)
-    joint = joint_fit(teacher_spec, xa, ModelSpec("linear", (50,), 2), xb, y, seeds=[0, 1],
-                      config=TrainConfig(epochs=20, lr=0.01, momentum=0.9))
+    joint = joint_fit(
+        teacher_spec,
+        xa,
+        ModelSpec("linear", (50,), 2),
+        xb,
+        y,
+        seeds=[0, 1],
+        config=TrainConfig(epochs=20, lr=0.01, momentum=0.9),
+    )
     teacher, student = joint.modules["teacher"], joint.modules["student"]
     fast = permutation_saliency(teacher, xa, student, xb, layer=layer, repeats=3, seed=5)
     slow = permutation_saliency(teacher, xa, student, xb, layer=layer, repeats=3, seed=5, closed_form=False)
@@ -34,7 +56,9 @@ def test_closed_form_equals_forward_pass(kind, hidden, layer):
 def test_hidden_layer_not_feeding_head_runs_the_network():
     xa, xb, y = _table2_stack(runs=2)
     spec = ModelSpec("mlp", (50,), 2, (8, 6))
-    joint = joint_fit(spec, xa, ModelSpec("linear", (50,), 2), xb, y, seeds=[0, 1], config=TrainConfig(epochs=5, lr=0.01))
+    joint = joint_fit(
+        spec, xa, ModelSpec("linear", (50,), 2), xb, y, seeds=[0, 1], config=TrainConfig(epochs=5, lr=0.01)
+    )
     scores = permutation_saliency(joint.modules["teacher"], xa, joint.modules["student"], xb, layer="fc1", repeats=2)
     assert scores.shape == (2, 8) and torch.isfinite(scores).all()
 
@@ -42,8 +66,9 @@ def test_hidden_layer_not_feeding_head_runs_the_network():
 def test_algorithm1_recovers_the_shared_channels():
     xa, xb, y = _table2_stack(xs2=10, runs=4)
     spec = ModelSpec("linear", (50,), 2)
-    saliency = algorithm1(spec, xa, spec, xb, y, seeds=range(4), repeats=10,
-                          config=TrainConfig(epochs=300, lr=0.01, momentum=0.9))
+    saliency = algorithm1(
+        spec, xa, spec, xb, y, seeds=range(4), repeats=10, config=TrainConfig(epochs=300, lr=0.01, momentum=0.9)
+    )
     recovery = channel_recovery(saliency.modality_general(10), range(10))
     assert recovery.mean() >= 0.9, recovery
     assert saliency.scores.min() == 0 and saliency.scores.max() == 1

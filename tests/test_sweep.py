@@ -29,8 +29,11 @@ FAILURE = "ValueError: n_samples must be a non-negative integer, got -5"
 
 def children() -> set[int]:
     """This process's descendants, less multiprocessing's resource tracker (one per process, for its lifetime)."""
-    return {p.pid for p in psutil.Process().children(recursive=True)
-            if "multiprocessing.resource_tracker" not in " ".join(_cmdline(p))}
+    return {
+        p.pid
+        for p in psutil.Process().children(recursive=True)
+        if "multiprocessing.resource_tracker" not in " ".join(_cmdline(p))
+    }
 
 
 def _cmdline(process: psutil.Process) -> list[str]:
@@ -130,8 +133,14 @@ def test_a_rerun_skips_every_finished_point_without_starting_a_cluster(swept, mo
 
 def test_a_rerun_tries_the_failed_points_again_and_only_them(swept, monkeypatch, capsys):
     retried = []
-    monkeypatch.setattr(sweep, "_run_on_dask", lambda stem, profile, pending, *args: retried.extend(pending) or {
-        p.name: {"status": "failed", "seconds": 0.0, "error": "not run"} for p in pending})
+    monkeypatch.setattr(
+        sweep,
+        "_run_on_dask",
+        lambda stem, profile, pending, *args: (
+            retried.extend(pending)
+            or {p.name: {"status": "failed", "seconds": 0.0, "error": "not run"} for p in pending}
+        ),
+    )
     assert main(["sweep", "00_quickstart", *GRID, *TINY, "--out", str(swept.out)]) == 1
     assert "6 points, 4 finished before, 2 to run" in capsys.readouterr().out
     assert [p.values["n_train"] for p in retried] == [-5, -5]
@@ -140,9 +149,15 @@ def test_a_rerun_tries_the_failed_points_again_and_only_them(swept, monkeypatch,
 @pytest.mark.parametrize(
     "grid, message",
     [
-        (["n_rums=1,2"], "unknown parameter(s) ['n_rums']\nvalid parameters of 00_quickstart:\n  profile: str = 'quick'\n"),
+        (
+            ["n_rums=1,2"],
+            "unknown parameter(s) ['n_rums']\nvalid parameters of 00_quickstart:\n  profile: str = 'quick'\n",
+        ),
         (["reduction=batchmean,sum"], "parameter 'reduction': ['sum'] not allowed; valid values: batchmean, mean\n"),
-        (["epochs=10,ten"], "parameter 'epochs' must be int | None, got 'ten' (str)\nvalid parameters of 00_quickstart:"),
+        (
+            ["epochs=10,ten"],
+            "parameter 'epochs' must be int | None, got 'ten' (str)\nvalid parameters of 00_quickstart:",
+        ),
         (["profile=quick,full"], "'profile' cannot be a grid parameter: the sweep sets it"),
         (["epochs"], "--grid takes NAME=V1,V2,...; got 'epochs'"),
         (["epochs=1,,2"], "an empty value in '1,,2'"),
@@ -163,7 +178,11 @@ def test_a_bad_grid_is_refused_before_any_task_starts(grid, message, tmp_path, m
 
 def test_grid_values_are_read_like_run_parameters():
     assert parse_grid(["epochs=100,200", "reduction=mean,'batchmean'", "overlaps=[0, 1],(2,)", "lr=1e-2"]) == {
-        "epochs": [100, 200], "reduction": ["mean", "batchmean"], "overlaps": [[0, 1], (2,)], "lr": [0.01]}
+        "epochs": [100, 200],
+        "reduction": ["mean", "batchmean"],
+        "overlaps": [[0, 1], (2,)],
+        "lr": [0.01],
+    }
     assert parse_grid(["datasets=['a,b'],['c']"]) == {"datasets": [["a,b"], ["c"]]}
 
 
@@ -171,7 +190,10 @@ def test_a_point_folder_is_named_by_its_resolved_parameters():
     first = plan_points("00_quickstart", {"temperature": [2, 4.0], "epochs": [5]})
     again = plan_points("00_quickstart.ipynb", {"temperature": [2.0, 4], "epochs": [5]})
     assert [p.name for p in first] == [p.name for p in again]
-    assert first[0].name.startswith("temperature=2.0_epochs=5-") and first[0].values == {"temperature": 2.0, "epochs": 5}
+    assert first[0].name.startswith("temperature=2.0_epochs=5-") and first[0].values == {
+        "temperature": 2.0,
+        "epochs": 5,
+    }
     full = plan_points("00_quickstart", {"temperature": [2.0], "epochs": [5]}, profile="full")
     assert full[0].name != first[0].name, "the profile changes the run, so the folder"
     with pytest.raises(ValueError, match="workers must be a whole number ≥ 1, got 0"):

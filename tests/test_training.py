@@ -41,13 +41,22 @@ def assert_same_fits(batched, alone, index, atol=1e-5):
         (ModelSpec("linear", (10,), 3), TrainConfig(epochs=30, lr=0.1)),
         (ModelSpec("mlp", (10,), 3, hidden=(8,)), TrainConfig(epochs=8, lr=0.01, optimizer="adam", batch_size=16)),
         (ModelSpec("cnn1d", (2, 5), 3, hidden=(4, 4)), TrainConfig(epochs=5, lr=0.05, momentum=0.9, batch_size=20)),
-        (ModelSpec("cnn2d", (1, 8, 7), 3, hidden=(4, 6), batch_norm=True),
-         TrainConfig(epochs=4, lr=0.05, momentum=0.9, batch_size=16)),
-        (ModelSpec("cnn2d", (2, 8, 8), 3, hidden=(4, 6, 6), batch_norm=True, residual=True, downsample="stride"),
-         TrainConfig(epochs=3, lr=0.01, optimizer="adam", batch_size=24)),
+        (
+            ModelSpec("cnn2d", (1, 8, 7), 3, hidden=(4, 6), batch_norm=True),
+            TrainConfig(epochs=4, lr=0.05, momentum=0.9, batch_size=16),
+        ),
+        (
+            ModelSpec("cnn2d", (2, 8, 8), 3, hidden=(4, 6, 6), batch_norm=True, residual=True, downsample="stride"),
+            TrainConfig(epochs=3, lr=0.01, optimizer="adam", batch_size=24),
+        ),
     ],
-    ids=["linear-sgd-fullbatch", "mlp-adam-minibatch", "cnn1d-momentum-minibatch", "cnn2d-batchnorm",
-         "cnn2d-residual-strided-batchnorm"],
+    ids=[
+        "linear-sgd-fullbatch",
+        "mlp-adam-minibatch",
+        "cnn1d-momentum-minibatch",
+        "cnn2d-batchnorm",
+        "cnn2d-residual-strided-batchnorm",
+    ],
 )
 def test_batched_fit_equals_fitting_each_model_alone(spec, config):
     x, y = data(len(SEEDS), shape=spec.input_shape)
@@ -89,8 +98,17 @@ def test_kd_fit_equals_a_plain_pytorch_loop():
     teacher = train_classifier(spec, x, y, seeds=[10, 11, 12], config=TrainConfig(epochs=20), progress=False)
     teacher_logits = teacher.modules["student"].predict(x)
     kd = make_loss("kd", temperature=2.0, reduction="mean", kd_weight=0.5)
-    students = train_classifier(spec, x, y, seeds=[0, 1, 2], config=TrainConfig(epochs=50, lr=0.1), loss=kd,
-                                teacher=teacher.modules["student"], x_teacher=x, progress=False)
+    students = train_classifier(
+        spec,
+        x,
+        y,
+        seeds=[0, 1, 2],
+        config=TrainConfig(epochs=50, lr=0.1),
+        loss=kd,
+        teacher=teacher.modules["student"],
+        x_teacher=x,
+        progress=False,
+    )
     for i in range(3):
         net = build_model(spec, i)
         optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
@@ -98,7 +116,7 @@ def test_kd_fit_equals_a_plain_pytorch_loop():
             optimizer.zero_grad()
             logits, _ = net(x[i])
             kl = F.kl_div(F.log_softmax(logits / 2, 1), F.softmax(teacher_logits[i] / 2, 1), reduction="mean")
-            (F.cross_entropy(logits, y[i]) + 0.5 * 2 ** 2 * kl).backward()  # T², the kit's convention
+            (F.cross_entropy(logits, y[i]) + 0.5 * 2**2 * kl).backward()  # T², the kit's convention
             optimizer.step()
         assert torch.allclose(students.modules["student"].params["head.weight"][i], net.head.weight, atol=1e-5)
 
@@ -106,11 +124,21 @@ def test_kd_fit_equals_a_plain_pytorch_loop():
 def test_teacher_run_per_batch_equals_cached_teacher_outputs():
     spec = ModelSpec("mlp", (10,), 3, hidden=(6,))
     x, y = data(2)
-    teacher = train_classifier(spec, x, y, seeds=[5, 6], config=TrainConfig(epochs=5), progress=False).modules["student"]
+    teacher = train_classifier(spec, x, y, seeds=[5, 6], config=TrainConfig(epochs=5), progress=False).modules[
+        "student"
+    ]
     kd = make_loss("kd", temperature=2.0, reduction="batchmean")
     config = TrainConfig(epochs=6, batch_size=16, lr=0.05)
-    runs = [fit(Distillation(spec, kd, teacher, cache_teacher=cache), {"x": x, "y": y, "x_teacher": x}, seeds=[0, 1],
-                config=config, progress=False) for cache in (True, False)]
+    runs = [
+        fit(
+            Distillation(spec, kd, teacher, cache_teacher=cache),
+            {"x": x, "y": y, "x_teacher": x},
+            seeds=[0, 1],
+            config=config,
+            progress=False,
+        )
+        for cache in (True, False)
+    ]
     for name, value in runs[0].modules["student"].state().items():
         assert torch.allclose(value, runs[1].modules["student"].state()[name], atol=1e-6), name
     assert runs[1].record["frozen_modules"] == ["teacher"] and "teacher" not in runs[1].modules
@@ -119,14 +147,26 @@ def test_teacher_run_per_batch_equals_cached_teacher_outputs():
 def test_loss_owned_modules_train_batch_exactly_and_are_kept():
     spec_t, spec_s = ModelSpec("mlp", (10,), 3, hidden=(6,)), ModelSpec("mlp", (10,), 3, hidden=(5,))
     x, y = data(2)
-    teacher = train_classifier(spec_t, x, y, seeds=[5, 6], config=TrainConfig(epochs=5), progress=False).modules["student"]
+    teacher = train_classifier(spec_t, x, y, seeds=[5, 6], config=TrainConfig(epochs=5), progress=False).modules[
+        "student"
+    ]
     config = TrainConfig(epochs=10, batch_size=16, optimizer="adam", lr=0.01)
     for name, owned in (("fitnet", {"projector"}), ("crd", {"embed_student", "embed_teacher"})):
         loss = make_loss(name)
-        batched = train_classifier(spec_s, x, y, seeds=[0, 1], config=config, loss=loss, teacher=teacher, x_teacher=x,
-                                   progress=False)
-        alone = train_classifier(spec_s, x[1], y[1], seeds=[1], config=config, loss=loss, teacher=teacher.subset([1]),
-                                 x_teacher=x[1], progress=False)
+        batched = train_classifier(
+            spec_s, x, y, seeds=[0, 1], config=config, loss=loss, teacher=teacher, x_teacher=x, progress=False
+        )
+        alone = train_classifier(
+            spec_s,
+            x[1],
+            y[1],
+            seeds=[1],
+            config=config,
+            loss=loss,
+            teacher=teacher.subset([1]),
+            x_teacher=x[1],
+            progress=False,
+        )
         assert set(batched.modules) == {"student"} | owned
         assert_same_fits(batched, alone, 1)
         start = loss.modules({"embedding": 5}, {"embedding": 6}, 0)
@@ -145,12 +185,16 @@ class TwoEncodersAdversarial(System):
 
     def build(self, seed):
         width = self.width
-        return build_seeded({
-            "encoder_a": lambda: nn.Sequential(nn.Linear(10, width, bias=False), nn.BatchNorm1d(width), nn.ReLU()),
-            "encoder_b": lambda: nn.Sequential(nn.Linear(7, width), nn.ReLU()),
-            "classifier": lambda: nn.Linear(width, 3),
-            "discriminator": lambda: nn.Linear(width, 2),
-        }, seed, offsets={"encoder_b": 1, "classifier": 2, "discriminator": 3})
+        return build_seeded(
+            {
+                "encoder_a": lambda: nn.Sequential(nn.Linear(10, width, bias=False), nn.BatchNorm1d(width), nn.ReLU()),
+                "encoder_b": lambda: nn.Sequential(nn.Linear(7, width), nn.ReLU()),
+                "classifier": lambda: nn.Linear(width, 3),
+                "discriminator": lambda: nn.Linear(width, 2),
+            },
+            seed,
+            offsets={"encoder_b": 1, "classifier": 2, "discriminator": 3},
+        )
 
     def step(self, modules, batch):
         s_a, s_b = modules["encoder_a"](batch["x_a"]), modules["encoder_b"](batch["x_b"])
@@ -158,8 +202,11 @@ class TwoEncodersAdversarial(System):
         shared = torch.cat([s_a, s_b])
         domain = torch.cat([torch.zeros(len(s_a), dtype=torch.long), torch.ones(len(s_b), dtype=torch.long)])
         adversarial = F.cross_entropy(modules["discriminator"](gradient_reversal(shared)), domain)
-        terms = {"ce_a": F.cross_entropy(logits_a, batch["y_a"]), "ce_b": F.cross_entropy(logits_b, batch["y_b"]),
-                 "adv": adversarial}
+        terms = {
+            "ce_a": F.cross_entropy(logits_a, batch["y_a"]),
+            "ce_b": F.cross_entropy(logits_b, batch["y_b"]),
+            "adv": adversarial,
+        }
         return StepResult({"logits_a": logits_a}, terms)
 
     def weights(self):
@@ -169,8 +216,10 @@ class TwoEncodersAdversarial(System):
         return {"a": Head("y_a", ("encoder_a",)), "b": Head("y_b", ("encoder_b",))}
 
     def predict(self, modules, batch):
-        return {"a": modules["classifier"](modules["encoder_a"](batch["x_a"])),
-                "b": modules["classifier"](modules["encoder_b"](batch["x_b"]))}
+        return {
+            "a": modules["classifier"](modules["encoder_a"](batch["x_a"])),
+            "b": modules["classifier"](modules["encoder_b"](batch["x_b"])),
+        }
 
 
 def two_modality_data(n_models, n=48, seed=0):
@@ -183,14 +232,23 @@ def test_two_encoders_with_a_discriminator_behind_gradient_reversal_stack_exactl
     """≥ 4 seeds, unpaired feeding (each modality shuffled by its own generator), per-head
     selection on weighted F1: the stack equals the same system trained alone per seed."""
     train, val = two_modality_data(len(SEEDS)), two_modality_data(len(SEEDS), seed=5)
-    config = TrainConfig(epochs=6, lr=0.01, optimizer="adam", batch_size=16, select="best_val", select_metric="weighted_f1")
+    config = TrainConfig(
+        epochs=6, lr=0.01, optimizer="adam", batch_size=16, select="best_val", select_metric="weighted_f1"
+    )
     feeds = {"a": ["x_a", "y_a"], "b": ["x_b", "y_b"]}
     batched = fit(TwoEncodersAdversarial(), train, seeds=SEEDS, config=config, val=val, feeds=feeds, progress=False)
     assert set(batched.modules) == {"encoder_a", "encoder_b", "classifier", "discriminator"}
     assert set(batched.history) >= {"ce_a", "ce_b", "adv", "total", "val_weighted_f1/a", "val_weighted_f1/b"}
     for i, seed in enumerate(SEEDS):
-        alone = fit(TwoEncodersAdversarial(), {k: v[i:i + 1] for k, v in train.items()}, seeds=[seed], config=config,
-                    val={k: v[i:i + 1] for k, v in val.items()}, feeds=feeds, progress=False)
+        alone = fit(
+            TwoEncodersAdversarial(),
+            {k: v[i : i + 1] for k, v in train.items()},
+            seeds=[seed],
+            config=config,
+            val={k: v[i : i + 1] for k, v in val.items()},
+            feeds=feeds,
+            progress=False,
+        )
         assert_same_fits(batched, alone, i)
         for head in ("a", "b"):
             assert batched.selected_epoch[head][i] == alone.selected_epoch[head][0]
@@ -213,9 +271,17 @@ def test_unpaired_feeding_shuffles_each_group_with_its_own_generator():
     train["y_b"] = train["y_a"].roll(5, dims=1)  # pairs no longer aligned: must not matter to feeding
     config = TrainConfig(epochs=2, lr=0.01, batch_size=16)
     paired = fit(TwoEncodersAdversarial(), train, seeds=[0, 1], config=config, progress=False)
-    unpaired = fit(TwoEncodersAdversarial(), train, seeds=[0, 1], config=config, progress=False,
-                   feeds={"a": ["x_a", "y_a"], "b": ["x_b", "y_b"]})
-    assert not torch.allclose(paired.modules["encoder_b"].params["0.weight"], unpaired.modules["encoder_b"].params["0.weight"])
+    unpaired = fit(
+        TwoEncodersAdversarial(),
+        train,
+        seeds=[0, 1],
+        config=config,
+        progress=False,
+        feeds={"a": ["x_a", "y_a"], "b": ["x_b", "y_b"]},
+    )
+    assert not torch.allclose(
+        paired.modules["encoder_b"].params["0.weight"], unpaired.modules["encoder_b"].params["0.weight"]
+    )
     with pytest.raises(ValueError, match="disjoint groups"):
         fit(TwoEncodersAdversarial(), train, seeds=[0, 1], config=config, feeds={"a": ["x_a", "y_a"]})
 
@@ -230,8 +296,15 @@ def test_an_epoch_feeds_every_row_of_the_largest_group_and_wraps_the_smaller():
         seen_b.extend(batch["x_b"][0, :, 0].long().tolist())
         return batch
 
-    fit(TwoEncodersAdversarial(), train, seeds=[0], config=TrainConfig(epochs=1, lr=0.01, batch_size=8),
-        feeds={"a": ["x_a", "y_a"], "b": ["x_b", "y_b"]}, augment=record, progress=False)
+    fit(
+        TwoEncodersAdversarial(),
+        train,
+        seeds=[0],
+        config=TrainConfig(epochs=1, lr=0.01, batch_size=8),
+        feeds={"a": ["x_a", "y_a"], "b": ["x_b", "y_b"]},
+        augment=record,
+        progress=False,
+    )
     assert sorted(seen_b) == list(range(40)), "the later, larger group is fed whole each epoch"
     assert seen_a == [8] * 5, "the smaller group wraps around: every step sees a full batch of it"
 
@@ -246,8 +319,14 @@ def test_a_one_row_last_batch_joins_the_batch_before():
         sizes.append(batch["x"].shape[1])
         return batch
 
-    result = fit(Distillation(spec), {"x": x, "y": y}, seeds=[0, 1], config=TrainConfig(epochs=2, lr=0.1, batch_size=8),
-                 augment=record, progress=False)
+    result = fit(
+        Distillation(spec),
+        {"x": x, "y": y},
+        seeds=[0, 1],
+        config=TrainConfig(epochs=2, lr=0.1, batch_size=8),
+        augment=record,
+        progress=False,
+    )
     assert sizes == [8, 9, 8, 9] and np.isfinite(result.history["ce"]).all()
 
 
@@ -259,7 +338,9 @@ class Autoencoder(System):
         return {"encoder": nn.Linear(10, 4), "decoder": nn.Linear(4, 10)}
 
     def step(self, modules, batch):
-        return StepResult({}, {"reconstruction": ((modules["decoder"](modules["encoder"](batch["x"])) - batch["x"]) ** 2).mean()})
+        return StepResult(
+            {}, {"reconstruction": ((modules["decoder"](modules["encoder"](batch["x"])) - batch["x"]) ** 2).mean()}
+        )
 
 
 class Probe(System):
@@ -287,20 +368,45 @@ def test_stages_label_free_then_probe_on_a_frozen_encoder_with_augmentation():
         seen.append(noise[:, 0, 0].clone())
         return {**batch, "x": batch["x"] + 0.1 * noise}
 
-    ssl = fit(Autoencoder(), {"x": x}, seeds=[0, 1, 2], config=TrainConfig(epochs=30, lr=0.05), augment=augment,
-              progress=False)
+    ssl = fit(
+        Autoencoder(),
+        {"x": x},
+        seeds=[0, 1, 2],
+        config=TrainConfig(epochs=30, lr=0.05),
+        augment=augment,
+        progress=False,
+    )
     assert ssl.history["reconstruction"][-1].mean() < ssl.history["reconstruction"][0].mean()
     assert not torch.equal(seen[0], seen[1])  # a fresh augmentation every step
-    probe = fit(Probe(), {"x": x, "y": y}, seeds=[0, 1, 2], config=TrainConfig(epochs=20, lr=0.1),
-                init={"encoder": ssl.modules["encoder"]}, freeze=["encoder"], progress=False)
+    probe = fit(
+        Probe(),
+        {"x": x, "y": y},
+        seeds=[0, 1, 2],
+        config=TrainConfig(epochs=20, lr=0.1),
+        init={"encoder": ssl.modules["encoder"]},
+        freeze=["encoder"],
+        progress=False,
+    )
     assert torch.equal(probe.modules["encoder"].params["weight"], ssl.modules["encoder"].params["weight"])
     assert probe.record["frozen_modules"] == ["encoder"]
-    fine_tuned = fit(Probe(), {"x": x, "y": y}, seeds=[0, 1, 2], config=TrainConfig(epochs=20, lr=0.1),
-                     init={"encoder": ssl.modules["encoder"]}, progress=False)
+    fine_tuned = fit(
+        Probe(),
+        {"x": x, "y": y},
+        seeds=[0, 1, 2],
+        config=TrainConfig(epochs=20, lr=0.1),
+        init={"encoder": ssl.modules["encoder"]},
+        progress=False,
+    )
     assert not torch.equal(fine_tuned.modules["encoder"].params["weight"], ssl.modules["encoder"].params["weight"])
     # seeded: the same call gives the same numbers, augmentation included
-    again = fit(Autoencoder(), {"x": x}, seeds=[0, 1, 2], config=TrainConfig(epochs=30, lr=0.05), augment=augment,
-                progress=False)
+    again = fit(
+        Autoencoder(),
+        {"x": x},
+        seeds=[0, 1, 2],
+        config=TrainConfig(epochs=30, lr=0.05),
+        augment=augment,
+        progress=False,
+    )
     assert torch.equal(again.modules["encoder"].params["weight"], ssl.modules["encoder"].params["weight"])
 
 
@@ -308,9 +414,20 @@ def test_stages_label_free_then_probe_on_a_frozen_encoder_with_augmentation():
 def test_every_loss_term_is_logged_per_epoch_by_name():
     spec = ModelSpec("linear", (10,), 3)
     x, y = data(2)
-    teacher = train_classifier(spec, x, y, seeds=[0, 1], config=TrainConfig(epochs=3), progress=False).modules["student"]
-    result = train_classifier(spec, x, y, seeds=[0, 1], config=TrainConfig(epochs=7), loss=make_loss("dkd"),
-                              teacher=teacher, x_teacher=x, progress=False)
+    teacher = train_classifier(spec, x, y, seeds=[0, 1], config=TrainConfig(epochs=3), progress=False).modules[
+        "student"
+    ]
+    result = train_classifier(
+        spec,
+        x,
+        y,
+        seeds=[0, 1],
+        config=TrainConfig(epochs=7),
+        loss=make_loss("dkd"),
+        teacher=teacher,
+        x_teacher=x,
+        progress=False,
+    )
     assert set(result.history) == {"ce", "tckd", "nckd", "total"}
     assert all(v.shape == (7, 2) for v in result.history.values())
     frame = result.history_frame()
@@ -328,12 +445,18 @@ def test_best_val_selects_the_epoch_with_the_best_validation_metric(metric):
     result = train_classifier(spec, x, y, seeds=[0, 1, 2], config=config, val=(x_val, y_val), progress=False)
     scores = result.history[f"val_{metric}"]
     assert np.array_equal(result.selected_epoch["student"], scores.argmax(0) + 1)
-    score = {"accuracy": lambda z: (z.argmax(-1) == y_val).double().mean(-1), "weighted_f1": lambda z: weighted_f1(z, y_val)}
+    score = {
+        "accuracy": lambda z: (z.argmax(-1) == y_val).double().mean(-1),
+        "weighted_f1": lambda z: weighted_f1(z, y_val),
+    }
     assert np.allclose(score[metric](result.modules["student"].predict(x_val)).numpy(), scores.max(0))
-    last = train_classifier(spec, x, y, seeds=[0, 1, 2], config=TrainConfig(epochs=60, lr=0.5), val=(x_val, y_val),
-                            progress=False)
-    assert np.allclose((last.modules["student"].predict(x_val).argmax(-1) == y_val).double().mean(-1).numpy(),
-                       last.history["val_accuracy"][-1])
+    last = train_classifier(
+        spec, x, y, seeds=[0, 1, 2], config=TrainConfig(epochs=60, lr=0.5), val=(x_val, y_val), progress=False
+    )
+    assert np.allclose(
+        (last.modules["student"].predict(x_val).argmax(-1) == y_val).double().mean(-1).numpy(),
+        last.history["val_accuracy"][-1],
+    )
 
 
 def test_same_parameters_give_the_same_numbers():
@@ -362,8 +485,13 @@ def test_the_engine_sets_its_thread_policy_and_restores_the_callers():
     try:
         for n_models, n, threads in ((1, 64, None), (2, 2500, None), (1, 64, 2)):
             x, y = data(n_models, n=n)
-            fit(Spy(), {"x": x, "y": y}, seeds=range(n_models), config=TrainConfig(epochs=1, device="cpu", threads=threads),
-                progress=False)
+            fit(
+                Spy(),
+                {"x": x, "y": y},
+                seeds=range(n_models),
+                config=TrainConfig(epochs=1, device="cpu", threads=threads),
+                progress=False,
+            )
         assert seen == [1, 2, 2] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(previous)
@@ -376,9 +504,12 @@ def test_cuda_smoke():
     config = TrainConfig(epochs=3, lr=0.05, device="cuda")
     result = train_classifier(spec, x, y, seeds=[0, 1], config=config, progress=False)
     assert result.record["device"].startswith("cuda") and result.modules["student"].device.type == "cuda"
-    cpu = train_classifier(spec, x, y, seeds=[0, 1], config=TrainConfig(epochs=3, lr=0.05, device="cpu"), progress=False)
-    assert torch.allclose(result.modules["student"].params["head.weight"].cpu(), cpu.modules["student"].params["head.weight"],
-                          atol=1e-4)
+    cpu = train_classifier(
+        spec, x, y, seeds=[0, 1], config=TrainConfig(epochs=3, lr=0.05, device="cpu"), progress=False
+    )
+    assert torch.allclose(
+        result.modules["student"].params["head.weight"].cpu(), cpu.modules["student"].params["head.weight"], atol=1e-4
+    )
 
 
 def test_clear_errors_before_training_starts():
@@ -404,7 +535,13 @@ def test_clear_errors_before_training_starts():
     with pytest.raises(ValueError, match="cannot freeze \\['decoder'\\]"):
         fit(Probe(), {"x": x, "y": y}, seeds=[0, 1], config=config, freeze=["decoder"])
     with pytest.raises(ValueError, match="init\\['encoder'\\] holds 3 copies but there are 2 seeds"):
-        fit(Probe(), {"x": x, "y": y}, seeds=[0, 1], config=config, init={"encoder": Stack.from_seeds(lambda: nn.Linear(10, 4), [0, 1, 2])})
+        fit(
+            Probe(),
+            {"x": x, "y": y},
+            seeds=[0, 1],
+            config=config,
+            init={"encoder": Stack.from_seeds(lambda: nn.Linear(10, 4), [0, 1, 2])},
+        )
     with pytest.raises(ValueError, match="every entry needs \\(models=2, samples"):
         fit(Probe(), {"x": x[0], "y": y}, seeds=[0, 1], config=config)
     with pytest.raises(ValueError, match="data\\['y'\\] has shape \\(64,\\); every entry needs \\(models=2, samples"):
@@ -457,8 +594,12 @@ class _Decay(System):
 
 def test_a_warm_up_ramp_scales_its_term_by_epoch_over_length():
     lr, epochs, length = 0.1, 6, 4
-    result = fit(_Decay(Ramp([1.0, 2.0], length)), {"x": torch.zeros(2, 3, 1)}, seeds=[0, 1],
-                 config=TrainConfig(epochs=epochs, lr=lr))
+    result = fit(
+        _Decay(Ramp([1.0, 2.0], length)),
+        {"x": torch.zeros(2, 3, 1)},
+        seeds=[0, 1],
+        config=TrainConfig(epochs=epochs, lr=lr),
+    )
     for copy, value in enumerate([1.0, 2.0]):
         expected = 1.0
         for epoch in range(1, epochs + 1):  # SGD on w·p²: p ← p·(1 − 2·lr·w_epoch)

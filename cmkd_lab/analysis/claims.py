@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -45,8 +45,23 @@ N_BOOT = 2000
 MAX_UNITS_SEARCHED = 10_000
 
 COLUMNS = (
-    "claim", "setting", "source", "kind", "quantity", "unit", "prediction", "sesoi",
-    "estimate", "ci_low", "ci_high", "n_units", "p_value", "p_adjusted", "resolvable", "verdict", "note",
+    "claim",
+    "setting",
+    "source",
+    "kind",
+    "quantity",
+    "unit",
+    "prediction",
+    "sesoi",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "n_units",
+    "p_value",
+    "p_adjusted",
+    "resolvable",
+    "verdict",
+    "note",
 )
 
 RULE = f"""\
@@ -151,7 +166,9 @@ def judge(
     spread = float(np.std(units, ddof=1))
     if spread == 0.0:
         # every unit agrees exactly: the interval is the point (scipy's t-test is undefined here)
-        row.update(ci_low=row["estimate"], ci_high=row["estimate"], p_value=_degenerate_p(row["estimate"], prediction, sesoi))
+        row.update(
+            ci_low=row["estimate"], ci_high=row["estimate"], p_value=_degenerate_p(row["estimate"], prediction, sesoi)
+        )
         row["resolvable"] = 0.0
         return _finish(row)
     test = stats.ttest_1samp(units, 0.0)
@@ -243,11 +260,18 @@ def judge_correlation(
 
     row["estimate"] = statistic(np.arange(n))
     if n < 4 or not np.isfinite(row["estimate"]):
-        if not row["note"]:
+        if not row["note"] or row["note"] == f"{_units(n)}: no interval":
             row["note"] = f"{_units(n)}: a correlation's interval needs at least 4"
         return _finish(row)
-    result = stats.bootstrap((np.arange(n),), resampled_statistic, n_resamples=n_boot, vectorized=False,
-                             method="percentile", confidence_level=CONFIDENCE, rng=np.random.default_rng(seed))
+    result = stats.bootstrap(
+        (np.arange(n),),
+        resampled_statistic,
+        n_resamples=n_boot,
+        vectorized=False,
+        method="percentile",
+        confidence_level=CONFIDENCE,
+        rng=np.random.default_rng(seed),
+    )
     replicates = np.asarray(result.bootstrap_distribution, dtype=float)
     row.update(ci_low=float(result.confidence_interval.low), ci_high=float(result.confidence_interval.high))
     row["p_value"] = _bootstrap_p(replicates, prediction, sesoi)
@@ -277,8 +301,9 @@ def table(rows: Sequence[dict]) -> pd.DataFrame:
     for kind in KINDS:
         family = frame.index[(frame["kind"] == kind) & frame["p_value"].notna()]
         if len(family):
-            frame.loc[family, "p_adjusted"] = multipletests(frame.loc[family, "p_value"].to_numpy(float),
-                                                            alpha=ALPHA, method="holm")[1]
+            frame.loc[family, "p_adjusted"] = multipletests(
+                frame.loc[family, "p_value"].to_numpy(float), alpha=ALPHA, method="holm"
+            )[1]
     frame["verdict"] = [verdict_of(row) for row in frame.to_dict("records")]
     decided = (frame["verdict"] != "not resolved") & frame["note"].astype(str).str.startswith("~")
     frame.loc[decided, "note"] = ""  # "~N units would resolve..." speaks only to unresolved claims
@@ -316,6 +341,7 @@ def counts(frame: pd.DataFrame, kind: str = "paper") -> dict[str, int]:
 
 def readable(frame: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     """The table as a reader sees it: the interval as one cell, numbers rounded."""
+
     def number(value):
         return "" if _missing(value) else f"{value:+.{digits}f}"
 
@@ -376,9 +402,19 @@ def _check_statement(kind: str, prediction: str, sesoi: float) -> None:
 
 def _row(claim, setting, source, kind, quantity, unit, prediction, sesoi, n, at_chance, note) -> dict:
     row = dict.fromkeys(COLUMNS, np.nan)
-    row.update(claim=claim, setting=setting, source=source, kind=kind, quantity=quantity, unit=unit,
-               prediction=prediction, sesoi=float(sesoi), n_units=int(n), verdict=None,
-               note=f"{_AT_CHANCE}: {note}" if at_chance and note else (_AT_CHANCE if at_chance else note))
+    row.update(
+        claim=claim,
+        setting=setting,
+        source=source,
+        kind=kind,
+        quantity=quantity,
+        unit=unit,
+        prediction=prediction,
+        sesoi=float(sesoi),
+        n_units=int(n),
+        verdict=None,
+        note=f"{_AT_CHANCE}: {note}" if at_chance and note else (_AT_CHANCE if at_chance else note),
+    )
     if n < 2 and not at_chance and not note:
         row["note"] = f"{_units(n)}: no interval"
     return row
@@ -400,7 +436,9 @@ def _unit_values(values, clusters) -> np.ndarray:
         return values[~np.isnan(values)]
     clusters = np.asarray(clusters, dtype=object).ravel()
     if clusters.shape != values.shape:
-        raise ValueError(f"clusters must label every value: got {clusters.shape[0]} labels for {values.shape[0]} values")
+        raise ValueError(
+            f"clusters must label every value: got {clusters.shape[0]} labels for {values.shape[0]} values"
+        )
     frame = pd.DataFrame({"cluster": clusters.astype(str), "value": values}).dropna()
     return frame.groupby("cluster", sort=False)["value"].mean().to_numpy()
 
@@ -421,7 +459,7 @@ def _resolvable_mean(n: int, spread: float) -> float:
     return _resolvable_effect_size(n) * spread
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _resolvable_effect_size(n: int) -> float:
     """The standardised effect (Cohen's d) a two-sided one-sample t-test detects with POWER over n units."""
     from statsmodels.stats.power import TTestPower

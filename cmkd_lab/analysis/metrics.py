@@ -23,7 +23,7 @@ Shapes follow :mod:`cmkd_lab.losses`: logits ``(..., N, C)``, labels ``(..., N)`
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -90,7 +90,10 @@ def non_target_divergence(
     if reduction not in NTD_REDUCTIONS:
         raise ValueError(f"unknown NTD reduction {reduction!r}; valid: {', '.join(NTD_REDUCTIONS)}")
     if teacher_logits.shape != student_logits.shape:
-        raise ValueError(f"teacher logits {tuple(teacher_logits.shape)} and student logits {tuple(student_logits.shape)} differ in shape")
+        raise ValueError(
+            f"teacher logits {tuple(teacher_logits.shape)} and student logits {tuple(student_logits.shape)} "
+            "differ in shape"
+        )
     teacher_logits = teacher_logits.double()
     student_logits = student_logits.double()
     p_t = non_target_log_probs(teacher_logits, labels, temperature)
@@ -126,9 +129,7 @@ def central_moment_discrepancy(x: torch.Tensor, y: torch.Tensor, n_moments: int 
     return total
 
 
-def rank_correlation(
-    x, y, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0
-) -> dict[str, float]:
+def rank_correlation(x, y, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0) -> dict[str, float]:
     """Spearman's ρ between ``x`` and ``y`` with a percentile bootstrap interval over the points.
 
     Returns ``{"rho", "low", "high", "p_value", "n"}``; resamples where either side is constant
@@ -194,7 +195,9 @@ def _feature_sets(a, b) -> tuple[torch.Tensor, torch.Tensor]:
     a = torch.as_tensor(a).detach().to("cpu", torch.float64)
     b = torch.as_tensor(b).detach().to("cpu", torch.float64)
     if a.dim() != 2 or b.dim() != 2:
-        raise ValueError(f"need two feature matrices (N, d) and (N', d), got shapes {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"need two feature matrices (N, d) and (N', d), got shapes {tuple(a.shape)} and {tuple(b.shape)}"
+        )
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"the two feature sets must have the same width d, got {a.shape[1]} and {b.shape[1]}")
     if min(len(a), len(b)) < MIN_SAMPLES_PER_SIDE:
@@ -338,6 +341,8 @@ def structure_diagnostics(output_features: torch.Tensor, feature_map: torch.Tens
     channels and samples) of ``feature_map`` ``(..., N, C, H, W)``."""
     n_spatial = 2 if output_features.dim() == feature_map.dim() else 0
     output_features = output_features.double()
-    return {"channel_corr": mean_abs_correlation(output_features, n_spatial),
-            "spatial_entropy": spatial_entropy(feature_map.double()).mean(-1),
-            "effective_rank": effective_rank(output_features, n_spatial)}
+    return {
+        "channel_corr": mean_abs_correlation(output_features, n_spatial),
+        "spatial_entropy": spatial_entropy(feature_map.double()).mean(-1),
+        "effective_rank": effective_rank(output_features, n_spatial),
+    }

@@ -19,8 +19,8 @@ modified teacher of MFH's real-data studies.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -52,15 +52,20 @@ def joint_fit(
     initial nets (stacks of M copies) instead of building them from the seeds."""
     n_models = len(seeds)
     y = torch.as_tensor(y, dtype=torch.long)
-    data = {"x_a": broadcast_models(x_a, n_models, len(teacher_spec.input_shape)),
-            "x_b": broadcast_models(x_b, n_models, len(student_spec.input_shape)),
-            "y": y.unsqueeze(0).expand(n_models, -1) if y.dim() == 1 else y}
+    data = {
+        "x_a": broadcast_models(x_a, n_models, len(teacher_spec.input_shape)),
+        "x_b": broadcast_models(x_b, n_models, len(student_spec.input_shape)),
+        "y": y.unsqueeze(0).expand(n_models, -1) if y.dim() == 1 else y,
+    }
     if not (data["x_a"].shape[:2] == data["x_b"].shape[:2] == data["y"].shape):
-        raise ValueError(f"x_a {tuple(data['x_a'].shape[:2])}, x_b {tuple(data['x_b'].shape[:2])} and "
-                         f"y {tuple(data['y'].shape)} must be (models, samples)")
+        raise ValueError(
+            f"x_a {tuple(data['x_a'].shape[:2])}, x_b {tuple(data['x_b'].shape[:2])} and "
+            f"y {tuple(data['y'].shape)} must be (models, samples)"
+        )
     system = JointAgreement(teacher_spec, student_spec, agreement_weight)
-    return fit(system, data, seeds=seeds, config=config, init=init, progress=progress,
-               description="Algorithm 1: joint fit")
+    return fit(
+        system, data, seeds=seeds, config=config, init=init, progress=progress, description="Algorithm 1: joint fit"
+    )
 
 
 def _feeds_head(spec: ModelSpec, layer: str) -> bool:
@@ -87,16 +92,19 @@ def _permutations(n_models: int, n_samples: int, repeats: int, generator: torch.
     return torch.rand(repeats, n_models, n_samples, generator=generator).argsort(-1)
 
 
-def _per_channel(permutations: torch.Tensor, repeats: int, n_models: int, n_channels: int,
-                 n_samples: int) -> torch.Tensor:
+def _per_channel(
+    permutations: torch.Tensor, repeats: int, n_models: int, n_channels: int, n_samples: int
+) -> torch.Tensor:
     """Permutations ``(repeats, M, N)`` (shared by the channels) or ``(repeats, M, channels, N)``
     as ``(repeats, M, channels, N)``: one per repeat, model and channel."""
     shared = (repeats, n_models, n_samples)
     if tuple(permutations.shape) == shared:
         return permutations.unsqueeze(2).expand(-1, -1, n_channels, -1)
     if tuple(permutations.shape) != (repeats, n_models, n_channels, n_samples):
-        raise ValueError(f"permutations must be (repeats, models, N) = {shared} or (repeats, models, channels, N) = "
-                         f"{(repeats, n_models, n_channels, n_samples)}, got {tuple(permutations.shape)}")
+        raise ValueError(
+            f"permutations must be (repeats, models, N) = {shared} or (repeats, models, channels, N) = "
+            f"{(repeats, n_models, n_channels, n_samples)}, got {tuple(permutations.shape)}"
+        )
     return permutations
 
 
@@ -222,8 +230,9 @@ def algorithm1(
     :func:`permutation_saliency`."""
     joint = joint_fit(teacher_spec, x_a, student_spec, x_b, y, seeds=seeds, config=config, init=init, progress=progress)
     teacher, student = joint.modules["teacher"], joint.modules["student"]
-    raw = permutation_saliency(teacher, x_a, student, x_b, layer=layer, repeats=repeats, seed=int(seeds[0]),
-                               permutations=permutations)
+    raw = permutation_saliency(
+        teacher, x_a, student, x_b, layer=layer, repeats=repeats, seed=int(seeds[0]), permutations=permutations
+    )
     return Saliency(min_max(raw), raw, joint, layer)
 
 

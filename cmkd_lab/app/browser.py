@@ -21,15 +21,16 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from ..report.figures import CHROMIUM_NAMES, find_chromium
 
 # JupyterLab's own settings for a test server: no news or update pop-ups over the notebook
-_LAB_SETTINGS = {"@jupyterlab/apputils-extension/notification.jupyterlab-settings":
-                 {"fetchNews": "false", "checkForUpdates": False}}
+_LAB_SETTINGS = {
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false", "checkForUpdates": False}
+}
 # console messages of the browser that are not the notebook's: a server without a language
 # server or a favicon answers 404, which Chromium logs as an error
 BENIGN_CONSOLE = ("Failed to load resource: the server responded with a status of 404",)
@@ -65,10 +66,21 @@ def jupyter_lab(root: str | Path, environment: dict[str, str] | None = None, tim
             target = settings / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(json.dumps(values))
-        command = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-                   f"--ServerApp.root_dir={root}", f"--IdentityProvider.token={token}",
-                   "--LabApp.expose_app_in_browser=True", f"--LabApp.user_settings_dir={settings}",
-                   f"--LabApp.workspaces_dir={Path(state) / 'workspaces'}", "--ServerApp.open_browser=False", "--allow-root"]
+        command = [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            f"--port={port}",
+            "--ip=127.0.0.1",
+            f"--ServerApp.root_dir={root}",
+            f"--IdentityProvider.token={token}",
+            "--LabApp.expose_app_in_browser=True",
+            f"--LabApp.user_settings_dir={settings}",
+            f"--LabApp.workspaces_dir={Path(state) / 'workspaces'}",
+            "--ServerApp.open_browser=False",
+            "--allow-root",
+        ]
         env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(Path(state) / "runtime"), **(environment or {})}
         log = open(Path(state) / "server.log", "w+")
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -101,14 +113,16 @@ def _wait_for_server(lab: Lab, timeout: float, log) -> None:
 
 
 @contextlib.contextmanager
-def chromium(executable: str | None = None) -> Iterator["object"]:
+def chromium(executable: str | None = None) -> Iterator[object]:
     """A headless Playwright browser on the system Chromium (never a downloaded one)."""
     from playwright.sync_api import sync_playwright
 
     executable = executable or find_chromium()
     if executable is None:
-        raise FileNotFoundError(f"no Chromium found (tried {', '.join(CHROMIUM_NAMES)} and $BROWSER_PATH); "
-                                "install it with: apt-get install -y chromium")
+        raise FileNotFoundError(
+            f"no Chromium found (tried {', '.join(CHROMIUM_NAMES)} and $BROWSER_PATH); "
+            "install it with: apt-get install -y chromium"
+        )
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         try:
@@ -185,9 +199,11 @@ class NotebookPage:
 
     def drawn_figures(self, inside_widgets: bool = False) -> int:
         """How many plotly figures are drawn (have an SVG), in the Explore widgets or outside them."""
-        return self.page.evaluate("""(inside) => [...document.querySelectorAll('.js-plotly-plot')]
+        return self.page.evaluate(
+            """(inside) => [...document.querySelectorAll('.js-plotly-plot')]
             .filter(el => el.querySelector('.main-svg') && !!el.closest('.widget-output') === inside).length""",
-                                  inside_widgets)
+            inside_widgets,
+        )
 
     def text(self) -> str:
         return self.page.inner_text(".jp-Notebook")
@@ -198,14 +214,23 @@ class NotebookPage:
 
 def error_outputs(notebook: dict) -> list[str]:
     """``ename: evalue`` of every error output of a saved notebook."""
-    return [f"{output['ename']}: {output['evalue']}" for cell in notebook["cells"] if cell["cell_type"] == "code"
-            for output in cell.get("outputs", []) if output["output_type"] == "error"]
+    return [
+        f"{output['ename']}: {output['evalue']}"
+        for cell in notebook["cells"]
+        if cell["cell_type"] == "code"
+        for output in cell.get("outputs", [])
+        if output["output_type"] == "error"
+    ]
 
 
 def plotly_outputs(notebook: dict) -> int:
     """How many outputs of a saved notebook carry a plotly figure."""
-    return sum("application/vnd.plotly.v1+json" in output.get("data", {}) for cell in notebook["cells"]
-               if cell["cell_type"] == "code" for output in cell.get("outputs", []))
+    return sum(
+        "application/vnd.plotly.v1+json" in output.get("data", {})
+        for cell in notebook["cells"]
+        if cell["cell_type"] == "code"
+        for output in cell.get("outputs", [])
+    )
 
 
 _MARK_FIGURES = """() => { document.querySelectorAll('.widget-output .js-plotly-plot')

@@ -18,8 +18,16 @@ from pathlib import Path
 import pandas as pd
 
 from ..report.figures import STATIC_ENV_VAR
-from .notebook import (PROFILES, NotebookFailed, list_notebooks, notebook_title, parameters_class, resolve_notebook,
-                       run_notebook, write_summary)
+from .notebook import (
+    PROFILES,
+    NotebookFailed,
+    list_notebooks,
+    notebook_title,
+    parameters_class,
+    resolve_notebook,
+    run_notebook,
+    write_summary,
+)
 
 
 def _literal(text: str):
@@ -69,46 +77,76 @@ def _split_top_level(text: str) -> list[str]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m cmkd_lab",
-        description="Run the cmkd_lab notebooks headless, one by one or over a grid on Dask; add your own datasets.")
+        description="Run the cmkd_lab notebooks headless, one by one or over a grid on Dask; add your own datasets.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="list the notebooks, what each shows, and its parameters with types and defaults")
     run = commands.add_parser("run", help="execute a notebook (or 'all') with papermill")
     run.add_argument("notebook", help="file name or stem of a notebook, or 'all' for the whole sequence")
     run.add_argument("--profile", choices=PROFILES, default="quick", help="quick (CI scale) or full (paper scale)")
-    run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                     help="set a notebook parameter (a Python literal, else a string); repeatable")
+    run.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="set a notebook parameter (a Python literal, else a string); repeatable",
+    )
     run.add_argument("--out", default="outputs", help="output folder (default: outputs)")
-    run.add_argument("--static", action="store_true",
-                     help="also export every figure as PNG through a Chromium (default: HTML figures only)")
+    run.add_argument(
+        "--static",
+        action="store_true",
+        help="also export every figure as PNG through a Chromium (default: HTML figures only)",
+    )
     sweep = commands.add_parser("sweep", help="execute a notebook over a grid of parameters, each point a task on Dask")
     sweep.add_argument("notebook", help="file name or stem of a notebook")
-    sweep.add_argument("--grid", action="append", default=[], required=True, metavar="NAME=V1,V2,...",
-                       help="a parameter and its values (each a Python literal, else a string); repeat for more "
-                            "parameters: the sweep runs every combination")
+    sweep.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        required=True,
+        metavar="NAME=V1,V2,...",
+        help="a parameter and its values (each a Python literal, else a string); repeat for more "
+        "parameters: the sweep runs every combination",
+    )
     sweep.add_argument("--profile", choices=PROFILES, default="quick", help="quick (CI scale) or full (paper scale)")
-    sweep.add_argument("--out", help="the sweep folder (default: outputs/sweeps/NOTEBOOK in the repository); a rerun "
-                                     "skips the points finished there")
+    sweep.add_argument(
+        "--out",
+        help="the sweep folder (default: outputs/sweeps/NOTEBOOK in the repository); a rerun "
+        "skips the points finished there",
+    )
     where = sweep.add_mutually_exclusive_group()
-    where.add_argument("--scheduler", metavar="ADDRESS",
-                       help="join a running Dask cluster (e.g. tcp://host:8786) instead of starting a local one")
+    where.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="join a running Dask cluster (e.g. tcp://host:8786) instead of starting a local one",
+    )
     where.add_argument("--workers", type=int, default=2, help="worker processes of the local cluster (default: 2)")
     datasets = commands.add_parser("datasets", help="your own datasets, which every notebook takes by name")
     actions = datasets.add_subparsers(dest="action", required=True)
-    add = actions.add_parser("add", help="store an .npz file's arrays as a dataset (all but labels and groups are modalities)")
+    add = actions.add_parser(
+        "add", help="store an .npz file's arrays as a dataset (all but labels and groups are modalities)"
+    )
     add.add_argument("name", help="the dataset's name (letters, digits, '_', '-'); not a built-in dataset's")
     add.add_argument("file", help="an .npz file of named arrays, one row per sample (numpy.savez)")
     add.add_argument("--labels", default="labels", help="the array of labels (default: labels)")
     add.add_argument("--groups", help="the array of groups (e.g. subjects) that splits keep together")
-    add.add_argument("--relabel", action="store_true",
-                     help="labels are any values (strings, 1..K): map them to 0..K-1, their sorted values become class names")
+    add.add_argument(
+        "--relabel",
+        action="store_true",
+        help="labels are any values (strings, 1..K): map them to 0..K-1, their sorted values become class names",
+    )
     add.add_argument("--description", default="", help="what the data is, for `datasets list`")
     add.add_argument("--replace", action="store_true", help="overwrite a user dataset of that name")
     actions.add_parser("list", help="every registered dataset, built-in and yours, and whether it can be loaded now")
     remove = actions.add_parser("remove", help="delete one of your datasets")
     remove.add_argument("name")
     download = actions.add_parser(
-        "download", help="download and convert one of the papers' datasets (network needed; the same as its "
-                         "data_scripts/get_NAME.py); `datasets download NAME --help` lists its sources and options")
+        "download",
+        help="download and convert one of the papers' datasets (network needed; the same as its "
+        "data_scripts/get_NAME.py); `datasets download NAME --help` lists its sources and options",
+    )
     download.add_argument("name", help="the dataset, as `datasets list` names it (kind: download)")
     download.add_argument("options", nargs=argparse.REMAINDER, help="passed on to the download (see NAME --help)")
     gallery = commands.add_parser("gallery", help="build a static site of the executed notebooks, figures and verdicts")
@@ -119,8 +157,10 @@ def _parser() -> argparse.ArgumentParser:
     course = commands.add_parser("course", help="teaching: instructor and student copies of the notebooks")
     course_actions = course.add_subparsers(dest="action", required=True)
     course_build = course_actions.add_parser(
-        "build", help="write DIR/instructor/ (with solutions) and DIR/student/ (solutions replaced by prompts), "
-                      "both with nbgrader cell metadata")
+        "build",
+        help="write DIR/instructor/ (with solutions) and DIR/student/ (solutions replaced by prompts), "
+        "both with nbgrader cell metadata",
+    )
     course_build.add_argument("notebooks", nargs="*", help="notebook names or stems (default: all)")
     course_build.add_argument("--out", required=True, help="the course folder")
     return parser
@@ -133,12 +173,21 @@ def _datasets(args: argparse.Namespace) -> int:
         spec = download.DOWNLOADS.get(args.name)  # an unknown name: a ValueError listing the valid ones
         return download.run(spec, args.options, prog=f"python -m cmkd_lab datasets download {args.name}")
     if args.action == "add":
-        data = user.add(args.name, args.file, labels=args.labels, groups=args.groups, relabel=args.relabel,
-                        description=args.description, replace=args.replace)
+        data = user.add(
+            args.name,
+            args.file,
+            labels=args.labels,
+            groups=args.groups,
+            relabel=args.relabel,
+            description=args.description,
+            replace=args.replace,
+        )
         shapes = ", ".join(f"{m} {data.shape(m)}" for m in data.modality_names)
         groups = "" if data.groups is None else f", {data.summary()['n_groups']} groups"
-        print(f"added {args.name!r} ({user.user_root() / args.name}): {len(data)} samples, {data.n_classes} classes"
-              f"{groups}; modalities {shapes}")
+        print(
+            f"added {args.name!r} ({user.user_root() / args.name}): {len(data)} samples, {data.n_classes} classes"
+            f"{groups}; modalities {shapes}"
+        )
         print(f"use it by name, e.g. python -m cmkd_lab run 03_ntdh_realpairs -p datasets \"['{args.name}']\"")
     elif args.action == "list":
         print(list_datasets().to_string(index=False))
@@ -152,11 +201,20 @@ def _sweep(args: argparse.Namespace) -> int:
     from .sweep import run_grid
 
     started = time.perf_counter()
-    result = run_grid(args.notebook, parse_grid(args.grid), profile=args.profile, out=args.out,
-                      scheduler=args.scheduler, workers=args.workers)
+    result = run_grid(
+        args.notebook,
+        parse_grid(args.grid),
+        profile=args.profile,
+        out=args.out,
+        scheduler=args.scheduler,
+        workers=args.workers,
+    )
     counts = result.points["status"].value_counts()
-    print(f"  {counts.get('ran', 0)} ran, {counts.get('skipped', 0)} skipped, {counts.get('failed', 0)} failed "
-          f"in {time.perf_counter() - started:.1f} s -> {result.folder}/results.csv, summary.md", flush=True)
+    print(
+        f"  {counts.get('ran', 0)} ran, {counts.get('skipped', 0)} skipped, {counts.get('failed', 0)} failed "
+        f"in {time.perf_counter() - started:.1f} s -> {result.folder}/results.csv, summary.md",
+        flush=True,
+    )
     for row in result.failed.itertuples():
         print(f"failed: {row.point}: {row.error}", file=sys.stderr)
     return 0 if result.ok else 1
@@ -178,13 +236,27 @@ def _run(args: argparse.Namespace) -> int:
             folder = run_notebook(path.stem, args.profile, parameters, args.out)
         except NotebookFailed as error:
             print(f"  FAILED: {error}", file=sys.stderr, flush=True)
-            rows.append({"notebook": path.stem, "status": "failed", "seconds": time.perf_counter() - started,
-                         "folder": str(Path(args.out).resolve() / path.stem), "written": "see the .failed.ipynb"})
+            rows.append(
+                {
+                    "notebook": path.stem,
+                    "status": "failed",
+                    "seconds": time.perf_counter() - started,
+                    "folder": str(Path(args.out).resolve() / path.stem),
+                    "written": "see the .failed.ipynb",
+                }
+            )
             continue
         seconds = time.perf_counter() - started
         print(f"  done in {seconds:.1f} s -> {folder}", flush=True)
-        rows.append({"notebook": path.stem, "status": "ok", "seconds": seconds, "folder": str(folder),
-                     "written": written_files(folder)})
+        rows.append(
+            {
+                "notebook": path.stem,
+                "status": "ok",
+                "seconds": seconds,
+                "folder": str(folder),
+                "written": written_files(folder),
+            }
+        )
     if args.notebook == "all" and any(row["status"] == "ok" for row in rows):
         print(f"summary: {write_summary(args.out)}")
     print("\n" + pd.DataFrame(rows).round({"seconds": 1}).to_string(index=False))
@@ -208,7 +280,9 @@ def _gallery(args: argparse.Namespace) -> int:
 
     pages = build(args.outputs, args.out)
     for page in pages:
-        print(f"{page.stem}: {page.verdict}; {len(page.exports)} exports -> {Path(args.out) / page.stem / 'index.html'}")
+        print(
+            f"{page.stem}: {page.verdict}; {len(page.exports)} exports -> {Path(args.out) / page.stem / 'index.html'}"
+        )
     print(f"gallery: {Path(args.out).resolve() / 'index.html'} ({len(pages)} notebooks)")
     return 0
 

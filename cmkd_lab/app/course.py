@@ -26,9 +26,9 @@ import functools
 import inspect
 import math
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 from .io import write_text
 from .notebook import list_notebooks, resolve_notebook
@@ -67,6 +67,7 @@ def exercise(notebook: str, name: str, *, what: str, other: dict, rel_tol: float
     (its value is one of the wrong answers the course test feeds the check). The function is
     memoised on its bound arguments, so the solution's call and the check's reference share one run.
     """
+
     def register(function: Callable[..., float]) -> Callable[..., float]:
         key = (notebook, name)
         if key in EXERCISES:
@@ -124,8 +125,9 @@ def check_answer(notebook: str, name: str, answer) -> None:
     entry = registered_exercise(notebook, name)
     expected = reference(notebook, name)
     if not is_close(answer, expected, entry):
-        raise AssertionError(f"{entry.what}: your answer {answer!r} is not the value of the exercise's call; "
-                             f"check its settings and seed")
+        raise AssertionError(
+            f"{entry.what}: your answer {answer!r} is not the value of the exercise's call; check its settings and seed"
+        )
     print(f"✓ {entry.what}: {float(answer):.4g}")
 
 
@@ -163,7 +165,9 @@ def solved_exercises(notebook) -> dict[int, list[str]]:
         if is_solution(cell):
             match = _SOLUTION_HEADING.match(cell.source)
             if not match:
-                raise ValueError(f"a solution cell must start with '# Exercise N' or '**Exercise N.**': {cell.source[:60]!r}")
+                raise ValueError(
+                    f"a solution cell must start with '# Exercise N' or '**Exercise N.**': {cell.source[:60]!r}"
+                )
             solved.setdefault(int(match.group(1)), []).append(cell.cell_type)
     return solved
 
@@ -179,11 +183,23 @@ def _strip_solution(source: str, prompt: str) -> str:
 def _nbgrader(stem: str, cell, index: int) -> dict | None:
     if is_solution(cell):
         graded = cell.cell_type == "markdown"  # a written answer: graded by hand
-        return {"solution": True, "grade": graded, "locked": False, "points": 1 if graded else None,
-                "grade_id": f"{stem}-solution-{index}", "schema_version": NBGRADER_SCHEMA}
+        return {
+            "solution": True,
+            "grade": graded,
+            "locked": False,
+            "points": 1 if graded else None,
+            "grade_id": f"{stem}-solution-{index}",
+            "schema_version": NBGRADER_SCHEMA,
+        }
     if is_check(cell):
-        return {"solution": False, "grade": True, "locked": True, "points": 1,
-                "grade_id": f"{stem}-check-{index}", "schema_version": NBGRADER_SCHEMA}
+        return {
+            "solution": False,
+            "grade": True,
+            "locked": True,
+            "points": 1,
+            "grade_id": f"{stem}-check-{index}",
+            "schema_version": NBGRADER_SCHEMA,
+        }
     return None
 
 

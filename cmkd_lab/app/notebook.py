@@ -18,8 +18,9 @@ import re
 import sys
 import types
 import typing
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 import pandas as pd
 
@@ -35,7 +36,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # once per notebook (the cells' warnings still reach their outputs)
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-_PARAMETER_CLASSES: Registry[type["NotebookParameters"]] = Registry("notebook parameter class")
+_PARAMETER_CLASSES: Registry[type[NotebookParameters]] = Registry("notebook parameter class")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,19 +72,21 @@ class NotebookParameters:
         for name in cls.parameter_names():
             default = _default(cls, name)
             line = f"{name}: {_describe(hints[name])} = {default!r}"
-            by_profile = [f"{p} {cls.profile_defaults[p][name]!r}" for p in PROFILES if name in cls.profile_defaults.get(p, {})]
+            by_profile = [
+                f"{p} {cls.profile_defaults[p][name]!r}" for p in PROFILES if name in cls.profile_defaults.get(p, {})
+            ]
             if default is None and by_profile:
                 line += f" ({', '.join(by_profile)})"
             lines.append(line)
         return lines
 
     @classmethod
-    def from_namespace(cls, namespace: Mapping[str, Any]) -> "NotebookParameters":
+    def from_namespace(cls, namespace: Mapping[str, Any]) -> NotebookParameters:
         """Take this class's fields from a notebook's ``globals()``; ignore everything else."""
         return cls.create(**{name: namespace[name] for name in cls.parameter_names() if name in namespace})
 
     @classmethod
-    def create(cls, **values: Any) -> "NotebookParameters":
+    def create(cls, **values: Any) -> NotebookParameters:
         """Validate names, types and choices, then resolve ``None`` fields from the profile."""
         valid = cls.parameter_names()
         unknown = sorted(set(values) - set(valid))
@@ -101,7 +104,9 @@ class NotebookParameters:
                 from_profile.add(name)
             resolved[name] = _accepts(value, hints[name])
             if resolved[name] is _REJECTED:
-                raise cls._invalid(f"parameter {name!r} must be {_describe(hints[name])}, got {value!r} ({type(value).__name__})")
+                raise cls._invalid(
+                    f"parameter {name!r} must be {_describe(hints[name])}, got {value!r} ({type(value).__name__})"
+                )
             allowed = cls.choices.get(name, BASE_CHOICES.get(name))
             if callable(allowed):
                 allowed = allowed()
@@ -109,7 +114,9 @@ class NotebookParameters:
                 chosen = resolved[name] if isinstance(resolved[name], (list, tuple)) else [resolved[name]]
                 bad = [v for v in chosen if v not in allowed]
                 if bad:
-                    raise cls._invalid(f"parameter {name!r}: {bad} not allowed; valid values: {', '.join(map(str, allowed))}")
+                    raise cls._invalid(
+                        f"parameter {name!r}: {bad} not allowed; valid values: {', '.join(map(str, allowed))}"
+                    )
         parameters = cls(**resolved)
         object.__setattr__(parameters, "_from_profile", frozenset(from_profile))  # what replace() resolves anew
         return parameters
@@ -129,7 +136,7 @@ class NotebookParameters:
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def replace(self, **changes: Any) -> "NotebookParameters":
+    def replace(self, **changes: Any) -> NotebookParameters:
         """A validated copy with ``changes`` applied (e.g. the Explore section's smaller settings).
         Values this object took from its profile are taken again from the copy's profile, so
         ``replace(profile="full")`` gives the full profile's values where none was given."""
@@ -204,7 +211,9 @@ def notebook_title(path: Path) -> str:
     import nbformat
 
     cells = nbformat.read(path, as_version=4).cells
-    headings = (line for c in cells if c.cell_type == "markdown" for line in c.source.splitlines() if line.startswith("#"))
+    headings = (
+        line for c in cells if c.cell_type == "markdown" for line in c.source.splitlines() if line.startswith("#")
+    )
     heading = next(headings, None)
     if heading is None:
         raise ValueError(f"{path.name} has no markdown heading to say what it shows")
@@ -226,8 +235,7 @@ def parameters_class(stem: str) -> type[NotebookParameters]:
         failures = "".join(f"\n  {name} failed to import: {error}" for name, error in broken.items())
         raise ValueError(
             f"no parameter class for notebook {stem!r}; notebooks without one: {', '.join(missing) or 'none'} "
-            "(set `notebook: ClassVar[str] = \"<stem>\"` on a NotebookParameters subclass in cmkd_lab.studies)"
-            + failures
+            '(set `notebook: ClassVar[str] = "<stem>"` on a NotebookParameters subclass in cmkd_lab.studies)' + failures
         )
     return _PARAMETER_CLASSES.get(stem)
 
@@ -268,8 +276,12 @@ def run_notebook(
     its figures, ``results.csv`` and ``run.json``. Returns that folder."""
     path = resolve_notebook(name)
     target = Path(out_dir).resolve() / path.stem
-    values = {**{k: as_literal(v) for k, v in (parameters or {}).items()}, "profile": profile, "interactive": False,
-              "output_dir": str(target)}
+    values = {
+        **{k: as_literal(v) for k, v in (parameters or {}).items()},
+        "profile": profile,
+        "interactive": False,
+        "output_dir": str(target),
+    }
     parameters_class(path.stem).create(**values)  # wrong names, types or choices fail here, before a kernel starts
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -277,22 +289,32 @@ def run_notebook(
     target.mkdir(parents=True, exist_ok=True)
     executed = target / path.name
     # no widget bars in the kernel; its progress lines go to this process's stderr
-    environment = {"CMKD_LAB_QUIET": os.environ.get("CMKD_LAB_QUIET", "1"),
-                   "CMKD_LAB_PROGRESS": os.environ.get("CMKD_LAB_PROGRESS", "lines")}
+    environment = {
+        "CMKD_LAB_QUIET": os.environ.get("CMKD_LAB_QUIET", "1"),
+        "CMKD_LAB_PROGRESS": os.environ.get("CMKD_LAB_PROGRESS", "lines"),
+    }
     previous = {k: os.environ.get(k) for k in environment}
     os.environ.update(environment)
     try:
         with atomic_path(executed) as temporary:
             try:
                 papermill.execute_notebook(
-                    str(path), str(temporary), parameters=values,
-                    cwd=str(path.parent), kernel_name="python3", progress_bar=False, log_output=False,
-                    stderr_file=sys.stderr, extra_arguments=KERNEL_ARGUMENTS,
+                    str(path),
+                    str(temporary),
+                    parameters=values,
+                    cwd=str(path.parent),
+                    kernel_name="python3",
+                    progress_bar=False,
+                    log_output=False,
+                    stderr_file=sys.stderr,
+                    extra_arguments=KERNEL_ARGUMENTS,
                 )
             except PapermillExecutionError as error:
                 failed = target / f"{path.stem}.failed.ipynb"
                 os.replace(temporary, failed)
-                raise NotebookFailed(f"{path.stem} failed: {error.ename}: {error.evalue} (executed copy: {failed})") from None
+                raise NotebookFailed(
+                    f"{path.stem} failed: {error.ename}: {error.evalue} (executed copy: {failed})"
+                ) from None
     finally:
         for key, value in previous.items():
             if value is None:
@@ -316,7 +338,12 @@ def write_summary(out_dir: str | Path) -> Path:
 
 
 def _markdown(summary: pd.DataFrame) -> str:
-    lines = ["# cmkd_lab results summary", "", "Mean, std and number of seeds per study, method, setting and metric.", ""]
+    lines = [
+        "# cmkd_lab results summary",
+        "",
+        "Mean, std and number of seeds per study, method, setting and metric.",
+        "",
+    ]
     for study, part in summary.groupby("study", sort=False):
         lines += [f"## {study}", "", "```", part.dropna(axis=1, how="all").to_string(index=False), "```", ""]
     return "\n".join(lines)

@@ -18,7 +18,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Iterable, Iterator, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 from tqdm import tqdm  # the text bar, never the notebook widget (see the module docstring)
 
@@ -44,8 +45,9 @@ def progress_mode(enabled: bool | None = None) -> str:
     return "off" if quiet_by_default() else "bar"
 
 
-def progress_bar(iterable: Iterable[T], description: str, enabled: bool | None = None, unit: str = "it",
-                 **options) -> Iterable[T]:
+def progress_bar(
+    iterable: Iterable[T], description: str, enabled: bool | None = None, unit: str = "it", **options
+) -> Iterable[T]:
     """``iterable`` with progress shown in the mode :func:`progress_mode` gives."""
     mode = progress_mode(enabled)
     if mode == "lines":
@@ -53,7 +55,9 @@ def progress_bar(iterable: Iterable[T], description: str, enabled: bool | None =
     return tqdm(iterable, desc=description, disable=mode == "off", leave=False, unit=unit, **options)
 
 
-def progress_lines(iterable: Iterable[T], description: str, unit: str = "it", every_s: float = LINE_EVERY_S) -> Iterator[T]:
+def progress_lines(
+    iterable: Iterable[T], description: str, unit: str = "it", every_s: float = LINE_EVERY_S
+) -> Iterator[T]:
     """``iterable``, printing to stderr a line as it starts, every ``every_s`` seconds, and as it ends."""
     total = len(iterable) if hasattr(iterable, "__len__") else None
     of_total = "" if total is None else f"/{total}"

@@ -33,9 +33,10 @@ import re
 import socket
 import time
 import traceback
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -90,13 +91,17 @@ def plan_points(notebook: str, grid: Mapping[str, Sequence], profile: str = "qui
     stem = resolve_notebook(notebook).stem
     cls = parameters_class(stem)
     if not grid:
-        raise ValueError(f"an empty grid; give at least one parameter and its values, e.g. epochs=[100, 200]\n"
-                         f"valid parameters of {stem}:\n  " + "\n  ".join(cls.parameter_lines()))
+        raise ValueError(
+            f"an empty grid; give at least one parameter and its values, e.g. epochs=[100, 200]\n"
+            f"valid parameters of {stem}:\n  " + "\n  ".join(cls.parameter_lines())
+        )
     for name, values in grid.items():
         if name in SET_BY_THE_SWEEP:
-            raise ValueError(f"{name!r} cannot be a grid parameter: the sweep sets it (choose the profile with "
-                             f"profile=/--profile); grid parameters of {stem}: "
-                             + ", ".join(n for n in cls.parameter_names() if n not in SET_BY_THE_SWEEP))
+            raise ValueError(
+                f"{name!r} cannot be a grid parameter: the sweep sets it (choose the profile with "
+                f"profile=/--profile); grid parameters of {stem}: "
+                + ", ".join(n for n in cls.parameter_names() if n not in SET_BY_THE_SWEEP)
+            )
         if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple, range)) or not len(values):
             raise ValueError(f"grid parameter {name!r} needs a non-empty list of values, got {values!r}")
     points, seen = [], {}
@@ -105,8 +110,9 @@ def plan_points(notebook: str, grid: Mapping[str, Sequence], profile: str = "qui
         resolved = cls.create(**chosen, profile=profile).as_dict()
         parameters = {k: v for k, v in resolved.items() if k not in ("interactive", "output_dir")}
         values = {name: resolved[name] for name in grid}
-        digest = hashlib.sha256(json.dumps({"notebook": stem, "parameters": parameters}, sort_keys=True,
-                                           default=str).encode()).hexdigest()[:12]
+        digest = hashlib.sha256(
+            json.dumps({"notebook": stem, "parameters": parameters}, sort_keys=True, default=str).encode()
+        ).hexdigest()[:12]
         if digest in seen:
             raise ValueError(f"grid points {seen[digest]} and {values} are the same run; list each value once")
         seen[digest] = values
@@ -116,6 +122,7 @@ def plan_points(notebook: str, grid: Mapping[str, Sequence], profile: str = "qui
 
 def _readable(values: Mapping[str, Any]) -> str:
     """``epochs=100_lr=0.1``: a point's grid values as a folder name (the hash keeps it unique)."""
+
     def text(value: Any) -> str:
         return "+".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
@@ -146,8 +153,13 @@ def run_point(stem: str, profile: str, parameters: Mapping[str, Any], folder: st
         write_text(folder / ERROR_FILE, f"{message}\n{details}")
         return {"status": "failed", "seconds": seconds, "error": message}
     seconds = time.perf_counter() - started
-    write_text(folder / DONE_FILE, json.dumps({"seconds": seconds, "host": socket.gethostname(),
-                                               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=2))
+    write_text(
+        folder / DONE_FILE,
+        json.dumps(
+            {"seconds": seconds, "host": socket.gethostname(), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+            indent=2,
+        ),
+    )
     return {"status": "ran", "seconds": seconds, "error": None}
 
 
@@ -177,32 +189,59 @@ def run_grid(
     for point in points:
         params_file = folder / POINTS_DIR / point.name / PARAMS_FILE
         if not params_file.exists():
-            write_text(params_file, json.dumps({"notebook": stem, "grid": point.values, "parameters": point.parameters},
-                                               indent=2, default=str))
-    records = {p.name: {"status": "skipped", "seconds": _seconds(folder / POINTS_DIR / p.name), "error": None}
-               for p in points if is_finished(folder / POINTS_DIR / p.name, stem)}
+            write_text(
+                params_file,
+                json.dumps(
+                    {"notebook": stem, "grid": point.values, "parameters": point.parameters}, indent=2, default=str
+                ),
+            )
+    records = {
+        p.name: {"status": "skipped", "seconds": _seconds(folder / POINTS_DIR / p.name), "error": None}
+        for p in points
+        if is_finished(folder / POINTS_DIR / p.name, stem)
+    }
     pending = [p for p in points if p.name not in records]
-    print(f"sweep {stem} ({profile}): {len(points)} points, {len(records)} finished before, {len(pending)} to run "
-          f"-> {folder}", flush=True)
+    print(
+        f"sweep {stem} ({profile}): {len(points)} points, {len(records)} finished before, {len(pending)} to run "
+        f"-> {folder}",
+        flush=True,
+    )
     if pending:
         records.update(_run_on_dask(stem, profile, pending, folder, scheduler, workers, progress))
     return _collect(stem, profile, points, records, folder)
 
 
-def _run_on_dask(stem: str, profile: str, pending: list[GridPoint], folder: Path, scheduler: str | None,
-                 workers: int, progress: bool | None) -> dict[str, dict]:
+def _run_on_dask(
+    stem: str,
+    profile: str,
+    pending: list[GridPoint],
+    folder: Path,
+    scheduler: str | None,
+    workers: int,
+    progress: bool | None,
+) -> dict[str, dict]:
     from distributed import as_completed
 
     records = {}
     with _client(scheduler, workers) as client:
         link = _dashboard_link(client)
-        print(f"dashboard: {link}" if link else "dashboard: none (pip install bokeh for the Dask dashboard)", flush=True)
+        print(
+            f"dashboard: {link}" if link else "dashboard: none (pip install bokeh for the Dask dashboard)", flush=True
+        )
         futures = {
-            client.submit(run_point, stem, profile, dict(p.parameters), str((folder / POINTS_DIR / p.name).resolve()),
-                          key=f"{stem}-{p.name}"): p.name
+            client.submit(
+                run_point,
+                stem,
+                profile,
+                dict(p.parameters),
+                str((folder / POINTS_DIR / p.name).resolve()),
+                key=f"{stem}-{p.name}",
+            ): p.name
             for p in pending
         }
-        for future in progress_bar(_Completed(list(futures), as_completed), f"sweep {stem}", enabled=progress, unit="point"):
+        for future in progress_bar(
+            _Completed(list(futures), as_completed), f"sweep {stem}", enabled=progress, unit="point"
+        ):
             name = futures[future]
             try:
                 records[name] = future.result()
@@ -238,8 +277,12 @@ def _client(scheduler: str | None, workers: int):
             yield client
         return
     # localhost only, so no network is needed; any free port, so sweeps side by side don't clash
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=":0") as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         yield client
 
 
@@ -263,10 +306,15 @@ def _seconds(folder: Path) -> float:
 
 
 # ----------------------------------------------------------------------------- merging
-def _collect(stem: str, profile: str, points: list[GridPoint], records: Mapping[str, dict], folder: Path) -> SweepResult:
+def _collect(
+    stem: str, profile: str, points: list[GridPoint], records: Mapping[str, dict], folder: Path
+) -> SweepResult:
     """Merge the finished points into results.csv; write points.csv, summary.csv and summary.md."""
-    tables = {p.name: load_results(folder / POINTS_DIR / p.name / stem) for p in points
-              if records[p.name]["status"] != "failed"}
+    tables = {
+        p.name: load_results(folder / POINTS_DIR / p.name / stem)
+        for p in points
+        if records[p.name]["status"] != "failed"
+    }
     taken = set().union(*(t.columns for t in tables.values())) | {"point"}
     columns = {name: f"grid_{name}" if name in taken else name for name in points[0].values}
     cells = {p.name: {columns[k]: _cell(v) for k, v in p.values.items()} for p in points}
@@ -284,15 +332,21 @@ def _collect(stem: str, profile: str, points: list[GridPoint], records: Mapping[
         (folder / "results.csv").unlink(missing_ok=True)
         table = pd.DataFrame()
 
-    point_rows = pd.DataFrame([{"point": p.name, **cells[p.name], **records[p.name],
-                                "folder": str(folder / POINTS_DIR / p.name)} for p in points])
+    point_rows = pd.DataFrame(
+        [
+            {"point": p.name, **cells[p.name], **records[p.name], "folder": str(folder / POINTS_DIR / p.name)}
+            for p in points
+        ]
+    )
     with atomic_path(folder / "points.csv") as temporary:
         point_rows.to_csv(temporary, index=False)
 
     summary = summarize(table).assign(status="ok", error=None) if not table.empty else pd.DataFrame()
     failed = point_rows[point_rows["status"] == "failed"]
     if not failed.empty:
-        failures = failed[["point", *columns.values(), "status", "error"]].assign(error=failed["error"].str.split("\n").str[0])
+        failures = failed[["point", *columns.values(), "status", "error"]].assign(
+            error=failed["error"].str.split("\n").str[0]
+        )
         summary = pd.concat([summary, failures], ignore_index=True)
     with atomic_path(folder / "summary.csv") as temporary:
         summary.to_csv(temporary, index=False)
@@ -307,16 +361,27 @@ def _cell(value: Any) -> Any:
 
 def _markdown(stem: str, profile: str, summary: pd.DataFrame, points: pd.DataFrame) -> str:
     counts = points["status"].value_counts()
-    lines = [f"# Sweep of {stem} ({profile} profile)", "",
-             f"{len(points)} points: {counts.get('ran', 0)} ran, {counts.get('skipped', 0)} skipped (finished before), "
-             f"{counts.get('failed', 0)} failed.", ""]
+    lines = [
+        f"# Sweep of {stem} ({profile} profile)",
+        "",
+        f"{len(points)} points: {counts.get('ran', 0)} ran, {counts.get('skipped', 0)} skipped (finished before), "
+        f"{counts.get('failed', 0)} failed.",
+        "",
+    ]
     done = summary[summary["status"] == "ok"] if not summary.empty else summary
     if not done.empty:
         shown = done.drop(columns=["status", "error"]).dropna(axis=1, how="all")
-        shown = shown.assign(**{"mean ± std": [mean_std(m, s, 1.0, 4, n) for m, s, n in zip(shown["mean"], shown["std"],
-                                                                                             shown["n"])]})
-        lines += ["## Mean ± std over seeds per point, method, setting and metric", "", "```",
-                  shown.drop(columns=["mean", "std"]).to_string(index=False), "```", ""]
+        shown = shown.assign(
+            **{"mean ± std": [mean_std(m, s, 1.0, 4, n) for m, s, n in zip(shown["mean"], shown["std"], shown["n"])]}
+        )
+        lines += [
+            "## Mean ± std over seeds per point, method, setting and metric",
+            "",
+            "```",
+            shown.drop(columns=["mean", "std"]).to_string(index=False),
+            "```",
+            "",
+        ]
     failed = points[points["status"] == "failed"]
     if not failed.empty:
         lines += ["## Failed points", ""]

@@ -5,7 +5,7 @@ Public entry points: :func:`list_datasets`, :func:`load`, :func:`from_arrays`.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pandas as pd
 
@@ -66,5 +66,14 @@ user.register_folder()
 user.import_modules()
 user.load_entry_points()
 
-__all__ = ["PairedDataset", "Splits", "from_arrays", "split_dataset", "standardise", "list_datasets", "load",
-           "real_dataset_names", "register_dataset"]
+__all__ = [
+    "PairedDataset",
+    "Splits",
+    "from_arrays",
+    "split_dataset",
+    "standardise",
+    "list_datasets",
+    "load",
+    "real_dataset_names",
+    "register_dataset",
+]

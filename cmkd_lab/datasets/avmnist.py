@@ -15,7 +15,6 @@ from .core import PairedDataset, from_arrays
 from .download import DownloadSpec, Source, register_download
 from .formats import FormatError, _load, log_mel_spectrogram, read_idx, read_wav, zip_members
 
-
 MNIST_BASE = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 MNIST_FILES = {
     # filename: (sha256, size); the digests are the widely published ones for the original files
@@ -37,7 +36,9 @@ def convert_avmnist(
     mel spectrogram of the first second (``n_mels`` x ``n_frames``), stored once per recording.
     """
     images = np.concatenate([read_idx(raw / "train-images-idx3-ubyte.gz"), read_idx(raw / "t10k-images-idx3-ubyte.gz")])
-    image_labels = np.concatenate([read_idx(raw / "train-labels-idx1-ubyte.gz"), read_idx(raw / "t10k-labels-idx1-ubyte.gz")])
+    image_labels = np.concatenate(
+        [read_idx(raw / "train-labels-idx1-ubyte.gz"), read_idx(raw / "t10k-labels-idx1-ubyte.gz")]
+    )
     if images.shape[1:] != (28, 28) or len(images) != len(image_labels):
         raise FormatError(f"MNIST files hold images of shape {images.shape} and {len(image_labels)} labels")
     spectrograms, digits, speakers = [], [], []

@@ -6,7 +6,7 @@ The gap between two views' accuracies is what makes a teacher/student pair inter
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd

@@ -22,8 +22,9 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -136,13 +137,17 @@ def read_manifest(name: str, root: Path | None = None) -> dict[str, Any]:
     hint = create_command(name)
     if not path.exists():
         elsewhere = "" if root else f"; set {ENV_VAR} to use another data folder"
-        raise DataNotPreparedError(f"dataset {name!r} is not on disk (looked in {folder}). Run {hint} to create it{elsewhere}.")
+        raise DataNotPreparedError(
+            f"dataset {name!r} is not on disk (looked in {folder}). Run {hint} to create it{elsewhere}."
+        )
     try:
         manifest = json.loads(path.read_text())
         if manifest.get("format") != FORMAT_VERSION or not isinstance(manifest.get("arrays"), dict):
             raise ValueError(f"unsupported manifest format {manifest.get('format')!r}")
     except (ValueError, OSError) as error:
-        raise CorruptDataError(f"the manifest {path} of dataset {name!r} is unreadable ({error}); run {hint} to rebuild it") from error
+        raise CorruptDataError(
+            f"the manifest {path} of dataset {name!r} is unreadable ({error}); run {hint} to rebuild it"
+        ) from error
     return manifest
 
 

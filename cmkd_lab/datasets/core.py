@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import warnings
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 import torch
@@ -94,12 +94,11 @@ class PairedDataset:
     def __getitem__(self, modality: str) -> torch.Tensor:
         if modality not in self.modalities:
             raise ValueError(
-                f"dataset {self.name!r} has no modality {modality!r}; "
-                f"its modalities are {self.modality_names}"
+                f"dataset {self.name!r} has no modality {modality!r}; its modalities are {self.modality_names}"
             )
         return self.modalities[modality]
 
-    def subset(self, index) -> "PairedDataset":
+    def subset(self, index) -> PairedDataset:
         index = torch.as_tensor(np.asarray(index), dtype=torch.long)
         return PairedDataset(
             modalities={k: v[index] for k, v in self.modalities.items()},
@@ -109,11 +108,13 @@ class PairedDataset:
             class_names=self.class_names,
         )
 
-    def select(self, *modality_names: str) -> "PairedDataset":
+    def select(self, *modality_names: str) -> PairedDataset:
         """The same samples with only the named modalities."""
-        return PairedDataset({m: self[m] for m in modality_names}, self.labels, self.groups, self.name, self.class_names)
+        return PairedDataset(
+            {m: self[m] for m in modality_names}, self.labels, self.groups, self.name, self.class_names
+        )
 
-    def split(self, seed: int, val_fraction: float = 0.15, test_fraction: float = 0.15) -> "Splits":
+    def split(self, seed: int, val_fraction: float = 0.15, test_fraction: float = 0.15) -> Splits:
         """Seeded train/val/test split: stratified, group-disjoint when ``groups`` is set."""
         return split_dataset(self, seed, val_fraction, test_fraction)
 
@@ -143,7 +144,7 @@ class Splits:
         named = {"train": self.train, "val": self.val, "test": self.test}
         return {k: v for k, v in named.items() if v is not None}
 
-    def map(self, function) -> "Splits":
+    def map(self, function) -> Splits:
         """The same splits with ``function(part)`` applied to each present part."""
         return Splits(function(self.train), None if self.val is None else function(self.val), function(self.test))
 
@@ -151,8 +152,9 @@ class Splits:
 STANDARDISE_PER = ("channel", "feature")
 
 
-def standardise(splits: Splits, modalities: Mapping[str, str] | list[str], per: str = "channel",
-                scale: bool = True) -> Splits:
+def standardise(
+    splits: Splits, modalities: Mapping[str, str] | list[str], per: str = "channel", scale: bool = True
+) -> Splits:
     """z-score modalities with the training split's statistics (never the test split's).
 
     ``modalities`` lists the modalities to keep, or maps new names to them (e.g.
@@ -214,7 +216,9 @@ def from_arrays(
         label_array = label_array.astype(np.int64)
     if relabel:
         if class_names is not None:
-            raise ValueError("pass relabel=True or class_names, not both: relabel=True names the classes after their labels")
+            raise ValueError(
+                "pass relabel=True or class_names, not both: relabel=True names the classes after their labels"
+            )
         class_names, label_array = np.unique(label_array, return_inverse=True)
     elif label_array.dtype.kind not in "iu":
         raise ValueError(
@@ -229,9 +233,7 @@ def from_arrays(
             f"become class_names), or class_names=[...] if some classes are absent from the data"
         )
     if class_names is not None and not 0 <= present[0] <= present[-1] < len(class_names):
-        raise ValueError(
-            f"labels must index class_names, 0..{len(class_names) - 1}; found labels {_listed(present)}"
-        )
+        raise ValueError(f"labels must index class_names, 0..{len(class_names) - 1}; found labels {_listed(present)}")
 
     tensors = {}
     for modality, values in modalities.items():
@@ -264,7 +266,9 @@ def from_arrays(
         if group_array.shape != (n,):
             raise ValueError(f"groups must have shape ({n},) like labels, got {group_array.shape}")
     labels_tensor = torch.from_numpy(label_array.astype(np.int64))
-    return PairedDataset(tensors, labels_tensor, group_array, name or "custom", () if class_names is None else class_names)
+    return PairedDataset(
+        tensors, labels_tensor, group_array, name or "custom", () if class_names is None else class_names
+    )
 
 
 def _listed(values, limit: int = 10) -> str:
@@ -276,9 +280,7 @@ def _listed(values, limit: int = 10) -> str:
 SPLIT_STREAM = "split"
 
 
-def split_dataset(
-    dataset: PairedDataset, seed: int, val_fraction: float = 0.15, test_fraction: float = 0.15
-) -> Splits:
+def split_dataset(dataset: PairedDataset, seed: int, val_fraction: float = 0.15, test_fraction: float = 0.15) -> Splits:
     """Seeded stratified split; group-disjoint (every group in one part only) when groups exist.
 
     Every class must be able to appear in every part. The test and validation parts are shuffled
@@ -298,13 +300,18 @@ def split_dataset(
     if dataset.groups is None:
         from sklearn.model_selection import train_test_split  # deferred: a slow import most callers never need
 
-        rest, test = train_test_split(index, test_size=test_fraction, stratify=labels,
-                                      random_state=run_state(seed, SPLIT_STREAM, "test"))
+        rest, test = train_test_split(
+            index, test_size=test_fraction, stratify=labels, random_state=run_state(seed, SPLIT_STREAM, "test")
+        )
         if val_fraction == 0:
             train, val = rest, None
         else:
-            train, val = train_test_split(rest, test_size=val_fraction / (1 - test_fraction), stratify=labels[rest],
-                                          random_state=run_state(seed, SPLIT_STREAM, "val"))
+            train, val = train_test_split(
+                rest,
+                test_size=val_fraction / (1 - test_fraction),
+                stratify=labels[rest],
+                random_state=run_state(seed, SPLIT_STREAM, "val"),
+            )
     else:
         rest, test, n_folds = _group_fold(index, labels, dataset.groups, test_fraction, seed, "test")
         if seed >= n_folds:

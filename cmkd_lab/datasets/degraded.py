@@ -17,7 +17,7 @@ scikit-learn) and ``mfeat_degraded`` (mfeat's pixel view as 16×15 images, 2000,
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -54,8 +54,9 @@ def degrade(images: torch.Tensor, severity: float, seed: int, kinds: Sequence[st
         keep = 1 - (1 - KEEP_AT_FULL_SEVERITY) * severity
         small = (max(1, round(height * keep)), max(1, round(width * keep)))
         if small != (height, width):
-            out = F.interpolate(F.interpolate(out, size=small, mode="area"), size=(height, width), mode="bilinear",
-                                align_corners=False)
+            out = F.interpolate(
+                F.interpolate(out, size=small, mode="area"), size=(height, width), mode="bilinear", align_corners=False
+            )
     if "noise" in kinds:
         out = out + severity * std * torch.randn(out.shape, generator=generator)
     if "occlusion" in kinds:
@@ -69,14 +70,16 @@ def degrade(images: torch.Tensor, severity: float, seed: int, kinds: Sequence[st
     return out
 
 
-def degraded_pair(images, labels, severity: float, seed: int, name: str,
-                  kinds: Sequence[str] = DEGRADATIONS) -> PairedDataset:
+def degraded_pair(
+    images, labels, severity: float, seed: int, name: str, kinds: Sequence[str] = DEGRADATIONS
+) -> PairedDataset:
     """A :class:`PairedDataset` of ``"clean"`` ``images`` ``(N, C, H, W)`` and their
     ``"degraded"`` copies (:func:`degrade`)."""
     images = torch.as_tensor(np.asarray(images), dtype=torch.float32)
     degraded = degrade(images, severity, seed, kinds)
-    return from_arrays({"clean": images.numpy(), "degraded": degraded.numpy()}, np.asarray(labels),
-                       name=f"{name}@{severity:g}")
+    return from_arrays(
+        {"clean": images.numpy(), "degraded": degraded.numpy()}, np.asarray(labels), name=f"{name}@{severity:g}"
+    )
 
 
 def digits_degraded(severity: float = 0.5, seed: int = 0, kinds: Sequence[str] = DEGRADATIONS) -> PairedDataset:
@@ -102,12 +105,16 @@ def _register() -> None:
     from .cache import is_prepared
 
     register_dataset(
-        "digits_degraded", kind="synthetic",
+        "digits_degraded",
+        kind="synthetic",
         description="scikit-learn's 8x8 digits, clean and degraded (downsampling, noise, occlusion) by a severity knob",
     )(digits_degraded)
     register_dataset(
-        "mfeat_degraded", kind="synthetic",
-        description="mfeat's pixel view as 16x15 images, clean and degraded (downsampling, noise, occlusion) by a severity knob",
+        "mfeat_degraded",
+        kind="synthetic",
+        description=(
+            "mfeat's pixel view as 16x15 images, clean and degraded (downsampling, noise, occlusion) by a severity knob"
+        ),
         is_available=lambda: is_prepared("mfeat"),
     )(mfeat_degraded)
 

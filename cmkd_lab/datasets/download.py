@@ -27,14 +27,14 @@ import inspect
 import json
 import os
 import shutil
-import socket
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..engine.registry import Registry
 from . import cache
@@ -100,8 +100,9 @@ def register_download(spec: DownloadSpec, loader: Callable) -> None:
 
     DOWNLOADS.register(spec.name)(spec)
     cache.set_create_command(spec.name, spec.script)
-    register_dataset(spec.name, kind="download", description=spec.description,
-                     is_available=lambda: cache.is_prepared(spec.name))(loader)
+    register_dataset(
+        spec.name, kind="download", description=spec.description, is_available=lambda: cache.is_prepared(spec.name)
+    )(loader)
 
 
 def raw_folder(name: str, root: Path | None = None) -> Path:
@@ -164,6 +165,7 @@ def check_file(path: Path, source: Source, log: Callable[[str], None] = print) -
 
 # --- fetching -------------------------------------------------------------------------------
 
+
 def fetch(
     source: Source,
     folder: Path,
@@ -182,12 +184,13 @@ def fetch(
     partial = folder / (source.filename + ".part")
     try:
         _download(url, partial, source.size, timeout, progress)
-    except (urllib.error.URLError, http.client.HTTPException, socket.timeout, TimeoutError, ConnectionError, OSError) as error:
+    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError, OSError) as error:
         reason = getattr(error, "reason", None) or error
         kept = partial.stat().st_size if partial.exists() else 0
         raise DownloadError(
             f"could not download {source.filename} from {url} ({reason}). Check the network connection and "
-            f"run the script again" + (f"; the {kept:,} bytes already fetched are kept and it will resume" if kept else "")
+            f"run the script again"
+            + (f"; the {kept:,} bytes already fetched are kept and it will resume" if kept else "")
             + f". Or download the file by other means and put it at {target}."
         ) from None
     try:
@@ -219,10 +222,19 @@ def _download(url: str, partial: Path, size: int | None, timeout: float, progres
         total = offset + int(length) if length is not None else size
         from tqdm import tqdm
 
-        with open(partial, "ab" if offset else "wb") as handle, tqdm(
-            total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-            desc=partial.name[: -len(".part")], disable=not progress, leave=False,
-        ) as bar:
+        with (
+            open(partial, "ab" if offset else "wb") as handle,
+            tqdm(
+                total=total,
+                initial=offset,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=partial.name[: -len(".part")],
+                disable=not progress,
+                leave=False,
+            ) as bar,
+        ):
             while True:
                 block = response.read(CHUNK_BYTES)
                 if not block:
@@ -235,6 +247,7 @@ def _download(url: str, partial: Path, size: int | None, timeout: float, progres
 
 # --- the scripts' command line --------------------------------------------------------------
 
+
 def _parser(spec: DownloadSpec, prog: str | None = None) -> argparse.ArgumentParser:
     sources = "\n".join(f"  {s.filename}  {s.url}" for s in spec.sources)
     parser = argparse.ArgumentParser(
@@ -245,7 +258,9 @@ def _parser(spec: DownloadSpec, prog: str | None = None) -> argparse.ArgumentPar
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--data-dir", type=Path, help=f"data folder (default: ${cache.ENV_VAR} or the user cache)")
-    parser.add_argument("--raw-dir", type=Path, help="where the downloaded files go (default: <data folder>/raw/<name>)")
+    parser.add_argument(
+        "--raw-dir", type=Path, help="where the downloaded files go (default: <data folder>/raw/<name>)"
+    )
     parser.add_argument("--mirror", help="download each file from MIRROR/<filename> instead of its usual URL")
     parser.add_argument("--force", action="store_true", help="convert again even if the converted data verifies")
     parser.add_argument("--delete-raw", action="store_true", help="delete the downloaded files after converting")
@@ -255,7 +270,9 @@ def _parser(spec: DownloadSpec, prog: str | None = None) -> argparse.ArgumentPar
         kind = type(default)
         help_text = spec.option_help.get(option, "") + f" (default: {default})"
         if kind is bool:
-            parser.add_argument(flag, dest=option, default=default, action=argparse.BooleanOptionalAction, help=help_text)
+            parser.add_argument(
+                flag, dest=option, default=default, action=argparse.BooleanOptionalAction, help=help_text
+            )
         else:
             parser.add_argument(flag, dest=option, default=default, type=kind, help=help_text)
     return parser
@@ -305,5 +322,15 @@ def _is_current(spec: DownloadSpec, options: dict[str, Any], root: Path) -> bool
     return meta.get("converter") == spec.version and meta.get("options") == options
 
 
-__all__ = ["Source", "DownloadSpec", "DownloadError", "ChecksumError", "DOWNLOADS", "register_download", "fetch",
-           "check_file", "run", "raw_folder"]
+__all__ = [
+    "Source",
+    "DownloadSpec",
+    "DownloadError",
+    "ChecksumError",
+    "DOWNLOADS",
+    "register_download",
+    "fetch",
+    "check_file",
+    "run",
+    "raw_folder",
+]

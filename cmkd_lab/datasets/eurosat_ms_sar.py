@@ -18,10 +18,17 @@ from .core import PairedDataset, from_arrays
 from .download import DownloadSpec, Source, register_download
 from .formats import FormatError, _load, area_resize, zip_members
 
-
 EUROSAT_CLASSES = [
-    "AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial",
-    "Pasture", "PermanentCrop", "Residential", "River", "SeaLake",
+    "AnnualCrop",
+    "Forest",
+    "HerbaceousVegetation",
+    "Highway",
+    "Industrial",
+    "Pasture",
+    "PermanentCrop",
+    "Residential",
+    "River",
+    "SeaLake",
 ]
 EUROSAT_MS_ZIP = "EuroSAT_MS.zip"
 EUROSAT_SAR_ZIP = "EuroSAT-SAR.zip"
@@ -93,8 +100,12 @@ def convert_eurosat_ms_sar(
 def eurosat_ms_sar() -> PairedDataset:
     """EuroSAT patches: ``ms`` (13 bands, reflectance = stored value / 10000) and ``sar`` (VV, VH as stored)."""
     arrays, meta = _load("eurosat_ms_sar")
-    return from_arrays({"ms": arrays["ms"] / np.float32(10000), "sar": arrays["sar"]}, arrays["labels"], name="eurosat_ms_sar",
-                       class_names=meta["class_names"])
+    return from_arrays(
+        {"ms": arrays["ms"] / np.float32(10000), "sar": arrays["sar"]},
+        arrays["labels"],
+        name="eurosat_ms_sar",
+        class_names=meta["class_names"],
+    )
 
 
 EUROSAT_MS_SAR = DownloadSpec(
@@ -103,14 +114,19 @@ EUROSAT_MS_SAR = DownloadSpec(
     description="EuroSAT-MS (Sentinel-2, 13 bands) paired with EuroSAT-SAR (Sentinel-1, VV+VH), 10 land-cover classes",
     sources=(
         # Zenodo publishes an md5 for this file, no sha256; the sha256 is recorded on first download.
-        Source(EUROSAT_MS_ZIP, "https://zenodo.org/records/7711810/files/EuroSAT_MS.zip?download=1",
-               md5="091174add3c8e680a49244acf185b9f0", size=2065402329),
+        Source(
+            EUROSAT_MS_ZIP,
+            "https://zenodo.org/records/7711810/files/EuroSAT_MS.zip?download=1",
+            md5="091174add3c8e680a49244acf185b9f0",
+            size=2065402329,
+        ),
         # The kit knows no checksum for this file in advance: it is recorded on first download.
         Source(EUROSAT_SAR_ZIP, "https://huggingface.co/datasets/wangyi111/EuroSAT-SAR/resolve/main/EuroSAT-SAR.zip"),
     ),
     convert=convert_eurosat_ms_sar,
     notes=(
-        "About 2.0 GB (MS) + 0.9 GB (SAR); the converted data is about 350 MB at the defaults. Patches are paired by class folder and file name; the "
+        "About 2.0 GB (MS) + 0.9 GB (SAR); the converted data is about 350 MB at the defaults. Patches are "
+        "paired by class folder and file name; the "
         "converter stops with a clear error if the two archives share none."
     ),
     option_help={

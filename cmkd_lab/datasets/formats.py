@@ -13,8 +13,8 @@ import gzip
 import io
 import re
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -58,6 +58,7 @@ def read_wav(data: bytes) -> tuple[np.ndarray, int]:
 
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
     """Triangular filters equally spaced on the HTK mel scale, shape (n_mels, n_fft // 2 + 1)."""
+
     def to_mel(hz):
         return 2595 * np.log10(1 + np.asarray(hz) / 700)
 

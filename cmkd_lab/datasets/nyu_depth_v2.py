@@ -15,7 +15,6 @@ from .core import PairedDataset, from_arrays
 from .download import DownloadSpec, Source, register_download
 from .formats import FormatError, _load, area_resize
 
-
 NYU_MAT = "nyu_depth_v2_labeled.mat"
 
 
@@ -39,7 +38,9 @@ def convert_nyu_depth_v2(
     try:
         handle = h5py.File(path, "r")
     except OSError as error:
-        raise FormatError(f"{path} is not a MATLAB v7.3 (HDF5) file ({error}); delete it and run the script again") from None
+        raise FormatError(
+            f"{path} is not a MATLAB v7.3 (HDF5) file ({error}); delete it and run the script again"
+        ) from None
     with handle:
         for key in ("images", "depths", "sceneTypes", "scenes"):
             if key not in handle:

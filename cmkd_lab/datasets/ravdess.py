@@ -17,7 +17,6 @@ from .core import PairedDataset, from_arrays
 from .download import DownloadSpec, Source, register_download
 from .formats import FormatError, _load, area_resize, centre_square, log_mel_spectrogram, read_wav, zip_members
 
-
 RAVDESS_BASE = "https://zenodo.org/records/1188976/files/"
 RAVDESS_AUDIO_ZIP = "Audio_Speech_Actors_01-24.zip"
 RAVDESS_EMOTIONS = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
@@ -53,8 +52,11 @@ def _video_frames(data: bytes, n_frames: int, image_size: int, member: str) -> n
             frames = []
             for frame in container.decode(stream):
                 scale = max(1, min(frame.width, frame.height) // (2 * image_size))  # decode small, then average
-                frames.append(centre_square(frame.to_ndarray(format="rgb24", width=frame.width // scale,
-                                                             height=frame.height // scale)))
+                frames.append(
+                    centre_square(
+                        frame.to_ndarray(format="rgb24", width=frame.width // scale, height=frame.height // scale)
+                    )
+                )
     except (av.error.FFmpegError, IndexError) as error:
         raise FormatError(f"{member}: cannot decode the video ({error})") from None
     if not frames:
@@ -65,8 +67,14 @@ def _video_frames(data: bytes, n_frames: int, image_size: int, member: str) -> n
 
 
 def convert_ravdess(
-    raw: Path, *, actors: str = "1-24", n_frames: int = 4, image_size: int = 64, n_mels: int = 64,
-    audio_frames: int = 128, seconds: float = 4.0,
+    raw: Path,
+    *,
+    actors: str = "1-24",
+    n_frames: int = 4,
+    image_size: int = 64,
+    n_mels: int = 64,
+    audio_frames: int = 128,
+    seconds: float = 4.0,
 ) -> tuple[dict[str, np.ndarray], dict]:
     """Pair each spoken utterance's audio (WAV) with frames of its audio-visual recording (MP4).
 
@@ -76,7 +84,7 @@ def convert_ravdess(
     """
     chosen = parse_actors(actors)
     audio = {}
-    for match, archive, member in zip_members(raw / RAVDESS_AUDIO_ZIP, r"(?:^|/)03" + RAVDESS_NAME + r"\.wav$"):
+    for match, _archive, member in zip_members(raw / RAVDESS_AUDIO_ZIP, r"(?:^|/)03" + RAVDESS_NAME + r"\.wav$"):
         if int(match.group(5)) in chosen:
             audio[match.groups()] = member
     if not audio:
@@ -84,7 +92,9 @@ def convert_ravdess(
     spectrograms, frames, keys = [], [], []
     with zipfile.ZipFile(raw / RAVDESS_AUDIO_ZIP) as audio_zip:
         for actor in chosen:
-            for match, video_zip, member in zip_members(raw / ravdess_video_zip(actor), r"(?:^|/)01" + RAVDESS_NAME + r"\.mp4$"):
+            for match, video_zip, member in zip_members(
+                raw / ravdess_video_zip(actor), r"(?:^|/)01" + RAVDESS_NAME + r"\.mp4$"
+            ):
                 key = match.groups()
                 if key not in audio:
                     continue
@@ -115,8 +125,13 @@ def ravdess(stack_frames: bool = True) -> PairedDataset:
     face = arrays["frames"] / np.float32(255)
     if stack_frames:
         face = face.reshape(len(face), -1, *face.shape[-2:])
-    return from_arrays({"audio": arrays["audio"][:, None], "face": face}, arrays["labels"], groups=arrays["actor"], name="ravdess",
-                       class_names=meta["class_names"])
+    return from_arrays(
+        {"audio": arrays["audio"][:, None], "face": face},
+        arrays["labels"],
+        groups=arrays["actor"],
+        name="ravdess",
+        class_names=meta["class_names"],
+    )
 
 
 RAVDESS = DownloadSpec(
@@ -129,7 +144,10 @@ RAVDESS = DownloadSpec(
     + tuple(Source(ravdess_video_zip(a), RAVDESS_BASE + ravdess_video_zip(a) + "?download=1") for a in range(1, 25)),
     convert=convert_ravdess,
     needs=lambda options: [RAVDESS_AUDIO_ZIP] + [ravdess_video_zip(a) for a in parse_actors(options["actors"])],
-    notes="About 0.2 GB of audio and 24 x ~0.5 GB of video (use --actors to fetch fewer); the converted data is about 120 MB.",
+    notes=(
+        "About 0.2 GB of audio and 24 x ~0.5 GB of video (use --actors to fetch fewer); "
+        "the converted data is about 120 MB."
+    ),
     option_help={
         "actors": "which actors to download and convert, e.g. 1-24 or 1-4",
         "n_frames": "video frames kept per utterance",

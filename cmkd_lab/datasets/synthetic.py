@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -74,11 +75,18 @@ def planted_gaussian(
     latent_dims = hyperplane.shape[0]
     a_positions = list(a_latent) if a_positions is None else list(a_positions)
     b_positions = list(b_latent) if b_positions is None else list(b_positions)
-    for modality, dims, latent, positions in (("a", a_dims, a_latent, a_positions), ("b", b_dims, b_latent, b_positions)):
-        if len(latent) != len(positions) or any(not 0 <= i < latent_dims for i in latent) or any(
-            not 0 <= p < dims for p in positions
+    for modality, dims, latent, positions in (
+        ("a", a_dims, a_latent, a_positions),
+        ("b", b_dims, b_latent, b_positions),
+    ):
+        if (
+            len(latent) != len(positions)
+            or any(not 0 <= i < latent_dims for i in latent)
+            or any(not 0 <= p < dims for p in positions)
         ):
-            raise ValueError(f"modality {modality}: latent indices must lie in 0..{latent_dims - 1} and positions in 0..{dims - 1}")
+            raise ValueError(
+                f"modality {modality}: latent indices must lie in 0..{latent_dims - 1} and positions in 0..{dims - 1}"
+            )
     latent = rng.standard_normal((n_samples, latent_dims))
     if a_first:
         x_a = rng.standard_normal((n_samples, a_dims))
@@ -89,15 +97,23 @@ def planted_gaussian(
     x_a[:, a_positions] = latent[:, list(a_latent)]
     x_b[:, b_positions] = latent[:, list(b_latent)]
     n_classes = 2 if hyperplane.ndim == 1 else hyperplane.shape[1]  # a small draw may miss a class
-    return from_arrays({"a": x_a, "b": x_b}, labels_from_hyperplane(latent, hyperplane), name=name,
-                       class_names=[str(c) for c in range(n_classes)])
+    return from_arrays(
+        {"a": x_a, "b": x_b},
+        labels_from_hyperplane(latent, hyperplane),
+        name=name,
+        class_names=[str(c) for c in range(n_classes)],
+    )
 
 
 def _hyperplane(rng: np.random.Generator, dims: int, n_classes: int) -> np.ndarray:
     if n_classes < 2:
         raise ValueError(f"n_classes must be >= 2, got {n_classes}")
     if n_classes == 2:
-        return rng.standard_normal(MFH_HYPERPLANE_DIMS)[:dims] if dims <= MFH_HYPERPLANE_DIMS else rng.standard_normal(dims)
+        return (
+            rng.standard_normal(MFH_HYPERPLANE_DIMS)[:dims]
+            if dims <= MFH_HYPERPLANE_DIMS
+            else rng.standard_normal(dims)
+        )
     return rng.standard_normal((dims, n_classes))
 
 
@@ -150,13 +166,28 @@ class _Layout:
         return _hyperplane(rng, self.latent_dims, self.n_classes)
 
     def __call__(self, n: int, hyperplane: np.ndarray, rng: np.random.Generator) -> PairedDataset:
-        return planted_gaussian(n, hyperplane, self.a_dims, self.a_latent, self.b_dims, self.b_latent, rng, name=self.name,
-                                a_first=self.a_first)
+        return planted_gaussian(
+            n,
+            hyperplane,
+            self.a_dims,
+            self.a_latent,
+            self.b_dims,
+            self.b_latent,
+            rng,
+            name=self.name,
+            a_first=self.a_first,
+        )
 
 
 def mfh_overlap(
-    overlap: int, seed: int, n_train: int = 200, n_test: int = 1000, a_dims: int = 25, b_dims: int = 50,
-    n_classes: int = 2, rng: str = "kit",
+    overlap: int,
+    seed: int,
+    n_train: int = 200,
+    n_test: int = 1000,
+    a_dims: int = 25,
+    b_dims: int = 50,
+    n_classes: int = 2,
+    rng: str = "kit",
 ) -> tuple[Splits, dict[str, float]]:
     """MFH Fig. 2 (vary γ): ``xs`` 20-d; b sees ``xs[0:10]``, a sees ``xs[10-o:20-o]`` at the same indices.
 
@@ -165,12 +196,15 @@ def mfh_overlap(
     """
     if not 0 <= overlap <= 10:
         raise ValueError(f"overlap must lie in 0..10, got {overlap}")
-    layout = _Layout(20, a_dims, tuple(range(10 - overlap, 20 - overlap)), b_dims, tuple(range(10)), "mfh_overlap", n_classes)
+    layout = _Layout(
+        20, a_dims, tuple(range(10 - overlap, 20 - overlap)), b_dims, tuple(range(10)), "mfh_overlap", n_classes
+    )
     return _train_test(seed, n_train, n_test, layout, rng), venn_ratios(overlap, 10 - overlap, 10 - overlap)
 
 
-def mfh_teacher_specific(xs1: int, seed: int, n_train: int = 200, n_test: int = 1000, rng: str = "kit"
-                         ) -> tuple[Splits, dict[str, float]]:
+def mfh_teacher_specific(
+    xs1: int, seed: int, n_train: int = 200, n_test: int = 1000, rng: str = "kit"
+) -> tuple[Splits, dict[str, float]]:
     """MFH Fig. 3 (vary α): ``xs`` 50-d; b sees ``xs[0:10]``, a sees ``xs[0:xs1+10]``; both 50-d.
 
     α = xs1/(xs1+10), β = 0, γ = 10/(xs1+10). ``rng``: see :func:`_train_test`.
@@ -184,11 +218,14 @@ def mfh_teacher_specific(xs1: int, seed: int, n_train: int = 200, n_test: int = 
 def _table2_layout(xs2: int, xs1: int) -> _Layout:
     if xs2 < 1 or xs1 < 0 or xs1 + xs2 > 50:
         raise ValueError(f"need xs2 >= 1, xs1 >= 0 and xs1 + xs2 <= 50; got xs1={xs1}, xs2={xs2}")
-    return _Layout(xs1 + xs2, 50, tuple(range(xs1 + xs2)), 50, tuple(range(xs2)), "mfh_table2",
-                   fixed_hyperplane=np.ones(xs1 + xs2))
+    return _Layout(
+        xs1 + xs2, 50, tuple(range(xs1 + xs2)), 50, tuple(range(xs2)), "mfh_table2", fixed_hyperplane=np.ones(xs1 + xs2)
+    )
 
 
-def mfh_table2(xs2: int, seed: int, xs1: int = 10, n_train: int = 200, n_test: int = 1000) -> tuple[Splits, dict[str, float]]:
+def mfh_table2(
+    xs2: int, seed: int, xs1: int = 10, n_train: int = 200, n_test: int = 1000
+) -> tuple[Splits, dict[str, float]]:
     """MFH Table 2: ``y = 1[Σ xs > 0]`` over ``xs1 + xs2`` dims; a sees all of them (first
     ``xs2`` shared), b sees the first ``xs2``; both 50-d. γ = xs2/(xs1+xs2), β = 0."""
     return _train_test(seed, n_train, n_test, _table2_layout(xs2, xs1)), venn_ratios(xs2, xs1, 0)
@@ -205,8 +242,9 @@ class Table2Draws(NamedTuple):
     generator: np.random.Generator | np.random.RandomState
 
 
-def mfh_table2_draws(xs2: int, seed: int, xs1: int = 10, n_train: int = 200, n_test: int = 1000,
-                     rng: str = "kit") -> Table2Draws:
+def mfh_table2_draws(
+    xs2: int, seed: int, xs1: int = 10, n_train: int = 200, n_test: int = 1000, rng: str = "kit"
+) -> Table2Draws:
     """The data of one run of MFH Table 2 (:func:`mfh_table2`'s layout). ``rng="kit"``: the
     train set, the test set and the fresh training draw from the ``train``, ``test`` and ``fresh``
     parts of run ``seed``'s seed sequence. ``"official"``: as ``gauss/main_modify_gamma.py`` draws
@@ -217,7 +255,9 @@ def mfh_table2_draws(xs2: int, seed: int, xs1: int = 10, n_train: int = 200, n_t
     if rng == "official":
         generator = official_generator(seed)
         layout = dataclasses.replace(layout, a_first=True)
-        splits = Splits(train=layout(n_train, hyperplane, generator), val=None, test=layout(n_test, hyperplane, generator))
+        splits = Splits(
+            train=layout(n_train, hyperplane, generator), val=None, test=layout(n_test, hyperplane, generator)
+        )
     else:
         splits = _train_test(seed, n_train, n_test, layout, rng)
         generator = run_generator(seed, layout.name, "fresh")
@@ -245,8 +285,14 @@ def gaussian_venn(
     other run's. Modality a is ``[shared, a-specific, a_noise noise dims]``, b is ``[shared,
     b-specific, b_noise noise dims]``.
     """
-    for knob, value in dict(shared=shared, a_specific=a_specific, b_specific=b_specific,
-                            a_noise=a_noise, b_noise=b_noise, n_samples=n_samples).items():
+    for knob, value in dict(
+        shared=shared,
+        a_specific=a_specific,
+        b_specific=b_specific,
+        a_noise=a_noise,
+        b_noise=b_noise,
+        n_samples=n_samples,
+    ).items():
         if int(value) != value or value < 0:
             raise ValueError(f"{knob} must be a non-negative integer, got {value!r}")
     venn_ratios(shared, a_specific, b_specific)
@@ -257,8 +303,15 @@ def gaussian_venn(
     a_latent = list(range(shared + a_specific))
     b_latent = list(range(shared)) + list(range(shared + a_specific, latent_dims))
     return planted_gaussian(
-        n_samples, hyperplane, shared + a_specific + a_noise, a_latent, shared + b_specific + b_noise, b_latent,
-        run_generator(seed, "gaussian_venn", part), a_positions=range(len(a_latent)), b_positions=range(len(b_latent)),
+        n_samples,
+        hyperplane,
+        shared + a_specific + a_noise,
+        a_latent,
+        shared + b_specific + b_noise,
+        b_latent,
+        run_generator(seed, "gaussian_venn", part),
+        a_positions=range(len(a_latent)),
+        b_positions=range(len(b_latent)),
         name="gaussian_venn",
     )
 
@@ -273,8 +326,15 @@ def _make_classification(random_state: int) -> tuple[np.ndarray, np.ndarray]:
     with the first 6000 (training) samples' statistics."""
     from sklearn.datasets import make_classification
 
-    x, y = make_classification(n_samples=NTDH_SAMPLES, n_classes=4, n_features=50, n_informative=50,
-                               n_redundant=0, n_clusters_per_class=1, random_state=random_state)
+    x, y = make_classification(
+        n_samples=NTDH_SAMPLES,
+        n_classes=4,
+        n_features=50,
+        n_informative=50,
+        n_redundant=0,
+        n_clusters_per_class=1,
+        random_state=random_state,
+    )
     train = x[:NTDH_TRAIN]
     return ((x - train.mean(0)) / train.std(0)).astype(np.float32), y
 
@@ -297,13 +357,20 @@ def ntdh_multiclass(shift: int, seed: int) -> Splits:
         x_b = rng.standard_normal(x[rows].shape).astype(np.float32)
         x_a = rng.standard_normal(x[rows].shape).astype(np.float32)
         x_b[:, 0:20] = x[rows, 0:20]
-        x_a[:, 20 - shift:40 - shift] = x[rows, 20 - shift:40 - shift]
+        x_a[:, 20 - shift : 40 - shift] = x[rows, 20 - shift : 40 - shift]
         parts[part] = from_arrays({"a": x_a, "b": x_b}, y[rows], name="ntdh_make_classification")
     return Splits(train=parts["train"], val=None, test=parts["test"])
 
 
-def sensor_windows(n_windows: int = 10_000, channels: int = 3, length: int = 128, n_classes: int = 6,
-                   n_subjects: int = 20, noise: float = 1.0, seed: int = 0) -> dict[str, np.ndarray]:
+def sensor_windows(
+    n_windows: int = 10_000,
+    channels: int = 3,
+    length: int = 128,
+    n_classes: int = 6,
+    n_subjects: int = 20,
+    noise: float = 1.0,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
     """Two paired sensor modalities ``"accel"`` and ``"gyro"``, ``(n_windows, channels, length)``
     each, with ``labels`` and ``subjects`` (for group splits), as :func:`numpy.savez` would take them.
 
@@ -347,8 +414,16 @@ def _random_tanh_map(rng: np.random.Generator, in_dims: int, out_dims: int):
 
 
 def cmcd_modalities(
-    alpha: float, seed: int, n_samples: int = 3000, *, n_classes: int = 4, latent_dim: int = 8,
-    source_dim: int = 32, target_dim: int = 32, class_spread: float = 0.5, noise: float = 0.3,
+    alpha: float,
+    seed: int,
+    n_samples: int = 3000,
+    *,
+    n_classes: int = 4,
+    latent_dim: int = 8,
+    source_dim: int = 32,
+    target_dim: int = 32,
+    class_spread: float = 0.5,
+    noise: float = 0.3,
     map_seed: int = 0,
 ) -> PairedDataset:
     """Paired ``"source"`` and ``"target"`` modalities whose modality distance grows with ``alpha``
@@ -379,10 +454,13 @@ def cmcd_modalities(
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha (the share of nuisance in the target's latent) must lie in [0, 1], got {alpha!r}")
     if not 2 <= n_classes <= latent_dim:
-        raise ValueError(f"n_classes must lie in 2..latent_dim ({latent_dim}) so the class means can be orthogonal, "
-                         f"got {n_classes}")
+        raise ValueError(
+            f"n_classes must lie in 2..latent_dim ({latent_dim}) so the class means can be orthogonal, got {n_classes}"
+        )
     if n_samples < n_classes:
-        raise ValueError(f"n_samples must be at least n_classes ({n_classes}) so every class is present, got {n_samples}")
+        raise ValueError(
+            f"n_samples must be at least n_classes ({n_classes}) so every class is present, got {n_samples}"
+        )
     map_rng = run_generator(map_seed, "cmcd_modalities", "task")
     orthonormal, _ = np.linalg.qr(map_rng.standard_normal((latent_dim, n_classes)))
     class_means = np.sqrt(latent_dim) * orthonormal.T  # per-dim RMS 1, like the nuisance
@@ -395,9 +473,12 @@ def cmcd_modalities(
     class_latent = class_means[labels] + class_spread * rng.standard_normal((n_samples, latent_dim))
     nuisance = rng.standard_normal((n_samples, latent_dim))
     source = source_map(class_latent) + noise * rng.standard_normal((n_samples, source_dim))
-    target = target_map((1 - alpha) * class_latent + alpha * nuisance) + noise * rng.standard_normal((n_samples, target_dim))
-    return from_arrays({"source": source.astype(np.float32), "target": target.astype(np.float32)}, labels,
-                       name=f"cmcd_alpha{alpha:g}")
+    target = target_map((1 - alpha) * class_latent + alpha * nuisance) + noise * rng.standard_normal(
+        (n_samples, target_dim)
+    )
+    return from_arrays(
+        {"source": source.astype(np.float32), "target": target.astype(np.float32)}, labels, name=f"cmcd_alpha{alpha:g}"
+    )
 
 
 def _register() -> None:
@@ -420,9 +501,18 @@ _register()
 
 # ----------------------------------------------------------------------------- DisCoM-KD
 def discom_modalities(
-    n_samples: int = 2000, seed: int = 0, *, n_modalities: int = 2, n_classes: int = 4, shared_dim: int = 4,
-    specific_dim: int = 4, irrelevant_dim: int = 4, modality_dim: int = 32, class_spread: float = 1.5,
-    noise: float = 0.3, map_seed: int = 0,
+    n_samples: int = 2000,
+    seed: int = 0,
+    *,
+    n_modalities: int = 2,
+    n_classes: int = 4,
+    shared_dim: int = 4,
+    specific_dim: int = 4,
+    irrelevant_dim: int = 4,
+    modality_dim: int = 32,
+    class_spread: float = 1.5,
+    noise: float = 0.3,
+    map_seed: int = 0,
 ) -> PairedDataset:
     """Paired modalities ``"a"``, ``"b"``, … built from shared, specific and irrelevant latents
     (for DisCoM-KD, arXiv 2408.07080).
@@ -446,12 +536,15 @@ def discom_modalities(
         raise ValueError(f"n_modalities must lie in 2..26, got {n_modalities}")
     if n_classes < 2:
         raise ValueError(f"n_classes must be >= 2, got {n_classes}")
-    for knob, value in dict(shared_dim=shared_dim, specific_dim=specific_dim, irrelevant_dim=irrelevant_dim,
-                            modality_dim=modality_dim).items():
+    for knob, value in dict(
+        shared_dim=shared_dim, specific_dim=specific_dim, irrelevant_dim=irrelevant_dim, modality_dim=modality_dim
+    ).items():
         if value < 1:
             raise ValueError(f"{knob} must be >= 1, got {value}")
     if n_samples < n_classes:
-        raise ValueError(f"n_samples must be at least n_classes ({n_classes}) so every class is present, got {n_samples}")
+        raise ValueError(
+            f"n_samples must be at least n_classes ({n_classes}) so every class is present, got {n_samples}"
+        )
     map_rng = run_generator(map_seed, "discom_modalities", "task")
 
     def class_means(dims: int) -> np.ndarray:
@@ -478,7 +571,6 @@ def discom_modalities(
         latent = np.concatenate([shared, specific, irrelevant], axis=1)
         modalities[m] = (maps[m](latent) + noise * rng.standard_normal((n_samples, modality_dim))).astype(np.float32)
     return from_arrays(modalities, labels, name="discom_modalities")
-
 
 
 def _register_discom() -> None:

@@ -62,12 +62,22 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
         with archive:
             return {key: archive[key] for key in archive.files}
     except (ValueError, OSError, zipfile.BadZipFile) as error:
-        raise ValueError(f"cannot read {path} as an .npz file of numeric arrays ({error}); "
-                         f"write it with numpy.savez({path.with_suffix('.npz').name!r}, name=array, ...)") from None
+        raise ValueError(
+            f"cannot read {path} as an .npz file of numeric arrays ({error}); "
+            f"write it with numpy.savez({path.with_suffix('.npz').name!r}, name=array, ...)"
+        ) from None
 
 
-def add(name: str, path: str | os.PathLike, *, labels: str = "labels", groups: str | None = None,
-        relabel: bool = False, description: str = "", replace: bool = False) -> PairedDataset:
+def add(
+    name: str,
+    path: str | os.PathLike,
+    *,
+    labels: str = "labels",
+    groups: str | None = None,
+    relabel: bool = False,
+    description: str = "",
+    replace: bool = False,
+) -> PairedDataset:
     """Store the arrays of the ``.npz`` file ``path`` as user dataset ``name`` and register it.
 
     Array ``labels`` holds the labels (class indices 0..K-1, or any values with ``relabel``, as
@@ -81,23 +91,31 @@ def add(name: str, path: str | os.PathLike, *, labels: str = "labels", groups: s
         raise ValueError(f"dataset names are letters, digits, '_' and '-' (not first), got {name!r}")
     if name in DATASETS and DATASETS.info(name)["kind"] != KIND:
         info = DATASETS.info(name)
-        raise ValueError(f"{name!r} is the name of a registered dataset ({info['kind']}: {info['description']}); "
-                         "choose another")
+        raise ValueError(
+            f"{name!r} is the name of a registered dataset ({info['kind']}: {info['description']}); choose another"
+        )
     folder = cache.dataset_dir(name, user_root())
     if folder.exists() and not replace:
-        raise ValueError(f"user dataset {name!r} exists ({folder}); pass --replace to overwrite it, "
-                         f"or `python -m cmkd_lab datasets remove {name}` first")
+        raise ValueError(
+            f"user dataset {name!r} exists ({folder}); pass --replace to overwrite it, "
+            f"or `python -m cmkd_lab datasets remove {name}` first"
+        )
     arrays = read_npz(path)
     for role, key in (("labels", labels), ("groups", groups)):
         if key is not None and key not in arrays:
-            raise ValueError(f"{Path(path).name} has no array {key!r} for the {role}; its arrays are "
-                             f"{', '.join(arrays)} (choose one with --{role})")
+            raise ValueError(
+                f"{Path(path).name} has no array {key!r} for the {role}; its arrays are "
+                f"{', '.join(arrays)} (choose one with --{role})"
+            )
     modalities = {k: v for k, v in arrays.items() if k not in (labels, groups)}
     if len(modalities) < 2:
-        raise ValueError(f"a paired dataset needs two modalities or more; {Path(path).name} has "
-                         f"{list(modalities)} besides the labels and groups")
-    dataset = from_arrays(modalities, arrays[labels], groups=arrays.get(groups) if groups else None, name=name,
-                          relabel=relabel)
+        raise ValueError(
+            f"a paired dataset needs two modalities or more; {Path(path).name} has "
+            f"{list(modalities)} besides the labels and groups"
+        )
+    dataset = from_arrays(
+        modalities, arrays[labels], groups=arrays.get(groups) if groups else None, name=name, relabel=relabel
+    )
     stored = {**{m: dataset[m].numpy() for m in modalities}, labels: dataset.labels.numpy()}
     if groups:
         stored[groups] = dataset.groups
@@ -132,16 +150,22 @@ def remove(name: str) -> Path:
 def _load(name: str) -> PairedDataset:
     arrays, meta = cache.read_arrays(name, root=user_root())
     groups = arrays[meta["groups"]] if meta["groups"] else None
-    return from_arrays({m: arrays[m] for m in meta["modalities"]}, arrays[meta["labels"]], groups=groups, name=name,
-                       class_names=meta["class_names"])
+    return from_arrays(
+        {m: arrays[m] for m in meta["modalities"]},
+        arrays[meta["labels"]],
+        groups=groups,
+        name=name,
+        class_names=meta["class_names"],
+    )
 
 
 def _register(name: str, description: str) -> None:
     from . import register_dataset
 
     cache.set_create_command(name, f"python -m cmkd_lab datasets add {name} FILE.npz --replace")
-    register_dataset(name, kind=KIND, description=description,
-                     is_available=lambda: cache.is_prepared(name, user_root()))(functools.partial(_load, name))
+    register_dataset(
+        name, kind=KIND, description=description, is_available=lambda: cache.is_prepared(name, user_root())
+    )(functools.partial(_load, name))
 
 
 def register_folder() -> None:
@@ -151,7 +175,10 @@ def register_folder() -> None:
     for manifest in sorted(user_root().glob(f"*/{cache.MANIFEST}")):
         name = manifest.parent.name
         if name in DATASETS:
-            warnings.warn(f"user dataset {name!r} in {manifest.parent} is skipped: the name is taken by a built-in dataset")
+            warnings.warn(
+                f"user dataset {name!r} in {manifest.parent} is skipped: the name is taken by a built-in dataset",
+                stacklevel=2,
+            )
             continue
         try:
             description = cache.read_manifest(name, user_root())["meta"].get("description", "")
@@ -166,8 +193,9 @@ def import_modules() -> None:
         try:
             importlib.import_module(module)
         except Exception as error:
-            raise ImportError(f"{MODULES_ENV_VAR} names module {module!r}, which failed to import "
-                              f"({type(error).__name__}: {error})") from error
+            raise ImportError(
+                f"{MODULES_ENV_VAR} names module {module!r}, which failed to import ({type(error).__name__}: {error})"
+            ) from error
 
 
 def load_entry_points() -> None:
@@ -180,5 +208,7 @@ def load_entry_points() -> None:
             if callable(loaded):
                 loaded()
         except Exception as error:
-            raise ImportError(f"entry point {entry_point.name!r} ({entry_point.value}) of group {ENTRY_POINT_GROUP!r} "
-                              f"failed ({type(error).__name__}: {error}); fix or uninstall the package that declares it") from error
+            raise ImportError(
+                f"entry point {entry_point.name!r} ({entry_point.value}) of group {ENTRY_POINT_GROUP!r} "
+                f"failed ({type(error).__name__}: {error}); fix or uninstall the package that declares it"
+            ) from error

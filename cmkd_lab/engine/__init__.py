@@ -16,8 +16,22 @@ from __future__ import annotations
 from importlib import import_module
 
 _EXPORTS = {
-    "trainer": ("fit", "TrainConfig", "FitResult", "System", "StepResult", "Head", "Bound", "build_seeded",
-                "take_rows", "resolve_device", "thread_policy", "DEVICES", "OPTIMIZERS", "SELECTION_RULES"),
+    "trainer": (
+        "fit",
+        "TrainConfig",
+        "FitResult",
+        "System",
+        "StepResult",
+        "Head",
+        "Bound",
+        "build_seeded",
+        "take_rows",
+        "resolve_device",
+        "thread_policy",
+        "DEVICES",
+        "OPTIMIZERS",
+        "SELECTION_RULES",
+    ),
     "schedules": ("Ramp", "gradient_reversal"),
     "stack": ("Stack", "Edit", "broadcast_models"),
     "registry": ("Registry", "check_options"),

@@ -7,7 +7,8 @@ one mechanism serves them all instead of if/elif chains.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 

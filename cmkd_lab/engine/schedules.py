@@ -3,8 +3,8 @@ weight, and :func:`gradient_reversal` (the DANN layer)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 

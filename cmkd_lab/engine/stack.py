@@ -12,8 +12,9 @@ output per copy.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -39,13 +40,15 @@ class Stack:
     (``(M, N, ...)`` each) in eval mode; the training engine runs the same copies in train mode.
     """
 
-    def __init__(self, base: nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor] | None = None):
+    def __init__(
+        self, base: nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor] | None = None
+    ):
         self.base = base
         self.params = params
         self.buffers = dict(buffers or {})
 
     @classmethod
-    def from_modules(cls, modules: Sequence[nn.Module]) -> "Stack":
+    def from_modules(cls, modules: Sequence[nn.Module]) -> Stack:
         if len(modules) == 0:
             raise ValueError("need at least one module to stack")
         params, buffers = stack_module_state(list(modules))
@@ -53,7 +56,7 @@ class Stack:
         return cls(base, {k: v.detach() for k, v in params.items()}, {k: v.detach() for k, v in buffers.items()})
 
     @classmethod
-    def from_seeds(cls, make: ModelSpec | Callable[[], nn.Module], seeds: Sequence[int]) -> "Stack":
+    def from_seeds(cls, make: ModelSpec | Callable[[], nn.Module], seeds: Sequence[int]) -> Stack:
         """One copy per seed: ``make`` is a :class:`ModelSpec` or a module factory."""
         if len(seeds) == 0:
             raise ValueError("need at least one seed")
@@ -85,31 +88,36 @@ class Stack:
         module.load_state_dict({name: value[i].detach().cpu().clone() for name, value in self.state().items()})
         return module.eval()
 
-    def map(self, function: Callable[[torch.Tensor], torch.Tensor]) -> "Stack":
+    def map(self, function: Callable[[torch.Tensor], torch.Tensor]) -> Stack:
         """The same module with ``function`` applied to every stacked tensor."""
-        return Stack(self.base, {k: function(v) for k, v in self.params.items()},
-                     {k: function(v) for k, v in self.buffers.items()})
+        return Stack(
+            self.base,
+            {k: function(v) for k, v in self.params.items()},
+            {k: function(v) for k, v in self.buffers.items()},
+        )
 
-    def subset(self, index: Sequence[int] | torch.Tensor) -> "Stack":
+    def subset(self, index: Sequence[int] | torch.Tensor) -> Stack:
         index = torch.as_tensor(index, dtype=torch.long)
         return self.map(lambda v: v[index.to(v.device)])
 
-    def repeat(self, copies: int) -> "Stack":
+    def repeat(self, copies: int) -> Stack:
         """All M copies ``copies`` times over, block after block: ``(copies·M, ...)``."""
         return self.map(lambda v: v.repeat(copies, *[1] * (v.dim() - 1)))
 
-    def detached(self) -> "Stack":
+    def detached(self) -> Stack:
         return self.map(lambda v: v.detach().clone())
 
-    def to(self, device: torch.device | str) -> "Stack":
+    def to(self, device: torch.device | str) -> Stack:
         return self.map(lambda v: v.to(device))
 
     @staticmethod
-    def concat(stacks: Sequence["Stack"]) -> "Stack":
+    def concat(stacks: Sequence[Stack]) -> Stack:
         """Stacks of one module type joined along the copy axis."""
         first = stacks[0]
         join = lambda key, part: torch.cat([getattr(s, part)[key] for s in stacks])  # noqa: E731
-        return Stack(first.base, {k: join(k, "params") for k in first.params}, {k: join(k, "buffers") for k in first.buffers})
+        return Stack(
+            first.base, {k: join(k, "params") for k in first.params}, {k: join(k, "buffers") for k in first.buffers}
+        )
 
     def __call__(self, *inputs: torch.Tensor, edits: Mapping[str, Edit] | None = None, **options: Any):
         """Run every copy in eval mode: ``inputs`` ``(M, N, ...)``; outputs gain the copy axis.
@@ -146,7 +154,9 @@ class Stack:
         return x
 
 
-def _bind_edit(function: Callable[..., torch.Tensor], args: Sequence[torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+def _bind_edit(
+    function: Callable[..., torch.Tensor], args: Sequence[torch.Tensor]
+) -> Callable[[torch.Tensor], torch.Tensor]:
     return lambda output: function(output, *args)
 
 
@@ -155,5 +165,7 @@ def broadcast_models(x: torch.Tensor, n_models: int, sample_rank: int) -> torch.
     if x.dim() == sample_rank + 1:
         return x.unsqueeze(0).expand(n_models, *x.shape)
     if x.dim() != sample_rank + 2:
-        raise ValueError(f"expected (N, ...) or (models, N, ...) with {sample_rank} sample dims, got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"expected (N, ...) or (models, N, ...) with {sample_rank} sample dims, got shape {tuple(x.shape)}"
+        )
     return x

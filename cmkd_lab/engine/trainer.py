@@ -18,11 +18,13 @@ groups of data keys with their own generators (unpaired modalities).
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Mapping, NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -67,7 +69,8 @@ class TrainConfig:
     data in shuffled batches of ``batch_size`` rows (a one-row remainder joins the last batch).
     ``momentum`` is SGD's: an optimiser that takes none (Adam) refuses it. ``select``: "last"
     keeps the final epoch, "best_val" per head the epoch with the best validation
-    ``select_metric`` (never the test split). ``device="auto"`` takes CUDA when present. ``threads=None`` is the engine's
+    ``select_metric`` (never the test split). ``device="auto"`` takes CUDA when present.
+    ``threads=None`` is the engine's
     CPU policy: one thread for small steps (fewer than ``SMALL_STEP_ROWS`` rows over all copies),
     where extra threads only add start-up cost and contend with other work on the machine (an
     Explore slider measured about 30 s per move under load without it, 1.5 s with it), and the
@@ -89,8 +92,10 @@ class TrainConfig:
     def __post_init__(self):
         settings = OPTIMIZERS.info(self.optimizer)["settings"]
         if self.momentum and "momentum" not in settings:
-            raise ValueError(f"optimizer {self.optimizer!r} takes {', '.join(settings)}, not momentum; "
-                             "leave momentum at 0, or use optimizer='sgd'")
+            raise ValueError(
+                f"optimizer {self.optimizer!r} takes {', '.join(settings)}, not momentum; "
+                "leave momentum at 0, or use optimizer='sgd'"
+            )
         VALIDATION_METRICS.get(self.select_metric)
         if self.select not in SELECTION_RULES:
             raise ValueError(f"unknown select rule {self.select!r}; valid: {', '.join(SELECTION_RULES)}")
@@ -193,7 +198,7 @@ class FitResult:
     selected_epoch: dict[str, np.ndarray]  # head -> (M,), 1-based
     seeds: list[int]
     record: dict
-    system: "System" = field(repr=False, default=None)
+    system: System = field(repr=False, default=None)
 
     def history_frame(self) -> pd.DataFrame:
         """The per-epoch log as a tidy table: epoch, model, seed, term, value (validation rows
@@ -203,23 +208,34 @@ class FitResult:
         for term, values in self.history.items():
             rows, n_models = values.shape
             epochs = val_epochs if term.startswith("val_") else np.arange(1, rows + 1)
-            frames.append(pd.DataFrame({
-                "epoch": np.repeat(epochs, n_models), "model": np.tile(np.arange(n_models), rows),
-                "seed": np.tile(self.seeds, rows), "term": term, "value": values.reshape(-1),
-            }))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "epoch": np.repeat(epochs, n_models),
+                        "model": np.tile(np.arange(n_models), rows),
+                        "seed": np.tile(self.seeds, rows),
+                        "term": term,
+                        "value": values.reshape(-1),
+                    }
+                )
+            )
         return pd.concat(frames, ignore_index=True)
 
-    def subset(self, index: Sequence[int], **record) -> "FitResult":
+    def subset(self, index: Sequence[int], **record) -> FitResult:
         """Copies ``index`` of this fit as a result of their own (modules, log, selected epochs,
         seeds); ``record`` adds to or replaces entries of the run record."""
         if self.system is not None and self.system.frozen:
             raise ValueError("a fit with frozen modules (an uncached teacher) cannot be split into parts")
         index = list(index)
         seeds = [self.seeds[i] for i in index]
-        return FitResult({name: stack.subset(index) for name, stack in self.modules.items()},
-                         {name: values[:, index] for name, values in self.history.items()},
-                         {head: epochs[index] for head, epochs in self.selected_epoch.items()}, seeds,
-                         {**self.record, "seeds": seeds, "n_models": len(index), **record}, self.system)
+        return FitResult(
+            {name: stack.subset(index) for name, stack in self.modules.items()},
+            {name: values[:, index] for name, values in self.history.items()},
+            {head: epochs[index] for head, epochs in self.selected_epoch.items()},
+            seeds,
+            {**self.record, "seeds": seeds, "n_models": len(index), **record},
+            self.system,
+        )
 
     @torch.no_grad()
     def predict(self, data: Mapping[str, torch.Tensor], chunk: int = 8192) -> dict[str, torch.Tensor]:
@@ -228,7 +244,7 @@ class FitResult:
         first = next(iter(data.values()))
         parts = []
         for start in range(0, first.shape[1], chunk):
-            batch = {k: v[:, start:start + chunk].to(self.device) for k, v in data.items()}
+            batch = {k: v[:, start : start + chunk].to(self.device) for k, v in data.items()}
             parts.append(_predict(self.system, stacks, batch))
         return {head: torch.cat([p[head] for p in parts], 1).cpu() for head in parts[0]}
 
@@ -288,19 +304,28 @@ def fit(
         groups = _feed_groups(feeds, data)
 
         learning = {name: stack for name, stack in trainable.items() if name not in freeze}
-        params = {name: {k: v.detach().clone().requires_grad_(True) for k, v in stack.params.items()}
-                  for name, stack in learning.items()}
+        params = {
+            name: {k: v.detach().clone().requires_grad_(True) for k, v in stack.params.items()}
+            for name, stack in learning.items()
+        }
         optimizer = _make_optimizer(config, [t for p in params.values() for t in p.values()])
-        stacks = {**frozen, **{n: s for n, s in trainable.items() if n in freeze},
-                  **{n: Stack(s.base, params[n], s.buffers) for n, s in learning.items()}}
+        stacks = {
+            **frozen,
+            **{n: s for n, s in trainable.items() if n in freeze},
+            **{n: Stack(s.base, params[n], s.buffers) for n, s in learning.items()},
+        }
         shuffles = [[torch.Generator().manual_seed(s + 1_000_003 * g) for s in seeds] for g in range(len(groups))]
         augmenters = [torch.Generator().manual_seed(s + AUGMENT_STREAM) for s in seeds]
         selection = _Selection(heads, config, n_models, val is not None)
         log: dict[str, list[torch.Tensor]] = {}
         val_epochs = []
         started = time.perf_counter()
-        for epoch in progress_bar(range(1, config.epochs + 1), f"{description} ({n_models} model{'s' * (n_models > 1)})", enabled=progress,
-                                  unit="epoch"):
+        for epoch in progress_bar(
+            range(1, config.epochs + 1),
+            f"{description} ({n_models} model{'s' * (n_models > 1)})",
+            enabled=progress,
+            unit="epoch",
+        ):
             sums: dict[str, torch.Tensor] = {}
             weights_now = _weights_at(weights, epoch)
             for share, batch in _batches(data, groups, config.batch_size, shuffles):
@@ -328,8 +353,11 @@ def fit(
         with torch.no_grad():
             at_chance = _chance_warnings(system, stacks, heads, data, log, seeds, description)
 
-    final = {name: Stack(stack.base, {k: v.detach() for k, v in stack.params.items()}, stack.buffers)
-             for name, stack in stacks.items() if name in trainable}
+    final = {
+        name: Stack(stack.base, {k: v.detach() for k, v in stack.params.items()}, stack.buffers)
+        for name, stack in stacks.items()
+        if name in trainable
+    }
     final = selection.apply(final)
     record = {
         "system": system.config(),
@@ -359,7 +387,9 @@ def _step(system: System, stacks: Mapping[str, Stack], learning: set[str], batch
         modules = {n: Bound(stacks[n].base, p, b) for n, p, b in zip(names, params, buffers)}
         return system.step(modules, batch).terms
 
-    return vmap(one, randomness="different")([stacks[n].params for n in names], [stacks[n].buffers for n in names], batch)
+    return vmap(one, randomness="different")(
+        [stacks[n].params for n in names], [stacks[n].buffers for n in names], batch
+    )
 
 
 def _predict(system: System, stacks: Mapping[str, Stack], batch: dict) -> dict[str, torch.Tensor]:
@@ -371,7 +401,9 @@ def _predict(system: System, stacks: Mapping[str, Stack], batch: dict) -> dict[s
         modules = {n: Bound(stacks[n].base, p, b) for n, p, b in zip(names, params, buffers)}
         return system.predict(modules, batch)
 
-    return vmap(one, randomness="different")([stacks[n].params for n in names], [stacks[n].buffers for n in names], batch)
+    return vmap(one, randomness="different")(
+        [stacks[n].params for n in names], [stacks[n].buffers for n in names], batch
+    )
 
 
 CHANCE_LOSS_MARGIN = 0.02  # a final cross-entropy within 2 % of ln K
@@ -396,11 +428,13 @@ def _chance_warnings(system, stacks, heads, data, log, seeds, description) -> li
         train_accuracy = VALIDATION_METRICS.get("accuracy")(logits[head], data[spec.labels]).cpu()
         at_chance = train_accuracy <= 1 / n_classes + CHANCE_ACCURACY_MARGIN
         if len(heads) == 1 and "ce" in log:
-            at_chance |= (log["ce"][-1].cpu() >= (1 - CHANCE_LOSS_MARGIN) * math.log(n_classes))
+            at_chance |= log["ce"][-1].cpu() >= (1 - CHANCE_LOSS_MARGIN) * math.log(n_classes)
         for i in torch.nonzero(at_chance).flatten().tolist():
-            message = (f"{description}: head {head!r} of seed {seeds[i]} ended at chance (train accuracy "
-                       f"{100 * float(train_accuracy[i]):.1f}% with {n_classes} classes): check the inputs' scale "
-                       "(standardise them), the learning rate and the number of epochs")
+            message = (
+                f"{description}: head {head!r} of seed {seeds[i]} ended at chance (train accuracy "
+                f"{100 * float(train_accuracy[i]):.1f}% with {n_classes} classes): check the inputs' scale "
+                "(standardise them), the learning rate and the number of epochs"
+            )
             found.append(message)
             warnings.warn(message, stacklevel=3)
     return found
@@ -423,8 +457,10 @@ class _Selection:
         for head, spec in self.heads.items():
             for module in spec.modules:
                 if module in owners:
-                    raise ValueError(f"module {module!r} belongs to heads {owners[module]!r} and {head!r}; "
-                                     "per-head selection needs each module in one head")
+                    raise ValueError(
+                        f"module {module!r} belongs to heads {owners[module]!r} and {head!r}; "
+                        "per-head selection needs each module in one head"
+                    )
                 owners[module] = head
         self.metric = config.select_metric
         self.best = {head: torch.full((n_models,), -float("inf")) for head in self.heads}
@@ -445,7 +481,13 @@ class _Selection:
                     tag = f"{module}\0{key}"
                     mask = better.to(value.device).reshape(-1, *[1] * (value.dim() - 1))
                     previous = self.saved.get(tag)
-                    self.saved[tag] = value.detach().clone() if previous is None else torch.where(mask, value.detach(), previous)
+                    self.saved[tag] = (
+                        value.detach().clone() if previous is None else torch.where(mask, value.detach(), previous)
+                    )
+
+    def _picked(self, module: str, part) -> dict:
+        """The saved values of ``part``'s keys of ``module``."""
+        return {k: self.saved[f"{module}\0{k}"] for k in part}
 
     def apply(self, final: dict[str, Stack]) -> dict[str, Stack]:
         if not self.active:
@@ -454,8 +496,7 @@ class _Selection:
         for spec in self.heads.values():
             for module in spec.modules:
                 stack = final[module]
-                pick = lambda part: {k: self.saved[f"{module}\0{k}"] for k in part}  # noqa: E731
-                out[module] = Stack(stack.base, pick(stack.params), pick(stack.buffers))
+                out[module] = Stack(stack.base, self._picked(module, stack.params), self._picked(module, stack.buffers))
         return out
 
     def epochs(self) -> dict[str, np.ndarray]:
@@ -475,7 +516,9 @@ def _checked_data(data: Mapping[str, torch.Tensor], n_models: int, what: str) ->
         raise ValueError(f"{what} is empty")
     for key, value in data.items():
         if value.dim() < 2 or value.shape[0] != n_models:
-            raise ValueError(f"{what}[{key!r}] has shape {tuple(value.shape)}; every entry needs (models={n_models}, samples, ...)")
+            raise ValueError(
+                f"{what}[{key!r}] has shape {tuple(value.shape)}; every entry needs (models={n_models}, samples, ...)"
+            )
     return data
 
 
@@ -488,7 +531,8 @@ def _frozen_on(system: System, device: torch.device) -> dict[str, Stack]:
 
 
 def _build(system: System, seeds: Sequence[int], init: Mapping[str, Stack], device: torch.device) -> dict[str, Stack]:
-    copies = [seeded(lambda: system.build(seed), seed) for seed in seeds]  # reproducible even if build draws unseeded
+    # reproducible even if build draws unseeded
+    copies = [seeded(functools.partial(system.build, seed), seed) for seed in seeds]
     names = list(copies[0])
     unknown = sorted(set(init) - set(names))
     if unknown:
@@ -515,7 +559,9 @@ def _weights(system: System, n_models: int, device: torch.device) -> dict[str, t
         warmup = w.epochs if isinstance(w, Ramp) else 0
         value = torch.as_tensor(w.value if isinstance(w, Ramp) else w, dtype=torch.float32, device=device)
         if value.dim() and value.shape != (n_models,):
-            raise ValueError(f"weight of term {term!r} must be a number or one per model ({n_models}), got {tuple(value.shape)}")
+            raise ValueError(
+                f"weight of term {term!r} must be a number or one per model ({n_models}), got {tuple(value.shape)}"
+            )
         weights[term] = (value.expand(n_models), warmup)
     return weights
 
@@ -532,8 +578,10 @@ def _feed_groups(feeds: Mapping[str, Sequence[str]] | None, data: Mapping[str, t
         listed = [k for g in groups for k in g]
         missing, unknown = sorted(set(data) - set(listed)), sorted(set(listed) - set(data))
         if missing or unknown or len(listed) != len(set(listed)):
-            raise ValueError(f"feeds must split the data keys {sorted(data)} into disjoint groups; "
-                             f"missing {missing}, unknown {unknown}")
+            raise ValueError(
+                f"feeds must split the data keys {sorted(data)} into disjoint groups; "
+                f"missing {missing}, unknown {unknown}"
+            )
     for group in groups:
         sizes = {data[k].shape[1] for k in group}
         if len(sizes) != 1:
@@ -581,8 +629,9 @@ def _make_optimizer(config: TrainConfig, tensors: list[torch.Tensor]) -> torch.o
     return OPTIMIZERS.get(config.optimizer)(tensors, **{name: getattr(config, name) for name in settings})
 
 
-def build_seeded(modules: Mapping[str, Callable[[], nn.Module]], seed: int, offsets: Mapping[str, int] | None = None
-                 ) -> dict[str, nn.Module]:
+def build_seeded(
+    modules: Mapping[str, Callable[[], nn.Module]], seed: int, offsets: Mapping[str, int] | None = None
+) -> dict[str, nn.Module]:
     """Build each module from ``seed`` plus its own offset (default 0), apart from each other."""
     offsets = dict(offsets or {})
     return {name: seeded(make, seed + offsets.get(name, 0)) for name, make in modules.items()}

@@ -8,8 +8,9 @@ Registered in ``EMBEDDING_LOSSES`` (:func:`~cmkd_lab.losses.make_embedding_loss`
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Mapping
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -104,7 +105,9 @@ class EmbeddingLoss:
         """The loss's own trainable (or stateful) parts for the copy of ``seed``; none by default."""
         return {}
 
-    def terms(self, student: torch.Tensor, teacher: torch.Tensor, modules: Mapping[str, Callable]) -> dict[str, torch.Tensor]:
+    def terms(
+        self, student: torch.Tensor, teacher: torch.Tensor, modules: Mapping[str, Callable]
+    ) -> dict[str, torch.Tensor]:
         """Named loss terms for one model's embeddings, ``student`` and ``teacher`` ``(N, d)``."""
         raise NotImplementedError
 
@@ -119,17 +122,23 @@ class EmbeddingLoss:
 def _check_same_space(loss: str, student_dim: int, teacher_dim: int) -> None:
     """Similarity losses compare student and teacher embeddings directly: their widths must match."""
     if student_dim != teacher_dim:
-        raise ValueError(f"embedding loss {loss!r} compares embeddings in one space, but the student's have "
-                         f"{student_dim} dimensions and the teacher's {teacher_dim}; project them, or use 'l2'")
+        raise ValueError(
+            f"embedding loss {loss!r} compares embeddings in one space, but the student's have "
+            f"{student_dim} dimensions and the teacher's {teacher_dim}; project them, or use 'l2'"
+        )
 
 
-@EMBEDDING_LOSSES.register("cmd", about="CMD: the student matches the teacher's softmax similarities to anchors (batch or queue)")
+@EMBEDDING_LOSSES.register(
+    "cmd", about="CMD: the student matches the teacher's softmax similarities to anchors (batch or queue)"
+)
 @dataclass(frozen=True, kw_only=True)
 class CMD(EmbeddingLoss):
     # our reading: the paper does not fix these; a sharper teacher, as in SEED
     student_temperature: float = 0.1
     teacher_temperature: float = 0.05
-    queue_size: int = 0  # 0: the anchors are the batch's teacher embeddings; K > 0: the batch, then a queue of K earlier ones
+    queue_size: int = (
+        0  # 0: the anchors are the batch's teacher embeddings; K > 0: the batch, then a queue of K earlier ones
+    )
 
     name: ClassVar[str] = "cmd"
 
@@ -148,7 +157,9 @@ class CMD(EmbeddingLoss):
         return {"cmd": cmd_loss(student, teacher, anchors, self.student_temperature, self.teacher_temperature)}
 
 
-@EMBEDDING_LOSSES.register("cmc", about="CMC: symmetric cross-modal InfoNCE between student and teacher embeddings (CLIP loss)")
+@EMBEDDING_LOSSES.register(
+    "cmc", about="CMC: symmetric cross-modal InfoNCE between student and teacher embeddings (CLIP loss)"
+)
 @dataclass(frozen=True, kw_only=True)
 class CMC(EmbeddingLoss):
     temperature: float = 0.07

@@ -6,8 +6,9 @@ and one teacher layer; every one takes NTDH's masking (:mod:`.masking`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -106,13 +107,16 @@ def rkd_loss(
 
     with torch.no_grad():
         t_angle = angles(teacher_features)
-    angle = weighted_sample_mean(F.smooth_l1_loss(angles(student_features), t_angle, reduction="none").mean((-1, -2)),
-                                 sample_weights)
+    angle = weighted_sample_mean(
+        F.smooth_l1_loss(angles(student_features), t_angle, reduction="none").mean((-1, -2)), sample_weights
+    )
     return distance, angle
 
 
 def pkt_loss(
-    student_features: torch.Tensor, teacher_features: torch.Tensor, sample_weights: torch.Tensor | None = None,
+    student_features: torch.Tensor,
+    teacher_features: torch.Tensor,
+    sample_weights: torch.Tensor | None = None,
     eps: float = 1e-7,
 ) -> torch.Tensor:
     """Probabilistic knowledge transfer (Passalis & Tefas 2018): KL between the teacher's and the
@@ -128,7 +132,9 @@ def pkt_loss(
     return weighted_sample_mean(per_anchor, sample_weights)
 
 
-def sp_loss(student_features: torch.Tensor, teacher_features: torch.Tensor, sample_weights: torch.Tensor | None = None) -> torch.Tensor:
+def sp_loss(
+    student_features: torch.Tensor, teacher_features: torch.Tensor, sample_weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """Similarity-preserving KD (Tung & Mori 2019): squared difference of the row-normalised
     Gram matrices, ‖G_t − G_s‖²_F / N²."""
 
@@ -182,8 +188,10 @@ class _FeatureDistiller(Distiller):
     def features(self, out: StepOutputs) -> tuple[torch.Tensor, torch.Tensor]:
         """Student and teacher features flattened beyond the sample axis: ``(M, N, D)`` or ``(N, D)``."""
         start = out.student_logits.dim() - 1  # the first axis after the samples
-        return (out.student_features[self.student_layer].flatten(start),
-                out.teacher_features[self.teacher_layer].flatten(start))
+        return (
+            out.student_features[self.student_layer].flatten(start),
+            out.teacher_features[self.teacher_layer].flatten(start),
+        )
 
 
 @LOSSES.register("rkd", about="CE + relational KD: distance and angle terms on a feature layer (optional NTDH masking)")
@@ -230,7 +238,9 @@ class SP(_FeatureDistiller):
         return {**super().weights(), "sp": self.sp_weight}
 
 
-@LOSSES.register("crd", about="CE + contrastive representation distillation, in-batch negatives (optional NTDH masking)")
+@LOSSES.register(
+    "crd", about="CE + contrastive representation distillation, in-batch negatives (optional NTDH masking)"
+)
 @dataclass(frozen=True, kw_only=True)
 class CRD(_FeatureDistiller):
     embed_dim: int = 32
@@ -243,13 +253,17 @@ class CRD(_FeatureDistiller):
         """A linear embedding head per side (the teacher's head trains; the teacher does not)."""
         return {
             f"embed_{side}": seeded(lambda d=dims[layer]: Dense(d, self.embed_dim), seed + offset)
-            for side, dims, layer, offset in (("student", student_dims, self.student_layer, 2_000_003),
-                                              ("teacher", teacher_dims, self.teacher_layer, 3_000_017))
+            for side, dims, layer, offset in (
+                ("student", student_dims, self.student_layer, 2_000_003),
+                ("teacher", teacher_dims, self.teacher_layer, 3_000_017),
+            )
         }
 
     def terms(self, out, modules):
         student, teacher = self.features(out)
-        crd = crd_loss(modules["embed_student"](student), modules["embed_teacher"](teacher), self.nce_temperature, _mask(self, out))
+        crd = crd_loss(
+            modules["embed_student"](student), modules["embed_teacher"](teacher), self.nce_temperature, _mask(self, out)
+        )
         return {**super().terms(out, modules), "crd": crd}
 
     def weights(self):

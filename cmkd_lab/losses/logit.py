@@ -9,8 +9,9 @@ Both losses take NTDH's masking (:mod:`.masking`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -134,7 +135,9 @@ class KD(Distiller):
     def terms(self, out, modules):
         if self.masking:
             weights = pssm_weights(out.teacher_logits, out.student_logits, out.labels, self.mask_threshold)
-            kd = masked_kd_loss(out.student_logits, out.teacher_logits, weights, self.temperature, self.reduction, self.t2_scale)
+            kd = masked_kd_loss(
+                out.student_logits, out.teacher_logits, weights, self.temperature, self.reduction, self.t2_scale
+            )
         else:
             kd = kd_loss(out.student_logits, out.teacher_logits, self.temperature, self.reduction, self.t2_scale)
         return {**super().terms(out, modules), "kd": kd}
@@ -163,10 +166,16 @@ class DKD(Distiller):
 
     def terms(self, out, modules):
         weights = _mask(self, out)
-        tckd, nckd = dkd_loss(out.student_logits, out.teacher_logits, out.labels, self.temperature, self.t2_scale, weights)
+        tckd, nckd = dkd_loss(
+            out.student_logits, out.teacher_logits, out.labels, self.temperature, self.t2_scale, weights
+        )
         return {**super().terms(out, modules), "tckd": tckd, "nckd": nckd}
 
     def weights(self):
         if self.warmup_epochs:
-            return {**super().weights(), "tckd": Ramp(self.alpha, self.warmup_epochs), "nckd": Ramp(self.beta, self.warmup_epochs)}
+            return {
+                **super().weights(),
+                "tckd": Ramp(self.alpha, self.warmup_epochs),
+                "nckd": Ramp(self.beta, self.warmup_epochs),
+            }
         return {**super().weights(), "tckd": self.alpha, "nckd": self.beta}

@@ -11,8 +11,9 @@ loss sees at one step.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import nn
@@ -109,7 +110,8 @@ def make_loss(name: str, **options) -> Distiller:
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} for loss {name!r}; valid options: {', '.join(sorted(valid))}")
     required = [
-        f.name for f in dataclasses.fields(cls)
+        f.name
+        for f in dataclasses.fields(cls)
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in options
     ]
     if required:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 import torch
 
@@ -13,7 +14,6 @@ from ..models import Dense, seeded
 from .feature import feature_regression_loss
 from .logit import kd_loss
 from .registry import LOSSES, Distiller
-
 
 # DS-CMKD (Si et al., arXiv 2306.15977; papers.md §4) makes the low-quality modality's output
 # features channel-wise independent and its intermediate features spatially uniform. The paper
@@ -44,9 +44,12 @@ def spatial_uniformity_loss(feature_map: torch.Tensor, n_spatial: int = 2) -> to
     return kl.mean((-2, -1))
 
 
-@LOSSES.register("ds", about="DS-CMKD (our reading): CE + KD from the high-quality teacher + channel independence of "
-                             "the output features + spatial uniformity of an intermediate map; guide kd (default)|fitnet, "
-                             "or none: DS without a teacher, an ablation")
+@LOSSES.register(
+    "ds",
+    about="DS-CMKD (our reading): CE + KD from the high-quality teacher + channel independence of "
+    "the output features + spatial uniformity of an intermediate map; guide kd (default)|fitnet, "
+    "or none: DS without a teacher, an ablation",
+)
 @dataclass(frozen=True, kw_only=True)
 class DimensionalStructure(Distiller):
     """CE + ``independence_weight`` · :func:`channel_independence_loss` on ``output_layer`` +
@@ -102,15 +105,19 @@ class DimensionalStructure(Distiller):
         if self.map_layer is not None:
             feature_map = out.student_features[self.map_layer]
             if feature_map.dim() <= rank:
-                raise ValueError(f"map_layer {self.map_layer!r} gives {tuple(feature_map.shape)}, not a (channels, height, "
-                                 "width) map per sample; choose a convolutional layer (relu1, relu2, …)")
+                raise ValueError(
+                    f"map_layer {self.map_layer!r} gives {tuple(feature_map.shape)}, not a (channels, height, "
+                    "width) map per sample; choose a convolutional layer (relu1, relu2, …)"
+                )
             terms["uniformity"] = spatial_uniformity_loss(feature_map, feature_map.dim() - rank)
         if self.guide == "kd":
             terms["kd"] = kd_loss(out.student_logits, out.teacher_logits, self.temperature, "batchmean", t2_scale=True)
         elif self.guide == "fitnet":
             start = rank - 1
-            terms["hint"] = feature_regression_loss(modules["projector"](out.student_features[self.hint_layer].flatten(start)),
-                                                    out.teacher_features[self.hint_layer].flatten(start))
+            terms["hint"] = feature_regression_loss(
+                modules["projector"](out.student_features[self.hint_layer].flatten(start)),
+                out.teacher_features[self.hint_layer].flatten(start),
+            )
         return terms
 
     def weights(self):

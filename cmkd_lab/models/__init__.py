@@ -4,5 +4,14 @@
 from .layers import Dense, GlobalAvgPool, Net, ResidualBlock
 from .specs import DOWNSAMPLING, MODEL_KINDS, ModelSpec, build_model, seeded
 
-__all__ = ["ModelSpec", "MODEL_KINDS", "DOWNSAMPLING", "build_model", "seeded", "Dense", "GlobalAvgPool",
-           "ResidualBlock", "Net"]
+__all__ = [
+    "ModelSpec",
+    "MODEL_KINDS",
+    "DOWNSAMPLING",
+    "build_model",
+    "seeded",
+    "Dense",
+    "GlobalAvgPool",
+    "ResidualBlock",
+    "Net",
+]

@@ -4,7 +4,8 @@ encoder + classifier a :class:`~cmkd_lab.models.ModelSpec` describes, with named
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -50,10 +51,17 @@ class ResidualBlock(nn.Module):
         super().__init__()
         norm = (lambda: _batch_norm(dims, channels_out)) if batch_norm else nn.Identity
         bias = not batch_norm
-        self.body = nn.Sequential(_conv(dims, channels_in, channels_out, k, stride, bias), norm(), nn.ReLU(),
-                                  _conv(dims, channels_out, channels_out, k, bias=bias), norm())
+        self.body = nn.Sequential(
+            _conv(dims, channels_in, channels_out, k, stride, bias),
+            norm(),
+            nn.ReLU(),
+            _conv(dims, channels_out, channels_out, k, bias=bias),
+            norm(),
+        )
         reshape = channels_in != channels_out or stride != 1
-        self.skip = nn.Sequential(_conv(dims, channels_in, channels_out, 1, stride, bias), norm()) if reshape else nn.Identity()
+        self.skip = (
+            nn.Sequential(_conv(dims, channels_in, channels_out, 1, stride, bias), norm()) if reshape else nn.Identity()
+        )
 
     def forward(self, x):
         return self.body(x) + self.skip(x)
@@ -65,9 +73,12 @@ def _module_for(op: str, options: dict) -> nn.Module:
         "flatten": lambda: nn.Flatten(),
         "linear": lambda: Dense(options["in"], options["out"], bias=options["bias"]),
         "relu": lambda: nn.ReLU(),
-        "conv": lambda: _conv(options["dims"], options["in"], options["out"], options["k"], options["stride"], options["bias"]),
-        "residual": lambda: ResidualBlock(options["in"], options["out"], options["k"], options["stride"], options["dims"],
-                                          not options["bias"]),
+        "conv": lambda: _conv(
+            options["dims"], options["in"], options["out"], options["k"], options["stride"], options["bias"]
+        ),
+        "residual": lambda: ResidualBlock(
+            options["in"], options["out"], options["k"], options["stride"], options["dims"], not options["bias"]
+        ),
         "batchnorm": lambda: _batch_norm(options["dims"], options["width"]),
         "dropout": lambda: nn.Dropout(options["p"]),
         "maxpool": lambda: (nn.MaxPool2d if options["dims"] == 2 else nn.MaxPool1d)(2, ceil_mode=True),

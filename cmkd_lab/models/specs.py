@@ -10,8 +10,8 @@ copy (the layers themselves are in :mod:`.layers`). Many copies run together as 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import nn
@@ -67,8 +67,10 @@ class ModelSpec:
         if not self.kind.startswith("cnn") and (self.residual or self.downsample != "pool"):
             raise ValueError("residual stages and downsampling apply to cnn1d/cnn2d models only")
         if self.kind.startswith("cnn") and (self.kernel_size < 1 or self.kernel_size % 2 == 0):
-            raise ValueError(f"kernel_size must be odd (padding k // 2 keeps the length only then, and a residual "
-                             f"stage adds its input to its output), got {self.kernel_size}")
+            raise ValueError(
+                f"kernel_size must be odd (padding k // 2 keeps the length only then, and a residual "
+                f"stage adds its input to its output), got {self.kernel_size}"
+            )
         if self.downsample not in DOWNSAMPLING:
             raise ValueError(f"unknown downsample {self.downsample!r}; valid: {', '.join(DOWNSAMPLING)}")
         if not 0 <= self.dropout < 1:
@@ -90,8 +92,14 @@ class ModelSpec:
         plan, channels = [], self.input_shape[0]
         for i, out in enumerate(self.hidden, start=1):
             stride = 2 if (i > 1 and self.downsample == "stride") else 1
-            conv = {"in": channels, "out": out, "k": self.kernel_size, "stride": stride, "dims": dims,
-                    "bias": not self.batch_norm}  # BatchNorm's shift replaces the bias
+            conv = {
+                "in": channels,
+                "out": out,
+                "k": self.kernel_size,
+                "stride": stride,
+                "dims": dims,
+                "bias": not self.batch_norm,
+            }  # BatchNorm's shift replaces the bias
             if self.residual:
                 plan.append((f"block{i}", "residual", conv))
                 plan += self._after_hidden(i, out, dims, norm=False)

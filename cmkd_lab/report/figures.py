@@ -12,8 +12,8 @@ import atexit
 import os
 import shutil
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,9 +27,14 @@ METHOD_COLORS = {"teacher": "#4C72B0", "no_kd": "#8C8C8C", "kd": "#DD8452"}
 METHOD_NAMES = {"teacher": "Teacher", "no_kd": "No-KD student", "kd": "KD student"}
 # Readable names of the other columns and values that reach legends and axes.
 NAMES = {
-    "gamma": "γ", "alpha": "α", "beta": "β", "delta": "KD − No-KD",
-    "ntd": "NTD (non-target divergence)", "cmd_input": "CMD of the inputs x_a, x_b",
-    "cmd_output": "CMD of the output softmaxes", "n_classes": "classes",
+    "gamma": "γ",
+    "alpha": "α",
+    "beta": "β",
+    "delta": "KD − No-KD",
+    "ntd": "NTD (non-target divergence)",
+    "cmd_input": "CMD of the inputs x_a, x_b",
+    "cmd_output": "CMD of the output softmaxes",
+    "n_classes": "classes",
 }
 BANDS = {
     "std": "band: ± 1 standard deviation over runs",
@@ -132,23 +137,40 @@ def metric_vs_knob(
             )
         )
         fig.add_trace(
-            go.Scatter(x=xs.tolist(), y=mean.tolist(), mode="lines" if len(xs) > MANY_POINTS else "lines+markers",
-                       name=label(name), line=dict(color=c, width=2), legendgroup=str(name))
+            go.Scatter(
+                x=xs.tolist(),
+                y=mean.tolist(),
+                mode="lines" if len(xs) > MANY_POINTS else "lines+markers",
+                name=label(name),
+                line=dict(color=c, width=2),
+                legendgroup=str(name),
+            )
         )
         if reference is not None:
             ref = reference[reference[color] == name].sort_values(x)
             if len(ref):
                 fig.add_trace(
-                    go.Scatter(x=ref[x].tolist(), y=ref["paper"].tolist(), mode="markers", name=f"{label(name)} (paper)",
-                               marker=dict(color=c, symbol="circle-open", size=10, line=dict(width=2)),
-                               legendgroup=str(name))
+                    go.Scatter(
+                        x=ref[x].tolist(),
+                        y=ref["paper"].tolist(),
+                        mode="markers",
+                        name=f"{label(name)} (paper)",
+                        marker=dict(color=c, symbol="circle-open", size=10, line=dict(width=2)),
+                        legendgroup=str(name),
+                    )
                 )
     fig = style(fig, with_caption(title, BANDS[band]), x_title or display_name(x), y_title)
     return fig.update_layout(margin=dict(t=80))
 
 
-def paired_delta(points: pd.DataFrame, x: str, color: str | None = None, title: str = "", x_title: str | None = None,
-                 y_title: str = "KD − No-KD (points)") -> go.Figure:
+def paired_delta(
+    points: pd.DataFrame,
+    x: str,
+    color: str | None = None,
+    title: str = "",
+    x_title: str | None = None,
+    y_title: str = "KD − No-KD (points)",
+) -> go.Figure:
     """Each run's paired difference ``delta`` (a fraction; one row of ``points`` per run) as a
     small marker at its ``x``, and per ``x`` the mean with its 95 % confidence interval (t),
     with the zero line: the effect itself, not two wide accuracy bands that hide it."""
@@ -161,44 +183,90 @@ def paired_delta(points: pd.DataFrame, x: str, color: str | None = None, title: 
         shift = (i - (n_groups - 1) / 2) * 0.12 * span
         legend = f"{display_name(color)} = {name}" if color else "per run"
         jitter = np.random.default_rng(i).uniform(-0.04, 0.04, len(part)) * span
-        fig.add_trace(go.Scatter(
-            x=(part[x].to_numpy(dtype=float) + shift + jitter).tolist(), y=(100 * part["delta"]).tolist(), mode="markers",
-            name=f"{legend}: one run" if color else "one run", legendgroup=str(name),
-            marker=dict(color=_rgba(c, 0.35), size=5), hoverinfo="y",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=(part[x].to_numpy(dtype=float) + shift + jitter).tolist(),
+                y=(100 * part["delta"]).tolist(),
+                mode="markers",
+                name=f"{legend}: one run" if color else "one run",
+                legendgroup=str(name),
+                marker=dict(color=_rgba(c, 0.35), size=5),
+                hoverinfo="y",
+            )
+        )
         summary = part.groupby(x)["delta"].agg(mean="mean", std="std", n="count").reset_index()
         summary["std"] = summary["std"].fillna(0.0)
         half = band_half_width(summary, "ci95")
-        fig.add_trace(go.Scatter(
-            x=(summary[x].to_numpy(dtype=float) + shift).tolist(), y=(100 * summary["mean"]).tolist(),
-            mode="lines+markers", name=f"{legend}: mean" if color else "mean over runs", legendgroup=str(name),
-            line=dict(color=c, width=2), marker=dict(size=8),
-            error_y=dict(type="data", array=(100 * half).tolist(), visible=True, thickness=1.5),
-        ))
-    fig = style(fig, with_caption(title, "markers: each run's paired difference; bars: 95 % confidence interval of the mean (t)"),
-                x_title or display_name(x), y_title)
+        fig.add_trace(
+            go.Scatter(
+                x=(summary[x].to_numpy(dtype=float) + shift).tolist(),
+                y=(100 * summary["mean"]).tolist(),
+                mode="lines+markers",
+                name=f"{legend}: mean" if color else "mean over runs",
+                legendgroup=str(name),
+                line=dict(color=c, width=2),
+                marker=dict(size=8),
+                error_y=dict(type="data", array=(100 * half).tolist(), visible=True, thickness=1.5),
+            )
+        )
+    fig = style(
+        fig,
+        with_caption(title, "markers: each run's paired difference; bars: 95 % confidence interval of the mean (t)"),
+        x_title or display_name(x),
+        y_title,
+    )
     fig.update_layout(margin=dict(t=80))
     return zero_line(fig)
 
 
-def metric_panels(summary: pd.DataFrame, x: str, panel: str = "metric", scale: float = 1.0, title: str = "",
-                  x_title: str | None = None, band: str = "ci95") -> go.Figure:
+def metric_panels(
+    summary: pd.DataFrame,
+    x: str,
+    panel: str = "metric",
+    scale: float = 1.0,
+    title: str = "",
+    x_title: str | None = None,
+    band: str = "ci95",
+) -> go.Figure:
     """One panel per ``panel`` value (each with its own y-axis, titled by its readable name),
     ``mean`` against ``x`` with a band: quantities of different sizes never share an axis."""
     from plotly.subplots import make_subplots
 
     values = list(dict.fromkeys(summary[panel]))
-    fig = make_subplots(rows=1, cols=len(values), subplot_titles=[display_name(v) for v in values], horizontal_spacing=0.08)
+    fig = make_subplots(
+        rows=1, cols=len(values), subplot_titles=[display_name(v) for v in values], horizontal_spacing=0.08
+    )
     for i, value in enumerate(values, start=1):
         part = summary[summary[panel] == value].sort_values(x)
         xs, mean = part[x].to_numpy(), part["mean"].to_numpy() * scale
         half = band_half_width(part, band) * scale
         c = PALETTE[(i - 1) % len(PALETTE)]
-        fig.add_trace(go.Scatter(x=np.concatenate([xs, xs[::-1]]).tolist(), y=np.concatenate([mean + half, (mean - half)[::-1]]).tolist(),
-                                 mode="lines", fill="toself", fillcolor=_rgba(c, 0.18), line=dict(width=0), hoverinfo="skip",
-                                 showlegend=False), 1, i)
-        fig.add_trace(go.Scatter(x=xs.tolist(), y=mean.tolist(), mode="lines+markers", line=dict(color=c, width=2),
-                                 name=display_name(value), showlegend=False), 1, i)
+        fig.add_trace(
+            go.Scatter(
+                x=np.concatenate([xs, xs[::-1]]).tolist(),
+                y=np.concatenate([mean + half, (mean - half)[::-1]]).tolist(),
+                mode="lines",
+                fill="toself",
+                fillcolor=_rgba(c, 0.18),
+                line=dict(width=0),
+                hoverinfo="skip",
+                showlegend=False,
+            ),
+            1,
+            i,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=xs.tolist(),
+                y=mean.tolist(),
+                mode="lines+markers",
+                line=dict(color=c, width=2),
+                name=display_name(value),
+                showlegend=False,
+            ),
+            1,
+            i,
+        )
         fig.update_xaxes(title_text=x_title or display_name(x), row=1, col=i)
     fig = style(fig, with_caption(title, BANDS[band]), x_title or display_name(x), "")
     return fig.update_layout(margin=dict(t=100))
@@ -217,24 +285,42 @@ def grouped_bars(
     fig = go.Figure()
     for i, (name, part) in enumerate(summary.groupby(color, sort=False)):
         fig.add_trace(
-            go.Bar(x=part[x].astype(str).tolist(), y=(part["mean"] * scale).tolist(), name=display_name(name),
-                   marker_color=color_for(name, i),
-                   error_y=dict(type="data", array=(part["std"] * scale).tolist(), visible=True))
+            go.Bar(
+                x=part[x].astype(str).tolist(),
+                y=(part["mean"] * scale).tolist(),
+                name=display_name(name),
+                marker_color=color_for(name, i),
+                error_y=dict(type="data", array=(part["std"] * scale).tolist(), visible=True),
+            )
         )
     fig.update_layout(barmode="group")
-    return style(fig, with_caption(title, "error bars: ± 1 standard deviation over runs"),
-                 display_name(x) if x_title is None else x_title, y_title).update_layout(margin=dict(t=80))
+    return style(
+        fig,
+        with_caption(title, "error bars: ± 1 standard deviation over runs"),
+        display_name(x) if x_title is None else x_title,
+        y_title,
+    ).update_layout(margin=dict(t=80))
 
 
 def heatmap(
-    values: pd.DataFrame, title: str = "", x_title: str = "", y_title: str = "", colorbar_title: str = "",
-    text_format: str = ".2f", colorscale: str = "RdBu", midpoint: float | None = None,
+    values: pd.DataFrame,
+    title: str = "",
+    x_title: str = "",
+    y_title: str = "",
+    colorbar_title: str = "",
+    text_format: str = ".2f",
+    colorscale: str = "RdBu",
+    midpoint: float | None = None,
 ) -> go.Figure:
     """A labelled heatmap of a 2-D table (index → rows, columns → columns), values written in cells."""
     fig = go.Figure(
         go.Heatmap(
-            z=values.to_numpy(dtype=float).tolist(), x=[str(c) for c in values.columns], y=[str(i) for i in values.index],
-            colorscale=colorscale, zmid=midpoint, texttemplate=f"%{{z:{text_format}}}",
+            z=values.to_numpy(dtype=float).tolist(),
+            x=[str(c) for c in values.columns],
+            y=[str(i) for i in values.index],
+            colorscale=colorscale,
+            zmid=midpoint,
+            texttemplate=f"%{{z:{text_format}}}",
             colorbar=dict(title=colorbar_title),
         )
     )
@@ -252,13 +338,22 @@ def embedding_2d(
     frame["kind"] = [str(k) for k in kinds] if kinds is not None else ""
     symbols = ["circle", "diamond", "square", "x", "triangle-up"]
     fig = go.Figure()
-    for i, ((label, kind), part) in enumerate(frame.groupby(["label", "kind"], sort=True)):
+    for _i, ((label, kind), part) in enumerate(frame.groupby(["label", "kind"], sort=True)):
         label_index = sorted(frame["label"].unique()).index(label)
         kind_index = sorted(frame["kind"].unique()).index(kind)
         fig.add_trace(
-            go.Scatter(x=part["x"].tolist(), y=part["y"].tolist(), mode="markers", name=f"{label} {kind}".strip(),
-                       marker=dict(color=PALETTE[label_index % len(PALETTE)], symbol=symbols[kind_index % len(symbols)],
-                                   size=6, opacity=0.75))
+            go.Scatter(
+                x=part["x"].tolist(),
+                y=part["y"].tolist(),
+                mode="markers",
+                name=f"{label} {kind}".strip(),
+                marker=dict(
+                    color=PALETTE[label_index % len(PALETTE)],
+                    symbol=symbols[kind_index % len(symbols)],
+                    size=6,
+                    opacity=0.75,
+                ),
+            )
         )
     fig.update_layout(legend_title_text=label_title)
     return style(fig, title, "dimension 1", "dimension 2")
@@ -313,8 +408,10 @@ def save_figure(
         return written
     chromium = find_chromium()
     if chromium is None:
-        print(f"note: {name}: no Chromium found, so no {'/'.join(static)} was written "
-              "(install one: apt-get install -y chromium); the HTML figure is there.")
+        print(
+            f"note: {name}: no Chromium found, so no {'/'.join(static)} was written "
+            "(install one: apt-get install -y chromium); the HTML figure is there."
+        )
         return written
     _start_export_server(chromium)
     for fmt in static:
@@ -353,25 +450,42 @@ def zero_line(fig: go.Figure) -> go.Figure:
     return fig
 
 
-def delta_vs_ntd(points: pd.DataFrame, color: str, title: str = "", subtitle: str = "", hover: str | None = None) -> go.Figure:
+def delta_vs_ntd(
+    points: pd.DataFrame, color: str, title: str = "", subtitle: str = "", hover: str | None = None
+) -> go.Figure:
     """Δ = KD − No-KD (points) against NTD: one marker per row of ``points`` (columns ``ntd``,
     ``delta`` as a fraction, ``color``, and ``hover`` if given), coloured by ``color``."""
     fig = go.Figure()
     for i, (name, part) in enumerate(points.groupby(color, sort=True)):
-        fig.add_trace(go.Scatter(
-            x=part["ntd"].tolist(), y=(100 * part["delta"]).tolist(), mode="markers",
-            name=f"{display_name(color)} = {name:.2f}" if isinstance(name, float) else f"{display_name(color)} = {name}",
-            marker=dict(color=PALETTE[i % len(PALETTE)], size=8, opacity=0.75),
-            text=part[hover].tolist() if hover else None,
-        ))
-    fig = style(fig, f"{title}<br><sup>{subtitle}</sup>" if subtitle else title,
-                "non-target divergence, teacher vs No-KD student (nats)", "KD − No-KD (points)")
+        fig.add_trace(
+            go.Scatter(
+                x=part["ntd"].tolist(),
+                y=(100 * part["delta"]).tolist(),
+                mode="markers",
+                name=f"{display_name(color)} = {name:.2f}"
+                if isinstance(name, float)
+                else f"{display_name(color)} = {name}",
+                marker=dict(color=PALETTE[i % len(PALETTE)], size=8, opacity=0.75),
+                text=part[hover].tolist() if hover else None,
+            )
+        )
+    fig = style(
+        fig,
+        f"{title}<br><sup>{subtitle}</sup>" if subtitle else title,
+        "non-target divergence, teacher vs No-KD student (nats)",
+        "KD − No-KD (points)",
+    )
     fig.update_layout(margin=dict(t=80))
     return zero_line(fig)
 
 
-def non_target_bars(classes: Sequence, teacher: Sequence[float], student: Sequence[float], title: str = "",
-                    student_name: str = "student") -> go.Figure:
+def non_target_bars(
+    classes: Sequence,
+    teacher: Sequence[float],
+    student: Sequence[float],
+    title: str = "",
+    student_name: str = "student",
+) -> go.Figure:
     """One sample's non-target distributions (probabilities over ``classes``), teacher's and
     student's side by side on a shared axis."""
     from plotly.subplots import make_subplots
@@ -391,16 +505,30 @@ def venn_diagram(ratios: pd.DataFrame, title: str = "Modality Venn diagram per s
 
     ``ratios`` has columns ``setting``, ``alpha``, ``beta``, ``gamma``.
     """
-    parts = [("alpha", "a-specific (α, teacher only)", "#4C72B0"), ("gamma", "shared (γ, modality-general)", "#55A868"),
-             ("beta", "b-specific (β, student only)", "#DD8452")]
+    parts = [
+        ("alpha", "a-specific (α, teacher only)", "#4C72B0"),
+        ("gamma", "shared (γ, modality-general)", "#55A868"),
+        ("beta", "b-specific (β, student only)", "#DD8452"),
+    ]
     fig = go.Figure()
     for column, name, colour in parts:
         values = ratios[column].astype(float)
-        fig.add_trace(go.Bar(
-            y=ratios["setting"].astype(str).tolist(), x=values.tolist(), name=name, orientation="h", marker_color=colour,
-            text=[f"{v:.2f}" if v > 0.04 else "" for v in values], textposition="inside",
-        ))
-    fig.update_layout(barmode="stack", yaxis=dict(autorange="reversed"), xaxis=dict(range=[0, 1]),
-                      legend=dict(orientation="h", y=-0.25, traceorder="normal"))
+        fig.add_trace(
+            go.Bar(
+                y=ratios["setting"].astype(str).tolist(),
+                x=values.tolist(),
+                name=name,
+                orientation="h",
+                marker_color=colour,
+                text=[f"{v:.2f}" if v > 0.04 else "" for v in values],
+                textposition="inside",
+            )
+        )
+    fig.update_layout(
+        barmode="stack",
+        yaxis=dict(autorange="reversed"),
+        xaxis=dict(range=[0, 1]),
+        legend=dict(orientation="h", y=-0.25, traceorder="normal"),
+    )
     style(fig, title, "share of the decisive features", "")
     return fig.update_layout(margin=dict(l=80, r=20, t=60, b=80))

@@ -99,8 +99,14 @@ def _with_html_figures(notebook):
         for output in cell.get("outputs", []):
             figure = output.get("data", {}).get(PLOTLY_MIME)
             if figure is not None:
-                output["data"] = {"text/html": pio.to_html(pio.from_json(json.dumps(figure)), include_plotlyjs=False,
-                                                           full_html=False, config={"responsive": True})}
+                output["data"] = {
+                    "text/html": pio.to_html(
+                        pio.from_json(json.dumps(figure)),
+                        include_plotlyjs=False,
+                        full_html=False,
+                        config={"responsive": True},
+                    )
+                }
     return notebook
 
 
@@ -122,17 +128,25 @@ def _page(stem: str, folder: Path, target: Path) -> Page:
     executed = folder / f"{stem}.ipynb"
     notebook = json.loads(executed.read_text())
     title = notebook_title(executed)
-    exports = sorted((p for p in folder.iterdir() if p.suffix.lstrip(".") in STATIC_EXPORTS),
-                     key=lambda p: (p.stat().st_mtime, p.name))
+    exports = sorted(
+        (p for p in folder.iterdir() if p.suffix.lstrip(".") in STATIC_EXPORTS),
+        key=lambda p: (p.stat().st_mtime, p.name),
+    )
     target.mkdir(parents=True, exist_ok=True)
     for file in [*exports, *(folder / name for name in ("results.csv", "claims.csv"))]:
         if file.exists():
             shutil.copy2(file, target / file.name)
     write_text(target / "index.html", notebook_html(executed))
     pngs = [p.name for p in exports if p.suffix == ".png"]
-    return Page(stem=stem, title=title, claim=notebook_claim(notebook, title), counts=claim_counts(folder),
-                exports=[p.name for p in exports], thumbnail=pngs[0] if pngs else None,
-                tables=[name for name in ("results.csv", "claims.csv") if (folder / name).exists()])
+    return Page(
+        stem=stem,
+        title=title,
+        claim=notebook_claim(notebook, title),
+        counts=claim_counts(folder),
+        exports=[p.name for p in exports],
+        thumbnail=pngs[0] if pngs else None,
+        tables=[name for name in ("results.csv", "claims.csv") if (folder / name).exists()],
+    )
 
 
 def build(outputs: str | Path = "outputs", out: str | Path = "site") -> list[Page]:
@@ -142,8 +156,10 @@ def build(outputs: str | Path = "outputs", out: str | Path = "site") -> list[Pag
     outputs, out = Path(outputs), Path(out)
     stems = [p.stem for p in list_notebooks() if (outputs / p.stem / f"{p.stem}.ipynb").exists()]
     if not stems:
-        raise FileNotFoundError(f"no executed notebooks under {outputs}/ (expected {outputs}/<name>/<name>.ipynb); "
-                                "run them first: python -m cmkd_lab run all")
+        raise FileNotFoundError(
+            f"no executed notebooks under {outputs}/ (expected {outputs}/<name>/<name>.ipynb); "
+            "run them first: python -m cmkd_lab run all"
+        )
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "plotly.min.js", plotly.offline.get_plotlyjs())
     pages = [_page(stem, outputs / stem, out / stem) for stem in stems]
@@ -152,22 +168,32 @@ def build(outputs: str | Path = "outputs", out: str | Path = "site") -> list[Pag
 
 
 def _badges(verdicts: dict[str, int]) -> str:
-    return " ".join(f"<span class='badge' style='background:{_BADGE_COLORS[name]}'>{count} {name}</span>"
-                    for name, count in verdicts.items() if count)
+    return " ".join(
+        f"<span class='badge' style='background:{_BADGE_COLORS[name]}'>{count} {name}</span>"
+        for name, count in verdicts.items()
+        if count
+    )
 
 
 def _apart(page: Page) -> str:
     """The findings' and checks' verdicts, each on a line of its own."""
-    return "".join(f"<p class='apart'>{html.escape(label)}: {_badges(page.counts[kind])}</p>"
-                   for kind, label in _APART.items() if any(page.counts.get(kind, {}).values()))
+    return "".join(
+        f"<p class='apart'>{html.escape(label)}: {_badges(page.counts[kind])}</p>"
+        for kind, label in _APART.items()
+        if any(page.counts.get(kind, {}).values())
+    )
 
 
 def _card(page: Page) -> str:
     link = f"{page.stem}/index.html"
-    thumbnail = (f"<a href='{link}'><img src='{page.stem}/{html.escape(page.thumbnail)}' alt='{html.escape(page.title)}'></a>"
-                 if page.thumbnail else "<div class='no-thumbnail'>no PNG export (run --static, with a Chromium)</div>")
-    files = " · ".join(f"<a href='{page.stem}/{html.escape(name)}'>{html.escape(name)}</a>"
-                       for name in [*page.exports, *page.tables])
+    thumbnail = (
+        f"<a href='{link}'><img src='{page.stem}/{html.escape(page.thumbnail)}' alt='{html.escape(page.title)}'></a>"
+        if page.thumbnail
+        else "<div class='no-thumbnail'>no PNG export (run --static, with a Chromium)</div>"
+    )
+    files = " · ".join(
+        f"<a href='{page.stem}/{html.escape(name)}'>{html.escape(name)}</a>" for name in [*page.exports, *page.tables]
+    )
     return f"""<article class="card">
   {thumbnail}
   <h2><a href="{link}">{html.escape(page.stem)}</a> · {html.escape(page.title)}</h2>
@@ -182,8 +208,11 @@ def index_html(pages: list[Page], api_reference: bool = False) -> str:
     """The gallery's front page; with ``api_reference``, a link to the API reference in ``api/``
     (``python -m cmkd_lab docs``, which ``make run`` builds before the gallery)."""
     cards = "\n".join(_card(page) for page in pages)
-    api_link = (" The <a href='api/index.html'>API reference</a>: every module of the kit, from its docstrings."
-                if api_reference else "")
+    api_link = (
+        " The <a href='api/index.html'>API reference</a>: every module of the kit, from its docstrings."
+        if api_reference
+        else ""
+    )
     built = time.strftime("%Y-%m-%d %H:%M")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>cmkd_lab figure gallery</title>
@@ -193,7 +222,8 @@ body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px
 .card {{ border: 1px solid #ddd; border-radius: 8px; padding: 0.8rem; }}
 .card img {{ width: 100%; border-radius: 4px; }}
 .card h2 {{ font-size: 1.05rem; margin: 0.5rem 0; }}
-.no-thumbnail {{ height: 120px; display: flex; align-items: center; justify-content: center; background: #f4f4f4; color: #777; }}
+.no-thumbnail {{ height: 120px; display: flex; align-items: center; justify-content: center;
+                 background: #f4f4f4; color: #777; }}
 .badge {{ color: white; border-radius: 4px; padding: 0 0.4em; font-size: 0.85em; }}
 .apart {{ font-size: 0.9em; color: #555; margin: 0.2rem 0; }}
 .files {{ font-size: 0.85em; word-break: break-all; }}

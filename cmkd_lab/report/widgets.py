@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import plotly.graph_objects as go
 
@@ -18,8 +18,16 @@ def slider(kind: str, value, low, high, step, description: str):
     import ipywidgets as widgets
 
     make = {"int": widgets.IntSlider, "float": widgets.FloatSlider}[kind]
-    return make(value=value, min=low, max=high, step=step, description=description, continuous_update=False,
-                style={"description_width": "initial"}, layout={"width": "420px"})
+    return make(
+        value=value,
+        min=low,
+        max=high,
+        step=step,
+        description=description,
+        continuous_update=False,
+        style={"description_width": "initial"},
+        layout={"width": "420px"},
+    )
 
 
 def explore(controls: Mapping[str, object], redraw: Callable[..., go.Figure], title: str = ""):

@@ -10,8 +10,9 @@ at the end.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -39,17 +40,27 @@ PROBE_FEATURES = {"watch": "spectrum"}
 # papers.md, "Real paired data": the kit's own probe notes (scaler + logistic regression per view,
 # fractions), taken when the datasets were chosen. No seed paper publishes these numbers.
 NOTED_VIEW_ACCURACY = {
-    ("mfeat", "fourier"): 0.79, ("mfeat", "profile"): 0.98, ("mfeat", "karhunen_loeve"): 0.94,
-    ("mfeat", "pixels"): 0.96, ("mfeat", "zernike"): 0.82, ("mfeat", "morphological"): 0.73,
-    ("watch", "accel"): 0.83, ("watch", "gyro"): 0.71,
-    ("segment", "colour"): 0.84, ("segment", "shape"): 0.56,
+    ("mfeat", "fourier"): 0.79,
+    ("mfeat", "profile"): 0.98,
+    ("mfeat", "karhunen_loeve"): 0.94,
+    ("mfeat", "pixels"): 0.96,
+    ("mfeat", "zernike"): 0.82,
+    ("mfeat", "morphological"): 0.73,
+    ("watch", "accel"): 0.83,
+    ("watch", "gyro"): 0.71,
+    ("segment", "colour"): 0.84,
+    ("segment", "shape"): 0.56,
 }
 TOLERANCE_POINTS = 5.0
 # Stated before the data; units: seeds (splits). A check of the kit (its loaders, splits and probe
 # give the views the notes describe), never support for a paper.
 MATCHES_NOTES = claims.Claim(
-    claim="each view's probe accuracy matches the probe notes", source="kit (papers.md, Real paired data)",
-    kind="check", quantity="test accuracy, kit − note", unit="points", prediction="= 0",
+    claim="each view's probe accuracy matches the probe notes",
+    source="kit (papers.md, Real paired data)",
+    kind="check",
+    quantity="test accuracy, kit − note",
+    unit="points",
+    prediction="= 0",
     sesoi=TOLERANCE_POINTS,  # another split or solver moves a probe by a few points; a wrong view or scaling by more
 )
 
@@ -71,8 +82,10 @@ def load_all(names) -> dict[str, PairedDataset]:
 
 def modality_gap(loaded: dict[str, PairedDataset], n_seeds: int) -> pd.DataFrame:
     """Per dataset and view, the linear probe's test accuracy for seeds 0..n_seeds-1 (tidy)."""
-    tables = [view_accuracy(d, seeds=range(n_seeds), features=PROBE_FEATURES.get(name, "flatten"), study=STUDY)
-              for name, d in loaded.items()]
+    tables = [
+        view_accuracy(d, seeds=range(n_seeds), features=PROBE_FEATURES.get(name, "flatten"), study=STUDY)
+        for name, d in loaded.items()
+    ]
     return pd.concat(tables, ignore_index=True)
 
 
@@ -80,8 +93,14 @@ def pair_gaps(table: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """Every ordered (teacher view, student view) pair of ``dataset`` in a :func:`modality_gap`
     table: both views' mean accuracy and the gap teacher − student (percent), largest gap first."""
     acc = 100 * table[table["dataset"] == dataset].groupby("view", sort=False)["value"].mean()
-    pairs = pd.DataFrame([{"teacher": t, "student": s, "teacher_acc": acc[t], "student_acc": acc[s], "gap": acc[t] - acc[s]}
-                          for t in acc.index for s in acc.index if t != s])
+    pairs = pd.DataFrame(
+        [
+            {"teacher": t, "student": s, "teacher_acc": acc[t], "student_acc": acc[s], "gap": acc[t] - acc[s]}
+            for t in acc.index
+            for s in acc.index
+            if t != s
+        ]
+    )
     return pairs.sort_values("gap", ascending=False, ignore_index=True).round(2)
 
 
@@ -91,38 +110,57 @@ def split_leak(data: PairedDataset, view: str, seed: int = 0) -> dict[str, float
     ``groups``), and how much the second rises above the first."""
     features = PROBE_FEATURES.get(data.name, "flatten")
     ungrouped = from_arrays(dict(data.modalities), data.labels, name=data.name)
-    by_group, by_sample = (100 * view_accuracy(d, seeds=[seed], views=[view], features=features)["value"].item()
-                           for d in (data, ungrouped))
+    by_group, by_sample = (
+        100 * view_accuracy(d, seeds=[seed], views=[view], features=features)["value"].item() for d in (data, ungrouped)
+    )
     return {"by_group": by_group, "by_sample": by_sample, "rise": by_sample - by_group}
 
 
-def kd_gain(data: PairedDataset, teacher_view: str, student_view: str, seeds: Sequence[int] = range(3),
-            epochs: int = 60, device: str = "auto") -> pd.Series:
+def kd_gain(
+    data: PairedDataset,
+    teacher_view: str,
+    student_view: str,
+    seeds: Sequence[int] = range(3),
+    epochs: int = 60,
+    device: str = "auto",
+) -> pd.Series:
     """Does a strong view teach a weaker one? Per seed the dataset's split (no validation part),
     both views z-scored on the training part; linear teacher on ``teacher_view``, linear No-KD and
     KD students (CE + KL, T = 1, batchmean) on ``student_view``; SGD lr 0.1, momentum 0.9, full
     batch, last epoch. Mean test accuracy (percent) per method, and "KD − No-KD"."""
     views = [teacher_view, student_view]
-    tasks = [Task(standardise(data.split(seed, val_fraction=0.0), views), seed, {"dataset": data.name}) for seed in seeds]
-    run = run_teacher_student(tasks, study=STUDY, teacher_modality=teacher_view, student_modality=student_view,
-                              teacher_config=TrainConfig(epochs=epochs, lr=0.1, momentum=0.9, device=device),
-                              losses={"kd": make_loss("kd", temperature=1.0, reduction="batchmean")}, progress=False)
+    tasks = [
+        Task(standardise(data.split(seed, val_fraction=0.0), views), seed, {"dataset": data.name}) for seed in seeds
+    ]
+    run = run_teacher_student(
+        tasks,
+        study=STUDY,
+        teacher_modality=teacher_view,
+        student_modality=student_view,
+        teacher_config=TrainConfig(epochs=epochs, lr=0.1, momentum=0.9, device=device),
+        losses={"kd": make_loss("kd", temperature=1.0, reduction="batchmean")},
+        progress=False,
+    )
     means = 100 * summarize(run.table, by=["method"]).set_index("method")["mean"]
     return pd.concat([means, pd.Series({"KD − No-KD": means["kd"] - means["no_kd"]})])
 
 
 def noted_values() -> pd.DataFrame:
     """The probe notes as a table: dataset, view, metric and ``noted`` (percent)."""
-    return pd.DataFrame([{"dataset": d, "view": v, "metric": "test_acc", "noted": 100 * a}
-                         for (d, v), a in NOTED_VIEW_ACCURACY.items()])
+    return pd.DataFrame(
+        [{"dataset": d, "view": v, "metric": "test_acc", "noted": 100 * a} for (d, v), a in NOTED_VIEW_ACCURACY.items()]
+    )
 
 
 def notes_table(table: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
     """The probe notes beside the kit's mean ± std (percent) for the datasets ``names``; each row
     labelled by dataset and view. A table for reading: :func:`claims_table` gives the verdicts."""
-    compared = paper_vs_kit(summarize(table, by=["dataset", "view", "metric"]),
-                            noted_values().rename(columns={"noted": "paper"}), on=["dataset", "view", "metric"],
-                            tolerance=TOLERANCE_POINTS)
+    compared = paper_vs_kit(
+        summarize(table, by=["dataset", "view", "metric"]),
+        noted_values().rename(columns={"noted": "paper"}),
+        on=["dataset", "view", "metric"],
+        tolerance=TOLERANCE_POINTS,
+    )
     compared = compared.rename(columns={"paper": "noted"}).drop(columns=["metric", "within_tolerance"])
     return compared[compared["dataset"].isin(names)].round(2).reset_index(drop=True)
 
@@ -130,8 +168,11 @@ def notes_table(table: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
 def claims_table(table: pd.DataFrame) -> pd.DataFrame:
     """:data:`MATCHES_NOTES` per dataset and view that has a note: each seed's kit − note (points)."""
     noted = noted_values().set_index(["dataset", "view"])["noted"]
-    rows = [MATCHES_NOTES.judge(100 * part["value"] - noted[key], setting=" · ".join(key))
-            for key, part in table.groupby(["dataset", "view"], sort=False) if key in noted.index]
+    rows = [
+        MATCHES_NOTES.judge(100 * part["value"] - noted[key], setting=" · ".join(key))
+        for key, part in table.groupby(["dataset", "view"], sort=False)
+        if key in noted.index
+    ]
     return claims.table(rows)
 
 
@@ -139,8 +180,14 @@ def class_balance_figure(loaded: dict[str, PairedDataset]) -> go.Figure:
     fig = go.Figure()
     for i, (name, d) in enumerate(loaded.items()):
         counts = np.bincount(d.labels.numpy(), minlength=d.n_classes)
-        fig.add_trace(go.Bar(x=[str(c) for c in range(d.n_classes)], y=(counts / counts.sum()).tolist(), name=name,
-                             marker_color=figures.PALETTE[i]))
+        fig.add_trace(
+            go.Bar(
+                x=[str(c) for c in range(d.n_classes)],
+                y=(counts / counts.sum()).tolist(),
+                name=name,
+                marker_color=figures.PALETTE[i],
+            )
+        )
     fig.update_layout(barmode="group")
     return figures.style(fig, "Class balance", "class", "share of samples")
 
@@ -158,13 +205,28 @@ def imu_figure(watch: PairedDataset) -> go.Figure:
     """One window per exercise class: accelerometer and gyroscope x/y/z traces."""
     labels = watch.labels.numpy()
     first = [int(np.flatnonzero(labels == c)[0]) for c in range(watch.n_classes)]
-    fig = make_subplots(rows=2, cols=len(first), shared_yaxes="rows", subplot_titles=[f"class {c}" for c in range(len(first))],
-                        horizontal_spacing=0.01, vertical_spacing=0.08)
+    fig = make_subplots(
+        rows=2,
+        cols=len(first),
+        shared_yaxes="rows",
+        subplot_titles=[f"class {c}" for c in range(len(first))],
+        horizontal_spacing=0.01,
+        vertical_spacing=0.08,
+    )
     for row, modality in enumerate(("accel", "gyro"), start=1):
         for col, index in enumerate(first, start=1):
             for axis, values in enumerate(watch[modality][index].numpy()):
-                fig.add_trace(go.Scatter(y=values.tolist(), mode="lines", line=dict(width=1, color=figures.PALETTE[axis]),
-                                         name=f"{modality} {'xyz'[axis]}", showlegend=col == 1), row=row, col=col)
+                fig.add_trace(
+                    go.Scatter(
+                        y=values.tolist(),
+                        mode="lines",
+                        line=dict(width=1, color=figures.PALETTE[axis]),
+                        name=f"{modality} {'xyz'[axis]}",
+                        showlegend=col == 1,
+                    ),
+                    row=row,
+                    col=col,
+                )
     fig.update_yaxes(title_text="accel", row=1, col=1)
     fig.update_yaxes(title_text="gyro", row=2, col=1)
     return figures.style(fig, "watch: one window per class (accelerometer above, gyroscope below)", "", "")
@@ -182,15 +244,26 @@ def sample_figure(loaded: dict[str, PairedDataset], dataset: str, index: int) ->
     d = loaded[dataset]
     index = int(index) % len(d)
     fig = make_subplots(rows=1, cols=len(d.modalities), subplot_titles=d.modality_names)
-    for col, (view, values) in enumerate(d.modalities.items(), start=1):
+    for col, (_view, values) in enumerate(d.modalities.items(), start=1):
         sample = values[index].numpy()
         if sample.ndim == 2:
             for channel, series in enumerate(sample):
-                fig.add_trace(go.Scatter(y=series.tolist(), mode="lines", showlegend=False,
-                                         line=dict(width=1, color=figures.PALETTE[channel])), row=1, col=col)
+                fig.add_trace(
+                    go.Scatter(
+                        y=series.tolist(),
+                        mode="lines",
+                        showlegend=False,
+                        line=dict(width=1, color=figures.PALETTE[channel]),
+                    ),
+                    row=1,
+                    col=col,
+                )
         else:
-            fig.add_trace(go.Bar(y=sample.reshape(-1).tolist(), showlegend=False, marker_color=figures.PALETTE[col - 1]),
-                          row=1, col=col)
+            fig.add_trace(
+                go.Bar(y=sample.reshape(-1).tolist(), showlegend=False, marker_color=figures.PALETTE[col - 1]),
+                row=1,
+                col=col,
+            )
     return figures.style(fig, f"{dataset}: sample {index}, class {int(d.labels[index])}", "", "")
 
 
@@ -201,8 +274,9 @@ def ranked_pairs(dataset: str, n_seeds: int = 1) -> pd.DataFrame:
     return pair_gaps(modality_gap(load_all([dataset]), n_seeds), dataset)
 
 
-@course.exercise(NOTEBOOK, "largest_gap", what="largest teacher − student gap among the views (points)",
-                 other={"dataset": "segment"})
+@course.exercise(
+    NOTEBOOK, "largest_gap", what="largest teacher − student gap among the views (points)", other={"dataset": "segment"}
+)
 def largest_gap(dataset: str = "mfeat", n_seeds: int = 1) -> float:
     """Exercise 1: the gap of the first of :func:`ranked_pairs`."""
     return float(ranked_pairs(dataset, n_seeds)["gap"].iloc[0])
@@ -214,8 +288,9 @@ def named_split_leak(dataset: str, view: str, seed: int = 0) -> dict[str, float]
     return split_leak(datasets.load(dataset), view, seed)
 
 
-@course.exercise(NOTEBOOK, "rise_by_sample", what="probe accuracy, split by sample − split by group (points)",
-                 other={"view": "gyro"})
+@course.exercise(
+    NOTEBOOK, "rise_by_sample", what="probe accuracy, split by sample − split by group (points)", other={"view": "gyro"}
+)
 def rise_by_sample(dataset: str = "watch", view: str = "accel", seed: int = 0) -> float:
     """Exercise 2: how far a split by sample lifts the view's probe above the group-disjoint split."""
     return named_split_leak(dataset, view, seed)["rise"]
@@ -224,20 +299,23 @@ def rise_by_sample(dataset: str = "watch", view: str = "accel", seed: int = 0) -
 @functools.cache
 def named_kd_gain(dataset: str, teacher_view: str, student_view: str, n_seeds: int = 3, epochs: int = 60) -> pd.Series:
     """:func:`kd_gain` of a dataset by name, on the CPU, seeds 0..n_seeds-1. Cached: do not modify it."""
-    return kd_gain(datasets.load(dataset), teacher_view, student_view, seeds=range(n_seeds), epochs=epochs,
-                   device="cpu")
+    return kd_gain(
+        datasets.load(dataset), teacher_view, student_view, seeds=range(n_seeds), epochs=epochs, device="cpu"
+    )
 
 
-@course.exercise(NOTEBOOK, "teacher_gap", what="colour teacher − shape No-KD student on segment (points)",
-                 other={"epochs": 30})
+@course.exercise(
+    NOTEBOOK, "teacher_gap", what="colour teacher − shape No-KD student on segment (points)", other={"epochs": 30}
+)
 def teacher_gap(n_seeds: int = 3, epochs: int = 60) -> float:
     """Exercise 3: how much the segment colour teacher beats the shape student trained without KD."""
     gains = named_kd_gain("segment", "colour", "shape", n_seeds, epochs)
     return float(gains["teacher"] - gains["no_kd"])
 
 
-@course.exercise(NOTEBOOK, "kd_gain_segment", what="KD − No-KD on segment, colour → shape (points)",
-                 other={"epochs": 30})
+@course.exercise(
+    NOTEBOOK, "kd_gain_segment", what="KD − No-KD on segment, colour → shape (points)", other={"epochs": 30}
+)
 def kd_gain_segment(n_seeds: int = 3, epochs: int = 60) -> float:
     """Exercise 3: what distilling the segment colour teacher adds to the shape student."""
     return float(named_kd_gain("segment", "colour", "shape", n_seeds, epochs)["KD − No-KD"])

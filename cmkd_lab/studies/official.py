@@ -54,7 +54,7 @@ come first. :func:`mfh_table2_nets` replays one call's torch draws.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -79,8 +79,11 @@ def replay(seed: int, draws: Sequence[Draw]) -> dict[str, object]:
         for name, draw in draws:
             value = draw()
             if name is not None:
-                drawn[name] = ({k: v.detach().clone() for k, v in value.state_dict().items()}
-                               if isinstance(value, nn.Module) else value)
+                drawn[name] = (
+                    {k: v.detach().clone() for k, v in value.state_dict().items()}
+                    if isinstance(value, nn.Module)
+                    else value
+                )
         return drawn
 
     return seeded(run, seed)
@@ -102,8 +105,13 @@ def ntdh_crd_draws(n_train: int) -> Callable[[], None]:
     return draw
 
 
-def official_inits(seed: int, teacher: ModelSpec, student: ModelSpec, kd_methods: Sequence[str] = ("kd",),
-                   after_kd: Callable[[], None] | None = None) -> dict[str, dict[str, torch.Tensor]]:
+def official_inits(
+    seed: int,
+    teacher: ModelSpec,
+    student: ModelSpec,
+    kd_methods: Sequence[str] = ("kd",),
+    after_kd: Callable[[], None] | None = None,
+) -> dict[str, dict[str, torch.Tensor]]:
     """Initial weights of the teacher, each KD student and the No-KD student of run ``seed`` of
     the Fig. 2/3 and NTDH scripts, drawn in their order from torch's generator seeded
     ``seed + 1``. ``after_kd`` replays what the script draws between the KD students and the
@@ -115,18 +123,23 @@ def official_inits(seed: int, teacher: ModelSpec, student: ModelSpec, kd_methods
     return replay(seed + 1, draws)
 
 
-def with_official_inits(task: Task, kd_methods: Sequence[str] = ("kd",), after_kd: Callable[[], None] | None = None) -> Task:
+def with_official_inits(
+    task: Task, kd_methods: Sequence[str] = ("kd",), after_kd: Callable[[], None] | None = None
+) -> Task:
     """``task`` (two-modality linear study: teacher on ``a``, students on ``b``) with the official
     initial weights of its run."""
     train = task.splits.train
     n_classes = train.n_classes
     teacher = ModelSpec("linear", tuple(train["a"].shape[1:]), n_classes)
     student = ModelSpec("linear", tuple(train["b"].shape[1:]), n_classes)
-    return Task(task.splits, task.seed, task.settings, official_inits(task.seed, teacher, student, kd_methods, after_kd))
+    return Task(
+        task.splits, task.seed, task.settings, official_inits(task.seed, teacher, student, kd_methods, after_kd)
+    )
 
 
-def algorithm1_permutations(n_samples: int, repeats: int,
-                            channels: int = TABLE2_CHANNELS) -> Callable[[], torch.Tensor]:
+def algorithm1_permutations(
+    n_samples: int, repeats: int, channels: int = TABLE2_CHANNELS
+) -> Callable[[], torch.Tensor]:
     """What the Table 2 script's Algorithm 1 draws from torch's generator: per repeat one
     ``randperm(n_samples)`` per channel of x_b, then one per channel of x_a. The draw returns
     x_a's, ``(repeats, channels, n_samples)``."""
@@ -153,8 +166,15 @@ def mfh_table2_nets(seed: int, shared: int, n_train: int, algorithm1_repeats: in
     full = ModelSpec("linear", (TABLE2_CHANNELS,), 2)
     draws: list[Draw] = [("teacher", _net(full))]
     if algorithm1_repeats is not None:
-        draws += [("alg1_teacher", _net(full)), ("alg1_student", _net(full)),
-                  ("alg1_permutations", algorithm1_permutations(n_train, algorithm1_repeats))]
-    draws += [("no_kd", _net(full)), ("kd", _net(full)), ("mg_teacher", _net(ModelSpec("linear", (shared,), 2))),
-              ("mg_kd", _net(full))]
+        draws += [
+            ("alg1_teacher", _net(full)),
+            ("alg1_student", _net(full)),
+            ("alg1_permutations", algorithm1_permutations(n_train, algorithm1_repeats)),
+        ]
+    draws += [
+        ("no_kd", _net(full)),
+        ("kd", _net(full)),
+        ("mg_teacher", _net(ModelSpec("linear", (shared,), 2))),
+        ("mg_kd", _net(full)),
+    ]
     return replay(seed, draws)

@@ -10,8 +10,9 @@ at the end.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -42,14 +43,20 @@ CHANCE = 0.5  # gaussian_venn's labels are binary
 KD_HURTS_BELOW, KD_HELPS_ABOVE = 0.2, 0.4
 KD_HURTS = claims.Claim(
     claim="KD lowers the student's accuracy when the teacher relies on features only its modality sees (small γ)",
-    source="MFH §4, Fig. 2", kind="paper", quantity="test accuracy, KD − No-KD student, paired by run",
-    unit="points", prediction="< 0",
+    source="MFH §4, Fig. 2",
+    kind="paper",
+    quantity="test accuracy, KD − No-KD student, paired by run",
+    unit="points",
+    prediction="< 0",
     sesoi=1.0,  # one accuracy point: the smallest change a KD paper reports as a gain or a loss
 )
 KD_HELPS = claims.Claim(
     claim="KD raises the student's accuracy when the teacher's decisive features are shared (large γ)",
-    source="MFH §4, Fig. 2", kind="paper", quantity="test accuracy, KD − No-KD student, paired by run",
-    unit="points", prediction="> 0",
+    source="MFH §4, Fig. 2",
+    kind="paper",
+    quantity="test accuracy, KD − No-KD student, paired by run",
+    unit="points",
+    prediction="> 0",
     sesoi=1.0,  # as above
 )
 
@@ -80,7 +87,9 @@ class QuickstartParameters(NotebookParameters):
             raise ValueError("venn_settings needs at least one (shared, a_specific, b_specific) setting")
         for setting in self.venn_settings:
             if len(setting) != 3 or min(setting) < 0:
-                raise ValueError(f"each of venn_settings is (shared, a_specific, b_specific), non-negative; got {setting}")
+                raise ValueError(
+                    f"each of venn_settings is (shared, a_specific, b_specific), non-negative; got {setting}"
+                )
             shared, a_specific, b_specific = setting
             if shared + a_specific == 0 or shared + b_specific == 0:
                 raise ValueError(f"setting {setting}: each modality needs at least one decisive feature")
@@ -118,9 +127,15 @@ def run(p: QuickstartParameters, progress: bool | None = None, one_fit: bool = F
     kd = make_loss("kd", temperature=p.temperature, reduction=p.reduction, kd_weight=p.kd_weight)
     tasks = make_tasks(p)
     return run_teacher_student(
-        zero_padded(tasks) if one_fit else tasks, study=STUDY, teacher_modality="a", student_modality="b",
-        teacher_model=Architecture("linear"), student_model=Architecture("linear"),
-        teacher_config=config, losses={"kd": kd}, progress=progress,
+        zero_padded(tasks) if one_fit else tasks,
+        study=STUDY,
+        teacher_modality="a",
+        student_modality="b",
+        teacher_model=Architecture("linear"),
+        student_model=Architecture("linear"),
+        teacher_config=config,
+        losses={"kd": kd},
+        progress=progress,
     )
 
 
@@ -137,20 +152,23 @@ def zero_padded(tasks: list[Task]) -> list[Task]:
     return [Task(task.splits.map(pad), task.seed, task.settings) for task in tasks]
 
 
-def shared_sweep(shared_values: Sequence[int], teacher_features: int = 16,
-                 b_specific: int = 4) -> tuple[tuple[int, ...], ...]:
+def shared_sweep(
+    shared_values: Sequence[int], teacher_features: int = 16, b_specific: int = 4
+) -> tuple[tuple[int, ...], ...]:
     """Venn settings that move the teacher's decisive features from "a only" to "shared": per value
     s of ``shared_values``, s shared, ``teacher_features`` − s a-only, ``b_specific`` b-only."""
     return tuple((s, teacher_features - s, b_specific) for s in shared_values)
 
 
 @functools.cache
-def venn_gains(venn_settings: tuple[tuple[int, ...], ...], n_train: int = 50, n_runs: int = 10,
-               epochs: int = 100) -> pd.DataFrame:
+def venn_gains(
+    venn_settings: tuple[tuple[int, ...], ...], n_train: int = 50, n_runs: int = 10, epochs: int = 100
+) -> pd.DataFrame:
     """:func:`gains` of the default parameters with these settings (on the CPU; every setting and
     run in one batched fit per method), sorted by γ. Cached: do not modify the table."""
-    params = QuickstartParameters.create(venn_settings=venn_settings, n_train=n_train, n_runs=n_runs, epochs=epochs,
-                                         device="cpu")
+    params = QuickstartParameters.create(
+        venn_settings=venn_settings, n_train=n_train, n_runs=n_runs, epochs=epochs, device="cpu"
+    )
     return gains(run(params, progress=False, one_fit=True).table).sort_values("gamma", ignore_index=True)
 
 
@@ -162,7 +180,11 @@ def sign_change(knob: Sequence[float], values: Sequence[float]) -> float:
     return float(-intercept / slope)
 
 
-LOSS_TERMS = {"ce": "cross-entropy with the labels", "kd": "KD term (KL to the teacher's softmax)", "total": "total loss"}
+LOSS_TERMS = {
+    "ce": "cross-entropy with the labels",
+    "kd": "KD term (KL to the teacher's softmax)",
+    "total": "total loss",
+}
 
 
 def accuracy_figure(table: pd.DataFrame, title: str = "Teacher (modality a) and students (modality b)") -> go.Figure:
@@ -174,8 +196,12 @@ def accuracy_figure(table: pd.DataFrame, title: str = "Teacher (modality a) and 
 def delta_figure(table: pd.DataFrame) -> go.Figure:
     """Each run's KD − No-KD against the setting's γ, with the 95 % interval of the mean."""
     wide = table.pivot_table(index=["setting", "gamma", "seed"], columns="method", values="value").reset_index()
-    return figures.paired_delta(wide.assign(delta=wide["kd"] - wide["no_kd"]), x="gamma",
-                                title="What KD adds to the student, per run", x_title="γ (modality-general share)")
+    return figures.paired_delta(
+        wide.assign(delta=wide["kd"] - wide["no_kd"]),
+        x="gamma",
+        title="What KD adds to the student, per run",
+        x_title="γ (modality-general share)",
+    )
 
 
 def gains(table: pd.DataFrame) -> pd.DataFrame:
@@ -201,60 +227,87 @@ def claims_table(table: pd.DataFrame) -> pd.DataFrame:
             continue
         students = runs[["no_kd", "kd"]].mean()
         at_chance = students[students <= CHANCE + CHANCE_ACCURACY_MARGIN]
-        rows.append(claim.judge(100 * (runs["kd"] - runs["no_kd"]), setting=f"{setting} (γ = {gamma:.2f})",
-                                at_chance=len(at_chance) > 0,
-                                note="; ".join(f"{m}: test accuracy {100 * a:.1f} %" for m, a in at_chance.items())))
+        rows.append(
+            claim.judge(
+                100 * (runs["kd"] - runs["no_kd"]),
+                setting=f"{setting} (γ = {gamma:.2f})",
+                at_chance=len(at_chance) > 0,
+                note="; ".join(f"{m}: test accuracy {100 * a:.1f} %" for m, a in at_chance.items()),
+            )
+        )
     return claims.table(rows)
 
 
 def loss_curves_figure(result: StudyRun) -> go.Figure:
     """Every loss term of the KD students per epoch, mean over seeds and settings."""
     history = pd.concat([fit.history_frame() for fit in result.artifacts.fits["kd"]])
-    curves = history.groupby(["term", "epoch"], sort=False)["value"].agg(mean="mean", std="std", n="count").reset_index()
+    curves = (
+        history.groupby(["term", "epoch"], sort=False)["value"].agg(mean="mean", std="std", n="count").reset_index()
+    )
     curves["std"] = curves["std"].fillna(0.0)
-    return figures.metric_vs_knob(curves, x="epoch", color="term", scale=1.0, title="KD students: loss terms per epoch",
-                                  y_title="loss (mean over runs)", names=LOSS_TERMS)
+    return figures.metric_vs_knob(
+        curves,
+        x="epoch",
+        color="term",
+        scale=1.0,
+        title="KD students: loss terms per epoch",
+        y_title="loss (mean over runs)",
+        names=LOSS_TERMS,
+    )
 
 
-def explore_figure(p: QuickstartParameters, shared: int, a_specific: int, b_specific: int, temperature: float,
-                   kd_weight: float) -> go.Figure:
+def explore_figure(
+    p: QuickstartParameters, shared: int, a_specific: int, b_specific: int, temperature: float, kd_weight: float
+) -> go.Figure:
     """The Explore callback: re-run one Venn setting with new knobs and redraw the bars."""
     changed = p.replace(venn_settings=[(shared, a_specific, b_specific)], temperature=temperature, kd_weight=kd_weight)
     ratios = venn_ratios(shared, a_specific, b_specific)
-    return accuracy_figure(run(changed, progress=False).table,
-                           title=f"γ = {ratios['gamma']:.2f}, α = {ratios['alpha']:.2f}, T = {temperature}, KD weight = {kd_weight}")
+    return accuracy_figure(
+        run(changed, progress=False).table,
+        title=f"γ = {ratios['gamma']:.2f}, α = {ratios['alpha']:.2f}, T = {temperature}, KD weight = {kd_weight}",
+    )
 
 
 # ----------------------------------------------------------------------------- checked exercise answers
-@course.exercise(NOTEBOOK, "gamma_kd_stops_hurting", what="γ where KD − No-KD crosses zero (least-squares line)",
-                 other={"n_runs": 5})
-def gamma_kd_stops_hurting(shared_values: tuple[int, ...] = (0, 4, 8, 12, 16), n_runs: int = 10,
-                           epochs: int = 100) -> float:
+@course.exercise(
+    NOTEBOOK, "gamma_kd_stops_hurting", what="γ where KD − No-KD crosses zero (least-squares line)", other={"n_runs": 5}
+)
+def gamma_kd_stops_hurting(
+    shared_values: tuple[int, ...] = (0, 4, 8, 12, 16), n_runs: int = 10, epochs: int = 100
+) -> float:
     """Exercise 1: :func:`sign_change` of KD − No-KD over γ, for the settings of :func:`shared_sweep`."""
     sweep = venn_gains(shared_sweep(shared_values), n_runs=n_runs, epochs=epochs)
     return sign_change(sweep["gamma"], sweep["KD − No-KD"])
 
 
-@course.exercise(NOTEBOOK, "kd_gain_plenty_of_labels", what="KD − No-KD (points) with 1000 labels, γ = 1",
-                 other={"n_train": 50})
+@course.exercise(
+    NOTEBOOK, "kd_gain_plenty_of_labels", what="KD − No-KD (points) with 1000 labels, γ = 1", other={"n_train": 50}
+)
 def kd_gain_plenty_of_labels(n_train: int = 1000, n_runs: int = 10, epochs: int = 100) -> float:
     """Exercise 2: mean KD − No-KD (points) with every decisive feature shared, ``n_train`` labels."""
     return float(venn_gains(((16, 0, 0),), n_train=n_train, n_runs=n_runs, epochs=epochs)["KD − No-KD"].item())
 
 
-@course.exercise(NOTEBOOK, "kd_gain_nothing_shared", what="KD − No-KD (points) with nothing shared",
-                 other={"n_runs": 10})
+@course.exercise(
+    NOTEBOOK, "kd_gain_nothing_shared", what="KD − No-KD (points) with nothing shared", other={"n_runs": 10}
+)
 def kd_gain_nothing_shared(n_runs: int = 30, epochs: int = 100) -> float:
     """Exercise 3: mean KD − No-KD (points) when the modalities share no decisive feature."""
     return float(venn_gains(((0, 14, 4),), n_runs=n_runs, epochs=epochs)["KD − No-KD"].item())
 
 
-@course.exercise(NOTEBOOK, "kd_weight_mean_equal_to_batchmean",
-                 what="KD weight under 'mean' equal to weight 1 under 'batchmean'", other={"n_classes": 3})
+@course.exercise(
+    NOTEBOOK,
+    "kd_weight_mean_equal_to_batchmean",
+    what="KD weight under 'mean' equal to weight 1 under 'batchmean'",
+    other={"n_classes": 3},
+)
 def kd_weight_mean_equal_to_batchmean(n_classes: int = 2, temperature: float = 2.0, seed: int = 0) -> float:
     """Exercise 4: the KD weight under reduction "mean" that gives the loss of weight 1 under
     "batchmean", as the ratio of the two losses on seeded random logits (64 samples)."""
     student_logits, teacher_logits = torch.randn(2, 1, 64, n_classes, generator=torch.Generator().manual_seed(seed))
-    loss = {reduction: kd_loss(student_logits, teacher_logits, temperature=temperature, reduction=reduction).item()
-            for reduction in ("batchmean", "mean")}
+    loss = {
+        reduction: kd_loss(student_logits, teacher_logits, temperature=temperature, reduction=reduction).item()
+        for reduction in ("batchmean", "mean")
+    }
     return loss["batchmean"] / loss["mean"]

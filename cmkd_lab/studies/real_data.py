@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..datasets import PairedDataset
 from ..engine import TrainConfig
@@ -25,8 +25,10 @@ def parse_pairs(pairs: Sequence[str], datasets: Sequence[str]) -> list[tuple[str
     for item in pairs:
         match = PAIR_FORMAT.fullmatch(item)
         if not match or match[2] == match[3]:
-            raise ValueError(f"pairs: {item!r} is not 'dataset:teacher>student' with two different modalities, "
-                             "e.g. 'mine:accel>gyro'")
+            raise ValueError(
+                f"pairs: {item!r} is not 'dataset:teacher>student' with two different modalities, "
+                "e.g. 'mine:accel>gyro'"
+            )
         if match[1] not in datasets:
             raise ValueError(f"pairs: {item!r} names dataset {match[1]!r}, which is not in datasets {list(datasets)}")
         parsed.append((match[1], match[2], match[3]))
@@ -42,8 +44,10 @@ def net_for(data: PairedDataset, modality: str, name: str) -> Architecture:
     an MLP, ``(channels, time)`` a 1-D CNN, ``(channels, height, width)`` a 2-D CNN."""
     shape = data.shape(modality)
     if len(shape) not in NETS_BY_RANK:
-        raise ValueError(f"no net for modality {modality!r} of dataset {name!r}: its samples have shape {shape}; "
-                         "the kit builds nets for vectors, (channels, time) and (channels, height, width)")
+        raise ValueError(
+            f"no net for modality {modality!r} of dataset {name!r}: its samples have shape {shape}; "
+            "the kit builds nets for vectors, (channels, time) and (channels, height, width)"
+        )
     return NETS_BY_RANK[len(shape)]
 
 
@@ -62,8 +66,15 @@ def train_config(tasks: Sequence[Task], *, epochs: int, batch_size: int | None, 
 
 def split_records(tasks: Sequence[Task]) -> list[dict]:
     """Per task: its settings, seed, split sizes and test groups (None without groups), for ``run.json``."""
-    return [{**task.settings, "seed": task.seed, **{f"n_{name}": len(part) for name, part in task.splits.parts().items()},
-             "test_groups": task.splits.test_groups()} for task in tasks]
+    return [
+        {
+            **task.settings,
+            "seed": task.seed,
+            **{f"n_{name}": len(part) for name, part in task.splits.parts().items()},
+            "test_groups": task.splits.test_groups(),
+        }
+        for task in tasks
+    ]
 
 
 def note_small_test_sets(tasks: Sequence[Task]) -> None:
@@ -75,5 +86,7 @@ def note_small_test_sets(tasks: Sequence[Task]) -> None:
         fewest[name] = min(fewest.get(name, len(task.splits.test)), len(task.splits.test))
     for name, n in fewest.items():
         if n < SMALL_TEST_SET:
-            print(f"note: dataset {name!r} has only {n} test samples per split, so its test accuracy moves in "
-                  f"steps of {100 / n:.1f} points; read differences of a few steps as noise (more data or seeds help)")
+            print(
+                f"note: dataset {name!r} has only {n} test samples per split, so its test accuracy moves in "
+                f"steps of {100 / n:.1f} points; read differences of a few steps as noise (more data or seeds help)"
+            )

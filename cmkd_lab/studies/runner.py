@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -65,8 +65,17 @@ class Architecture:
     downsample: str = "pool"
 
     def spec(self, input_shape: tuple[int, ...], n_classes: int) -> ModelSpec:
-        return ModelSpec(self.kind, input_shape, n_classes, tuple(self.hidden), self.kernel_size, self.batch_norm,
-                         self.dropout, self.residual, self.downsample)
+        return ModelSpec(
+            self.kind,
+            input_shape,
+            n_classes,
+            tuple(self.hidden),
+            self.kernel_size,
+            self.batch_norm,
+            self.dropout,
+            self.residual,
+            self.downsample,
+        )
 
 
 Modality = str | tuple[str, ...]
@@ -139,7 +148,7 @@ class StudyRun:
     artifacts: Artifacts = field(default_factory=Artifacts)
 
     @staticmethod
-    def concat(runs: Sequence["StudyRun"]) -> "StudyRun":
+    def concat(runs: Sequence[StudyRun]) -> StudyRun:
         log = RunLog(started=min(r.log.started for r in runs))
         artifacts = Artifacts()
         for run in runs:
@@ -162,14 +171,24 @@ def fit_run(study: str, method: str, result: FitResult, rows: Sequence[dict], **
 
 
 def classifier_run(
-    study: str, method: str, spec: ModelSpec, train: tuple[torch.Tensor, torch.Tensor],
-    test: tuple[torch.Tensor, torch.Tensor], settings: Sequence[dict], *, seeds: Sequence[int], config: TrainConfig,
-    progress: bool | None, tags: Mapping = {}, **options,
+    study: str,
+    method: str,
+    spec: ModelSpec,
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    settings: Sequence[dict],
+    *,
+    seeds: Sequence[int],
+    config: TrainConfig,
+    progress: bool | None,
+    tags: Mapping = {},
+    **options,
 ) -> StudyRun:
     """Students of ``spec`` trained on ``train`` (:func:`~cmkd_lab.systems.train_classifier`
     with ``options``: loss, teacher…), one ``test_acc`` row per model with its ``settings``."""
-    result = train_classifier(spec, *train, seeds=seeds, config=config, progress=progress,
-                              description=f"{study}: {method}", **options)
+    result = train_classifier(
+        spec, *train, seeds=seeds, config=config, progress=progress, description=f"{study}: {method}", **options
+    )
     scores = accuracy(result.predict({"x": test[0]})["student"], test[1]).numpy()
     return fit_run(study, method, result, tidy_rows(study, method, settings, seeds, "test_acc", scores), **tags)
 
@@ -259,17 +278,29 @@ def run_teacher_student(
     def train(method, spec, data, val, group, config, loss=None, teacher=None, modality=None, copies=1, baseline=()):
         """A fit of ``method``'s students: ``copies`` blocks of ``group``, then one No-KD student
         per task of ``baseline`` (cross-entropy alone) in the same fit, returned apart."""
-        system = Distillation(spec, loss or Vanilla(), teacher,
-                              ce_only=[False] * copies * len(group) + [True] * len(baseline))
-        init = _joined([given_init(group, method, spec, copies)] + ([given_init(baseline, "no_kd", spec)] if baseline else []))
-        result = fit(system, data, seeds=[t.seed for t in group] * copies + [t.seed for t in baseline], config=config,
-                     val=val, init=init, progress=progress,
-                     description=f"{study}: {method}" + (" and no_kd" if baseline else ""))
+        system = Distillation(
+            spec, loss or Vanilla(), teacher, ce_only=[False] * copies * len(group) + [True] * len(baseline)
+        )
+        init = _joined(
+            [given_init(group, method, spec, copies)] + ([given_init(baseline, "no_kd", spec)] if baseline else [])
+        )
+        result = fit(
+            system,
+            data,
+            seeds=[t.seed for t in group] * copies + [t.seed for t in baseline],
+            config=config,
+            val=val,
+            init=init,
+            progress=progress,
+            description=f"{study}: {method}" + (" and no_kd" if baseline else ""),
+        )
         parts = {method: result}
         if baseline:
             own = copies * len(group)
-            parts = {"no_kd": result.subset(range(own, own + len(baseline)), wall_time_s=0.0, in_fit_of=method),
-                     method: result.subset(range(own), copies={method: own, "no_kd": len(baseline)})}
+            parts = {
+                "no_kd": result.subset(range(own, own + len(baseline)), wall_time_s=0.0, in_fit_of=method),
+                method: result.subset(range(own), copies={method: own, "no_kd": len(baseline)}),
+            }
         for name, part in parts.items():
             run.artifacts.fits[name].append(part)
             run.log.add(study=study, method=name, modality=modality_label(modality), **part.record)
@@ -300,15 +331,28 @@ def run_teacher_student(
         if needs_teacher:
             spec = teacher_model.spec(tuple(teacher_x["train"].shape[2:]), n_classes)
             y = {p: repeat_models(labels[p], k) for p in parts}
-            teacher = train("teacher", spec, {"x": teacher_x["train"], "y": y["train"]},
-                            {"x": teacher_x["val"], "y": y["val"]} if "val" in parts else None,
-                            group, teacher_config, modality=teacher_modality, copies=k)["teacher"]
+            teacher = train(
+                "teacher",
+                spec,
+                {"x": teacher_x["train"], "y": y["train"]},
+                {"x": teacher_x["val"], "y": y["val"]} if "val" in parts else None,
+                group,
+                teacher_config,
+                modality=teacher_modality,
+                copies=k,
+            )["teacher"]
             teacher_logits = teacher.predict({"x": teacher_x["test"]})["student"]
             if "teacher" in include:
                 for i, v in enumerate(names):
                     block = slice(i * len(group), (i + 1) * len(group))
-                    rows += tidy_rows(study, "teacher", settings_of(group, v), seeds, "test_acc",
-                                      accuracy(teacher_logits[block], labels["test"]).numpy())
+                    rows += tidy_rows(
+                        study,
+                        "teacher",
+                        settings_of(group, v),
+                        seeds,
+                        "test_acc",
+                        accuracy(teacher_logits[block], labels["test"]).numpy(),
+                    )
         student_spec = student_model.spec(tuple(student_x["train"].shape[2:]), n_classes)
         student_logits: dict[str, torch.Tensor] = {}
         # No-KD students this group still needs (one per distinct student data set when shared);
@@ -317,8 +361,14 @@ def run_teacher_student(
         baseline = _untrained(keys, group, no_kd_cache)
         host = next((name for name, loss in losses.items() if loss.hosts_baseline), None) if baseline else None
         if baseline and host is None:
-            alone = train("no_kd", student_spec, *[_stacked(baseline, p, student_modality) for p in ("train", "val")],
-                          baseline, student_config, modality=student_modality)["no_kd"]
+            alone = train(
+                "no_kd",
+                student_spec,
+                *[_stacked(baseline, p, student_modality) for p in ("train", "val")],
+                baseline,
+                student_config,
+                modality=student_modality,
+            )["no_kd"]
             _cache_baseline(no_kd_cache, keys, group, baseline, alone, student_x["test"])
         method_rows = {}
         for name, loss in losses.items():
@@ -328,20 +378,48 @@ def run_teacher_student(
             if loss.needs_teacher:
                 teacher_rows = list(range(k * len(group))) + positions(group, hosted)  # No-KD: variant 0's teacher
                 data["x_teacher"] = teacher_x["train"][teacher_rows]
-                teacher_stack = teacher.modules["student"].subset(teacher_rows) if hosted else teacher.modules["student"]
+                teacher_stack = (
+                    teacher.modules["student"].subset(teacher_rows) if hosted else teacher.modules["student"]
+                )
             val = split_data(student_x.get("val"), labels.get("val"), group, "val", k, hosted)
-            parts = train(name, student_spec, data, val, group, student_config, loss=loss, teacher=teacher_stack,
-                          modality=student_modality, copies=k, baseline=hosted)
+            parts = train(
+                name,
+                student_spec,
+                data,
+                val,
+                group,
+                student_config,
+                loss=loss,
+                teacher=teacher_stack,
+                modality=student_modality,
+                copies=k,
+                baseline=hosted,
+            )
             if hosted:
                 _cache_baseline(no_kd_cache, keys, group, hosted, parts["no_kd"], student_x["test"])
             student_logits[name] = parts[name].predict({"x": repeat_models(student_x["test"], k)})["student"]
-            method_rows[name] = [row for i, v in enumerate(names) for row in tidy_rows(
-                study, name, settings_of(group, v), seeds, "test_acc",
-                accuracy(student_logits[name][i * len(group):(i + 1) * len(group)], labels["test"]).numpy())]
+            method_rows[name] = [
+                row
+                for i, v in enumerate(names)
+                for row in tidy_rows(
+                    study,
+                    name,
+                    settings_of(group, v),
+                    seeds,
+                    "test_acc",
+                    accuracy(student_logits[name][i * len(group) : (i + 1) * len(group)], labels["test"]).numpy(),
+                )
+            ]
         if keys:
             student_logits = {"no_kd": torch.stack([no_kd_cache[key] for key in keys]), **student_logits}
-            rows += tidy_rows(study, "no_kd", settings_of(group, names[0]), seeds, "test_acc",
-                              accuracy(student_logits["no_kd"], labels["test"]).numpy())
+            rows += tidy_rows(
+                study,
+                "no_kd",
+                settings_of(group, names[0]),
+                seeds,
+                "test_acc",
+                accuracy(student_logits["no_kd"], labels["test"]).numpy(),
+            )
         rows += [row for name in losses for row in method_rows[name]]
         for i, v in enumerate(names):
             for j, (task, settings) in enumerate(zip(group, settings_of(group, v))):
@@ -350,7 +428,7 @@ def run_teacher_student(
                 teacher_test = teacher_logits[index] if teacher_logits is not None else None
                 run.artifacts.outputs.append(TaskOutputs(task, v, settings, teacher_test, students))
         for hook in metrics:
-            rows += hook(study, run.artifacts.outputs[-len(names) * len(group):], metric_options or {})
+            rows += hook(study, run.artifacts.outputs[-len(names) * len(group) :], metric_options or {})
     run.table = pd.DataFrame(rows)
     return run
 
@@ -399,8 +477,14 @@ def positions(group: Sequence[Task], tasks: Sequence[Task]) -> list[int]:
     return [where[id(task)] for task in tasks]
 
 
-def _cache_baseline(cache: dict, keys: list[tuple], group: Sequence[Task], trained: Sequence[Task], result: FitResult,
-                    x_test: torch.Tensor) -> None:
+def _cache_baseline(
+    cache: dict,
+    keys: list[tuple],
+    group: Sequence[Task],
+    trained: Sequence[Task],
+    result: FitResult,
+    x_test: torch.Tensor,
+) -> None:
     """Store the test logits of the No-KD students of ``trained`` (tasks of ``group``) by key."""
     index = positions(group, trained)
     logits = result.predict({"x": x_test[index]})["student"]
@@ -425,8 +509,19 @@ def score_hook(metric: str) -> MetricHook:
     def hook(study: str, outputs: Sequence[TaskOutputs], options: Mapping) -> list[dict]:
         labels = torch.stack([o.task.splits.test.labels for o in outputs])
         methods = (["teacher"] if outputs[0].teacher is not None else []) + list(outputs[0].students)
-        return [row for method in methods for row in tidy_rows(
-            study, method, [o.settings for o in outputs], [o.task.seed for o in outputs], f"test_{metric}",
-            score(torch.stack([o.teacher if method == "teacher" else o.students[method] for o in outputs]), labels).tolist())]
+        return [
+            row
+            for method in methods
+            for row in tidy_rows(
+                study,
+                method,
+                [o.settings for o in outputs],
+                [o.task.seed for o in outputs],
+                f"test_{metric}",
+                score(
+                    torch.stack([o.teacher if method == "teacher" else o.students[method] for o in outputs]), labels
+                ).tolist(),
+            )
+        ]
 
     return hook

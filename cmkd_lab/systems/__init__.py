@@ -15,6 +15,20 @@ from .representation import ContrastiveSSL, EmbeddingDistillation, EncoderClassi
 from .discom import DISCOM_TERMS, MODALITY_TARGETS, DisCoM, FeatureEncoder, modality_loss
 from .sumfusion import SumFusion
 
-__all__ = ["TEACHER_PREFIX", "Distillation", "teacher_outputs", "train_classifier", "JointAgreement", "ContrastiveSSL",
-           "EmbeddingDistillation", "EncoderClassifier", "two_views", "DISCOM_TERMS", "MODALITY_TARGETS", "DisCoM",
-           "FeatureEncoder", "modality_loss", "SumFusion"]
+__all__ = [
+    "TEACHER_PREFIX",
+    "Distillation",
+    "teacher_outputs",
+    "train_classifier",
+    "JointAgreement",
+    "ContrastiveSSL",
+    "EmbeddingDistillation",
+    "EncoderClassifier",
+    "two_views",
+    "DISCOM_TERMS",
+    "MODALITY_TARGETS",
+    "DisCoM",
+    "FeatureEncoder",
+    "modality_loss",
+    "SumFusion",
+]

@@ -5,8 +5,8 @@ discriminator behind gradient reversal."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -98,7 +98,9 @@ class DisCoM(System):
         if len(classes) != 1:
             raise ValueError(f"every modality's spec must have the same n_classes, got {sorted(classes)}")
         if self.modality_targets not in MODALITY_TARGETS:
-            raise ValueError(f"unknown modality_targets {self.modality_targets!r}; valid: {', '.join(MODALITY_TARGETS)}")
+            raise ValueError(
+                f"unknown modality_targets {self.modality_targets!r}; valid: {', '.join(MODALITY_TARGETS)}"
+            )
         if self.width < 1:
             raise ValueError(f"width must be >= 1, got {self.width}")
 
@@ -117,8 +119,14 @@ class DisCoM(System):
             makers[f"invariant_{m}"] = lambda spec=spec: FeatureEncoder(_with_outputs(spec, width), project=True)
             makers[f"specific_{m}"] = lambda spec=spec: FeatureEncoder(_with_outputs(spec, 2 * width))
             makers[f"classifier_{m}"] = lambda: Dense(2 * width, self.n_classes)
-        makers.update({"auxiliary": lambda: Dense(width, self.n_classes), "discriminator": lambda: Dense(width, k),
-                       "modality_d": lambda: Dense(width, k), "modality_u": lambda: Dense(width, k)})
+        makers.update(
+            {
+                "auxiliary": lambda: Dense(width, self.n_classes),
+                "discriminator": lambda: Dense(width, k),
+                "modality_d": lambda: Dense(width, k),
+                "modality_u": lambda: Dense(width, k),
+            }
+        )
         return build_seeded(makers, seed, {name: 1_000_003 * i for i, name in enumerate(makers)})
 
     def features(self, modules, modality: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -136,18 +144,30 @@ class DisCoM(System):
             logits = modules[f"classifier_{m}"](torch.cat([s, d], dim=-1))
             outputs[m] = logits
             sums["cl"] = sums["cl"] + cross_entropy(logits, y)
-            sums["aux"] = sums["aux"] + cross_entropy(modules["auxiliary"](s), y) + cross_entropy(modules["auxiliary"](d), y)
-            sums["mod"] = sums["mod"] + 0.5 * (modality_loss(modules["modality_d"](d), i, self.modality_targets)
-                                               + modality_loss(modules["modality_u"](u), i, self.modality_targets))
-            sums["adv"] = sums["adv"] + modality_loss(modules["discriminator"](gradient_reversal(s, self.grl_scale)), i,
-                                                      self.modality_targets)
-            sums["orth"] = sums["orth"] + F.cosine_similarity(d, u, dim=-1).mean(-1) + F.cosine_similarity(d, s, dim=-1).mean(-1)
+            sums["aux"] = (
+                sums["aux"] + cross_entropy(modules["auxiliary"](s), y) + cross_entropy(modules["auxiliary"](d), y)
+            )
+            sums["mod"] = sums["mod"] + 0.5 * (
+                modality_loss(modules["modality_d"](d), i, self.modality_targets)
+                + modality_loss(modules["modality_u"](u), i, self.modality_targets)
+            )
+            sums["adv"] = sums["adv"] + modality_loss(
+                modules["discriminator"](gradient_reversal(s, self.grl_scale)), i, self.modality_targets
+            )
+            sums["orth"] = (
+                sums["orth"] + F.cosine_similarity(d, u, dim=-1).mean(-1) + F.cosine_similarity(d, s, dim=-1).mean(-1)
+            )
         k = len(self.modalities)
         return StepResult(outputs, {term: value / k for term, value in sums.items()})
 
     def weights(self):
-        return {"cl": self.cl_weight, "aux": self.aux_weight, "mod": self.mod_weight, "adv": self.adv_weight,
-                "orth": self.orth_weight}
+        return {
+            "cl": self.cl_weight,
+            "aux": self.aux_weight,
+            "mod": self.mod_weight,
+            "adv": self.adv_weight,
+            "orth": self.orth_weight,
+        }
 
     def heads(self):
         return {m: Head(f"y.{m}", (f"invariant_{m}", f"specific_{m}", f"classifier_{m}")) for m in self.modalities}
@@ -160,6 +180,11 @@ class DisCoM(System):
         return out
 
     def config(self):
-        return {"system": "discom", "specs": {m: _spec_record(s) for m, s in self.specs.items()}, "width": self.width,
-                **{f"{term}_weight": getattr(self, f"{term}_weight") for term in DISCOM_TERMS},
-                "grl_scale": self.grl_scale, "modality_targets": self.modality_targets}
+        return {
+            "system": "discom",
+            "specs": {m: _spec_record(s) for m, s in self.specs.items()},
+            "width": self.width,
+            **{f"{term}_weight": getattr(self, f"{term}_weight") for term in DISCOM_TERMS},
+            "grl_scale": self.grl_scale,
+            "modality_targets": self.modality_targets,
+        }

@@ -13,8 +13,8 @@ Data keys: ``x`` (student input), ``y`` (labels), ``x_teacher`` (the teacher's i
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
 import torch
 
@@ -45,8 +45,10 @@ class Distillation(System):
     def __post_init__(self):
         self.frozen = {"teacher": self.teacher} if (self.teacher is not None and not self.cache_teacher) else {}
         if any(self.ce_only) and not self.loss.hosts_baseline:
-            raise ValueError(f"loss {self.loss.name!r} cannot host cross-entropy-only copies (its terms are not known "
-                             "to be finite for any inputs); train the No-KD students in a fit of their own")
+            raise ValueError(
+                f"loss {self.loss.name!r} cannot host cross-entropy-only copies (its terms are not known "
+                "to be finite for any inputs); train the No-KD students in a fit of their own"
+            )
 
     def build(self, seed):
         student = build_model(self.spec, seed)
@@ -65,15 +67,22 @@ class Distillation(System):
     def prepare(self, data, frozen):
         if self.loss.needs_teacher and f"{TEACHER_PREFIX}logits" not in data:
             if self.teacher is None or "x_teacher" not in data:
-                raise ValueError(f"loss {self.loss.name!r} distils from a teacher: pass teacher= and data['x_teacher'] "
-                                 "(or the teacher's outputs as data['teacher.logits'])")
+                raise ValueError(
+                    f"loss {self.loss.name!r} distils from a teacher: pass teacher= and data['x_teacher'] "
+                    "(or the teacher's outputs as data['teacher.logits'])"
+                )
             if self.cache_teacher:
-                data.update(teacher_outputs(self.teacher.to(data["x_teacher"].device), data["x_teacher"],
-                                            self.loss.teacher_layers))
+                data.update(
+                    teacher_outputs(
+                        self.teacher.to(data["x_teacher"].device), data["x_teacher"], self.loss.teacher_layers
+                    )
+                )
         if "y" in data and int(data["y"].max()) >= self.spec.n_classes:
             raise ValueError(f"labels must lie in 0..{self.spec.n_classes - 1} for a {self.spec.n_classes}-class model")
         if tuple(data["x"].shape[2:]) != self.spec.input_shape:
-            raise ValueError(f"inputs have sample shape {tuple(data['x'].shape[2:])} but the model expects {self.spec.input_shape}")
+            raise ValueError(
+                f"inputs have sample shape {tuple(data['x'].shape[2:])} but the model expects {self.spec.input_shape}"
+            )
         return data
 
     def step(self, modules, batch):
@@ -84,7 +93,9 @@ class Distillation(System):
                 teacher_features = {layer: batch[TEACHER_PREFIX + layer] for layer in self.loss.teacher_layers}
             else:
                 with torch.no_grad():
-                    teacher_logits, teacher_features = modules["teacher"](batch["x_teacher"], features=self.loss.teacher_layers)
+                    teacher_logits, teacher_features = modules["teacher"](
+                        batch["x_teacher"], features=self.loss.teacher_layers
+                    )
         else:
             teacher_logits, teacher_features = None, {}
         out = StepOutputs(logits, features, teacher_logits, teacher_features, batch.get("y"))
@@ -104,9 +115,13 @@ class Distillation(System):
         return {"student": modules["student"](batch["x"])[0]}
 
     def config(self):
-        return {"system": "distillation", "spec": _spec_record(self.spec), "loss": self.loss.config(),
-                "teacher": _spec_record(self.teacher.spec) if self.teacher is not None else None,
-                **({"ce_only_copies": int(sum(self.ce_only))} if any(self.ce_only) else {})}
+        return {
+            "system": "distillation",
+            "spec": _spec_record(self.spec),
+            "loss": self.loss.config(),
+            "teacher": _spec_record(self.teacher.spec) if self.teacher is not None else None,
+            **({"ce_only_copies": int(sum(self.ce_only))} if any(self.ce_only) else {}),
+        }
 
 
 def _where_ce_only(only: torch.Tensor, weight: float | Sequence[float] | Ramp, value: float) -> torch.Tensor | Ramp:
@@ -118,8 +133,10 @@ def _where_ce_only(only: torch.Tensor, weight: float | Sequence[float] | Ramp, v
         return Ramp(_where_ce_only(only, weight.value, value), weight.epochs)
     own = torch.as_tensor(weight, dtype=torch.float32)
     if own.dim() and own.shape != (int((~only).sum()),):
-        raise ValueError(f"a per-copy weight needs one value per copy that is not cross-entropy-only "
-                         f"({int((~only).sum())}), got {tuple(own.shape)}")
+        raise ValueError(
+            f"a per-copy weight needs one value per copy that is not cross-entropy-only "
+            f"({int((~only).sum())}), got {tuple(own.shape)}"
+        )
     per_copy = torch.full((len(only),), value)
     per_copy[~only] = own
     return per_copy
@@ -165,8 +182,16 @@ def train_classifier(
     if val is not None:
         val_data = {"x": broadcast_models(val[0], n_models, rank), "y": _labels(val[1], n_models)}
     system = Distillation(spec, loss, teacher)
-    return fit(system, data, seeds=seeds, config=config, val=val_data, init=None if init is None else {"student": init},
-               progress=progress, description=description)
+    return fit(
+        system,
+        data,
+        seeds=seeds,
+        config=config,
+        val=val_data,
+        init=None if init is None else {"student": init},
+        progress=progress,
+        description=description,
+    )
 
 
 def _labels(y: torch.Tensor, n_models: int) -> torch.Tensor:

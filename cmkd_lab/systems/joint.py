@@ -26,8 +26,11 @@ class JointAgreement(System):
     def step(self, modules, batch):
         logits_a, _ = modules["teacher"](batch["x_a"])
         logits_b, _ = modules["student"](batch["x_b"])
-        terms = {"ce_a": cross_entropy(logits_a, batch["y"]), "ce_b": cross_entropy(logits_b, batch["y"]),
-                 "mse": ((logits_a - logits_b) ** 2).mean()}
+        terms = {
+            "ce_a": cross_entropy(logits_a, batch["y"]),
+            "ce_b": cross_entropy(logits_b, batch["y"]),
+            "mse": ((logits_a - logits_b) ** 2).mean(),
+        }
         return StepResult({"logits_a": logits_a, "logits_b": logits_b}, terms)
 
     def weights(self):
@@ -40,5 +43,9 @@ class JointAgreement(System):
         return {"teacher": modules["teacher"](batch["x_a"])[0], "student": modules["student"](batch["x_b"])[0]}
 
     def config(self):
-        return {"system": "joint_agreement", "teacher": _spec_record(self.teacher_spec),
-                "student": _spec_record(self.student_spec), "agreement_weight": self.agreement_weight}
+        return {
+            "system": "joint_agreement",
+            "teacher": _spec_record(self.teacher_spec),
+            "student": _spec_record(self.student_spec),
+            "agreement_weight": self.agreement_weight,
+        }

@@ -53,12 +53,17 @@ class ContrastiveSSL(System):
 
     def build(self, seed):
         width = self.encoder.n_classes
-        return build_seeded({"encoder": lambda: Net(self.encoder), "projector": lambda: Dense(width, width)},
-                            seed, {"projector": 1_000_003})
+        return build_seeded(
+            {"encoder": lambda: Net(self.encoder), "projector": lambda: Dense(width, width)},
+            seed,
+            {"projector": 1_000_003},
+        )
 
     def step(self, modules, batch):
         project = lambda x: modules["projector"](modules["encoder"](x)[0])  # noqa: E731
-        return StepResult({}, {"infonce": cmc_loss(project(batch["x.view1"]), project(batch["x.view2"]), self.temperature)})
+        return StepResult(
+            {}, {"infonce": cmc_loss(project(batch["x.view1"]), project(batch["x.view2"]), self.temperature)}
+        )
 
     def config(self):
         return {"system": "contrastive_ssl", "encoder": _spec_record(self.encoder), "temperature": self.temperature}
@@ -74,7 +79,10 @@ class EmbeddingDistillation(System):
     teacher_dim: int
 
     def build(self, seed):
-        return {"encoder": build_model(self.encoder, seed), **self.loss.modules(self.encoder.n_classes, self.teacher_dim, seed)}
+        return {
+            "encoder": build_model(self.encoder, seed),
+            **self.loss.modules(self.encoder.n_classes, self.teacher_dim, seed),
+        }
 
     def step(self, modules, batch):
         student = modules["encoder"](batch["x"])[0]
@@ -96,8 +104,11 @@ class EncoderClassifier(System):
     n_classes: int
 
     def build(self, seed):
-        return build_seeded({"encoder": lambda: Net(self.encoder),
-                             "head": lambda: Dense(self.encoder.n_classes, self.n_classes)}, seed, {"head": 2_000_003})
+        return build_seeded(
+            {"encoder": lambda: Net(self.encoder), "head": lambda: Dense(self.encoder.n_classes, self.n_classes)},
+            seed,
+            {"head": 2_000_003},
+        )
 
     def step(self, modules, batch):
         logits = self._logits(modules, batch)

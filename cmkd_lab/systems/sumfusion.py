@@ -23,8 +23,10 @@ class SumFusion(System):
 
     def build(self, seed):
         n_classes = next(iter(self.specs.values())).n_classes
-        makers = {f"encoder_{m}": lambda spec=spec: FeatureEncoder(_with_outputs(spec, self.width))
-                  for m, spec in self.specs.items()}
+        makers = {
+            f"encoder_{m}": lambda spec=spec: FeatureEncoder(_with_outputs(spec, self.width))
+            for m, spec in self.specs.items()
+        }
         makers["classifier"] = lambda: Dense(self.width, n_classes)
         return build_seeded(makers, seed, {name: 1_000_003 * i for i, name in enumerate(makers)})
 
@@ -43,4 +45,8 @@ class SumFusion(System):
         return {"fusion": self._logits(modules, batch)}
 
     def config(self):
-        return {"system": "sum_fusion", "specs": {m: _spec_record(s) for m, s in self.specs.items()}, "width": self.width}
+        return {
+            "system": "sum_fusion",
+            "specs": {m: _spec_record(s) for m, s in self.specs.items()},
+            "width": self.width,
+        }

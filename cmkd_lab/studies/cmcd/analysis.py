@@ -30,8 +30,10 @@ CLAIM_STAGE = "finetune"  # our reading: the paper's Sketchy numbers are those o
 BEATS_BEST_BASELINE = {
     method: claims.Claim(
         claim=f"{method.upper()} beats the best baseline after fine-tuning (the paper: by 1–3 points)",
-        source="CMCD abstract; Sketchy top-1 (papers.md §3)", kind="paper",
-        quantity=f"test accuracy, {method} − best baseline, fine-tuned, paired by seed", unit="points",
+        source="CMCD abstract; Sketchy top-1 (papers.md §3)",
+        kind="paper",
+        quantity=f"test accuracy, {method} − best baseline, fine-tuned, paired by seed",
+        unit="points",
         prediction="> 0",
         sesoi=1.0,  # one accuracy point: the smallest gain a distillation paper reports, the paper's own from 1.3
     )
@@ -43,8 +45,10 @@ BEATS_BEST_BASELINE = {
 DISTANCE_TRACKS_ERROR = {
     distance: claims.Claim(
         claim=f"a larger estimated modality distance ({DISTANCE_NAMES[distance]}), a larger target error",
-        source="kit (CMCD §3 argues it from its bound, with no measurement)", kind="finding",
-        quantity=f"Spearman ρ({distance}, target test error) of the probed distilled encoders", unit="Spearman ρ",
+        source="kit (CMCD §3 argues it from its bound, with no measurement)",
+        kind="finding",
+        quantity=f"Spearman ρ({distance}, target test error) of the probed distilled encoders",
+        unit="Spearman ρ",
         prediction="> 0",
         sesoi=0.1,  # Cohen's small correlation: a weaker monotone link would carry no argument
     )
@@ -54,8 +58,12 @@ DISTANCE_TRACKS_ERROR = {
 # measures something else.
 DISTANCE_FOLLOWS_KNOB = {
     distance: claims.Claim(
-        claim=f"the estimated modality distance ({DISTANCE_NAMES[distance]}) grows with α", source="kit", kind="check",
-        quantity=f"Spearman ρ({distance}, α) of the probed distilled encoders", unit="Spearman ρ", prediction="> 0",
+        claim=f"the estimated modality distance ({DISTANCE_NAMES[distance]}) grows with α",
+        source="kit",
+        kind="check",
+        quantity=f"Spearman ρ({distance}, α) of the probed distilled encoders",
+        unit="Spearman ρ",
+        prediction="> 0",
         sesoi=0.1,  # as above
     )
     for distance in DISTANCES
@@ -78,8 +86,16 @@ def margins(table: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     rows = []
     for setting, method, best, per_seed in _margin_pairs(table, by):
         difference = 100 * (per_seed[method] - per_seed[best])
-        rows.append({**setting, "method": method, "best_baseline": best, "margin": difference.mean(),
-                     "margin_std": difference.std(ddof=1) if len(difference) > 1 else 0.0, "n_seeds": len(difference)})
+        rows.append(
+            {
+                **setting,
+                "method": method,
+                "best_baseline": best,
+                "margin": difference.mean(),
+                "margin_std": difference.std(ddof=1) if len(difference) > 1 else 0.0,
+                "n_seeds": len(difference),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -100,16 +116,22 @@ def paper_vs_kit(margin: pd.DataFrame, stage: str = CLAIM_STAGE) -> pd.DataFrame
     (for reading: the verdicts are the claims')."""
     settings = [c for c in margin.columns if c not in _MARGIN_VALUES]
     part = margin[margin["stage"] == stage]
-    return pd.DataFrame({
-        "setting": [setting_label(row, settings) for _, row in part.iterrows()],
-        "method": part["method"].str.upper().tolist(),
-        "paper: Sketchy top-1 margin": [f"{PAPER_SKETCHY[m] - PAPER_SKETCHY['best baseline']:+.2f} "
-                                        f"({PAPER_SKETCHY[m]:.2f} vs {PAPER_SKETCHY['best baseline']:.2f})"
-                                        for m in part["method"]],
-        f"kit: margin ({stage})": [f"{mean:+.2f} ± {std:.2f} (n = {n})" for mean, std, n in
-                                   zip(part["margin"], part["margin_std"], part["n_seeds"])],
-        "kit: best baseline": part["best_baseline"].tolist(),
-    })
+    return pd.DataFrame(
+        {
+            "setting": [setting_label(row, settings) for _, row in part.iterrows()],
+            "method": part["method"].str.upper().tolist(),
+            "paper: Sketchy top-1 margin": [
+                f"{PAPER_SKETCHY[m] - PAPER_SKETCHY['best baseline']:+.2f} "
+                f"({PAPER_SKETCHY[m]:.2f} vs {PAPER_SKETCHY['best baseline']:.2f})"
+                for m in part["method"]
+            ],
+            f"kit: margin ({stage})": [
+                f"{mean:+.2f} ± {std:.2f} (n = {n})"
+                for mean, std, n in zip(part["margin"], part["margin_std"], part["n_seeds"])
+            ],
+            "kit: best baseline": part["best_baseline"].tolist(),
+        }
+    )
 
 
 def distance_points(table: pd.DataFrame, stage: str = "probe", methods=DISTILLERS) -> pd.DataFrame:
@@ -148,8 +170,13 @@ def distillation_gain(table: pd.DataFrame, by: list[str], method: str = "cmd") -
         if not {method, RANDOM_ENCODER[key[-1]]} <= set(per_seed.columns):
             continue
         difference = 100 * (per_seed[method] - per_seed[RANDOM_ENCODER[key[-1]]])
-        rows.append({**dict(zip([*by, "stage"], key)), "gain": difference.mean(),
-                     "gain_std": difference.std(ddof=1) if len(difference) > 1 else 0.0})
+        rows.append(
+            {
+                **dict(zip([*by, "stage"], key)),
+                "gain": difference.mean(),
+                "gain_std": difference.std(ddof=1) if len(difference) > 1 else 0.0,
+            }
+        )
     return pd.DataFrame(rows).pivot(index=by, columns="stage", values=["gain", "gain_std"])
 
 
@@ -177,12 +204,14 @@ def setting_label(row: pd.Series, columns: list[str]) -> str:
     ``"α = 0.25"``-style items."""
     if set(PAIR_COLUMNS) <= set(columns):
         return f"{row['dataset']}: {row['source']} → {row['target']}"
-    return ", ".join(f"{_name(c)} = {row[c]:g}" if isinstance(row[c], numbers.Number) else f"{_name(c)} = {row[c]}"
-                     for c in columns)
+    return ", ".join(
+        f"{_name(c)} = {row[c]:g}" if isinstance(row[c], numbers.Number) else f"{_name(c)} = {row[c]}" for c in columns
+    )
 
 
-def margin_claims(table: pd.DataFrame, by: list[str], n_classes: int | Mapping[str, int],
-                  stage: str = CLAIM_STAGE) -> list[dict]:
+def margin_claims(
+    table: pd.DataFrame, by: list[str], n_classes: int | Mapping[str, int], stage: str = CLAIM_STAGE
+) -> list[dict]:
     """:data:`BEATS_BEST_BASELINE` per setting of ``by`` and distiller at ``stage``: each seed's
     distiller − best baseline accuracy, in points. ``n_classes`` is the number of classes (per
     ``dataset`` when a mapping); a comparison where either side's mean test accuracy is within the
@@ -192,11 +221,15 @@ def margin_claims(table: pd.DataFrame, by: list[str], n_classes: int | Mapping[s
         classes = n_classes[setting["dataset"]] if isinstance(n_classes, Mapping) else n_classes
         means = per_seed[[method, best]].mean()
         at_chance = [name for name in (method, best) if means[name] <= 1 / classes + CHANCE_ACCURACY_MARGIN]
-        note = "; ".join(f"{name}: test accuracy {100 * means[name]:.1f} %, chance {100 / classes:.1f} %"
-                         for name in at_chance)
+        note = "; ".join(
+            f"{name}: test accuracy {100 * means[name]:.1f} %, chance {100 / classes:.1f} %" for name in at_chance
+        )
         label = f"{setting_label(pd.Series(setting), by)} vs {best}"
-        rows.append(BEATS_BEST_BASELINE[method].judge(100 * (per_seed[method] - per_seed[best]), setting=label,
-                                                      at_chance=bool(at_chance), note=note))
+        rows.append(
+            BEATS_BEST_BASELINE[method].judge(
+                100 * (per_seed[method] - per_seed[best]), setting=label, at_chance=bool(at_chance), note=note
+            )
+        )
     return rows
 
 
@@ -204,25 +237,40 @@ def distance_claims(points: pd.DataFrame, *, within: str | None, units: str, set
     """:data:`DISTANCE_TRACKS_ERROR` for each distance estimate: Spearman ρ with the target error,
     taken within each value of the column ``within`` (a knob that drives both; None: across all
     points), the column ``units`` naming the independent units (resampled whole)."""
-    return [_correlation_row(DISTANCE_TRACKS_ERROR[d], points[d], points["test_error"], points, within, units, setting)
-            for d in DISTANCES]
+    return [
+        _correlation_row(DISTANCE_TRACKS_ERROR[d], points[d], points["test_error"], points, within, units, setting)
+        for d in DISTANCES
+    ]
 
 
 def knob_claims(points: pd.DataFrame, knob: str = "alpha", units: str = "seed") -> list[dict]:
     """:data:`DISTANCE_FOLLOWS_KNOB` for each distance estimate: Spearman ρ with ``knob``, the
     column ``units`` naming the independent units."""
-    return [_correlation_row(DISTANCE_FOLLOWS_KNOB[d], points[d], points[knob], points, None, units,
-                             f"across {_name(knob)}") for d in DISTANCES]
+    return [
+        _correlation_row(
+            DISTANCE_FOLLOWS_KNOB[d], points[d], points[knob], points, None, units, f"across {_name(knob)}"
+        )
+        for d in DISTANCES
+    ]
 
 
-def _correlation_row(claim: claims.Claim, x: pd.Series, y: pd.Series, points: pd.DataFrame, within: str | None,
-                     units: str, setting: str) -> dict:
+def _correlation_row(
+    claim: claims.Claim, x: pd.Series, y: pd.Series, points: pd.DataFrame, within: str | None, units: str, setting: str
+) -> dict:
     n_units = points[units].nunique()
-    note = (f"{n_units} {units}{'' if n_units == 1 else 's'}: a bootstrap interval needs {MIN_BOOTSTRAP_UNITS} or more"
-            if n_units < MIN_BOOTSTRAP_UNITS else "")
-    return claim.judge_correlation(x.to_numpy(float), y.to_numpy(float), clusters=points[units].to_numpy(),
-                                   strata=None if within is None else points[within].to_numpy(), setting=setting,
-                                   note=note)
+    note = (
+        f"{n_units} {units}{'' if n_units == 1 else 's'}: a bootstrap interval needs {MIN_BOOTSTRAP_UNITS} or more"
+        if n_units < MIN_BOOTSTRAP_UNITS
+        else ""
+    )
+    return claim.judge_correlation(
+        x.to_numpy(float),
+        y.to_numpy(float),
+        clusters=points[units].to_numpy(),
+        strata=None if within is None else points[within].to_numpy(),
+        setting=setting,
+        note=note,
+    )
 
 
 def claim_line(row: Mapping) -> str:
@@ -244,16 +292,31 @@ def accuracy_figure(table: pd.DataFrame, x: str, title: str = "", x_title: str |
     return fig
 
 
-def distance_figure(points: pd.DataFrame, color: str, claim_row: Mapping, distance: str = "tv_lower_bound",
-                    title: str = "Target error against the estimated modality distance") -> go.Figure:
+def distance_figure(
+    points: pd.DataFrame,
+    color: str,
+    claim_row: Mapping,
+    distance: str = "tv_lower_bound",
+    title: str = "Target error against the estimated modality distance",
+) -> go.Figure:
     """One marker per (method, setting, seed): the estimated distance against the target test
     error; the subtitle is the judged claim (:func:`claim_line`)."""
     fig = go.Figure()
     for i, (name, part) in enumerate(points.groupby(color, sort=True)):
-        fig.add_trace(go.Scatter(x=part[distance].tolist(), y=(100 * part["test_error"]).tolist(), mode="markers",
-                                 name=f"{color} {figures.display_name(name)}", text=part["method"].tolist(),
-                                 marker=dict(color=figures.color_for(str(name), i))))
-    fig = figures.style(fig, f"{title}<br><sup>{claim_line(claim_row)}</sup>",
-                        "TV lower bound |2·acc − 1| (domain classifier)" if distance == "tv_lower_bound" else "MMD²",
-                        "target test error (%)")
+        fig.add_trace(
+            go.Scatter(
+                x=part[distance].tolist(),
+                y=(100 * part["test_error"]).tolist(),
+                mode="markers",
+                name=f"{color} {figures.display_name(name)}",
+                text=part["method"].tolist(),
+                marker=dict(color=figures.color_for(str(name), i)),
+            )
+        )
+    fig = figures.style(
+        fig,
+        f"{title}<br><sup>{claim_line(claim_row)}</sup>",
+        "TV lower bound |2·acc − 1| (domain classifier)" if distance == "tv_lower_bound" else "MMD²",
+        "target test error (%)",
+    )
     return fig

@@ -36,14 +36,22 @@ def _cmd_probe_change(n_paired: int, n_runs: int, change: tuple) -> pd.DataFrame
     return probe.assign(**{"changed − defaults": probe["changed"] - probe["defaults"]})
 
 
-@course.exercise(SYNTHETIC, "queue_gain", what="CMD probe accuracy, queue of anchors − batch anchors, M = 50 (points)",
-                 other={"queue_size": 64})
+@course.exercise(
+    SYNTHETIC,
+    "queue_gain",
+    what="CMD probe accuracy, queue of anchors − batch anchors, M = 50 (points)",
+    other={"queue_size": 64},
+)
 def queue_gain(queue_size: int = 256, n_paired: int = 50, n_runs: int = 2) -> float:
     return float(cmd_probe_change(n_paired, n_runs, queue_size=queue_size)["changed − defaults"].mean())
 
 
-@course.exercise(SYNTHETIC, "warmer_teacher_gain", what="CMD probe accuracy, warmer teacher − teacher at 0.05 (points)",
-                 other={"teacher_temperature": 0.2})
+@course.exercise(
+    SYNTHETIC,
+    "warmer_teacher_gain",
+    what="CMD probe accuracy, warmer teacher − teacher at 0.05 (points)",
+    other={"teacher_temperature": 0.2},
+)
 def warmer_teacher_gain(teacher_temperature: float = 0.1, n_paired: int = 50, n_runs: int = 2) -> float:
     change = cmd_probe_change(n_paired, n_runs, cmd_teacher_temperature=teacher_temperature)
     return float(change["changed − defaults"].mean())
@@ -53,8 +61,9 @@ def warmer_teacher_gain(teacher_temperature: float = 0.1, n_paired: int = 50, n_
 def alpha_study(n_paired: int = 200, n_labeled: int = 160, n_runs: int = 2) -> pd.DataFrame:
     """The tidy table of CMD, CMC, L2 and fine-tuning from scratch at α = 0, 0.5 and 1, with M =
     ``n_paired`` and m = ``n_labeled`` (short stages). Cached: do not modify it."""
-    setting = synthetic.CMCDParameters.create(n_paired=n_paired, n_labeled=n_labeled, n_runs=n_runs, **ALPHA_STUDY,
-                                              **SYNTHETIC_SCALE)
+    setting = synthetic.CMCDParameters.create(
+        n_paired=n_paired, n_labeled=n_labeled, n_runs=n_runs, **ALPHA_STUDY, **SYNTHETIC_SCALE
+    )
     return synthetic.run(setting, progress=False, methods=ALPHA_METHODS).table
 
 
@@ -64,15 +73,20 @@ def mmd_orders_alpha_better_by(n_paired: int = 200, n_labeled: int = 160, n_runs
     return float(order.loc["mmd", "rho"] - order.loc["tv_lower_bound", "rho"])
 
 
-@course.exercise(SYNTHETIC, "tv_bound_at_alpha", what="mean TV lower bound of the distilled encoders at α = 0",
-                 other={"alpha": 0.5})
+@course.exercise(
+    SYNTHETIC, "tv_bound_at_alpha", what="mean TV lower bound of the distilled encoders at α = 0", other={"alpha": 0.5}
+)
 def tv_bound_at_alpha(alpha: float = 0.0, n_paired: int = 200, n_labeled: int = 160, n_runs: int = 2) -> float:
     points = analysis.distance_points(alpha_study(n_paired, n_labeled, n_runs))
     return float(points.loc[points["alpha"] == alpha, "tv_lower_bound"].mean())
 
 
-@course.exercise(SYNTHETIC, "scratch_lead", what="largest over α of fine-tuning from scratch − the best distilled "
-                 "encoder, m = 160 (points)", other={"n_labeled": 40})
+@course.exercise(
+    SYNTHETIC,
+    "scratch_lead",
+    what="largest over α of fine-tuning from scratch − the best distilled encoder, m = 160 (points)",
+    other={"n_labeled": 40},
+)
 def scratch_lead(n_paired: int = 200, n_labeled: int = 160, n_runs: int = 2) -> float:
     return float(analysis.scratch_gap(alpha_study(n_paired, n_labeled, n_runs), ["alpha"]).max())
 
@@ -91,14 +105,22 @@ def _gain_shrink(stage: str, few: int, many: int, n_runs: int) -> float:
     return float(gain.loc[few, ("gain", stage)] - gain.loc[many, ("gain", stage)])
 
 
-@course.exercise(REAL, "probe_gain_shrinks_by", what="CMD's probe gain over a random encoder, 5 − 50 labels per "
-                 "class (points)", other={"many": 20})
+@course.exercise(
+    REAL,
+    "probe_gain_shrinks_by",
+    what="CMD's probe gain over a random encoder, 5 − 50 labels per class (points)",
+    other={"many": 20},
+)
 def probe_gain_shrinks_by(few: int = 5, many: int = 50, n_runs: int = 2) -> float:
     return _gain_shrink("probe", few, many, n_runs)
 
 
-@course.exercise(REAL, "finetune_gain_shrinks_by", what="CMD's fine-tuned gain over fine-tuning from scratch, 5 − 50 "
-                 "labels per class (points)", other={"many": 20})
+@course.exercise(
+    REAL,
+    "finetune_gain_shrinks_by",
+    what="CMD's fine-tuned gain over fine-tuning from scratch, 5 − 50 labels per class (points)",
+    other={"many": 20},
+)
 def finetune_gain_shrinks_by(few: int = 5, many: int = 50, n_runs: int = 2) -> float:
     return _gain_shrink("finetune", few, many, n_runs)
 
@@ -107,18 +129,27 @@ def finetune_gain_shrinks_by(few: int = 5, many: int = 50, n_runs: int = 2) -> f
 def source_gain(source: str = "morphological", target: str = "pixels", n_runs: int = 2) -> pd.DataFrame:
     """:func:`.analysis.distillation_gain` of CMD from mfeat's ``source`` view into its ``target``
     view (5 labels per class). Cached: do not modify it."""
-    setting = real.CMCDRealParameters.create(datasets=["mfeat"], pairs=[f"mfeat:{source}>{target}"], n_runs=n_runs,
-                                             **REAL_SCALE)
+    setting = real.CMCDRealParameters.create(
+        datasets=["mfeat"], pairs=[f"mfeat:{source}>{target}"], n_runs=n_runs, **REAL_SCALE
+    )
     return analysis.distillation_gain(real.run(setting, progress=False, methods=GAIN_METHODS).table, ["dataset"])
 
 
-@course.exercise(REAL, "weak_source_probe_gain", what="CMD from morphological, probe gain over a random pixel "
-                 "encoder (points)", other={"source": "zernike"})
+@course.exercise(
+    REAL,
+    "weak_source_probe_gain",
+    what="CMD from morphological, probe gain over a random pixel encoder (points)",
+    other={"source": "zernike"},
+)
 def weak_source_probe_gain(source: str = "morphological", target: str = "pixels", n_runs: int = 2) -> float:
     return float(source_gain(source, target, n_runs).loc["mfeat", ("gain", "probe")])
 
 
-@course.exercise(REAL, "weak_source_finetune_gain", what="CMD from morphological, fine-tuned gain over fine-tuning "
-                 "from scratch (points)", other={"source": "zernike"})
+@course.exercise(
+    REAL,
+    "weak_source_finetune_gain",
+    what="CMD from morphological, fine-tuned gain over fine-tuning from scratch (points)",
+    other={"source": "zernike"},
+)
 def weak_source_finetune_gain(source: str = "morphological", target: str = "pixels", n_runs: int = 2) -> float:
     return float(source_gain(source, target, n_runs).loc["mfeat", ("gain", "finetune")])

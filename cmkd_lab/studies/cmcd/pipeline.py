@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -43,7 +43,11 @@ DISTILLERS = ("cmd", "cmc", "l2")
 METHODS = DISTILLERS + ("no_distill", "target_ssl", "finetune_only")
 STAGES = ("probe", "finetune")
 # which stages each method reports: a random encoder is probed (no_distill) or fine-tuned (finetune_only)
-METHOD_STAGES = {**{m: STAGES for m in DISTILLERS + ("target_ssl",)}, "no_distill": ("probe",), "finetune_only": ("finetune",)}
+METHOD_STAGES = {
+    **{m: STAGES for m in DISTILLERS + ("target_ssl",)},
+    "no_distill": ("probe",),
+    "finetune_only": ("finetune",),
+}
 
 
 @dataclass(frozen=True)
@@ -67,8 +71,9 @@ class Transfer:
         return tuple(tuple(t.shape) for t in tensors) + (self.n_classes,)
 
 
-def make_transfer(splits: Splits, source: str, target: str, *, n_paired: int, n_labeled: int, seed: int,
-                  settings: dict) -> Transfer:
+def make_transfer(
+    splits: Splits, source: str, target: str, *, n_paired: int, n_labeled: int, seed: int, settings: dict
+) -> Transfer:
     """A :class:`Transfer` from a seeded split: SSL on every training sample's source; ``n_paired``
     training samples (a seeded draw, labels unused) to distil on; ``n_labeled`` other training
     samples, as even across classes as the classes allow, to probe and fine-tune on; the test split."""
@@ -85,13 +90,22 @@ def make_transfer(splits: Splits, source: str, target: str, *, n_paired: int, n_
     labeled = order[np.lexsort((np.arange(len(order)), rank_in_class))[:n_labeled]]
     rest = order[~np.isin(order, labeled)]
     if n_paired > len(rest):
-        raise ValueError(f"n_paired = {n_paired} but only {len(rest)} training samples remain after the "
-                         f"{n_labeled} labeled ones; lower n_paired or n_labeled")
+        raise ValueError(
+            f"n_paired = {n_paired} but only {len(rest)} training samples remain after the "
+            f"{n_labeled} labeled ones; lower n_paired or n_labeled"
+        )
     paired = rest[:n_paired]
     return Transfer(
-        source_unlabeled=train[source], source_paired=train[source][paired], target_paired=train[target][paired],
-        target_labeled=train[target][labeled], labels=train.labels[labeled], source_test=splits.test[source],
-        target_test=splits.test[target], test_labels=splits.test.labels, n_classes=n_classes, seed=seed,
+        source_unlabeled=train[source],
+        source_paired=train[source][paired],
+        target_paired=train[target][paired],
+        target_labeled=train[target][labeled],
+        labels=train.labels[labeled],
+        source_test=splits.test[source],
+        target_test=splits.test[target],
+        test_labels=splits.test.labels,
+        n_classes=n_classes,
+        seed=seed,
         settings=settings,
     )
 
@@ -118,9 +132,15 @@ class Stages:
     device: str = "auto"  # where every stage trains (see TrainConfig)
 
     def loss(self, name: str):
-        options = {"cmd": {"student_temperature": self.cmd_student_temperature,
-                           "teacher_temperature": self.cmd_teacher_temperature, "queue_size": self.queue_size},
-                   "cmc": {"temperature": self.cmc_temperature}, "l2": {}}
+        options = {
+            "cmd": {
+                "student_temperature": self.cmd_student_temperature,
+                "teacher_temperature": self.cmd_teacher_temperature,
+                "queue_size": self.queue_size,
+            },
+            "cmc": {"temperature": self.cmc_temperature},
+            "l2": {},
+        }
         return make_embedding_loss(name, **options[name])
 
     def representation_config(self, epochs: int) -> TrainConfig:
@@ -131,13 +151,29 @@ class Stages:
 
 
 # what stage 1 (the SSL teachers) depends on: variants of the later stages must keep these
-SSL_SETTINGS = ("embedding_dim", "ssl_epochs", "lr", "batch_size", "ssl_temperature", "augment_noise", "augment_drop",
-                "device")
+SSL_SETTINGS = (
+    "embedding_dim",
+    "ssl_epochs",
+    "lr",
+    "batch_size",
+    "ssl_temperature",
+    "augment_noise",
+    "augment_drop",
+    "device",
+)
 
 
-def run_transfers(transfers: Sequence[Transfer], *, study: str, source_net: Architecture, target_net: Architecture,
-                  stages: Stages = Stages(), methods: Sequence[str] = METHODS, progress: bool | None = None,
-                  variants: Mapping[str, Stages] | None = None) -> StudyRun:
+def run_transfers(
+    transfers: Sequence[Transfer],
+    *,
+    study: str,
+    source_net: Architecture,
+    target_net: Architecture,
+    stages: Stages = Stages(),
+    methods: Sequence[str] = METHODS,
+    progress: bool | None = None,
+    variants: Mapping[str, Stages] | None = None,
+) -> StudyRun:
     """Every method of ``methods`` on every transfer: the SSL teachers first (one per distinct seed
     and source data, so settings that move only the target share them), then one batched fit per
     stage and method per group of equal shapes.
@@ -159,8 +195,12 @@ def run_transfers(transfers: Sequence[Transfer], *, study: str, source_net: Arch
     for members in groups.values():
         group_teacher = Stack.concat([teachers[i] for i in members])
         for name, variant in (variants or {None: stages}).items():
-            group = [transfers[i] if name is None else replace(transfers[i], settings={**transfers[i].settings, "variant": name})
-                     for i in members]
+            group = [
+                transfers[i]
+                if name is None
+                else replace(transfers[i], settings={**transfers[i].settings, "variant": name})
+                for i in members
+            ]
             runs += _run_group(group, group_teacher, study, target_net, variant, methods, progress)
     return StudyRun.concat(runs)
 
@@ -178,10 +218,15 @@ def _train_teachers(transfers, source_net, stages, progress, study) -> tuple[lis
     teacher_of, runs = {}, []
     for shape, distinct in by_shape.items():
         spec = source_net.spec(shape[1:], stages.embedding_dim)
-        result = fit(ContrastiveSSL(spec, stages.ssl_temperature), {"x": torch.stack(list(distinct.values()))},
-                     seeds=[seed for seed, _ in distinct], config=stages.representation_config(stages.ssl_epochs),
-                     augment=two_views(stages.augment_noise, stages.augment_drop), progress=progress,
-                     description=f"{study}: source SSL (teachers)")
+        result = fit(
+            ContrastiveSSL(spec, stages.ssl_temperature),
+            {"x": torch.stack(list(distinct.values()))},
+            seeds=[seed for seed, _ in distinct],
+            config=stages.representation_config(stages.ssl_epochs),
+            augment=two_views(stages.augment_noise, stages.augment_drop),
+            progress=progress,
+            description=f"{study}: source SSL (teachers)",
+        )
         runs.append(fit_run(study, "ssl_teacher", result, []))
         for i, key in enumerate(distinct):
             teacher_of[key] = result.modules["encoder"].subset([i])
@@ -202,17 +247,26 @@ def _run_group(transfers, teacher, study, target_net, stages, methods, progress)
         teacher_test = teacher(stacked(transfers, "source_test"))[0]
     for name in DISTILLERS:
         if name in methods:
-            result = fit(EmbeddingDistillation(target_spec, stages.loss(name), stages.embedding_dim),
-                         {"x": stacked(transfers, "target_paired"), f"{TEACHER_PREFIX}embedding": teacher_paired},
-                         seeds=seeds, config=representation(stages.distill_epochs), progress=progress,
-                         description=f"{study}: distil ({name})")
+            result = fit(
+                EmbeddingDistillation(target_spec, stages.loss(name), stages.embedding_dim),
+                {"x": stacked(transfers, "target_paired"), f"{TEACHER_PREFIX}embedding": teacher_paired},
+                seeds=seeds,
+                config=representation(stages.distill_epochs),
+                progress=progress,
+                description=f"{study}: distil ({name})",
+            )
             encoders[name] = result.modules["encoder"]
             runs.append(fit_run(study, name, result, []))
     if "target_ssl" in methods:
-        result = fit(ContrastiveSSL(target_spec, stages.ssl_temperature), {"x": stacked(transfers, "target_paired")},
-                     seeds=seeds, config=representation(stages.ssl_epochs),
-                     augment=two_views(stages.augment_noise, stages.augment_drop), progress=progress,
-                     description=f"{study}: target SSL")
+        result = fit(
+            ContrastiveSSL(target_spec, stages.ssl_temperature),
+            {"x": stacked(transfers, "target_paired")},
+            seeds=seeds,
+            config=representation(stages.ssl_epochs),
+            augment=two_views(stages.augment_noise, stages.augment_drop),
+            progress=progress,
+            description=f"{study}: target SSL",
+        )
         encoders["target_ssl"] = result.modules["encoder"]
         runs.append(fit_run(study, "target_ssl", result, []))
     random_encoder = Stack.from_seeds(target_spec, seeds)
@@ -226,12 +280,19 @@ def _run_group(transfers, teacher, study, target_net, stages, methods, progress)
         if not chosen:
             continue
         k = len(chosen)
-        result = fit(EncoderClassifier(target_spec, transfers[0].n_classes),
-                     {"x": repeat_models(stacked(transfers, "target_labeled"), k),
-                      "y": repeat_models(stacked(transfers, "labels"), k)}, seeds=seeds * k,
-                     config=stages.head_config(), init={"encoder": Stack.concat([encoders[m] for m in chosen])},
-                     freeze=["encoder"] if stage == "probe" else [], progress=progress,
-                     description=f"{study}: {stage} ({', '.join(chosen)})")
+        result = fit(
+            EncoderClassifier(target_spec, transfers[0].n_classes),
+            {
+                "x": repeat_models(stacked(transfers, "target_labeled"), k),
+                "y": repeat_models(stacked(transfers, "labels"), k),
+            },
+            seeds=seeds * k,
+            config=stages.head_config(),
+            init={"encoder": Stack.concat([encoders[m] for m in chosen])},
+            freeze=["encoder"] if stage == "probe" else [],
+            progress=progress,
+            description=f"{study}: {stage} ({', '.join(chosen)})",
+        )
         runs.append(_stage_rows(study, stage, chosen, result, transfers, teacher_test, seeds, settings))
     return runs
 
@@ -248,16 +309,36 @@ def _stage_rows(study, stage, methods, result, transfers, teacher_test, seeds, s
     for i, method in enumerate(methods):
         block = slice(i * len(transfers), (i + 1) * len(transfers))
         stage_settings = [{**s, "stage": stage} for s in settings]
-        tv = [domain_tv_lower_bound(teacher_test[j], student_test[block][j], seed=seeds[j]) for j in range(len(transfers))]
+        tv = [
+            domain_tv_lower_bound(teacher_test[j], student_test[block][j], seed=seeds[j]) for j in range(len(transfers))
+        ]
         gap = [mmd(teacher_test[j], student_test[block][j]) for j in range(len(transfers))]
         for metric, values in (("test_acc", test_acc[block]), ("tv_lower_bound", tv), ("mmd", gap)):
             rows += tidy_rows(study, method, stage_settings, seeds, metric, values)
     return fit_run(study, stage, result, rows)
 
 
-def transfers_from_splits(splits: Mapping[int, Splits], source: str, target: str, *, n_paired: int, n_labeled: int,
-                          settings: dict, standardize: bool = True) -> list[Transfer]:
+def transfers_from_splits(
+    splits: Mapping[int, Splits],
+    source: str,
+    target: str,
+    *,
+    n_paired: int,
+    n_labeled: int,
+    settings: dict,
+    standardize: bool = True,
+) -> list[Transfer]:
     """One transfer per seed → split, each modality standardised with training-split statistics
     unless ``standardize`` is False."""
-    return [make_transfer(standardise(split, [source, target], scale=standardize), source, target, n_paired=n_paired,
-                          n_labeled=n_labeled, seed=seed, settings=settings) for seed, split in splits.items()]
+    return [
+        make_transfer(
+            standardise(split, [source, target], scale=standardize),
+            source,
+            target,
+            n_paired=n_paired,
+            n_labeled=n_labeled,
+            seed=seed,
+            settings=settings,
+        )
+        for seed, split in splits.items()
+    ]

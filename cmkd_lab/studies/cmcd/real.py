@@ -12,8 +12,9 @@ Rows: study ``cmcd_real``, settings ``dataset``, ``source``, ``target``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 import pandas as pd
 
@@ -79,8 +80,12 @@ def n_classes(p: CMCDRealParameters) -> dict[str, int]:
     return {name: load(name).n_classes for name in p.datasets}
 
 
-def run(p: CMCDRealParameters, progress: bool | None = None, methods: Sequence[str] = METHODS,
-        labeled_per_class: Sequence[int] | None = None) -> StudyRun:
+def run(
+    p: CMCDRealParameters,
+    progress: bool | None = None,
+    methods: Sequence[str] = METHODS,
+    labeled_per_class: Sequence[int] | None = None,
+) -> StudyRun:
     """Every pair of every dataset, every method of ``methods``; one :func:`~.pipeline.run_transfers`
     per pair (nets differ by pair). ``labeled_per_class`` (None: ``p.labeled_per_class``) runs each
     pair at several numbers of labeled samples per class, from the same SSL teachers and on as many
@@ -90,7 +95,9 @@ def run(p: CMCDRealParameters, progress: bool | None = None, methods: Sequence[s
         raise ValueError(f"labeled_per_class values must be >= 1, got {counts}")
     loaded = {name: load(name) for name in p.datasets}  # every dataset loads before anything trains
     splits = {name: {seed: data.split(seed) for seed in range(p.n_runs)} for name, data in loaded.items()}
-    tasks = [Task(split, seed, {"dataset": name}) for name, by_seed in splits.items() for seed, split in by_seed.items()]
+    tasks = [
+        Task(split, seed, {"dataset": name}) for name, by_seed in splits.items() for seed, split in by_seed.items()
+    ]
     note_small_test_sets(tasks)
     runs = [StudyRun(pd.DataFrame(), RunLog(splits=split_records(tasks)))]
     for name, data in loaded.items():
@@ -98,9 +105,28 @@ def run(p: CMCDRealParameters, progress: bool | None = None, methods: Sequence[s
         n_paired = p.n_paired or min(len(split.train) for split in splits[name].values()) - max(counts) * data.n_classes
         for source, target in chosen_pairs(p, name, data.modality_names):
             settings = {"dataset": name, "source": source, "target": target}
-            transfers = [t for k in counts for t in transfers_from_splits(
-                splits[name], source, target, n_paired=n_paired, n_labeled=k * data.n_classes, standardize=p.standardize,
-                settings={**settings, "labeled_per_class": k} if labeled_per_class else settings)]
-            runs.append(run_transfers(transfers, study=STUDY, source_net=net_for(data, source, name),
-                                      target_net=net_for(data, target, name), stages=p, methods=methods, progress=progress))
+            transfers = [
+                t
+                for k in counts
+                for t in transfers_from_splits(
+                    splits[name],
+                    source,
+                    target,
+                    n_paired=n_paired,
+                    n_labeled=k * data.n_classes,
+                    standardize=p.standardize,
+                    settings={**settings, "labeled_per_class": k} if labeled_per_class else settings,
+                )
+            ]
+            runs.append(
+                run_transfers(
+                    transfers,
+                    study=STUDY,
+                    source_net=net_for(data, source, name),
+                    target_net=net_for(data, target, name),
+                    stages=p,
+                    methods=methods,
+                    progress=progress,
+                )
+            )
     return StudyRun.concat(runs)

@@ -20,8 +20,9 @@ answers are in :mod:`.exercises`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Mapping, Sequence
+from typing import ClassVar
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -65,7 +66,9 @@ class CMCDParameters(Stages, NotebookParameters):
             if not 0 <= value <= 1:
                 raise ValueError(f"alpha values lie in [0, 1], got {value}")
         if self.alpha not in self.alphas:
-            raise ValueError(f"alpha = {self.alpha} must be one of alphas {list(self.alphas)}: the method table reads it there")
+            raise ValueError(
+                f"alpha = {self.alpha} must be one of alphas {list(self.alphas)}: the method table reads it there"
+            )
 
     def net(self) -> Architecture:
         return Architecture("mlp", (self.hidden,))
@@ -75,11 +78,18 @@ def transfers(p: CMCDParameters, alpha: float, n_paired: int, n_labeled: int, se
     """One transfer per seed: the seed's split of the seed's own draw of the data at ``alpha``, so
     no two runs share a sample (the source is the same at every alpha, so the SSL teachers are
     shared across alphas)."""
-    splits = {seed: load("cmcd_modalities", alpha=alpha, seed=seed, n_samples=p.n_samples).split(seed)
-              for seed in range(p.n_runs)}
-    return transfers_from_splits(splits, "source", "target",
-                                 n_paired=n_paired, n_labeled=n_labeled,
-                                 settings={"alpha": alpha, "n_paired": n_paired, "n_labeled": n_labeled, **settings})
+    splits = {
+        seed: load("cmcd_modalities", alpha=alpha, seed=seed, n_samples=p.n_samples).split(seed)
+        for seed in range(p.n_runs)
+    }
+    return transfers_from_splits(
+        splits,
+        "source",
+        "target",
+        n_paired=n_paired,
+        n_labeled=n_labeled,
+        settings={"alpha": alpha, "n_paired": n_paired, "n_labeled": n_labeled, **settings},
+    )
 
 
 def n_classes(p: CMCDParameters) -> int:
@@ -91,30 +101,70 @@ def run(p: CMCDParameters, progress: bool | None = None, methods: Sequence[str] 
     """The α study, then (``p.sweeps``) the M and m sweeps, of every method of ``methods``."""
     net, stages = p.net(), p
     alpha_tasks = [t for a in p.alphas for t in transfers(p, a, p.n_paired, p.n_labeled, {})]
-    runs = [run_transfers(alpha_tasks, study="cmcd_synthetic", source_net=net, target_net=net, stages=stages,
-                          methods=methods, progress=progress)]
+    runs = [
+        run_transfers(
+            alpha_tasks,
+            study="cmcd_synthetic",
+            source_net=net,
+            target_net=net,
+            stages=stages,
+            methods=methods,
+            progress=progress,
+        )
+    ]
     if p.sweeps:
-        sweep_tasks = ([t for n in p.paired_sweep for t in transfers(p, p.alpha, n, p.n_labeled, {"swept": "M"})]
-                       + [t for n in p.labeled_sweep for t in transfers(p, p.alpha, p.n_paired, n, {"swept": "m"})])
-        runs.append(run_transfers(sweep_tasks, study="cmcd_sweep", source_net=net, target_net=net, stages=stages,
-                                  methods=methods, progress=progress))
+        sweep_tasks = [t for n in p.paired_sweep for t in transfers(p, p.alpha, n, p.n_labeled, {"swept": "M"})] + [
+            t for n in p.labeled_sweep for t in transfers(p, p.alpha, p.n_paired, n, {"swept": "m"})
+        ]
+        runs.append(
+            run_transfers(
+                sweep_tasks,
+                study="cmcd_sweep",
+                source_net=net,
+                target_net=net,
+                stages=stages,
+                methods=methods,
+                progress=progress,
+            )
+        )
     return StudyRun.concat(runs)
 
 
-def variant_accuracy(p: CMCDParameters, changes: Mapping[str, Mapping], *, method: str = "cmd", stage: str = "probe",
-                     progress: bool | None = False) -> pd.DataFrame:
+def variant_accuracy(
+    p: CMCDParameters,
+    changes: Mapping[str, Mapping],
+    *,
+    method: str = "cmd",
+    stage: str = "probe",
+    progress: bool | None = False,
+) -> pd.DataFrame:
     """Test accuracy (%) of ``method`` at ``stage`` under variants of the distillation and head
     settings, at ``p.alpha`` with ``p.n_paired`` and ``p.n_labeled``: ``changes`` maps a variant's
     name to the settings it changes (``{}``: ``p`` itself). One row per seed, one column per
     variant; every variant distils from the same SSL teachers, so differences are paired by seed."""
     variants = {name: p.replace(**change) for name, change in changes.items()}
-    table = run_transfers(transfers(p, p.alpha, p.n_paired, p.n_labeled, {}), study="cmcd_variants", source_net=p.net(),
-                          target_net=p.net(), stages=p, methods=(method,), progress=progress, variants=variants).table
+    table = run_transfers(
+        transfers(p, p.alpha, p.n_paired, p.n_labeled, {}),
+        study="cmcd_variants",
+        source_net=p.net(),
+        target_net=p.net(),
+        stages=p,
+        methods=(method,),
+        progress=progress,
+        variants=variants,
+    ).table
     acc = table[(table["metric"] == "test_acc") & (table["stage"] == stage)]
     return 100 * acc.pivot_table(index="seed", columns="variant", values="value")[list(changes)]
 
 
-EXPLORE_SCALE = {"n_runs": 1, "n_samples": 1000, "ssl_epochs": 6, "distill_epochs": 12, "head_epochs": 50, "sweeps": False}
+EXPLORE_SCALE = {
+    "n_runs": 1,
+    "n_samples": 1000,
+    "ssl_epochs": 6,
+    "distill_epochs": 12,
+    "head_epochs": 50,
+    "sweeps": False,
+}
 
 
 def explore_figure(p: CMCDParameters, alpha: float, n_paired: int, n_labeled: int, temperature: float) -> go.Figure:
@@ -122,12 +172,26 @@ def explore_figure(p: CMCDParameters, alpha: float, n_paired: int, n_labeled: in
     method's accuracy per stage. ``temperature`` is CMC's and CMD's student temperature (CMD's
     teacher temperature keeps its ratio to it)."""
     ratio = p.cmd_teacher_temperature / p.cmd_student_temperature
-    changed = p.replace(alphas=(alpha,), alpha=alpha, n_paired=n_paired, n_labeled=n_labeled, cmc_temperature=temperature,
-                        cmd_student_temperature=temperature, cmd_teacher_temperature=ratio * temperature, **EXPLORE_SCALE)
+    changed = p.replace(
+        alphas=(alpha,),
+        alpha=alpha,
+        n_paired=n_paired,
+        n_labeled=n_labeled,
+        cmc_temperature=temperature,
+        cmd_student_temperature=temperature,
+        cmd_teacher_temperature=ratio * temperature,
+        **EXPLORE_SCALE,
+    )
     table = run(changed, progress=False).table
     acc = table[table["metric"] == "test_acc"]
     summary = summarize(acc, by=["method", "stage"])
-    fig = figures.grouped_bars(summary, x="method", color="stage", title=(
-        f"α = {alpha:.2f}, M = {n_paired}, m = {n_labeled}, temperature = {temperature:g} (one seed, small scale)"),
-        x_title="method")
+    fig = figures.grouped_bars(
+        summary,
+        x="method",
+        color="stage",
+        title=(
+            f"α = {alpha:.2f}, M = {n_paired}, m = {n_labeled}, temperature = {temperature:g} (one seed, small scale)"
+        ),
+        x_title="method",
+    )
     return fig

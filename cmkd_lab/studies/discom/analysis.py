@@ -26,32 +26,48 @@ STUDIES = ("discom_synthetic", "discom_real")
 # KD on every modality of each benchmark. One row per dataset, modality and baseline; units: splits.
 BEATS_BASELINE = claims.Claim(
     claim="DisCoM-KD's classifier beats the baseline on this modality",
-    source="DisCoM-KD [abs] and its benchmark tables (papers.md §5)", kind="paper",
-    quantity="test weighted F1, DisCoM-KD − baseline, paired by split", unit="points", prediction="> 0",
+    source="DisCoM-KD [abs] and its benchmark tables (papers.md §5)",
+    kind="paper",
+    quantity="test weighted F1, DisCoM-KD − baseline, paired by split",
+    unit="points",
+    prediction="> 0",
     sesoi=1.0,  # one point of weighted F1: the smallest margin a KD paper reports as a gain
 )
 # The method's premise (papers.md §5): s is domain-invariant, made so by a discriminator behind a GRL.
 S_HIDES_MODALITY = claims.Claim(
     claim="the invariant features s hide the modality: a held-out domain classifier on s is at chance",
-    source="DisCoM-KD method (papers.md §5)", kind="paper", quantity="domain accuracy on s − chance",
-    unit="points", prediction="= 0",
+    source="DisCoM-KD method (papers.md §5)",
+    kind="paper",
+    quantity="domain accuracy on s − chance",
+    unit="points",
+    prediction="= 0",
     sesoi=10.0,  # a classifier within 10 points of chance tells the modalities apart little better than a coin
 )
 U_CARRIES_MODALITY = claims.Claim(
-    claim="the irrelevant features u carry the modality (what L_mod trains them for)", source="kit", kind="check",
-    quantity="domain accuracy on u − chance", unit="points", prediction="> 0",
+    claim="the irrelevant features u carry the modality (what L_mod trains them for)",
+    source="kit",
+    kind="check",
+    quantity="domain accuracy on u − chance",
+    unit="points",
+    prediction="> 0",
     sesoi=10.0,  # as for s: less than 10 points above chance would be no modality signal worth the name
 )
 ADVERSARY_HIDES_MODALITY = claims.Claim(
-    claim="L_adv takes modality information out of s (against the model trained without it)", source="kit",
-    kind="check", quantity="domain accuracy on s, DisCoM-KD − no_adv, paired by split", unit="points",
+    claim="L_adv takes modality information out of s (against the model trained without it)",
+    source="kit",
+    kind="check",
+    quantity="domain accuracy on s, DisCoM-KD − no_adv, paired by split",
+    unit="points",
     prediction="< 0",
     sesoi=5.0,  # half the invariance margin: a smaller change would not move s towards chance in any useful way
 )
 RELEASED_TARGETS_KEEP_F1 = claims.Claim(
     claim="the released modality targets leave the weighted F1 where the class-index targets put it",
-    source="kit", kind="finding", quantity="test weighted F1, as released − class index, paired by split",
-    unit="points", prediction="= 0",
+    source="kit",
+    kind="finding",
+    quantity="test weighted F1, as released − class index, paired by split",
+    unit="points",
+    prediction="= 0",
     sesoi=1.0,  # as for the baselines: one point of weighted F1
 )
 
@@ -84,10 +100,16 @@ def method_table(table: pd.DataFrame, study: str, metric: str = "test_f1w") -> p
 def ablation_table(table: pd.DataFrame) -> pd.DataFrame:
     """DisCoM and each ablation: test weighted F1 (%) per modality, and the domain accuracies
     (%) on s and u, as mean ± std over splits; one row per method."""
-    rows = table[((table["study"] == "discom_synthetic") & (table["method"] == "discom")) | (table["study"] == "discom_ablation")]
+    rows = table[
+        ((table["study"] == "discom_synthetic") & (table["method"] == "discom")) | (table["study"] == "discom_ablation")
+    ]
     f1 = rows[rows["metric"] == "test_f1w"]
-    wide = _cells(f1.assign(column="test_f1w · " + f1["modality"].astype(str)), ["method"], "column",
-                  sorted(("test_f1w · " + f1["modality"].astype(str)).unique()))
+    wide = _cells(
+        f1.assign(column="test_f1w · " + f1["modality"].astype(str)),
+        ["method"],
+        "column",
+        sorted(("test_f1w · " + f1["modality"].astype(str)).unique()),
+    )
     domain = rows[rows["metric"].str.startswith("domain_acc")]
     if len(domain):
         wide = wide.join(_cells(domain, ["method"], "metric", ["domain_acc_s", "domain_acc_u"]))
@@ -110,9 +132,17 @@ def released_targets_effect(table: pd.DataFrame) -> pd.DataFrame:
     keys = ["modality", "metric", "seed"]
     paired = full.merge(released, on=keys, suffixes=("_paper", "_released"))
     paired["difference"] = paired["value_released"] - paired["value_paper"]
-    out = paired.groupby(["metric", "modality"], sort=False).agg(
-        class_index=("value_paper", "mean"), as_released=("value_released", "mean"),
-        difference=("difference", "mean"), difference_std=("difference", "std"), n=("seed", "count")).reset_index()
+    out = (
+        paired.groupby(["metric", "modality"], sort=False)
+        .agg(
+            class_index=("value_paper", "mean"),
+            as_released=("value_released", "mean"),
+            difference=("difference", "mean"),
+            difference_std=("difference", "std"),
+            n=("seed", "count"),
+        )
+        .reset_index()
+    )
     out[["class_index", "as_released", "difference", "difference_std"]] *= 100
     return out.round(2)
 
@@ -147,10 +177,17 @@ def baseline_rows(table: pd.DataFrame, study: str) -> list[dict]:
         chance = 1 / int(cell["n_classes"].iloc[0])
         for label in _baseline_labels(cell):
             at_chance = [name for name in ("discom", label) if accuracy[name] <= chance + CHANCE_ACCURACY_MARGIN]
-            note = "; ".join(f"{name}: test accuracy {100 * accuracy[name]:.1f} %, chance {100 * chance:.1f} %"
-                             for name in at_chance)
-            rows.append(BEATS_BASELINE.judge(100 * (f1["discom"] - f1[label]), at_chance=bool(at_chance), note=note,
-                                             setting=f"{dataset} · {modality} vs {label}"))
+            note = "; ".join(
+                f"{name}: test accuracy {100 * accuracy[name]:.1f} %, chance {100 * chance:.1f} %" for name in at_chance
+            )
+            rows.append(
+                BEATS_BASELINE.judge(
+                    100 * (f1["discom"] - f1[label]),
+                    at_chance=bool(at_chance),
+                    note=note,
+                    setting=f"{dataset} · {modality} vs {label}",
+                )
+            )
     return rows
 
 
@@ -186,19 +223,27 @@ def adversary_rows(table: pd.DataFrame) -> list[dict]:
 def released_targets_rows(table: pd.DataFrame) -> list[dict]:
     """:data:`RELEASED_TARGETS_KEEP_F1` per modality of the synthetic set: each split's weighted F1,
     as released − class index, in points (no rows without the ablations)."""
-    released = table[(table["study"] == "discom_ablation") & (table["method"] == AS_RELEASED)
-                     & (table["metric"] == "test_f1w")]
+    released = table[
+        (table["study"] == "discom_ablation") & (table["method"] == AS_RELEASED) & (table["metric"] == "test_f1w")
+    ]
     rows = []
     for (dataset, modality), cell in released.groupby(["dataset", "modality"], sort=False):
         paper = _per_split(table, "discom_synthetic", "discom", "test_f1w", modality)
-        rows.append(RELEASED_TARGETS_KEEP_F1.judge(100 * (cell.set_index("seed")["value"] - paper).dropna(),
-                                                   setting=f"{dataset} · {modality}"))
+        rows.append(
+            RELEASED_TARGETS_KEEP_F1.judge(
+                100 * (cell.set_index("seed")["value"] - paper).dropna(), setting=f"{dataset} · {modality}"
+            )
+        )
     return rows
 
 
 def _per_split(table: pd.DataFrame, study: str, method: str, metric: str, modality: str = ALL_MODALITIES) -> pd.Series:
-    rows = table[(table["study"] == study) & (table["method"] == method) & (table["metric"] == metric)
-                 & (table["modality"] == modality)]
+    rows = table[
+        (table["study"] == study)
+        & (table["method"] == method)
+        & (table["metric"] == metric)
+        & (table["modality"] == modality)
+    ]
     return rows.set_index("seed")["value"]
 
 
@@ -206,7 +251,9 @@ def variant_means(table: pd.DataFrame) -> pd.DataFrame:
     """Each method's (or variant's) mean over splits of every metric: one row per method in the
     table's order; a per-modality metric gets one column per modality (``test_f1w · a``), a metric
     of modality "all" (domain accuracies, cosines) one column. Fractions, not percent."""
-    column = np.where(table["modality"] == ALL_MODALITIES, table["metric"], table["metric"] + " · " + table["modality"].astype(str))
+    column = np.where(
+        table["modality"] == ALL_MODALITIES, table["metric"], table["metric"] + " · " + table["modality"].astype(str)
+    )
     wide = table.assign(column=column).pivot_table(index="method", columns="column", values="value", sort=False)
     return wide.reindex(list(dict.fromkeys(table["method"]))).rename_axis(columns=None)
 
@@ -217,16 +264,25 @@ def embedding_figure(features: dict[str, tuple], title: str = "") -> go.Figure:
     from sklearn.decomposition import PCA
 
     fig = make_subplots(rows=1, cols=3, subplot_titles=list(FEATURE_KINDS.values()))
-    for j, kind in enumerate(FEATURE_KINDS):
+    for j, _kind in enumerate(FEATURE_KINDS):
         pooled = np.concatenate([np.asarray(features[m][j]) for m in features])
         points = PCA(n_components=2, random_state=0).fit_transform(pooled)
         start = 0
         for i, m in enumerate(features):
             n = len(features[m][j])
-            fig.add_trace(go.Scatter(x=points[start:start + n, 0].tolist(), y=points[start:start + n, 1].tolist(),
-                                     mode="markers", name=f"modality {m}", legendgroup=m, showlegend=j == 0,
-                                     marker=dict(color=figures.PALETTE[i % len(figures.PALETTE)], size=5, opacity=0.6)),
-                          row=1, col=j + 1)
+            fig.add_trace(
+                go.Scatter(
+                    x=points[start : start + n, 0].tolist(),
+                    y=points[start : start + n, 1].tolist(),
+                    mode="markers",
+                    name=f"modality {m}",
+                    legendgroup=m,
+                    showlegend=j == 0,
+                    marker=dict(color=figures.PALETTE[i % len(figures.PALETTE)], size=5, opacity=0.6),
+                ),
+                row=1,
+                col=j + 1,
+            )
             start += n
     fig.update_layout(template=figures.TEMPLATE, title=title, font=dict(size=13), margin=dict(l=40, r=20, t=80, b=40))
     return fig

@@ -34,21 +34,33 @@ def _f1_shift(means: pd.DataFrame, variant: str, reference: str) -> float:
     return float(100 * (means.loc[variant] - means.loc[reference]).filter(like="test_f1w").mean())
 
 
-@course.exercise(NOTEBOOK, "released_f1_shift", what="DisCoM's weighted F1, as released − class index, "
-                 "mean over modalities (points)", other={"epochs": 2})
+@course.exercise(
+    NOTEBOOK,
+    "released_f1_shift",
+    what="DisCoM's weighted F1, as released − class index, mean over modalities (points)",
+    other={"epochs": 2},
+)
 def released_f1_shift(n_splits: int = 2, epochs: int = 4) -> float:
     return _f1_shift(variant_means("targets", n_splits, epochs), "as_released", "class_index")
 
 
-@course.exercise(NOTEBOOK, "released_domain_s_shift", what="domain accuracy on s, as released − class index (points)",
-                 other={"epochs": 2})
+@course.exercise(
+    NOTEBOOK,
+    "released_domain_s_shift",
+    what="domain accuracy on s, as released − class index (points)",
+    other={"epochs": 2},
+)
 def released_domain_s_shift(n_splits: int = 2, epochs: int = 4) -> float:
     means = variant_means("targets", n_splits, epochs)
     return float(100 * (means.loc["as_released", "domain_acc_s"] - means.loc["class_index", "domain_acc_s"]))
 
 
-@course.exercise(NOTEBOOK, "probe_beyond_discriminator", what="fresh probe − training discriminator accuracy on s, "
-                 "the smaller over λ", other={"epochs": 2})
+@course.exercise(
+    NOTEBOOK,
+    "probe_beyond_discriminator",
+    what="fresh probe − training discriminator accuracy on s, the smaller over λ",
+    other={"epochs": 2},
+)
 def probe_beyond_discriminator(n_splits: int = 2, epochs: int = 4) -> float:
     means = variant_means("grl_scale", n_splits, epochs)
     return float((means["domain_acc_s"] - means["discriminator_acc_s"]).min())
@@ -64,7 +76,11 @@ def absolute_cos_du(n_splits: int = 2, epochs: int = 4) -> float:
     return float(variant_means("orthogonality", n_splits, epochs).loc["absolute", "cos_du"])
 
 
-@course.exercise(NOTEBOOK, "absolute_f1_shift", other={"epochs": 2},
-                 what="weighted F1, absolute − signed L_⊥, mean over modalities (points)")
+@course.exercise(
+    NOTEBOOK,
+    "absolute_f1_shift",
+    other={"epochs": 2},
+    what="weighted F1, absolute − signed L_⊥, mean over modalities (points)",
+)
 def absolute_f1_shift(n_splits: int = 2, epochs: int = 4) -> float:
     return _f1_shift(variant_means("orthogonality", n_splits, epochs), "absolute", "signed")

@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -55,7 +55,9 @@ from ..runner import Architecture, StudyRun, Task, fit_run, repeat_models
 VAL_FRACTION, TEST_FRACTION = 0.1, 0.2  # the paper's stratified 70/10/20 splits
 METHODS = ("discom", "single", "fusion_kd", "fusion_dkd", "crossmodal_kd")
 KD_BASELINES = ("fusion_kd", "fusion_dkd", "crossmodal_kd")
-LEFT_OUT = {"fusion_mlkd": "no MLKD loss in the kit; the released one calls F.kl_div on probabilities, not log-probabilities"}
+LEFT_OUT = {
+    "fusion_mlkd": "no MLKD loss in the kit; the released one calls F.kl_div on probabilities, not log-probabilities"
+}
 TERM_ABLATIONS = {"no_mod": "mod", "no_adv": "adv", "no_aux": "aux", "no_orth": "orth"}
 FEATURE_ABLATIONS = ("invariant_only", "informative_only")
 AS_RELEASED = "as_released"
@@ -89,7 +91,9 @@ class Protocol:
 
     def check(self) -> None:
         if self.modality_targets not in MODALITY_TARGETS:
-            raise ValueError(f"unknown modality_targets {self.modality_targets!r}; valid: {', '.join(MODALITY_TARGETS)}")
+            raise ValueError(
+                f"unknown modality_targets {self.modality_targets!r}; valid: {', '.join(MODALITY_TARGETS)}"
+            )
         for alpha in self.kd_alphas:
             if not 0 <= alpha <= 1:
                 raise ValueError(f"kd_alphas lie in [0, 1] (the weight of CE), got {alpha}")
@@ -101,20 +105,41 @@ class Protocol:
         ``REFERENCE_TRAIN`` samples trains fewer passes, for about the optimiser steps ``epochs``
         passes over ``REFERENCE_TRAIN`` samples take (watch: about 3,300 samples, 17 of 40 passes)."""
         epochs = min(self.epochs, math.ceil(self.epochs * REFERENCE_TRAIN / n_train))
-        return TrainConfig(epochs=epochs, lr=self.lr, optimizer="adam", batch_size=self.batch_size, device=self.device,
-                           select="best_val", select_metric="weighted_f1")
+        return TrainConfig(
+            epochs=epochs,
+            lr=self.lr,
+            optimizer="adam",
+            batch_size=self.batch_size,
+            device=self.device,
+            select="best_val",
+            select_metric="weighted_f1",
+        )
 
-    def discom(self, specs: Mapping[str, ModelSpec], copies: Sequence[Mapping[str, float]] | None = None,
-               modality_targets: str | None = None, orthogonality: str = "signed") -> DisCoM:
+    def discom(
+        self,
+        specs: Mapping[str, ModelSpec],
+        copies: Sequence[Mapping[str, float]] | None = None,
+        modality_targets: str | None = None,
+        orthogonality: str = "signed",
+    ) -> DisCoM:
         """The DisCoM system; ``copies`` gives, per copy, the weights it overrides (None: the
         protocol's weights for every copy); ``modality_targets`` overrides the protocol's;
         ``orthogonality="absolute"`` gives :class:`AbsoluteCosineDisCoM` (the paper's L_⊥ is signed)."""
         if orthogonality not in ORTHOGONALITY:
             raise ValueError(f"unknown orthogonality {orthogonality!r}; valid: {', '.join(ORTHOGONALITY)}")
-        weights = {f"{t}_weight": getattr(self, f"{t}_weight") if copies is None else
-                   [copy.get(t, getattr(self, f"{t}_weight")) for copy in copies] for t in DISCOM_TERMS}
-        return ORTHOGONALITY[orthogonality](dict(specs), width=self.width, grl_scale=self.grl_scale,
-                                            modality_targets=modality_targets or self.modality_targets, **weights)
+        weights = {
+            f"{t}_weight": getattr(self, f"{t}_weight")
+            if copies is None
+            else [copy.get(t, getattr(self, f"{t}_weight")) for copy in copies]
+            for t in DISCOM_TERMS
+        }
+        return ORTHOGONALITY[orthogonality](
+            dict(specs),
+            width=self.width,
+            grl_scale=self.grl_scale,
+            modality_targets=modality_targets or self.modality_targets,
+            **weights,
+        )
 
 
 @dataclass
@@ -127,8 +152,10 @@ class AbsoluteCosineDisCoM(DisCoM):
         self._seen = {}  # the (s, d, u) that DisCoM's step computes, per modality
         try:
             outputs, terms = super().step(modules, batch)
-            terms["orth"] = sum(F.cosine_similarity(d, u, dim=-1).abs().mean(-1) + F.cosine_similarity(d, s, dim=-1).abs().mean(-1)
-                                for s, d, u in self._seen.values()) / len(self._seen)
+            terms["orth"] = sum(
+                F.cosine_similarity(d, u, dim=-1).abs().mean(-1) + F.cosine_similarity(d, s, dim=-1).abs().mean(-1)
+                for s, d, u in self._seen.values()
+            ) / len(self._seen)
         finally:
             del self._seen
         return StepResult(outputs, terms)
@@ -189,8 +216,11 @@ class Stacked:
         return self.x["train"][self.modalities[0]].shape[1]
 
     def discom_data(self, part: str, copies: int = 1) -> dict[str, torch.Tensor]:
-        return {key: repeat_models(value, copies) for m in self.modalities
-                for key, value in ((f"x.{m}", self.x[part][m]), (f"y.{m}", self.y[part]))}
+        return {
+            key: repeat_models(value, copies)
+            for m in self.modalities
+            for key, value in ((f"x.{m}", self.x[part][m]), (f"y.{m}", self.y[part]))
+        }
 
     def shape(self, modality: str) -> tuple[int, ...]:
         return tuple(self.x["train"][modality].shape[2:])
@@ -203,8 +233,9 @@ def stack_tasks(tasks: Sequence[Task], modalities: Sequence[str]) -> Stacked:
     for part in ("train", "val"):
         datasets = [getattr(t.splits, part) for t in tasks]
         n = min(len(d) for d in datasets)
-        rows = [np.sort(run_generator(t.seed, "stack_tasks", part).permutation(len(d))[:n])
-                for t, d in zip(tasks, datasets)]
+        rows = [
+            np.sort(run_generator(t.seed, "stack_tasks", part).permutation(len(d))[:n]) for t, d in zip(tasks, datasets)
+        ]
         x[part] = {m: torch.stack([d[m][r] for d, r in zip(datasets, rows)]) for m in modalities}
         y[part] = torch.stack([d.labels[r] for d, r in zip(datasets, rows)])
     tests = [t.splits.test for t in tasks]
@@ -219,7 +250,10 @@ def stack_tasks(tasks: Sequence[Task], modalities: Sequence[str]) -> Stacked:
 def test_scores(logits: torch.Tensor, labels: torch.Tensor, sizes: Sequence[int]) -> dict[str, list[float]]:
     """Weighted F1 and accuracy of each copy on its real test rows: logits ``(M, N, C)``."""
     rows = [(logits[i, :n], labels[i % len(labels), :n]) for i, n in enumerate(sizes)]
-    return {"test_f1w": [float(weighted_f1(z, y)) for z, y in rows], "test_acc": [float(accuracy(z, y)) for z, y in rows]}
+    return {
+        "test_f1w": [float(weighted_f1(z, y)) for z, y in rows],
+        "test_acc": [float(accuracy(z, y)) for z, y in rows],
+    }
 
 
 # ----------------------------------------------------------------------------- DisCoM and its ablations
@@ -231,8 +265,10 @@ def discom_features(system: DisCoM, result: FitResult, data: Mapping[str, torch.
 
 def _domain_rows(study, method, st: Stacked, features, block: slice, settings: dict) -> list[dict]:
     if min(st.test_sizes) < 2 * MIN_SAMPLES_PER_SIDE:  # half of each modality's test rows fit, half score
-        print(f"note: {settings['dataset']}: {min(st.test_sizes)} test samples per split are too few for a domain "
-              "classifier; no domain_acc rows")
+        print(
+            f"note: {settings['dataset']}: {min(st.test_sizes)} test samples per split are too few for a domain "
+            "classifier; no domain_acc rows"
+        )
         return []
     rows = []
     for kind, j in (("s", 0), ("u", 2)):
@@ -240,12 +276,21 @@ def _domain_rows(study, method, st: Stacked, features, block: slice, settings: d
         for copy, (task, n) in enumerate(zip(st.tasks, st.test_sizes)):
             sets = [features[m][j][block][copy, :n] for m in st.modalities]
             values.append(domain_classifier_accuracy(sets, seed=task.seed))
-        rows += tidy_rows(study, method, {**settings, "modality": ALL_MODALITIES}, st.seeds, f"domain_acc_{kind}", values)
+        rows += tidy_rows(
+            study, method, {**settings, "modality": ALL_MODALITIES}, st.seeds, f"domain_acc_{kind}", values
+        )
     return rows
 
 
-def run_discom(st: Stacked, specs: Mapping[str, ModelSpec], protocol: Protocol, *, study: str, ablation_study: str | None,
-               progress: bool | None) -> list[StudyRun]:
+def run_discom(
+    st: Stacked,
+    specs: Mapping[str, ModelSpec],
+    protocol: Protocol,
+    *,
+    study: str,
+    ablation_study: str | None,
+    progress: bool | None,
+) -> list[StudyRun]:
     """DisCoM (and, with an ``ablation_study``, its ablations) on the stacked tasks."""
     variants = {"discom": {}}
     if ablation_study:
@@ -261,7 +306,9 @@ def run_discom(st: Stacked, specs: Mapping[str, ModelSpec], protocol: Protocol, 
     runs.append(fit_run(study, "discom", result, rows, modalities=st.modalities))
     if ablation_study:
         released = protocol.discom(specs, modality_targets=AS_RELEASED)
-        result = _fit_discom(released, st, 1, protocol, progress, f"{ablation_study}: discom with the released modality targets")
+        result = _fit_discom(
+            released, st, 1, protocol, progress, f"{ablation_study}: discom with the released modality targets"
+        )
         rows = _discom_rows(released, result, st, {AS_RELEASED: ablation_study}, None, settings)
         runs.append(fit_run(ablation_study, AS_RELEASED, result, rows, modalities=st.modalities))
     return runs
@@ -269,8 +316,16 @@ def run_discom(st: Stacked, specs: Mapping[str, ModelSpec], protocol: Protocol, 
 
 def _fit_discom(system, st, copies, protocol, progress, description) -> FitResult:
     feeds = {m: [f"x.{m}", f"y.{m}"] for m in st.modalities}  # each modality shuffled on its own: unpaired
-    return fit(system, st.discom_data("train", copies), seeds=st.seeds * copies, config=protocol.train_config(st.n_train),
-               val=st.discom_data("val", copies), feeds=feeds, progress=progress, description=description)
+    return fit(
+        system,
+        st.discom_data("train", copies),
+        seeds=st.seeds * copies,
+        config=protocol.train_config(st.n_train),
+        val=st.discom_data("val", copies),
+        feeds=feeds,
+        progress=progress,
+        description=description,
+    )
 
 
 def _discom_rows(system, result, st, studies: Mapping[str, str], feature_study: str | None, settings) -> list[dict]:
@@ -301,8 +356,9 @@ def _discom_rows(system, result, st, studies: Mapping[str, str], feature_study: 
     return rows
 
 
-def variant_rows(st: Stacked, system: DisCoM, protocol: Protocol, *, study: str, name: str,
-                 progress: bool | None) -> list[dict]:
+def variant_rows(
+    st: Stacked, system: DisCoM, protocol: Protocol, *, study: str, name: str, progress: bool | None
+) -> list[dict]:
     """One DisCoM ``system`` fitted on the stacked tasks with ``protocol``'s training settings:
     its rows (method ``name``), and, over each split's test samples (modality ``"all"``):
     ``cos_ds`` and ``cos_du``, the mean cosine of (d, s) and of (d, u), averaged over the
@@ -312,13 +368,23 @@ def variant_rows(st: Stacked, system: DisCoM, protocol: Protocol, *, study: str,
     result = _fit_discom(system, st, 1, protocol, progress, f"{study}: {name}")
     rows = _discom_rows(system, result, st, {name: study}, None, settings)
     features = discom_features(system, result, st.discom_data("test"))
-    values = {metric: [np.mean([float(F.cosine_similarity(features[m][1][i, :n], features[m][j][i, :n], dim=-1).mean())
-                                for m in st.modalities]) for i, n in enumerate(st.test_sizes)]
-              for metric, j in (("cos_ds", 0), ("cos_du", 2))}
+    values = {
+        metric: [
+            np.mean(
+                [
+                    float(F.cosine_similarity(features[m][1][i, :n], features[m][j][i, :n], dim=-1).mean())
+                    for m in st.modalities
+                ]
+            )
+            for i, n in enumerate(st.test_sizes)
+        ]
+        for metric, j in (("cos_ds", 0), ("cos_du", 2))
+    }
     with torch.no_grad():
         named = [result.modules["discriminator"](features[m][0]).argmax(-1) == k for k, m in enumerate(st.modalities)]
-    values["discriminator_acc_s"] = [float(torch.cat([hit[i, :n] for hit in named]).float().mean())
-                                     for i, n in enumerate(st.test_sizes)]
+    values["discriminator_acc_s"] = [
+        float(torch.cat([hit[i, :n] for hit in named]).float().mean()) for i, n in enumerate(st.test_sizes)
+    ]
     for metric, per_split in values.items():
         rows += tidy_rows(study, name, {**settings, "modality": ALL_MODALITIES}, st.seeds, metric, per_split)
     return rows
@@ -336,47 +402,84 @@ class StudentJob:
     alpha: float = 1.0  # the weight of CE (1 − alpha on KD)
 
 
-def run_baselines(st: Stacked, specs: Mapping[str, ModelSpec], protocol: Protocol, *, study: str,
-                  methods: Sequence[str], progress: bool | None) -> list[StudyRun]:
+def run_baselines(
+    st: Stacked,
+    specs: Mapping[str, ModelSpec],
+    protocol: Protocol,
+    *,
+    study: str,
+    methods: Sequence[str],
+    progress: bool | None,
+) -> list[StudyRun]:
     """Of ``methods``: single, the SUM-fusion teacher's KD and DKD students, cross-modal KD
     students (whose teachers are the single models, trained for them when not asked for)."""
     base = st.settings
     runs, single = [], {}
     if {"single", "crossmodal_kd"} & set(methods):
-        runs, single = _fit_students(st, specs, protocol, study, [StudentJob("single", m, base) for m in st.modalities],
-                                     lambda jobs: Vanilla(), progress)
+        runs, single = _fit_students(
+            st,
+            specs,
+            protocol,
+            study,
+            [StudentJob("single", m, base) for m in st.modalities],
+            lambda jobs: Vanilla(),
+            progress,
+        )
     if {"fusion_kd", "fusion_dkd"} & set(methods):
         runs += _fusion_students(st, specs, protocol, study, methods, base, progress)
     if "crossmodal_kd" in methods:
-        jobs = [StudentJob("crossmodal_kd", m, {**base, "alpha": a, "teacher_modality": t}, single[t]["train_logits"], a)
-                for m in st.modalities for t in [_best_other(single, m)] for a in protocol.kd_alphas]
+        jobs = [
+            StudentJob("crossmodal_kd", m, {**base, "alpha": a, "teacher_modality": t}, single[t]["train_logits"], a)
+            for m in st.modalities
+            for t in [_best_other(single, m)]
+            for a in protocol.kd_alphas
+        ]
         runs += _fit_students(st, specs, protocol, study, jobs, _kd_loss(protocol, len(st.tasks)), progress)[0]
     return runs
 
 
 def _kd_loss(protocol: Protocol, n_tasks: int):
     """KD for a group of jobs: α·CE + (1 − α)·KD per block of copies (T², batchmean)."""
-    return lambda jobs: make_loss("kd", temperature=protocol.kd_temperature, reduction="batchmean", t2_scale=True,
-                                  ce_weight=[j.alpha for j in jobs for _ in range(n_tasks)],
-                                  kd_weight=[1 - j.alpha for j in jobs for _ in range(n_tasks)])
+    return lambda jobs: make_loss(
+        "kd",
+        temperature=protocol.kd_temperature,
+        reduction="batchmean",
+        t2_scale=True,
+        ce_weight=[j.alpha for j in jobs for _ in range(n_tasks)],
+        kd_weight=[1 - j.alpha for j in jobs for _ in range(n_tasks)],
+    )
 
 
 def _fusion_students(st, specs, protocol, study, methods, base, progress) -> list[StudyRun]:
-    fusion = fit(SumFusion(dict(specs), protocol.fusion_width), {**{f"x.{m}": st.x["train"][m] for m in st.modalities},
-                                                                "y": st.y["train"]},
-                 seeds=st.seeds, config=protocol.train_config(st.n_train),
-                 val={**{f"x.{m}": st.x["val"][m] for m in st.modalities}, "y": st.y["val"]}, progress=progress,
-                 description=f"{study}: SUM-fusion teacher")
-    teacher_test = test_scores(fusion.predict({f"x.{m}": st.x["test"][m] for m in st.modalities})["fusion"],
-                               st.y["test"], st.test_sizes)
+    fusion = fit(
+        SumFusion(dict(specs), protocol.fusion_width),
+        {**{f"x.{m}": st.x["train"][m] for m in st.modalities}, "y": st.y["train"]},
+        seeds=st.seeds,
+        config=protocol.train_config(st.n_train),
+        val={**{f"x.{m}": st.x["val"][m] for m in st.modalities}, "y": st.y["val"]},
+        progress=progress,
+        description=f"{study}: SUM-fusion teacher",
+    )
+    teacher_test = test_scores(
+        fusion.predict({f"x.{m}": st.x["test"][m] for m in st.modalities})["fusion"], st.y["test"], st.test_sizes
+    )
     runs = [fit_run(study, "fusion_teacher", fusion, [], teacher_test_f1w=teacher_test["test_f1w"])]
     fusion_logits = fusion.predict({f"x.{m}": st.x["train"][m] for m in st.modalities})["fusion"]
     if "fusion_kd" in methods:
-        jobs = [StudentJob("fusion_kd", m, {**base, "alpha": a}, fusion_logits, a) for m in st.modalities for a in protocol.kd_alphas]
+        jobs = [
+            StudentJob("fusion_kd", m, {**base, "alpha": a}, fusion_logits, a)
+            for m in st.modalities
+            for a in protocol.kd_alphas
+        ]
         runs += _fit_students(st, specs, protocol, study, jobs, _kd_loss(protocol, len(st.tasks)), progress)[0]
     if "fusion_dkd" in methods:
-        dkd = make_loss("dkd", alpha=1.0, beta=8.0, temperature=4.0,
-                        warmup_epochs=min(protocol.dkd_warmup_epochs, protocol.train_config(st.n_train).epochs))
+        dkd = make_loss(
+            "dkd",
+            alpha=1.0,
+            beta=8.0,
+            temperature=4.0,
+            warmup_epochs=min(protocol.dkd_warmup_epochs, protocol.train_config(st.n_train).epochs),
+        )
         jobs = [StudentJob("fusion_dkd", m, base, fusion_logits) for m in st.modalities]
         runs += _fit_students(st, specs, protocol, study, jobs, lambda jobs: dkd, progress)[0]
     return runs
@@ -387,7 +490,9 @@ def _best_other(single: Mapping[str, dict], modality: str) -> str:
     return max((m for m in single if m != modality), key=lambda m: single[m]["val_f1w"])
 
 
-def _fit_students(st, specs, protocol, study, jobs: Sequence[StudentJob], loss, progress) -> tuple[list[StudyRun], dict]:
+def _fit_students(
+    st, specs, protocol, study, jobs: Sequence[StudentJob], loss, progress
+) -> tuple[list[StudyRun], dict]:
     """Students of ``jobs``, one batched fit per input shape; rows per job. Returns the runs and,
     per modality, its first job's training logits and mean best validation weighted F1."""
     by_shape: dict[tuple, list[StudentJob]] = defaultdict(list)
@@ -395,7 +500,7 @@ def _fit_students(st, specs, protocol, study, jobs: Sequence[StudentJob], loss, 
         by_shape[st.shape(job.modality)].append(job)
     runs, models = [], {}
     m_tasks = len(st.tasks)
-    for shape, group in by_shape.items():
+    for _shape, group in by_shape.items():
         k = len(group)
         data = {"x": torch.cat([st.x["train"][j.modality] for j in group]), "y": repeat_models(st.y["train"], k)}
         if group[0].teacher_logits is not None:
@@ -404,18 +509,29 @@ def _fit_students(st, specs, protocol, study, jobs: Sequence[StudentJob], loss, 
         spec = specs[group[0].modality]
         system = Distillation(spec, loss(group))
         method = group[0].method
-        result = fit(system, data, seeds=st.seeds * k, config=protocol.train_config(st.n_train), val=val, progress=progress,
-                     description=f"{study}: {method} ({', '.join(dict.fromkeys(j.modality for j in group))})")
+        result = fit(
+            system,
+            data,
+            seeds=st.seeds * k,
+            config=protocol.train_config(st.n_train),
+            val=val,
+            progress=progress,
+            description=f"{study}: {method} ({', '.join(dict.fromkeys(j.modality for j in group))})",
+        )
         logits = result.predict({"x": torch.cat([st.x["test"][j.modality] for j in group])})["student"]
         rows = []
         for i, job in enumerate(group):
             block = slice(i * m_tasks, (i + 1) * m_tasks)
             for metric, values in test_scores(logits[block], st.y["test"], st.test_sizes).items():
-                rows += tidy_rows(study, job.method, {**job.settings, "modality": job.modality}, st.seeds, metric, values)
+                rows += tidy_rows(
+                    study, job.method, {**job.settings, "modality": job.modality}, st.seeds, metric, values
+                )
             if job.modality not in models:
                 student = result.modules["student"].subset(list(range(block.start, block.stop)))
-                models[job.modality] = {"train_logits": student.predict(st.x["train"][job.modality]),
-                                        "val_f1w": float(result.history["val_weighted_f1"][:, block].max(0).mean())}
+                models[job.modality] = {
+                    "train_logits": student.predict(st.x["train"][job.modality]),
+                    "val_f1w": float(result.history["val_weighted_f1"][:, block].max(0).mean()),
+                }
         runs.append(fit_run(study, method, result, rows, modalities=[j.modality for j in group]))
     return runs, models
 
@@ -425,17 +541,27 @@ def backbone_specs(st: Stacked, nets: Mapping[str, Architecture]) -> dict[str, M
     return {m: nets[m].spec(st.shape(m), st.n_classes) for m in st.modalities}
 
 
-def run_dataset(tasks: Sequence[Task], modalities: Sequence[str], nets: Mapping[str, Architecture], protocol: Protocol, *,
-                study: str, ablation_study: str | None = None, methods: Sequence[str] = METHODS,
-                progress: bool | None = None) -> StudyRun:
+def run_dataset(
+    tasks: Sequence[Task],
+    modalities: Sequence[str],
+    nets: Mapping[str, Architecture],
+    protocol: Protocol,
+    *,
+    study: str,
+    ablation_study: str | None = None,
+    methods: Sequence[str] = METHODS,
+    progress: bool | None = None,
+) -> StudyRun:
     """Every method of ``methods`` (and, with ``ablation_study``, DisCoM's ablations) on the
     tasks of one dataset, with its ``modalities`` (two or more)."""
     protocol.check()
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         left_out = [m for m in unknown if m in LEFT_OUT]
-        raise ValueError(f"unknown method(s) {unknown}; valid methods: {', '.join(METHODS)}"
-                         + "".join(f" ({m} is left out: {LEFT_OUT[m]})" for m in left_out))
+        raise ValueError(
+            f"unknown method(s) {unknown}; valid methods: {', '.join(METHODS)}"
+            + "".join(f" ({m} is left out: {LEFT_OUT[m]})" for m in left_out)
+        )
     if len(modalities) < 2 or len(set(modalities)) != len(modalities):
         raise ValueError(f"DisCoM-KD needs two or more different modalities, got {list(modalities)}")
     st = stack_tasks(tasks, modalities)
@@ -455,5 +581,3 @@ def _only(run: StudyRun, methods: Sequence[str]) -> StudyRun:
     if len(run.table):
         run.table = run.table[run.table["method"].isin(methods)].reset_index(drop=True)
     return run
-
-

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Mapping
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -77,8 +78,10 @@ def parse_real(items) -> list[tuple[str, tuple[str, ...] | None]]:
         name, _, rest = item.partition(":")
         modalities = tuple(m.strip() for m in rest.split(",")) if rest else None
         if not name or (modalities is not None and (len(modalities) < 2 or "" in modalities)):
-            raise ValueError(f"real: {item!r} is not 'dataset' or 'dataset:mod1,mod2[,...]' with two or more modalities, "
-                             "e.g. 'segment:colour,shape'")
+            raise ValueError(
+                f"real: {item!r} is not 'dataset' or 'dataset:mod1,mod2[,...]' with two or more modalities, "
+                "e.g. 'segment:colour,shape'"
+            )
         DATASETS.get(name)  # an unknown name raises, listing the registered datasets
         parsed.append((name, modalities))
     return parsed
@@ -107,17 +110,20 @@ def check_splittable(name: str) -> None:
     if data.groups is not None or min(sizes) >= n_present:
         return
     needed = next(n for n in itertools.count(len(data)) if min(split_sizes(n)) >= n_present)
-    raise ValueError(f"real: dataset {name!r} has {len(data)} samples of {n_present} classes; its stratified "
-                     f"split has {sizes[0]}, {sizes[1]} and {sizes[2]} rows (train, validation, test), and each "
-                     f"part needs a sample of every class: DisCoM-KD needs at least {needed} samples of "
-                     f"{n_present} classes")
+    raise ValueError(
+        f"real: dataset {name!r} has {len(data)} samples of {n_present} classes; its stratified "
+        f"split has {sizes[0]}, {sizes[1]} and {sizes[2]} rows (train, validation, test), and each "
+        f"part needs a sample of every class: DisCoM-KD needs at least {needed} samples of "
+        f"{n_present} classes"
+    )
 
 
 def synthetic_tasks(p: DisCoMParameters) -> tuple[list[Task], list[str]]:
     """One task per split seed s: split s of the synthetic set drawn with seed s, so no two splits
     share a sample."""
-    pools = [load(SYNTHETIC, seed=seed, n_samples=p.n_samples, n_modalities=p.n_modalities)
-             for seed in range(p.n_splits)]
+    pools = [
+        load(SYNTHETIC, seed=seed, n_samples=p.n_samples, n_modalities=p.n_modalities) for seed in range(p.n_splits)
+    ]
     modalities = pools[0].modality_names
     return [pipeline.make_task(pool, modalities, seed, SYNTHETIC) for seed, pool in enumerate(pools)], modalities
 
@@ -131,7 +137,9 @@ def real_tasks(p: DisCoMParameters) -> list[tuple[list[Task], list[str], dict[st
         modalities = list(modalities or data.modality_names)
         if len(modalities) < 2:
             raise ValueError(f"dataset {name!r} has one modality, {modalities}; DisCoM-KD needs two or more")
-        nets = {m: real_data.net_for(data, m, name) for m in modalities}  # unknown modalities raise, naming the valid ones
+        nets = {
+            m: real_data.net_for(data, m, name) for m in modalities
+        }  # unknown modalities raise, naming the valid ones
         found.append((pipeline.make_tasks(data, modalities, p.n_splits, name), modalities, nets))
     return found
 
@@ -144,8 +152,17 @@ def run(p: DisCoMParameters, progress: bool | None = None) -> StudyRun:
     runs = [StudyRun(pd.DataFrame(), RunLog(splits=real_data.split_records(tasks)))]
     if p.synthetic:
         group, modalities = synthetic_tasks(p)
-        runs.append(pipeline.run_dataset(group, modalities, {m: p.synthetic_net() for m in modalities}, p,
-                                         study="discom_synthetic", ablation_study="discom_ablation", progress=progress))
+        runs.append(
+            pipeline.run_dataset(
+                group,
+                modalities,
+                {m: p.synthetic_net() for m in modalities},
+                p,
+                study="discom_synthetic",
+                ablation_study="discom_ablation",
+                progress=progress,
+            )
+        )
     for group, modalities, nets in real:
         runs.append(pipeline.run_dataset(group, modalities, nets, p, study="discom_real", progress=progress))
     return StudyRun.concat(runs)
@@ -154,26 +171,59 @@ def run(p: DisCoMParameters, progress: bool | None = None) -> StudyRun:
 EXPLORE_SCALE = {"n_splits": 1, "epochs": 15, "real": (), "synthetic": True}
 
 
-def explore_figure(p: DisCoMParameters, cl_weight: float, aux_weight: float, mod_weight: float, adv_weight: float,
-                   orth_weight: float, grl_scale: float) -> go.Figure:
+def explore_figure(
+    p: DisCoMParameters,
+    cl_weight: float,
+    aux_weight: float,
+    mod_weight: float,
+    adv_weight: float,
+    orth_weight: float,
+    grl_scale: float,
+) -> go.Figure:
     """The Explore callback: DisCoM alone on one synthetic split at a small scale
     (``EXPLORE_SCALE``) with new loss weights and GRL scale; each modality's test weighted F1
     and the domain accuracies on s and u."""
-    changed = p.replace(cl_weight=cl_weight, aux_weight=aux_weight, mod_weight=mod_weight, adv_weight=adv_weight,
-                        orth_weight=orth_weight, grl_scale=grl_scale, **EXPLORE_SCALE)
+    changed = p.replace(
+        cl_weight=cl_weight,
+        aux_weight=aux_weight,
+        mod_weight=mod_weight,
+        adv_weight=adv_weight,
+        orth_weight=orth_weight,
+        grl_scale=grl_scale,
+        **EXPLORE_SCALE,
+    )
     group, modalities = synthetic_tasks(changed)
-    table = pipeline.run_dataset(group, modalities, {m: changed.synthetic_net() for m in modalities}, changed,
-                                 study="discom_synthetic", methods=("discom",), progress=False).table
+    table = pipeline.run_dataset(
+        group,
+        modalities,
+        {m: changed.synthetic_net() for m in modalities},
+        changed,
+        study="discom_synthetic",
+        methods=("discom",),
+        progress=False,
+    ).table
     summary = summarize(table, by=["metric", "modality"])
-    fig = go.Figure(go.Bar(x=[f"{metric} · {modality}" for metric, modality in zip(summary["metric"], summary["modality"])],
-                           y=(100 * summary["mean"]).tolist()))
-    fig.update_layout(template="plotly_white", yaxis_title="%", title=(
-        f"weights cl {cl_weight:g}, aux {aux_weight:g}, mod {mod_weight:g}, adv {adv_weight:g}, orth {orth_weight:g}; "
-        f"GRL λ {grl_scale:g} (one split, small scale)"))
+    fig = go.Figure(
+        go.Bar(
+            x=[f"{metric} · {modality}" for metric, modality in zip(summary["metric"], summary["modality"])],
+            y=(100 * summary["mean"]).tolist(),
+        )
+    )
+    fig.update_layout(
+        template="plotly_white",
+        yaxis_title="%",
+        title=(
+            f"weights cl {cl_weight:g}, aux {aux_weight:g}, mod {mod_weight:g}, adv {adv_weight:g}, orth "
+            f"{orth_weight:g}; "
+            f"GRL λ {grl_scale:g} (one split, small scale)"
+        ),
+    )
     return fig
 
 
-def discom_variants(p: DisCoMParameters, variants: Mapping[str, Mapping], progress: bool | None = False) -> pd.DataFrame:
+def discom_variants(
+    p: DisCoMParameters, variants: Mapping[str, Mapping], progress: bool | None = False
+) -> pd.DataFrame:
     """DisCoM alone on the synthetic set (``p.n_splits`` splits), one fit per variant: ``variants``
     maps a name to the settings it changes (``{}``: ``p``'s own), any protocol setting (e.g.
     ``grl_scale``, ``modality_targets``) or ``orthogonality="absolute"``
@@ -188,8 +238,14 @@ def discom_variants(p: DisCoMParameters, variants: Mapping[str, Mapping], progre
         changes = dict(changes)
         orthogonality = changes.pop("orthogonality", "signed")
         protocol = p.replace(**changes)
-        rows += pipeline.variant_rows(st, protocol.discom(specs, orthogonality=orthogonality), protocol,
-                                      study="discom_variants", name=name, progress=progress)
+        rows += pipeline.variant_rows(
+            st,
+            protocol.discom(specs, orthogonality=orthogonality),
+            protocol,
+            study="discom_variants",
+            name=name,
+            progress=progress,
+        )
     return pd.DataFrame(rows)
 
 
@@ -197,8 +253,11 @@ def embedding_features(p: DisCoMParameters, run: StudyRun) -> dict[str, tuple]:
     """The synthetic study's DisCoM on its first split's test samples: per modality (s, d, u)
     ``(N, width)``. The split is rebuilt from its seed; the model is the study's first DisCoM fit
     (its first copy: the full model on split 0)."""
-    fits = [f for f, r in zip(run.artifacts.fits["discom"], [f for f in run.log.fits if f["method"] == "discom"])
-            if r["study"] == "discom_synthetic"]
+    fits = [
+        f
+        for f, r in zip(run.artifacts.fits["discom"], [f for f in run.log.fits if f["method"] == "discom"])
+        if r["study"] == "discom_synthetic"
+    ]
     if not fits:
         raise ValueError("the run has no synthetic DisCoM fit (synthetic=False)")
     group, modalities = synthetic_tasks(p)

@@ -33,8 +33,9 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Mapping, Sequence
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -64,11 +65,17 @@ DEGRADED_SOURCE, DEGRADED_TARGET = "clean", "degraded"
 DS_GUIDE = "kd"
 # The batched DS fits: per guide, its students and the DS terms each switches on (independence,
 # uniformity). With both off, the guided fit's student is plain KD and the unguided one's plain CE.
-DS_FITS = {DS_GUIDE: {"kd": (0, 0), "ds_ci": (1, 0), "ds_ud": (0, 1), "ds_both": (1, 1)},
-           "none": {"ce": (0, 0), NO_TEACHER: (1, 1)}}
+DS_FITS = {
+    DS_GUIDE: {"kd": (0, 0), "ds_ci": (1, 0), "ds_ud": (0, 1), "ds_both": (1, 1)},
+    "none": {"ce": (0, 0), NO_TEACHER: (1, 1)},
+}
 # each DS student's baseline: the student of its fit with both terms off (same guidance, same seeds)
-DS_BASELINE = {method: next(base for base, switches in students.items() if switches == (0, 0))
-               for students in DS_FITS.values() for method, switches in students.items() if switches != (0, 0)}
+DS_BASELINE = {
+    method: next(base for base, switches in students.items() if switches == (0, 0))
+    for students in DS_FITS.values()
+    for method, switches in students.items()
+    if switches != (0, 0)
+}
 
 
 @dataclass(frozen=True)
@@ -101,8 +108,12 @@ class DSParameters(NotebookParameters):
         "quick": {"images": ("digits_degraded",), "n_runs": 3, "n_train": 600, "epochs": 10, "teacher_epochs": 10},
         "full": {"images": DEGRADED_DATASETS, "n_runs": 5, "n_train": 600, "epochs": 10, "teacher_epochs": 15},
     }
-    choices: ClassVar = {"images": DEGRADED_DATASETS, "methods": METHODS, "degradations": DEGRADATIONS,
-                         "select": SELECTION_RULES}
+    choices: ClassVar = {
+        "images": DEGRADED_DATASETS,
+        "methods": METHODS,
+        "degradations": DEGRADATIONS,
+        "select": SELECTION_RULES,
+    }
 
     def __post_init__(self):
         for severity in self.severities:
@@ -120,22 +131,38 @@ class DSParameters(NotebookParameters):
         return Architecture("cnn2d", tuple(self.hidden), batch_norm=True)
 
     def train_config(self, epochs: int) -> TrainConfig:
-        return TrainConfig(epochs=epochs, lr=self.lr, optimizer="adam", batch_size=self.batch_size, select=self.select,
-                           device=self.device)
+        return TrainConfig(
+            epochs=epochs,
+            lr=self.lr,
+            optimizer="adam",
+            batch_size=self.batch_size,
+            select=self.select,
+            device=self.device,
+        )
 
     def ds_loss(self, guide: str, weights: Sequence[tuple[float, float]]):
         """The DS loss guided by ``guide`` for one batched fit: one (independence, uniformity)
         pair of weights per model, with this notebook's layers and KD or hint settings."""
-        return make_loss("ds", guide=guide, temperature=self.kd_temperature, kd_weight=self.kd_weight,
-                         hint_weight=self.hint_weight, output_layer=self.output_layer, map_layer=self.map_layer,
-                         independence_weight=tuple(float(w[0]) for w in weights),
-                         uniformity_weight=tuple(float(w[1]) for w in weights))
+        return make_loss(
+            "ds",
+            guide=guide,
+            temperature=self.kd_temperature,
+            kd_weight=self.kd_weight,
+            hint_weight=self.hint_weight,
+            output_layer=self.output_layer,
+            map_layer=self.map_layer,
+            independence_weight=tuple(float(w[0]) for w in weights),
+            uniformity_weight=tuple(float(w[1]) for w in weights),
+        )
 
     def switched_weights(self, guide: str, methods: Sequence[str], n_tasks: int) -> list[tuple[float, float]]:
         """Per model of a batched fit of ``DS_FITS[guide]``: ``methods`` blocks of ``n_tasks``
         models, each block's DS weights those of this notebook switched as its method says."""
-        return [(self.independence_weight * DS_FITS[guide][m][0], self.uniformity_weight * DS_FITS[guide][m][1])
-                for m in methods for _ in range(n_tasks)]
+        return [
+            (self.independence_weight * DS_FITS[guide][m][0], self.uniformity_weight * DS_FITS[guide][m][1])
+            for m in methods
+            for _ in range(n_tasks)
+        ]
 
 
 @dataclass(frozen=True)
@@ -158,7 +185,12 @@ def degraded_pairs(p: DSParameters, name: str, severities: Sequence[float]) -> l
         for seed in range(p.n_runs):
             data = load(name, severity=severity, seed=seed, kinds=p.degradations)
             split = standardise(_fewer_train(data.split(seed), p.n_train, seed), [DEGRADED_SOURCE, DEGRADED_TARGET])
-            settings = {"dataset": name, "source": DEGRADED_SOURCE, "target": DEGRADED_TARGET, "severity": float(severity)}
+            settings = {
+                "dataset": name,
+                "source": DEGRADED_SOURCE,
+                "target": DEGRADED_TARGET,
+                "severity": float(severity),
+            }
             pairs.append(Pair(Task(split, seed, settings), DEGRADED_SOURCE, DEGRADED_TARGET))
     return pairs
 
@@ -179,9 +211,11 @@ def registered_pairs(p: DSParameters) -> list[Pair]:
         data = load(name)
         for modality in (source, target):
             if len(data.shape(modality)) != 3:
-                raise ValueError(f"DS-CMKD needs image modalities (channels, height, width); {name!r} modality "
-                                 f"{modality!r} has samples of shape {data.shape(modality)}. Image modalities of "
-                                 f"{name!r}: {[m for m in data.modality_names if len(data.shape(m)) == 3]}")
+                raise ValueError(
+                    f"DS-CMKD needs image modalities (channels, height, width); {name!r} modality "
+                    f"{modality!r} has samples of shape {data.shape(modality)}. Image modalities of "
+                    f"{name!r}: {[m for m in data.modality_names if len(data.shape(m)) == 3]}"
+                )
         for seed in range(p.n_runs):
             split = standardise(data.split(seed), [source, target])
             settings = {"dataset": name, "source": source, "target": target, "severity": math.nan}
@@ -198,7 +232,9 @@ def run(p: DSParameters, progress: bool | None = None) -> StudyRun:
         for pair in registered_pairs(p):  # every pair loads and is checked before anything trains
             by_pair[(pair.settings["dataset"], pair.source, pair.target)].append(pair)
         groups += [("ds_methods", pairs) for pairs in by_pair.values()]
-    runs = [StudyRun(pd.DataFrame(), RunLog(splits=split_records([pair.task for _, pairs in groups for pair in pairs])))]
+    runs = [
+        StudyRun(pd.DataFrame(), RunLog(splits=split_records([pair.task for _, pairs in groups for pair in pairs])))
+    ]
     for study, pairs in groups:
         runs.append(run_pairs(pairs, study=study, p=p, progress=progress))
     return StudyRun.concat(runs)
@@ -213,21 +249,42 @@ def run_pairs(pairs: Sequence[Pair], *, study: str, p: DSParameters, progress: b
     parts, n_classes = _parts(pairs)
     teacher, runs = _teachers(pairs, parts, p.net(), n_classes, p, progress, study)
     outputs = {"teacher": _evaluate(teacher, parts["test"]["x_teacher"], parts["test"]["y"], p)}
-    jobs = [(chosen, p.ds_loss(guide, p.switched_weights(guide, chosen, len(pairs))))
-            for guide, students in DS_FITS.items() if (chosen := [m for m in students if m in p.methods])]
+    jobs = [
+        (chosen, p.ds_loss(guide, p.switched_weights(guide, chosen, len(pairs))))
+        for guide, students in DS_FITS.items()
+        if (chosen := [m for m in students if m in p.methods])
+    ]
     if "fitnet" in p.methods:
         jobs.append((["fitnet"], make_loss("fitnet", hint_weight=p.hint_weight)))
     for methods, loss in jobs:
-        evaluated, result = _fit_students(pairs, parts, n_classes, p, loss, len(methods), teacher if loss.needs_teacher
-                                          else None, progress, f"{study}: {', '.join(methods)}")
+        evaluated, result = _fit_students(
+            pairs,
+            parts,
+            n_classes,
+            p,
+            loss,
+            len(methods),
+            teacher if loss.needs_teacher else None,
+            progress,
+            f"{study}: {', '.join(methods)}",
+        )
         outputs.update(zip(methods, evaluated))
         runs.append(fit_run(study, "+".join(methods), result, []))
 
     settings, seeds = [pair.settings for pair in pairs], [pair.task.seed for pair in pairs]
-    rows = [row for method, values in outputs.items() for metric in METRICS
-            for row in tidy_rows(study, method, settings, seeds, metric, values[metric])]
-    rows += [row for method in ("teacher", "ce") if method in outputs for metric in METRICS
-             for row in tidy_rows("ds_analysis", method, settings, seeds, metric, outputs[method][metric])]
+    rows = [
+        row
+        for method, values in outputs.items()
+        for metric in METRICS
+        for row in tidy_rows(study, method, settings, seeds, metric, values[metric])
+    ]
+    rows += [
+        row
+        for method in ("teacher", "ce")
+        if method in outputs
+        for metric in METRICS
+        for row in tidy_rows("ds_analysis", method, settings, seeds, metric, outputs[method][metric])
+    ]
     runs.append(StudyRun(pd.DataFrame(rows), RunLog()))
     return StudyRun.concat(runs)
 
@@ -241,19 +298,37 @@ def _fit_students(pairs, parts, n_classes, p, loss, k, teacher, progress, descri
     """``k`` blocks of students (one per pair each) trained with ``loss`` on the low-quality
     modality, from ``teacher`` (None: no teacher); each block's test metrics, and the fit."""
     n, seeds = len(pairs), [pair.task.seed for pair in pairs]
-    data = {key: repeat_models(value, k) for key, value in parts["train"].items() if teacher is not None or key != "x_teacher"}
+    data = {
+        key: repeat_models(value, k)
+        for key, value in parts["train"].items()
+        if teacher is not None or key != "x_teacher"
+    }
     val = {key: repeat_models(parts["val"][key], k) for key in ("x", "y")}
     spec = p.net().spec(tuple(parts["train"]["x"].shape[2:]), n_classes)
     system = Distillation(spec, loss, teacher.repeat(k) if teacher is not None else None)
-    result = fit(system, data, seeds=seeds * k, config=p.train_config(p.epochs), val=val, progress=progress,
-                 description=description)
-    evaluated = _evaluate(result.modules["student"], repeat_models(parts["test"]["x"], k),
-                          repeat_models(parts["test"]["y"], k), p)
-    return [{metric: values[i * n:(i + 1) * n] for metric, values in evaluated.items()} for i in range(k)], result
+    result = fit(
+        system,
+        data,
+        seeds=seeds * k,
+        config=p.train_config(p.epochs),
+        val=val,
+        progress=progress,
+        description=description,
+    )
+    evaluated = _evaluate(
+        result.modules["student"], repeat_models(parts["test"]["x"], k), repeat_models(parts["test"]["y"], k), p
+    )
+    return [{metric: values[i * n : (i + 1) * n] for metric, values in evaluated.items()} for i in range(k)], result
 
 
-def weight_sweep(p: DSParameters, variants: Mapping[str, tuple[float, float]], *, severity: float,
-                 guide: str = DS_GUIDE, progress: bool | None = False) -> pd.DataFrame:
+def weight_sweep(
+    p: DSParameters,
+    variants: Mapping[str, tuple[float, float]],
+    *,
+    severity: float,
+    guide: str = DS_GUIDE,
+    progress: bool | None = False,
+) -> pd.DataFrame:
     """Students of ``variants`` on ``p``'s first image set at ``severity`` (one seed per run), as
     one batched fit: each variant's name maps to its (independence, uniformity) weights, with
     ``p``'s layers and training settings, guided by ``guide`` from a CE teacher on the clean
@@ -265,11 +340,18 @@ def weight_sweep(p: DSParameters, variants: Mapping[str, tuple[float, float]], *
     names = list(variants)
     teacher = None if guide == "none" else _teachers(pairs, parts, p.net(), n_classes, p, progress, "weight sweep")[0]
     loss = p.ds_loss(guide, [variants[name] for name in names for _ in pairs])
-    evaluated, _ = _fit_students(pairs, parts, n_classes, p, loss, len(names), teacher, progress,
-                                 f"weight sweep: {', '.join(names)}")
+    evaluated, _ = _fit_students(
+        pairs, parts, n_classes, p, loss, len(names), teacher, progress, f"weight sweep: {', '.join(names)}"
+    )
     settings, seeds = [pair.settings for pair in pairs], [pair.task.seed for pair in pairs]
-    return pd.DataFrame([row for name, values in zip(names, evaluated) for metric in METRICS
-                         for row in tidy_rows("ds_weights", name, settings, seeds, metric, values[metric])])
+    return pd.DataFrame(
+        [
+            row
+            for name, values in zip(names, evaluated)
+            for metric in METRICS
+            for row in tidy_rows("ds_weights", name, settings, seeds, metric, values[metric])
+        ]
+    )
 
 
 def n_classes(p: DSParameters) -> dict[str, int]:
@@ -282,9 +364,11 @@ def n_classes(p: DSParameters) -> dict[str, int]:
 def _stacked(pairs: Sequence[Pair], part: str) -> dict[str, torch.Tensor]:
     """``x`` (low quality), ``x_teacher`` (high quality), ``y`` of ``part``, stacked over pairs."""
     datasets = [getattr(pair.task.splits, part) for pair in pairs]
-    return {"x": torch.stack([d[pair.target] for d, pair in zip(datasets, pairs)]),
-            "x_teacher": torch.stack([d[pair.source] for d, pair in zip(datasets, pairs)]),
-            "y": torch.stack([d.labels for d in datasets])}
+    return {
+        "x": torch.stack([d[pair.target] for d, pair in zip(datasets, pairs)]),
+        "x_teacher": torch.stack([d[pair.source] for d, pair in zip(datasets, pairs)]),
+        "y": torch.stack([d.labels for d in datasets]),
+    }
 
 
 def _teachers(pairs, parts, net, n_classes, p, progress, study) -> tuple[Stack, list[StudyRun]]:
@@ -294,9 +378,15 @@ def _teachers(pairs, parts, net, n_classes, p, progress, study) -> tuple[Stack, 
     distinct = sorted(first.values())
     spec = net.spec(tuple(parts["train"]["x_teacher"].shape[2:]), n_classes)
     pick = lambda part: {"x": parts[part]["x_teacher"][distinct], "y": parts[part]["y"][distinct]}  # noqa: E731
-    result = fit(Distillation(spec), pick("train"), seeds=[keys[i][0] for i in distinct],
-                 config=p.train_config(p.teacher_epochs), val=pick("val"), progress=progress,
-                 description=f"{study}: teachers")
+    result = fit(
+        Distillation(spec),
+        pick("train"),
+        seeds=[keys[i][0] for i in distinct],
+        config=p.train_config(p.teacher_epochs),
+        val=pick("val"),
+        progress=progress,
+        description=f"{study}: teachers",
+    )
     position = {keys[i]: j for j, i in enumerate(distinct)}
     teacher = result.modules["student"].subset([position[key] for key in keys])
     return teacher, [fit_run(study, "teacher", result, [])]

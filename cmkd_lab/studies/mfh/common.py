@@ -3,8 +3,9 @@ methods, the paper-vs-kit table and its claims."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Mapping, Sequence
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -45,7 +46,9 @@ def kd_loss(p, **options) -> Distiller:
 
 def ratios_table(knob: str, values: Sequence[int], generator: Callable, **options) -> pd.DataFrame:
     """The Venn shares (α, β, γ) of each value of a generator's ``knob``, one row per setting."""
-    return pd.DataFrame([{"setting": f"{knob} = {v}", **generator(v, 0, n_train=1, n_test=1, **options)[1]} for v in values])
+    return pd.DataFrame(
+        [{"setting": f"{knob} = {v}", **generator(v, 0, n_train=1, n_test=1, **options)[1]} for v in values]
+    )
 
 
 # ----------------------------------------------------------------------------- channel choices
@@ -74,8 +77,13 @@ def paired_difference(table: pd.DataFrame, minuend: Mapping, subtrahend: Mapping
     return (values(minuend) - values(subtrahend)).rename("value").reset_index()
 
 
-def paper_comparison(table: pd.DataFrame, paper: pd.DataFrame, on: Sequence[str], tolerance: float,
-                     match: Callable[[float], float] = lambda value: round(value, 3)) -> pd.DataFrame:
+def paper_comparison(
+    table: pd.DataFrame,
+    paper: pd.DataFrame,
+    on: Sequence[str],
+    tolerance: float,
+    match: Callable[[float], float] = lambda value: round(value, 3),
+) -> pd.DataFrame:
     """The published values beside the kit's mean ± std (percent); settings are matched on
     ``match`` of the first ``on`` column (published settings are rounded)."""
     on, knob = list(on), on[0]
@@ -84,10 +92,15 @@ def paper_comparison(table: pd.DataFrame, paper: pd.DataFrame, on: Sequence[str]
     return paper_vs_kit(key(kit), key(paper), on=on, tolerance=tolerance).round(2)
 
 
-def reproduction_claims(kit: pd.DataFrame, paper: pd.DataFrame, on: Sequence[str], statement: claims.Claim,
-                        label: Callable[[Mapping], str],
-                        match: Callable[[float], float] = lambda value: round(value, 3),
-                        at_chance: Callable[[pd.DataFrame], str] = lambda rows: "") -> list[dict]:
+def reproduction_claims(
+    kit: pd.DataFrame,
+    paper: pd.DataFrame,
+    on: Sequence[str],
+    statement: claims.Claim,
+    label: Callable[[Mapping], str],
+    match: Callable[[float], float] = lambda value: round(value, 3),
+    at_chance: Callable[[pd.DataFrame], str] = lambda rows: "",
+) -> list[dict]:
     """Per published value (a row of ``paper``: ``on`` columns and ``paper``, in percent) that the
     kit measured: ``statement`` (an ``= 0`` claim, sesoi = the tolerance) judged on kit − paper per
     seed, in points. ``kit`` holds ``on`` columns, ``seed`` and ``value`` (percent); settings are
@@ -100,8 +113,11 @@ def reproduction_claims(kit: pd.DataFrame, paper: pd.DataFrame, on: Sequence[str
         inside = kit[np.logical_and.reduce([kit[column] == published[column] for column in on])]
         if len(inside):
             chance = at_chance(inside)
-            rows.append(statement.judge(inside["value"] - published["paper"], setting=label(published),
-                                        at_chance=bool(chance), note=chance))
+            rows.append(
+                statement.judge(
+                    inside["value"] - published["paper"], setting=label(published), at_chance=bool(chance), note=chance
+                )
+            )
     return rows
 
 
@@ -122,6 +138,11 @@ def at_chance(acc: pd.DataFrame, models: Sequence[tuple[str, str]], percent: boo
 def chance_note(*runs, methods: Sequence[str] | None = None) -> str:
     """The engine's "ended at chance" warnings of the fits of ``runs`` (StudyRuns; only the fits of
     ``methods`` if given), counted, or ""."""
-    warned = [message for run in runs for record in run.log.fits for message in record.get("warnings", [])
-              if methods is None or record.get("method") in methods]
+    warned = [
+        message
+        for run in runs
+        for record in run.log.fits
+        for message in record.get("warnings", [])
+        if methods is None or record.get("method") in methods
+    ]
     return f"{len(warned)} model(s) ended at chance, e.g. {warned[0]}" if warned else ""

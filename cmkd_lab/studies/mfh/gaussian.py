@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Mapping
+from typing import ClassVar
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -52,7 +53,10 @@ class GaussianParameters(SyntheticKDParameters):
     rng: str = "kit"  # "official": data and initial weights drawn as gauss/main.py draws them, run for run
 
     notebook: ClassVar[str] = "02_mfh_gaussian"
-    profile_defaults: ClassVar = {"quick": {"n_runs": 10, "epochs": 300}, "full": {"n_runs": 10, "epochs": OFFICIAL_EPOCHS}}
+    profile_defaults: ClassVar = {
+        "quick": {"n_runs": 10, "epochs": 300},
+        "full": {"n_runs": 10, "epochs": OFFICIAL_EPOCHS},
+    }
     choices: ClassVar = {**SyntheticKDParameters.choices, "rng": RNG_MODES}
 
 
@@ -78,23 +82,34 @@ def fig3_tasks(p: GaussianParameters) -> list[Task]:
     return _sweep_tasks(p, mfh_teacher_specific, p.xs1_values, "alpha")
 
 
-def _run(p: GaussianParameters, tasks: list[Task], study: str, progress: bool | None,
-         losses: Mapping[str, Distiller] | None) -> StudyRun:
+def _run(
+    p: GaussianParameters, tasks: list[Task], study: str, progress: bool | None, losses: Mapping[str, Distiller] | None
+) -> StudyRun:
     return run_teacher_student(
-        tasks, study=study, teacher_modality="a", student_modality="b",
-        teacher_config=TrainConfig(epochs=p.epochs, lr=p.lr, device=p.device),  # linear models, full-batch SGD, last epoch
-        losses={"kd": kd_loss(p)} if losses is None else losses, progress=progress,
+        tasks,
+        study=study,
+        teacher_modality="a",
+        student_modality="b",
+        teacher_config=TrainConfig(
+            epochs=p.epochs, lr=p.lr, device=p.device
+        ),  # linear models, full-batch SGD, last epoch
+        losses={"kd": kd_loss(p)} if losses is None else losses,
+        progress=progress,
     )
 
 
-def run_fig2(p: GaussianParameters, progress: bool | None = None, losses: Mapping[str, Distiller] | None = None) -> StudyRun:
+def run_fig2(
+    p: GaussianParameters, progress: bool | None = None, losses: Mapping[str, Distiller] | None = None
+) -> StudyRun:
     """MFH Fig. 2: teacher, No-KD and KD students at every γ; one batched fit per method.
     ``losses`` (method name → KD loss; default ``{"kd": kd_loss(p)}``) trains one student per
     loss on the same data beside the same teachers, e.g. to compare reductions or temperatures."""
     return _run(p, fig2_tasks(p), "mfh_fig2", progress, losses)
 
 
-def run_fig3(p: GaussianParameters, progress: bool | None = None, losses: Mapping[str, Distiller] | None = None) -> StudyRun:
+def run_fig3(
+    p: GaussianParameters, progress: bool | None = None, losses: Mapping[str, Distiller] | None = None
+) -> StudyRun:
     """MFH Fig. 3: teacher, No-KD and KD students at every α; one batched fit per method
     (``losses`` as in :func:`run_fig2`)."""
     return _run(p, fig3_tasks(p), "mfh_fig3", progress, losses)
@@ -129,15 +144,31 @@ FIG3_PAPER = pd.DataFrame(
 # full profile lands on them run for run (OFFICIAL_TOLERANCE); with its own generators, within
 # the ±2.5 points of noise that 10 runs of new hyperplanes leave.
 OFFICIAL_TOLERANCE = 0.3  # points
-_FIG2_OFFICIAL = ((70.38, 69.41, 68.70), (70.17, 69.41, 68.96), (70.42, 69.41, 69.07), (72.58, 69.41, 69.65),
-                  (76.37, 69.41, 70.94), (73.38, 69.41, 71.91))
-_FIG3_OFFICIAL = ((58.45, 57.90, 59.49), (65.20, 57.90, 58.87), (70.78, 57.90, 58.56), (79.62, 57.90, 58.46),
-                  (90.53, 57.90, 58.21))
+_FIG2_OFFICIAL = (
+    (70.38, 69.41, 68.70),
+    (70.17, 69.41, 68.96),
+    (70.42, 69.41, 69.07),
+    (72.58, 69.41, 69.65),
+    (76.37, 69.41, 70.94),
+    (73.38, 69.41, 71.91),
+)
+_FIG3_OFFICIAL = (
+    (58.45, 57.90, 59.49),
+    (65.20, 57.90, 58.87),
+    (70.78, 57.90, 58.56),
+    (79.62, 57.90, 58.46),
+    (90.53, 57.90, 58.21),
+)
 
 
 def _official_frame(knob: str, settings, means) -> pd.DataFrame:
-    return pd.DataFrame([{knob: value, "method": method, "paper": mean}
-                         for value, row in zip(settings, means) for method, mean in zip(("teacher", "no_kd", "kd"), row)])
+    return pd.DataFrame(
+        [
+            {knob: value, "method": method, "paper": mean}
+            for value, row in zip(settings, means)
+            for method, mean in zip(("teacher", "no_kd", "kd"), row)
+        ]
+    )
 
 
 FIG2_OFFICIAL_SCRIPT = _official_frame("gamma", _GAMMAS, _FIG2_OFFICIAL)
@@ -152,8 +183,13 @@ def _labelled(compared: pd.DataFrame, knob: str) -> pd.DataFrame:
     """A paper-vs-kit table whose rows start with readable labels (figure, setting such as
     "γ = 0.11", model) in place of the raw knob and method."""
     figure, symbol = FIGURES[knob]
-    labels = pd.DataFrame({"figure": figure, "setting": [f"{symbol} = {v:.2f}" for v in compared[knob]],
-                           "model": compared["method"].map(MODEL_NAMES)})
+    labels = pd.DataFrame(
+        {
+            "figure": figure,
+            "setting": [f"{symbol} = {v:.2f}" for v in compared[knob]],
+            "model": compared["method"].map(MODEL_NAMES),
+        }
+    )
     return pd.concat([labels, compared.drop(columns=[knob, "method"])], axis=1)
 
 
@@ -197,7 +233,9 @@ def sign_flips(table: pd.DataFrame, knob: str = "gamma") -> pd.Series:
 
 def change_across(table: pd.DataFrame, knob: str) -> pd.Series:
     """Per method, mean test accuracy at the highest ``knob`` value minus at the lowest (points)."""
-    acc = table[table["metric"] == "test_acc"].groupby(["method", knob])["value"].mean().unstack(knob).sort_index(axis=1)
+    acc = (
+        table[table["metric"] == "test_acc"].groupby(["method", knob])["value"].mean().unstack(knob).sort_index(axis=1)
+    )
     return 100 * (acc.iloc[:, -1] - acc.iloc[:, 0])
 
 
@@ -207,27 +245,59 @@ def change_across(table: pd.DataFrame, knob: str) -> pd.Series:
 ONE_POINT = 1.0  # accuracy points: the smallest gain or loss of KD that the field reports as one
 _FIG2, _FIG3 = "MFH §4, Fig. 2", "MFH §4, Fig. 3"
 GAIN_GROWS_WITH_GAMMA = claims.Claim(
-    claim="what the student gains from KD grows with γ", source=_FIG2, kind="paper",
-    quantity="Spearman ρ of KD − No-KD with γ within each run, averaged over runs", unit="Spearman ρ",
-    prediction="> 0", sesoi=0.1)  # a small rank correlation (Cohen): below it, no trend worth the name
+    claim="what the student gains from KD grows with γ",
+    source=_FIG2,
+    kind="paper",
+    quantity="Spearman ρ of KD − No-KD with γ within each run, averaged over runs",
+    unit="Spearman ρ",
+    prediction="> 0",
+    sesoi=0.1,
+)  # a small rank correlation (Cohen): below it, no trend worth the name
 KD_HURTS_AT_LOW_GAMMA = claims.Claim(
-    claim="KD hurts when the teacher's decisive features are not shared (lowest γ)", source=_FIG2, kind="paper",
-    quantity="KD − No-KD test accuracy, per run", unit="points", prediction="< 0", sesoi=ONE_POINT)
+    claim="KD hurts when the teacher's decisive features are not shared (lowest γ)",
+    source=_FIG2,
+    kind="paper",
+    quantity="KD − No-KD test accuracy, per run",
+    unit="points",
+    prediction="< 0",
+    sesoi=ONE_POINT,
+)
 KD_HELPS_AT_HIGH_GAMMA = claims.Claim(
-    claim="KD helps when the teacher's decisive features are shared (highest γ)", source=_FIG2, kind="paper",
-    quantity="KD − No-KD test accuracy, per run", unit="points", prediction="> 0", sesoi=ONE_POINT)
+    claim="KD helps when the teacher's decisive features are shared (highest γ)",
+    source=_FIG2,
+    kind="paper",
+    quantity="KD − No-KD test accuracy, per run",
+    unit="points",
+    prediction="> 0",
+    sesoi=ONE_POINT,
+)
 TEACHER_RISES_WITH_ALPHA = claims.Claim(
-    claim="the teacher gets far better as α grows", source=_FIG3, kind="paper",
-    quantity="teacher test accuracy at the highest α − at the lowest, per run", unit="points", prediction="> 0",
-    sesoi=10.0)  # "far better": 10 points, a third of the figure's rise (58.5 → 88.6)
+    claim="the teacher gets far better as α grows",
+    source=_FIG3,
+    kind="paper",
+    quantity="teacher test accuracy at the highest α − at the lowest, per run",
+    unit="points",
+    prediction="> 0",
+    sesoi=10.0,
+)  # "far better": 10 points, a third of the figure's rise (58.5 → 88.6)
 GAIN_FLAT_IN_ALPHA = claims.Claim(
     claim="yet its student gains no more from KD: teacher accuracy does not predict the student's gain",
-    source=_FIG3, kind="paper", quantity="KD − No-KD at the highest α − at the lowest, per run", unit="points",
-    prediction="= 0", sesoi=3.0)  # a student following a tenth of the teacher's ~30-point rise would be predicted by it
+    source=_FIG3,
+    kind="paper",
+    quantity="KD − No-KD at the highest α − at the lowest, per run",
+    unit="points",
+    prediction="= 0",
+    sesoi=3.0,
+)  # a student following a tenth of the teacher's ~30-point rise would be predicted by it
 REPRODUCES_GAIN = claims.Claim(
-    claim="the kit reproduces the published KD − No-KD", source=f"{_FIG2} (read off the figure)", kind="paper",
-    quantity="kit − paper KD − No-KD test accuracy, per run", unit="points", prediction="= 0",
-    sesoi=PAPER_TOLERANCE)
+    claim="the kit reproduces the published KD − No-KD",
+    source=f"{_FIG2} (read off the figure)",
+    kind="paper",
+    quantity="kit − paper KD − No-KD test accuracy, per run",
+    unit="points",
+    prediction="= 0",
+    sesoi=PAPER_TOLERANCE,
+)
 
 
 def _gains(table: pd.DataFrame, knob: str, method: str = "kd") -> pd.DataFrame:
@@ -263,14 +333,21 @@ def _fig2_claims(table: pd.DataFrame, chance: str) -> list[dict]:
     if chance or single:  # judge_correlation cannot mark models at chance: the row states the claim, unjudged
         grows = GAIN_GROWS_WITH_GAMMA.judge([], setting="Fig. 2", at_chance=bool(chance), note=chance or single)
     else:
-        grows = GAIN_GROWS_WITH_GAMMA.judge_correlation(gains["gamma"], gains["value"], clusters=gains["seed"],
-                                                        strata=gains["seed"], setting="Fig. 2")
+        grows = GAIN_GROWS_WITH_GAMMA.judge_correlation(
+            gains["gamma"], gains["value"], clusters=gains["seed"], strata=gains["seed"], setting="Fig. 2"
+        )
     return [
         grows,
         KD_HURTS_AT_LOW_GAMMA.judge(at(low), setting=f"Fig. 2 · γ = {low:.2f}", **marked),
         KD_HELPS_AT_HIGH_GAMMA.judge(at(high), setting=f"Fig. 2 · γ = {high:.2f}", **marked),
-        *reproduction_claims(gains, _published_gains(FIG2_PAPER, "gamma"), ["gamma"], REPRODUCES_GAIN,
-                             lambda row: f"Fig. 2 · γ = {row['gamma']:.2f}", at_chance=lambda rows: chance),
+        *reproduction_claims(
+            gains,
+            _published_gains(FIG2_PAPER, "gamma"),
+            ["gamma"],
+            REPRODUCES_GAIN,
+            lambda row: f"Fig. 2 · γ = {row['gamma']:.2f}",
+            at_chance=lambda rows: chance,
+        ),
     ]
 
 
@@ -285,9 +362,14 @@ def _fig3_claims(table: pd.DataFrame, chance: str) -> list[dict]:
     return [
         TEACHER_RISES_WITH_ALPHA.judge(teacher_rise, **marked),
         GAIN_FLAT_IN_ALPHA.judge(gain_change, **marked),
-        *reproduction_claims(_gains(table, "alpha"), _published_gains(FIG3_PAPER, "alpha"), ["alpha"],
-                             dataclasses.replace(REPRODUCES_GAIN, source=f"{_FIG3} (read off the figure)"),
-                             lambda row: f"Fig. 3 · α = {row['alpha']:.2f}", at_chance=lambda rows: chance),
+        *reproduction_claims(
+            _gains(table, "alpha"),
+            _published_gains(FIG3_PAPER, "alpha"),
+            ["alpha"],
+            dataclasses.replace(REPRODUCES_GAIN, source=f"{_FIG3} (read off the figure)"),
+            lambda row: f"Fig. 3 · α = {row['alpha']:.2f}",
+            at_chance=lambda rows: chance,
+        ),
     ]
 
 
@@ -305,8 +387,9 @@ def accuracy_figure(table: pd.DataFrame, knob: str, paper: pd.DataFrame | None =
     (each run draws a new hyperplane, so ± std bands would span most of the axis) and the
     paper's markers."""
     summary = summarize(table[table["metric"] == "test_acc"], by=["method", knob])
-    return figures.metric_vs_knob(summary, x=knob, reference=paper, title=title, x_title=KNOB_TITLES.get(knob, knob),
-                                  band="ci95")
+    return figures.metric_vs_knob(
+        summary, x=knob, reference=paper, title=title, x_title=KNOB_TITLES.get(knob, knob), band="ci95"
+    )
 
 
 def delta_figure(table: pd.DataFrame, knob: str, title: str = "") -> go.Figure:
@@ -323,23 +406,38 @@ def headline(fig2: pd.DataFrame, fig3: pd.DataFrame) -> str:
     acc = summarize(fig3[fig3["metric"] == "test_acc"], by=["method", "alpha"])
     acc = acc.pivot(index="alpha", columns="method", values="mean")
     gains = ", ".join(f"γ={g:.2f}: {100 * m:+.2f}" for g, m in zip(delta["gamma"], delta["mean"]))
-    return (f"Fig. 2, KD − No-KD (points): {gains}\n"
-            f"Fig. 3: teacher {100 * acc['teacher'].iloc[0]:.1f} → {100 * acc['teacher'].iloc[-1]:.1f}, "
-            f"KD student {100 * acc['kd'].iloc[0]:.1f} → {100 * acc['kd'].iloc[-1]:.1f}")
+    return (
+        f"Fig. 2, KD − No-KD (points): {gains}\n"
+        f"Fig. 3: teacher {100 * acc['teacher'].iloc[0]:.1f} → {100 * acc['teacher'].iloc[-1]:.1f}, "
+        f"KD student {100 * acc['kd'].iloc[0]:.1f} → {100 * acc['kd'].iloc[-1]:.1f}"
+    )
 
 
-def explore(p: GaussianParameters, overlap: int, xs1: int, n_train: int, temperature: float, kd_weight: float) -> go.Figure:
+def explore(
+    p: GaussianParameters, overlap: int, xs1: int, n_train: int, temperature: float, kd_weight: float
+) -> go.Figure:
     """The Explore callback: Fig. 2 at one overlap and Fig. 3 at one xs1, ``explore_runs`` seeds,
     ``explore_epochs`` epochs; each method of each study is one batched fit."""
-    changed = p.replace(overlaps=(overlap,), xs1_values=(xs1,), n_train=n_train, temperature=temperature,
-                        kd_weight=kd_weight, n_runs=p.explore_runs, epochs=p.explore_epochs)
+    changed = p.replace(
+        overlaps=(overlap,),
+        xs1_values=(xs1,),
+        n_train=n_train,
+        temperature=temperature,
+        kd_weight=kd_weight,
+        n_runs=p.explore_runs,
+        epochs=p.explore_epochs,
+    )
     fig2, fig3 = run_fig2(changed, progress=False).table, run_fig3(changed, progress=False).table
     fig2["setting"] = f"Fig. 2: o = {overlap} (γ = {fig2['gamma'].iloc[0]:.2f})"
     fig3["setting"] = f"Fig. 3: xs1 = {xs1} (α = {fig3['alpha'].iloc[0]:.2f})"
     summary = summarize(pd.concat([fig2, fig3]), by=["setting", "method"])
-    return figures.grouped_bars(summary, x="setting", x_title="",
-                                title=f"n_train = {n_train}, T = {temperature}, KD weight = {kd_weight} "
-                                      f"({p.explore_runs} seeds, {p.explore_epochs} epochs)")
+    return figures.grouped_bars(
+        summary,
+        x="setting",
+        x_title="",
+        title=f"n_train = {n_train}, T = {temperature}, KD weight = {kd_weight} "
+        f"({p.explore_runs} seeds, {p.explore_epochs} epochs)",
+    )
 
 
 # ----------------------------------------------------------------------------- exercises
@@ -349,13 +447,16 @@ def _exercise_parameters(**values) -> GaussianParameters:
 
 
 @functools.cache
-def _gains_by_loss(n_runs: int, epochs: int, overlaps: tuple[int, ...], n_train: int,
-                   losses: tuple[tuple[str, tuple], ...]) -> pd.DataFrame:
+def _gains_by_loss(
+    n_runs: int, epochs: int, overlaps: tuple[int, ...], n_train: int, losses: tuple[tuple[str, tuple], ...]
+) -> pd.DataFrame:
     """Δ (points) per γ of Fig. 2, one column per KD student: ``losses`` holds (name, the
     (parameter, value) pairs that change its KD loss from the default)."""
     p = _exercise_parameters(n_runs=n_runs, epochs=epochs, overlaps=overlaps, n_train=n_train)
-    return kd_gains(run_fig2(p, progress=False, losses={name: kd_loss(p.replace(**dict(change)))
-                                                        for name, change in losses}).table, "gamma")
+    return kd_gains(
+        run_fig2(p, progress=False, losses={name: kd_loss(p.replace(**dict(change))) for name, change in losses}).table,
+        "gamma",
+    )
 
 
 def reduction_gains(n_runs: int = 10, epochs: int = 50) -> pd.DataFrame:
@@ -365,8 +466,12 @@ def reduction_gains(n_runs: int = 10, epochs: int = 50) -> pd.DataFrame:
     return _gains_by_loss(n_runs, epochs, (0, 2, 4, 6, 8, 10), 200, losses).copy()
 
 
-@course.exercise("02_mfh_gaussian", "sign_flip_shift", other={"epochs": 100},
-                 what="shift of Δ's sign flip in γ, batchmean − mean (10 runs, 50 epochs)")
+@course.exercise(
+    "02_mfh_gaussian",
+    "sign_flip_shift",
+    other={"epochs": 100},
+    what="shift of Δ's sign flip in γ, batchmean − mean (10 runs, 50 epochs)",
+)
 def sign_flip_shift_exercise(n_runs: int = 10, epochs: int = 50) -> float:
     gains = reduction_gains(n_runs, epochs)
     return sign_change(gains.index, gains["batchmean"]) - sign_change(gains.index, gains["mean"])
@@ -383,20 +488,32 @@ def alpha_change(n_runs: int = 10, epochs: int = 50) -> pd.Series:
     return _alpha_change(n_runs, epochs).copy()
 
 
-@course.exercise("02_mfh_gaussian", "teacher_gain_over_alpha", other={"epochs": 100},
-                 what="teacher's gain from α = 0 to 0.8 (points; 10 runs, 50 epochs)")
+@course.exercise(
+    "02_mfh_gaussian",
+    "teacher_gain_over_alpha",
+    other={"epochs": 100},
+    what="teacher's gain from α = 0 to 0.8 (points; 10 runs, 50 epochs)",
+)
 def teacher_gain_over_alpha_exercise(n_runs: int = 10, epochs: int = 50) -> float:
     return float(alpha_change(n_runs, epochs)["teacher"])
 
 
-@course.exercise("02_mfh_gaussian", "kd_student_change_over_alpha", other={"epochs": 100},
-                 what="KD student's change from α = 0 to 0.8 (points; 10 runs, 50 epochs)")
+@course.exercise(
+    "02_mfh_gaussian",
+    "kd_student_change_over_alpha",
+    other={"epochs": 100},
+    what="KD student's change from α = 0 to 0.8 (points; 10 runs, 50 epochs)",
+)
 def kd_student_change_over_alpha_exercise(n_runs: int = 10, epochs: int = 50) -> float:
     return float(alpha_change(n_runs, epochs)["kd"])
 
 
-@course.exercise("02_mfh_gaussian", "kd_gain_at_gamma0", other={"n_train": 200},
-                 what="KD − No-KD at γ = 0 (points; 5 runs, 50 epochs) with n_train training samples")
+@course.exercise(
+    "02_mfh_gaussian",
+    "kd_gain_at_gamma0",
+    other={"n_train": 200},
+    what="KD − No-KD at γ = 0 (points; 5 runs, 50 epochs) with n_train training samples",
+)
 def kd_gain_at_gamma0_exercise(n_train: int = 1000, n_runs: int = 5, epochs: int = 50) -> float:
     return float(_gains_by_loss(n_runs, epochs, (0,), n_train, (("kd", ()),))["kd"].iloc[0])
 
@@ -405,18 +522,27 @@ def temperature_gains(temperature: float = 4.0, n_runs: int = 5, epochs: int = 5
     """Exercise 4: Δ = KD − No-KD (points) at γ = 0 and γ = 1 with T = 1 and with ``temperature``,
     and the change from the one to the other."""
     baseline, raised = "T = 1", f"T = {temperature:g}"
-    gains = _gains_by_loss(n_runs, epochs, (0, 10), 200, ((baseline, (("temperature", 1.0),)),
-                                                         (raised, (("temperature", temperature),))))
+    gains = _gains_by_loss(
+        n_runs, epochs, (0, 10), 200, ((baseline, (("temperature", 1.0),)), (raised, (("temperature", temperature),)))
+    )
     return gains.assign(change=gains[raised] - gains[baseline])
 
 
-@course.exercise("02_mfh_gaussian", "raising_t_at_gamma0", other={"temperature": 2.0},
-                 what="Δ at T = 4 minus Δ at T = 1, γ = 0 (points; 5 runs, 50 epochs)")
+@course.exercise(
+    "02_mfh_gaussian",
+    "raising_t_at_gamma0",
+    other={"temperature": 2.0},
+    what="Δ at T = 4 minus Δ at T = 1, γ = 0 (points; 5 runs, 50 epochs)",
+)
 def raising_t_at_gamma0_exercise(temperature: float = 4.0, n_runs: int = 5, epochs: int = 50) -> float:
     return float(temperature_gains(temperature, n_runs, epochs)["change"].iloc[0])
 
 
-@course.exercise("02_mfh_gaussian", "raising_t_at_gamma1", other={"temperature": 2.0},
-                 what="Δ at T = 4 minus Δ at T = 1, γ = 1 (points; 5 runs, 50 epochs)")
+@course.exercise(
+    "02_mfh_gaussian",
+    "raising_t_at_gamma1",
+    other={"temperature": 2.0},
+    what="Δ at T = 4 minus Δ at T = 1, γ = 1 (points; 5 runs, 50 epochs)",
+)
 def raising_t_at_gamma1_exercise(temperature: float = 4.0, n_runs: int = 5, epochs: int = 50) -> float:
     return float(temperature_gains(temperature, n_runs, epochs)["change"].iloc[-1])

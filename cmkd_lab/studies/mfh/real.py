@@ -22,8 +22,9 @@ channel.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -132,7 +133,9 @@ def choose_pair(p: RealParameters, name: str, data: PairedDataset) -> RealPair:
     elif len(data.modality_names) >= 2:
         teacher, student = data.modality_names[:2]
     else:
-        raise ValueError(f"dataset {name!r} has one modality, {data.modality_names}; MFH needs a teacher's and a student's")
+        raise ValueError(
+            f"dataset {name!r} has one modality, {data.modality_names}; MFH needs a teacher's and a student's"
+        )
 
     return RealPair(teacher, student, net_for(data, teacher, name), net_for(data, student, name))
 
@@ -144,8 +147,9 @@ def make_tasks(p: RealParameters, name: str) -> tuple[RealPair, list[Task]]:
     pair = choose_pair(p, name, data)
     modalities = [pair.teacher_modality, pair.student_modality]
     settings = {"dataset": name, "n_classes": data.n_classes}
-    return pair, [Task(standardise(data.split(seed), modalities, scale=p.standardize), seed, settings)
-                  for seed in range(p.n_runs)]
+    return pair, [
+        Task(standardise(data.split(seed), modalities, scale=p.standardize), seed, settings) for seed in range(p.n_runs)
+    ]
 
 
 def _mode_masks(scores: torch.Tensor, fraction: float, seeds: Sequence[int]) -> dict[str, torch.Tensor]:
@@ -165,10 +169,23 @@ def _groups(p: RealParameters) -> list[tuple[RealPair, list[Task], TrainConfig]]
     (every dataset loads before anything trains)."""
     studied = [make_tasks(p, name) for name in p.datasets]
     note_small_test_sets([task for _, tasks in studied for task in tasks])
-    return [(pair, group, train_config(group, epochs=p.epochs, batch_size=p.batch_size,
-                                       lr=pair.lr if p.lr is None else p.lr, optimizer="sgd", momentum=p.momentum,
-                                       device=p.device))
-            for pair, tasks in studied for group in groups_of_equal_shape(tasks, [pair.teacher_modality, pair.student_modality])]
+    return [
+        (
+            pair,
+            group,
+            train_config(
+                group,
+                epochs=p.epochs,
+                batch_size=p.batch_size,
+                lr=pair.lr if p.lr is None else p.lr,
+                optimizer="sgd",
+                momentum=p.momentum,
+                device=p.device,
+            ),
+        )
+        for pair, tasks in studied
+        for group in groups_of_equal_shape(tasks, [pair.teacher_modality, pair.student_modality])
+    ]
 
 
 @dataclass
@@ -193,20 +210,40 @@ def _mode_settings(tasks: list[Task], mode: str) -> list[dict]:
     return [{**t.settings, "teacher_mode": mode} for t in tasks]
 
 
-def _teachers(pair: RealPair, tasks: list[Task], config: TrainConfig, p: RealParameters,
-              progress: bool | None) -> _Teachers:
+def _teachers(
+    pair: RealPair, tasks: list[Task], config: TrainConfig, p: RealParameters, progress: bool | None
+) -> _Teachers:
     """Algorithm 1 (joint fit, saliency of the teacher's ``embedding`` channels) and the teacher
     in every mode, with each mode's test accuracy."""
     seeds = [t.seed for t in tasks]
     (xa, xb, y), (xa_test, _, y_test), (teacher_spec, student_spec) = _group_data(pair, tasks)
-    saliency = algorithm1(teacher_spec, xa, student_spec, xb, y, seeds=seeds, layer="embedding",
-                          repeats=p.alg1_repeats, config=config, progress=progress)
+    saliency = algorithm1(
+        teacher_spec,
+        xa,
+        student_spec,
+        xb,
+        y,
+        seeds=seeds,
+        layer="embedding",
+        repeats=p.alg1_repeats,
+        config=config,
+        progress=progress,
+    )
     teacher, masks = saliency.joint.modules["teacher"], _mode_masks(saliency.scores, p.fraction, seeds)
     means = channel_means(teacher, xa, "embedding")
     edits = {mode: {"embedding": mean_replacement(mask, means)} for mode, mask in masks.items()}
-    rows = [row for mode, edit in edits.items() for row in tidy_rows(
-        STUDY, "teacher", _mode_settings(tasks, mode), seeds, "test_acc",
-        accuracy(teacher(xa_test, edits=edit)[0], y_test).numpy())]
+    rows = [
+        row
+        for mode, edit in edits.items()
+        for row in tidy_rows(
+            STUDY,
+            "teacher",
+            _mode_settings(tasks, mode),
+            seeds,
+            "test_acc",
+            accuracy(teacher(xa_test, edits=edit)[0], y_test).numpy(),
+        )
+    ]
     return _Teachers(saliency, edits, rows)
 
 
@@ -237,25 +274,30 @@ def teacher_probe(p: RealParameters, progress: bool | None = None) -> pd.DataFra
         teachers = _teachers(pair, group, config, p, progress)
         teacher = teachers.saliency.joint.modules["teacher"]
         xa = stack_split(group, "train", pair.teacher_modality)[0]
-        reliance = permutation_saliency(teacher, xa, teacher, xa, layer="embedding", repeats=p.alg1_repeats,
-                                        seed=group[0].seed)
+        reliance = permutation_saliency(
+            teacher, xa, teacher, xa, layer="embedding", repeats=p.alg1_repeats, seed=group[0].seed
+        )
         rhos = [stats.spearmanr(score, own)[0] for score, own in zip(teachers.saliency.raw.numpy(), reliance.numpy())]
-        rows += teachers.rows + tidy_rows(STUDY, "algorithm1", [t.settings for t in group], [t.seed for t in group],
-                                          "reliance_rho", rhos)
+        rows += teachers.rows + tidy_rows(
+            STUDY, "algorithm1", [t.settings for t in group], [t.seed for t in group], "reliance_rho", rhos
+        )
     return pd.DataFrame(rows)
 
 
 def probe_table(probe: pd.DataFrame) -> pd.DataFrame:
     """A :func:`teacher_probe` per dataset (means over seeds): the points of test accuracy each
     edited teacher loses against the whole (``regular``) one, and ``reliance_rho``."""
-    acc = probe[probe["metric"] == "test_acc"].pivot_table(index="dataset", columns="teacher_mode", values="value", sort=False)
+    acc = probe[probe["metric"] == "test_acc"].pivot_table(
+        index="dataset", columns="teacher_mode", values="value", sort=False
+    )
     lost = 100 * acc[[m for m in TEACHER_MODES if m != "regular"]].rsub(acc["regular"], axis=0)
     rho = probe[probe["metric"] == "reliance_rho"].groupby("dataset", sort=False)["value"].mean()
     return lost.assign(reliance_rho=rho).round(2)
 
 
-def _run_group(pair: RealPair, tasks: list[Task], config: TrainConfig, kd: Distiller, p: RealParameters,
-               progress: bool | None) -> list[StudyRun]:
+def _run_group(
+    pair: RealPair, tasks: list[Task], config: TrainConfig, kd: Distiller, p: RealParameters, progress: bool | None
+) -> list[StudyRun]:
     seeds = [t.seed for t in tasks]
     (xa, xb, y), (_, xb_test, y_test), (_, student_spec) = _group_data(pair, tasks)
     teachers = _teachers(pair, tasks, config, p, progress)
@@ -266,10 +308,21 @@ def _run_group(pair: RealPair, tasks: list[Task], config: TrainConfig, kd: Disti
     train = dict(config=config, progress=progress, tags=tags)
     return [
         fit_run(STUDY, "algorithm1", teachers.saliency.joint, teachers.rows, **tags),
-        classifier_run(STUDY, "no_kd", student_spec, (xb, y), (xb_test, y_test), settings("regular"), seeds=seeds, **train),
-        classifier_run(STUDY, "kd", student_spec, (repeated(xb), repeated(y)), (repeated(xb_test), repeated(y_test)),
-                       [s for mode in edits for s in settings(mode)], seeds=seeds * k, **train, loss=kd,
-                       teacher_logits=torch.cat([teacher(xa, edits=edit)[0] for edit in edits.values()])),
+        classifier_run(
+            STUDY, "no_kd", student_spec, (xb, y), (xb_test, y_test), settings("regular"), seeds=seeds, **train
+        ),
+        classifier_run(
+            STUDY,
+            "kd",
+            student_spec,
+            (repeated(xb), repeated(y)),
+            (repeated(xb_test), repeated(y_test)),
+            [s for mode in edits for s in settings(mode)],
+            seeds=seeds * k,
+            **train,
+            loss=kd,
+            teacher_logits=torch.cat([teacher(xa, edits=edit)[0] for edit in edits.values()]),
+        ),
     ]
 
 
@@ -280,7 +333,9 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
     summary["cell"] = mean_std_cells(summary)
     wide = summary.pivot(index=["dataset", "teacher_mode"], columns="method", values="cell")
     order = [m for m in TEACHER_MODES if m in acc["teacher_mode"].unique()]
-    return wide.reindex(pd.MultiIndex.from_product([list(dict.fromkeys(acc["dataset"])), order]))[["teacher", "no_kd", "kd"]]
+    return wide.reindex(pd.MultiIndex.from_product([list(dict.fromkeys(acc["dataset"])), order]))[
+        ["teacher", "no_kd", "kd"]
+    ]
 
 
 def accuracy_figure(table: pd.DataFrame, title: str = "") -> go.Figure:
@@ -302,19 +357,41 @@ _PER_SEED = "test accuracy difference, per seed"
 # What MFH says of each comparison, stated before the data; judged per dataset, seeds as units.
 CLAIMS = {
     "MG KD − regular KD": claims.Claim(
-        claim="the MG teacher's KD student beats the regular teacher's", source="MFH §5 (RAVDESS, NYU Depth V2)",
-        kind="paper", quantity=f"MG KD − regular KD {_PER_SEED}", unit="points", prediction="> 0", sesoi=ONE_POINT),
+        claim="the MG teacher's KD student beats the regular teacher's",
+        source="MFH §5 (RAVDESS, NYU Depth V2)",
+        kind="paper",
+        quantity=f"MG KD − regular KD {_PER_SEED}",
+        unit="points",
+        prediction="> 0",
+        sesoi=ONE_POINT,
+    ),
     "MG KD − random KD": claims.Claim(
         claim="which channels the MG teacher keeps matters: its student beats the random teacher's",
-        source="MFH §5, RAVDESS random-removal control (our reading)", kind="paper",
-        quantity=f"MG KD − random KD {_PER_SEED}", unit="points", prediction="> 0", sesoi=ONE_POINT),
+        source="MFH §5, RAVDESS random-removal control (our reading)",
+        kind="paper",
+        quantity=f"MG KD − random KD {_PER_SEED}",
+        unit="points",
+        prediction="> 0",
+        sesoi=ONE_POINT,
+    ),
     "regular KD − No-KD": claims.Claim(
         claim="a better teacher need not give a better student: regular KD gives no gain over No-KD",
-        source="MFH §4 (AV-MNIST, NYU Depth V2; secondary)", kind="paper",
-        quantity=f"regular KD − No-KD {_PER_SEED}", unit="points", prediction="= 0", sesoi=ONE_POINT),
+        source="MFH §4 (AV-MNIST, NYU Depth V2; secondary)",
+        kind="paper",
+        quantity=f"regular KD − No-KD {_PER_SEED}",
+        unit="points",
+        prediction="= 0",
+        sesoi=ONE_POINT,
+    ),
     "MG KD − No-KD": claims.Claim(
-        claim="MG-KD lifts the student above No-KD", source="MFH §5 (NYU Depth V2; secondary)", kind="paper",
-        quantity=f"MG KD − No-KD {_PER_SEED}", unit="points", prediction="> 0", sesoi=ONE_POINT),
+        claim="MG-KD lifts the student above No-KD",
+        source="MFH §5 (NYU Depth V2; secondary)",
+        kind="paper",
+        quantity=f"MG KD − No-KD {_PER_SEED}",
+        unit="points",
+        prediction="> 0",
+        sesoi=ONE_POINT,
+    ),
 }
 
 
@@ -330,16 +407,23 @@ def comparisons(table: pd.DataFrame) -> pd.DataFrame:
         for label, (minuend, subtrahend) in COMPARISONS.items():
             difference = paired_difference(part, keys(minuend), keys(subtrahend), on=["seed"])
             chance = at_chance(part, (minuend, subtrahend))
-            rows.append(CLAIMS[label].judge(100 * difference["value"], setting=name, at_chance=bool(chance),
-                                            note=chance))
+            rows.append(
+                CLAIMS[label].judge(100 * difference["value"], setting=name, at_chance=bool(chance), note=chance)
+            )
     return claims.table(rows)
 
 
 # ----------------------------------------------------------------------------- exercises
 @functools.cache
 def _probe_summary(fraction: float, n_runs: int, epochs: int, alg1_repeats: int) -> pd.DataFrame:
-    p = RealParameters.create(datasets=("mfeat", "segment"), n_runs=n_runs, epochs=epochs, alg1_repeats=alg1_repeats,
-                              fraction=fraction, device="cpu")
+    p = RealParameters.create(
+        datasets=("mfeat", "segment"),
+        n_runs=n_runs,
+        epochs=epochs,
+        alg1_repeats=alg1_repeats,
+        fraction=fraction,
+        device="cpu",
+    )
     probe = teacher_probe(p, progress=False)
     return probe_table(probe)
 
@@ -359,30 +443,50 @@ def _lead(dataset: str, mode: str, **probe) -> float:
 _PROBE = "(teachers only, 2 seeds, 100 epochs)"
 
 
-@course.exercise("02_mfh_real", "mfeat_most_salient_lead", other={"fraction": 0.75},
-                 what=f"mfeat: points the most_salient teacher loses beyond any other mode, 50 % replaced {_PROBE}")
-def mfeat_most_salient_lead_exercise(fraction: float = 0.5, n_runs: int = 2, epochs: int = 100,
-                                     alg1_repeats: int = 2) -> float:
+@course.exercise(
+    "02_mfh_real",
+    "mfeat_most_salient_lead",
+    other={"fraction": 0.75},
+    what=f"mfeat: points the most_salient teacher loses beyond any other mode, 50 % replaced {_PROBE}",
+)
+def mfeat_most_salient_lead_exercise(
+    fraction: float = 0.5, n_runs: int = 2, epochs: int = 100, alg1_repeats: int = 2
+) -> float:
     return _lead("mfeat", "most_salient", fraction=fraction, n_runs=n_runs, epochs=epochs, alg1_repeats=alg1_repeats)
 
 
-@course.exercise("02_mfh_real", "segment_least_salient_lead", other={"fraction": 0.75},
-                 what=f"segment: points the least_salient teacher loses beyond any other mode, 50 % replaced {_PROBE}")
-def segment_least_salient_lead_exercise(fraction: float = 0.5, n_runs: int = 2, epochs: int = 100,
-                                        alg1_repeats: int = 2) -> float:
+@course.exercise(
+    "02_mfh_real",
+    "segment_least_salient_lead",
+    other={"fraction": 0.75},
+    what=f"segment: points the least_salient teacher loses beyond any other mode, 50 % replaced {_PROBE}",
+)
+def segment_least_salient_lead_exercise(
+    fraction: float = 0.5, n_runs: int = 2, epochs: int = 100, alg1_repeats: int = 2
+) -> float:
     return _lead("segment", "least_salient", fraction=fraction, n_runs=n_runs, epochs=epochs, alg1_repeats=alg1_repeats)
 
 
-@course.exercise("02_mfh_real", "mfeat_reliance_rho", other={"epochs": 30},
-                 what=f"mfeat: Spearman ρ of Algorithm 1's scores with the teacher's own reliance {_PROBE}")
-def mfeat_reliance_rho_exercise(fraction: float = 0.5, n_runs: int = 2, epochs: int = 100,
-                                alg1_repeats: int = 2) -> float:
+@course.exercise(
+    "02_mfh_real",
+    "mfeat_reliance_rho",
+    other={"epochs": 30},
+    what=f"mfeat: Spearman ρ of Algorithm 1's scores with the teacher's own reliance {_PROBE}",
+)
+def mfeat_reliance_rho_exercise(
+    fraction: float = 0.5, n_runs: int = 2, epochs: int = 100, alg1_repeats: int = 2
+) -> float:
     return float(probe_summary(fraction, n_runs, epochs, alg1_repeats).loc["mfeat", "reliance_rho"])
 
 
-@course.exercise("02_mfh_real", "reliance_rho_gap", other={"epochs": 30},
-                 what=f"ρ(Algorithm 1's scores, teacher's reliance) on mfeat minus on segment {_PROBE}")
-def reliance_rho_gap_exercise(fraction: float = 0.5, n_runs: int = 2, epochs: int = 100,
-                              alg1_repeats: int = 2) -> float:
+@course.exercise(
+    "02_mfh_real",
+    "reliance_rho_gap",
+    other={"epochs": 30},
+    what=f"ρ(Algorithm 1's scores, teacher's reliance) on mfeat minus on segment {_PROBE}",
+)
+def reliance_rho_gap_exercise(
+    fraction: float = 0.5, n_runs: int = 2, epochs: int = 100, alg1_repeats: int = 2
+) -> float:
     rho = probe_summary(fraction, n_runs, epochs, alg1_repeats)["reliance_rho"]
     return float(rho["mfeat"] - rho["segment"])

@@ -38,8 +38,9 @@ import dataclasses
 import functools
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, NamedTuple, Sequence
+from typing import ClassVar, NamedTuple
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -99,9 +100,11 @@ class Table2Parameters(SyntheticKDParameters):
     def __post_init__(self):
         out_of_range = [xs2 for xs2 in self.xs2_values if xs2 < 1 or self.xs1 + xs2 > TABLE2_CHANNELS]
         if self.xs1 < 0 or out_of_range:
-            raise ValueError(f"x_a has {TABLE2_CHANNELS} channels: need xs1 >= 0, xs2 >= 1 and xs1 + xs2 <= "
-                             f"{TABLE2_CHANNELS}; got xs1 = {self.xs1} with xs2 "
-                             f"{out_of_range or list(self.xs2_values)}")
+            raise ValueError(
+                f"x_a has {TABLE2_CHANNELS} channels: need xs1 >= 0, xs2 >= 1 and xs1 + xs2 <= "
+                f"{TABLE2_CHANNELS}; got xs1 = {self.xs1} with xs2 "
+                f"{out_of_range or list(self.xs2_values)}"
+            )
 
 
 class OfficialRun(NamedTuple):
@@ -180,12 +183,12 @@ class ChannelChoice(NamedTuple):
     kept: torch.Tensor
 
     @classmethod
-    def in_place(cls, mask: torch.Tensor) -> "ChannelChoice":
+    def in_place(cls, mask: torch.Tensor) -> ChannelChoice:
         """The kit's: the channels ``mask`` sets stay in their slots, the others are zeroed."""
         return cls(torch.arange(mask.shape[1]).expand_as(mask), mask)
 
     @classmethod
-    def in_order(cls, ordered: Sequence[torch.Tensor], counts: torch.Tensor, n_channels: int) -> "ChannelChoice":
+    def in_order(cls, ordered: Sequence[torch.Tensor], counts: torch.Tensor, n_channels: int) -> ChannelChoice:
         """The official script's ``x_a[:, channels]``: per task m the first ``counts[m]`` channels
         of ``ordered[m]`` (at least that many, at most ``n_channels``), in that order, then zeros."""
         channels = torch.stack([F.pad(order, (0, n_channels - len(order))) for order in ordered])
@@ -222,11 +225,23 @@ def _algorithm1(p: Table2Parameters, tasks: Table2Tasks, spec: ModelSpec, progre
     config = dataclasses.replace(ALGORITHM1_CONFIG, epochs=p.alg1_epochs, device=p.device)
     replayed = {}
     if tasks.official is not None:
-        pair = {module: given_init(tasks.teacher, f"alg1_{module}", spec)["student"]
-                for module in ("teacher", "student")}
+        pair = {
+            module: given_init(tasks.teacher, f"alg1_{module}", spec)["student"] for module in ("teacher", "student")
+        }
         replayed = dict(init=pair, permutations=torch.stack([run.alg1_permutations for run in tasks.official], dim=1))
-    return algorithm1(spec, x_a, spec, x_b, y_a, seeds=[t.seed for t in tasks.teacher], layer="input",
-                      repeats=p.alg1_repeats, config=config, progress=progress, **replayed)
+    return algorithm1(
+        spec,
+        x_a,
+        spec,
+        x_b,
+        y_a,
+        seeds=[t.seed for t in tasks.teacher],
+        layer="input",
+        repeats=p.alg1_repeats,
+        config=config,
+        progress=progress,
+        **replayed,
+    )
 
 
 def _student_init(tasks: Sequence[Task], method: str, spec: ModelSpec) -> Stack | None:
@@ -248,8 +263,13 @@ def algorithm1_recovery(p: Table2Parameters) -> pd.DataFrame:
         warnings.filterwarnings("ignore", message=".*ended at chance")
         saliency = _algorithm1(p, tasks, ModelSpec("linear", (n_channels,), 2), progress=False)
     recovery = (top_mask(saliency.scores, shared) & truth).sum(1) / shared
-    per_run = pd.DataFrame({"gamma": [t.settings["gamma"] for t in tasks.teacher], "recovery": recovery.numpy(),
-                            "chance": (shared / n_channels).numpy()})
+    per_run = pd.DataFrame(
+        {
+            "gamma": [t.settings["gamma"] for t in tasks.teacher],
+            "recovery": recovery.numpy(),
+            "chance": (shared / n_channels).numpy(),
+        }
+    )
     return per_run.groupby("gamma", as_index=False).mean().round(3)
 
 
@@ -262,23 +282,42 @@ def run(p: Table2Parameters, progress: bool | None = None) -> StudyRun:
     seeds = [t.seed for t in teacher_tasks]
     settings = lambda mode: [{**t.settings, "teacher_mode": mode} for t in teacher_tasks]  # noqa: E731
     config, kd = TrainConfig(epochs=p.epochs, lr=p.lr, device=p.device), kd_loss(p)
-    runner = dict(study=STUDY, teacher_modality="a", student_modality="b", teacher_config=config,
-                  variant_column="teacher_mode", progress=progress)
+    runner = dict(
+        study=STUDY,
+        teacher_modality="a",
+        student_modality="b",
+        teacher_config=config,
+        variant_column="teacher_mode",
+        progress=progress,
+    )
     regular = run_teacher_student(teacher_tasks, include=("teacher",), variants={"regular": None}, **runner)
     xa, y = stack_split(student_tasks, "train", "a")
     xb, _ = stack_split(student_tasks, "train", "b")
     n_channels = xa.shape[-1]
     spec = ModelSpec("linear", (n_channels,), 2)
-    on_fresh_draw = dict(test=stack_split(student_tasks, "test", "b"), settings=settings("regular"), seeds=seeds,
-                         config=config, progress=progress)
+    on_fresh_draw = dict(
+        test=stack_split(student_tasks, "test", "b"),
+        settings=settings("regular"),
+        seeds=seeds,
+        config=config,
+        progress=progress,
+    )
     # The released code calls its regular-KD student with the modalities swapped (student on
     # x_a, teacher fed x_b; a bug); the paper means student on x_b, teacher on x_a.
     student_x, teacher_x = (xa, xb) if p.regular_kd_as_released else (xb, xa)
     runs = [
         regular,
-        classifier_run(STUDY, "kd", spec, (student_x, y), init=_student_init(student_tasks, "kd", spec), loss=kd,
-                       teacher=regular.artifacts.fits["teacher"][0].modules["student"], x_teacher=teacher_x,
-                       **on_fresh_draw),
+        classifier_run(
+            STUDY,
+            "kd",
+            spec,
+            (student_x, y),
+            init=_student_init(student_tasks, "kd", spec),
+            loss=kd,
+            teacher=regular.artifacts.fits["teacher"][0].modules["student"],
+            x_teacher=teacher_x,
+            **on_fresh_draw,
+        ),
     ]
     shared, truth = _shared_channels(p, n_channels)
     choices, recovery = {}, []
@@ -288,34 +327,66 @@ def run(p: Table2Parameters, progress: bool | None = None) -> StudyRun:
             continue
         if mode == "random":
             choices[mode] = (
-                ChannelChoice.in_place(random_mask(seeds, shared, n_channels)) if tasks.official is None
-                else ChannelChoice.in_order([run.random_channels for run in tasks.official], shared, n_channels))
+                ChannelChoice.in_place(random_mask(seeds, shared, n_channels))
+                if tasks.official is None
+                else ChannelChoice.in_order([run.random_channels for run in tasks.official], shared, n_channels)
+            )
         else:  # Algorithm 1 on the regular teacher's draw
             saliency = _algorithm1(p, tasks, spec, progress)
             ranked = saliency.scores.argsort(dim=-1, descending=True, stable=True)
-            choices[mode] = (ChannelChoice.in_place(top_mask(saliency.scores, shared)) if tasks.official is None
-                             else ChannelChoice.in_order(list(ranked), shared, n_channels))
-            scores = [row for c in range(n_channels) for row in tidy_rows(
-                STUDY, "teacher", [{**s, "channel": c} for s in settings(mode)], seeds, "alg1_score",
-                saliency.scores[:, c].numpy())]
+            choices[mode] = (
+                ChannelChoice.in_place(top_mask(saliency.scores, shared))
+                if tasks.official is None
+                else ChannelChoice.in_order(list(ranked), shared, n_channels)
+            )
+            scores = [
+                row
+                for c in range(n_channels)
+                for row in tidy_rows(
+                    STUDY,
+                    "teacher",
+                    [{**s, "channel": c} for s in settings(mode)],
+                    seeds,
+                    "alg1_score",
+                    saliency.scores[:, c].numpy(),
+                )
+            ]
             runs.append(fit_run(STUDY, "algorithm1", saliency.joint, scores))
-        recovery += tidy_rows(STUDY, "teacher", settings(mode), seeds, "channel_recovery",
-                              ((choices[mode].mask() & truth).sum(1) / shared).numpy())
+        recovery += tidy_rows(
+            STUDY,
+            "teacher",
+            settings(mode),
+            seeds,
+            "channel_recovery",
+            ((choices[mode].mask() & truth).sum(1) / shared).numpy(),
+        )
     if recovery:
         runs.append(StudyRun(pd.DataFrame(recovery), RunLog()))
     if tasks.official is None:
         fits = {tuple(choices): student_tasks} if choices else {}
     else:
-        fits = {(mode,): [dataclasses.replace(task, init={**run.modality_general[mode], "no_kd": task.init["no_kd"]})
-                          for task, run in zip(student_tasks, tasks.official)] for mode in choices}
+        fits = {
+            (mode,): [
+                dataclasses.replace(task, init={**run.modality_general[mode], "no_kd": task.init["no_kd"]})
+                for task, run in zip(student_tasks, tasks.official)
+            ]
+            for mode in choices
+        }
     if not fits:
-        runs.append(classifier_run(STUDY, "no_kd", spec, (xb, y), init=_student_init(student_tasks, "no_kd", spec),
-                                   **on_fresh_draw))
+        runs.append(
+            classifier_run(
+                STUDY, "no_kd", spec, (xb, y), init=_student_init(student_tasks, "no_kd", spec), **on_fresh_draw
+            )
+        )
     for index, (modes, fit_tasks) in enumerate(fits.items()):
         # the first MG KD fit also trains the No-KD students (on the same fresh draw): one fit fewer
-        mg = run_teacher_student(fit_tasks, include=("teacher", "no_kd") if index == 0 else ("teacher",),
-                                 losses={"kd": kd}, variants={mode: choices[mode].variant(fit_tasks) for mode in modes},
-                                 **runner)
+        mg = run_teacher_student(
+            fit_tasks,
+            include=("teacher", "no_kd") if index == 0 else ("teacher",),
+            losses={"kd": kd},
+            variants={mode: choices[mode].variant(fit_tasks) for mode in modes},
+            **runner,
+        )
         mg.table.loc[mg.table["method"] == "no_kd", "teacher_mode"] = "regular"
         runs.append(mg)
     return StudyRun.concat(runs)
@@ -332,14 +403,21 @@ _TABLE2_PUBLISHED = {
 }
 _TABLE2_COLUMNS = [("teacher", "regular"), ("teacher", "alg1"), ("no_kd", "regular"), ("kd", "regular"), ("kd", "alg1")]
 TABLE2_PAPER = pd.DataFrame(
-    [{"gamma": g, "method": method, "teacher_mode": mode, "paper": v}
-     for g, values in _TABLE2_PUBLISHED.items() for (method, mode), v in zip(_TABLE2_COLUMNS, values)]
+    [
+        {"gamma": g, "method": method, "teacher_mode": mode, "paper": v}
+        for g, values in _TABLE2_PUBLISHED.items()
+        for (method, mode), v in zip(_TABLE2_COLUMNS, values)
+    ]
 )
 
 
-MODEL_NAMES = {("teacher", "regular"): "regular teacher", ("teacher", "alg1"): "MG teacher (Algorithm 1)",
-               ("no_kd", "regular"): "No-KD student", ("kd", "regular"): "regular KD student",
-               ("kd", "alg1"): "MG KD student (Algorithm 1)"}
+MODEL_NAMES = {
+    ("teacher", "regular"): "regular teacher",
+    ("teacher", "alg1"): "MG teacher (Algorithm 1)",
+    ("no_kd", "regular"): "No-KD student",
+    ("kd", "regular"): "regular KD student",
+    ("kd", "alg1"): "MG KD student (Algorithm 1)",
+}
 
 
 def _published_gamma(gamma: float) -> float:
@@ -351,8 +429,9 @@ def paper_table(table: pd.DataFrame) -> pd.DataFrame:
     """Table 2 beside the kit: settings are matched on γ as the paper prints it
     (:func:`_published_gamma`); a paper row without a kit setting shows NaN. Each row is labelled
     by its setting ("γ = 0.33") and model, then the evidence."""
-    compared = paper_comparison(table, TABLE2_PAPER, ["gamma", "method", "teacher_mode"], PAPER_TOLERANCE,
-                                match=_published_gamma)
+    compared = paper_comparison(
+        table, TABLE2_PAPER, ["gamma", "method", "teacher_mode"], PAPER_TOLERANCE, match=_published_gamma
+    )
     models = [MODEL_NAMES[key] for key in zip(compared["method"], compared["teacher_mode"])]
     labels = pd.DataFrame({"setting": [f"γ = {g:.2f}" for g in compared["gamma"]], "model": models})
     return pd.concat([labels, compared.drop(columns=["gamma", "method", "teacher_mode"])], axis=1)
@@ -366,35 +445,73 @@ RECOVERY_SESOI = 0.1  # of the xs2 shared channels: one in ten found or missed b
 _TABLE2 = "MFH §5, Table 2"
 _PER_RUN = "test accuracy difference, per run (mean over γ)"
 MG_TEACHER_WORSE = claims.Claim(
-    claim="the MG teacher (Algorithm 1) is worse than the regular teacher", source=_TABLE2, kind="paper",
-    quantity=f"MG teacher − regular teacher {_PER_RUN}", unit="points", prediction="< 0", sesoi=ONE_POINT)
+    claim="the MG teacher (Algorithm 1) is worse than the regular teacher",
+    source=_TABLE2,
+    kind="paper",
+    quantity=f"MG teacher − regular teacher {_PER_RUN}",
+    unit="points",
+    prediction="< 0",
+    sesoi=ONE_POINT,
+)
 MG_STUDENT_BETTER = claims.Claim(
-    claim="yet its KD student beats the regular teacher's KD student", source=_TABLE2, kind="paper",
-    quantity=f"MG KD − regular KD {_PER_RUN}", unit="points", prediction="> 0", sesoi=ONE_POINT)
+    claim="yet its KD student beats the regular teacher's KD student",
+    source=_TABLE2,
+    kind="paper",
+    quantity=f"MG KD − regular KD {_PER_RUN}",
+    unit="points",
+    prediction="> 0",
+    sesoi=ONE_POINT,
+)
 MG_BEATS_RANDOM = claims.Claim(
     claim="modality-general teachers beat random ones: the MG teacher's KD student beats the random teacher's",
-    source=f"{_TABLE2} and the official code's random mode (our reading)", kind="paper",
-    quantity=f"MG KD − random KD {_PER_RUN}", unit="points", prediction="> 0", sesoi=ONE_POINT)
+    source=f"{_TABLE2} and the official code's random mode (our reading)",
+    kind="paper",
+    quantity=f"MG KD − random KD {_PER_RUN}",
+    unit="points",
+    prediction="> 0",
+    sesoi=ONE_POINT,
+)
 ALG1_TEACHES_AS_TRUTH = claims.Claim(
-    claim="Algorithm 1's MG teacher teaches as well as one that keeps the true shared channels", source="kit",
-    kind="finding", quantity=f"MG KD (Algorithm 1) − MG KD (true channels) {_PER_RUN}", unit="points",
-    prediction="= 0", sesoi=ONE_POINT)
+    claim="Algorithm 1's MG teacher teaches as well as one that keeps the true shared channels",
+    source="kit",
+    kind="finding",
+    quantity=f"MG KD (Algorithm 1) − MG KD (true channels) {_PER_RUN}",
+    unit="points",
+    prediction="= 0",
+    sesoi=ONE_POINT,
+)
 # A finding, not a check: Algorithm 1 is defined as scoring how far permuting a channel breaks the
 # jointly trained pair's agreement; that this ranks the true shared channels first is a property of
 # the trained pair on these data (an untrained pair does not, exercise 2), and the paper publishes
 # no recovery to compare with.
 ALG1_RECOVERS = claims.Claim(
-    claim="Algorithm 1 recovers the true shared channels beyond chance", source="kit", kind="finding",
-    quantity="channel recovery − chance (xs2 / 50), per run (mean over γ)", unit="share of the shared channels",
-    prediction="> 0", sesoi=RECOVERY_SESOI)
+    claim="Algorithm 1 recovers the true shared channels beyond chance",
+    source="kit",
+    kind="finding",
+    quantity="channel recovery − chance (xs2 / 50), per run (mean over γ)",
+    unit="share of the shared channels",
+    prediction="> 0",
+    sesoi=RECOVERY_SESOI,
+)
 # A check: a uniform choice of xs2 of the 50 channels recovers xs2 / 50 of the shared ones by definition.
 RANDOM_AT_CHANCE = claims.Claim(
-    claim="a random choice recovers the shared channels at chance", source="kit", kind="check",
-    quantity="channel recovery − chance (xs2 / 50), per run (mean over γ)", unit="share of the shared channels",
-    prediction="= 0", sesoi=RECOVERY_SESOI)
+    claim="a random choice recovers the shared channels at chance",
+    source="kit",
+    kind="check",
+    quantity="channel recovery − chance (xs2 / 50), per run (mean over γ)",
+    unit="share of the shared channels",
+    prediction="= 0",
+    sesoi=RECOVERY_SESOI,
+)
 REPRODUCES = claims.Claim(
-    claim="the kit reproduces the published accuracy", source=_TABLE2, kind="paper",
-    quantity="kit − paper test accuracy, per run", unit="points", prediction="= 0", sesoi=PAPER_TOLERANCE)
+    claim="the kit reproduces the published accuracy",
+    source=_TABLE2,
+    kind="paper",
+    quantity="kit − paper test accuracy, per run",
+    unit="points",
+    prediction="= 0",
+    sesoi=PAPER_TOLERANCE,
+)
 
 
 def _accuracy(table: pd.DataFrame) -> pd.DataFrame:
@@ -402,8 +519,9 @@ def _accuracy(table: pd.DataFrame) -> pd.DataFrame:
     return table[table["metric"] == "test_acc"].assign(n_classes=2)
 
 
-def _compared(table: pd.DataFrame, statement: claims.Claim, minuend: tuple[str, str],
-              subtrahend: tuple[str, str]) -> dict:
+def _compared(
+    table: pd.DataFrame, statement: claims.Claim, minuend: tuple[str, str], subtrahend: tuple[str, str]
+) -> dict:
     """``statement`` judged on ``minuend`` − ``subtrahend`` ((method, teacher mode)) test accuracy
     in points per (γ, run), runs as units; not resolved when either model ended at chance on a
     run; a row without units when a mode did not run."""
@@ -414,8 +532,9 @@ def _compared(table: pd.DataFrame, statement: claims.Claim, minuend: tuple[str, 
     keys = lambda model: dict(zip(("method", "teacher_mode"), model))  # noqa: E731
     difference = paired_difference(table, keys(minuend), keys(subtrahend), on=["gamma", "seed"])
     chance = at_chance(_accuracy(table), (minuend, subtrahend))
-    return statement.judge(100 * difference["value"], clusters=difference["seed"], setting="every γ",
-                           at_chance=bool(chance), note=chance)
+    return statement.judge(
+        100 * difference["value"], clusters=difference["seed"], setting="every γ", at_chance=bool(chance), note=chance
+    )
 
 
 def _recovery(table: pd.DataFrame, statement: claims.Claim, mode: str, chance_of_gamma: dict, chance: str) -> dict:
@@ -425,8 +544,9 @@ def _recovery(table: pd.DataFrame, statement: claims.Claim, mode: str, chance_of
     if rows.empty:
         return statement.judge([], setting="every γ", note=f"no {mode!r} channel choice in this run (teacher_modes)")
     expected = rows["gamma"].round(9).map(chance_of_gamma)
-    return statement.judge(rows["value"] - expected, clusters=rows["seed"], setting="every γ", at_chance=bool(chance),
-                           note=chance)
+    return statement.judge(
+        rows["value"] - expected, clusters=rows["seed"], setting="every γ", at_chance=bool(chance), note=chance
+    )
 
 
 def claims_table(run: StudyRun, p: Table2Parameters) -> pd.DataFrame:
@@ -441,17 +561,25 @@ def claims_table(run: StudyRun, p: Table2Parameters) -> pd.DataFrame:
     acc = _accuracy(table)
     published = acc.assign(value=100 * acc["value"])
     models_at_chance = lambda rows: at_chance(rows, set(zip(rows["method"], rows["teacher_mode"])), percent=True)  # noqa: E731
-    return claims.table([
-        _compared(table, MG_TEACHER_WORSE, ("teacher", "alg1"), ("teacher", "regular")),
-        _compared(table, MG_STUDENT_BETTER, ("kd", "alg1"), ("kd", "regular")),
-        _compared(table, MG_BEATS_RANDOM, ("kd", "alg1"), ("kd", "random")),
-        *reproduction_claims(published, TABLE2_PAPER, ["gamma", "method", "teacher_mode"], REPRODUCES,
-                             lambda row: f"γ = {row['gamma']:.2f} · {MODEL_NAMES[row['method'], row['teacher_mode']]}",
-                             match=_published_gamma, at_chance=models_at_chance),
-        _compared(table, ALG1_TEACHES_AS_TRUTH, ("kd", "alg1"), ("kd", "gt")),
-        _recovery(table, ALG1_RECOVERS, "alg1", chance_of_gamma, chance_note(run, methods=("algorithm1",))),
-        _recovery(table, RANDOM_AT_CHANCE, "random", chance_of_gamma, ""),
-    ])
+    return claims.table(
+        [
+            _compared(table, MG_TEACHER_WORSE, ("teacher", "alg1"), ("teacher", "regular")),
+            _compared(table, MG_STUDENT_BETTER, ("kd", "alg1"), ("kd", "regular")),
+            _compared(table, MG_BEATS_RANDOM, ("kd", "alg1"), ("kd", "random")),
+            *reproduction_claims(
+                published,
+                TABLE2_PAPER,
+                ["gamma", "method", "teacher_mode"],
+                REPRODUCES,
+                lambda row: f"γ = {row['gamma']:.2f} · {MODEL_NAMES[row['method'], row['teacher_mode']]}",
+                match=_published_gamma,
+                at_chance=models_at_chance,
+            ),
+            _compared(table, ALG1_TEACHES_AS_TRUTH, ("kd", "alg1"), ("kd", "gt")),
+            _recovery(table, ALG1_RECOVERS, "alg1", chance_of_gamma, chance_note(run, methods=("algorithm1",))),
+            _recovery(table, RANDOM_AT_CHANCE, "random", chance_of_gamma, ""),
+        ]
+    )
 
 
 def _labelled(table: pd.DataFrame, separator: str, names: dict | None = None) -> pd.DataFrame:
@@ -464,7 +592,9 @@ def _labelled(table: pd.DataFrame, separator: str, names: dict | None = None) ->
 
 def wide_table(table: pd.DataFrame) -> pd.DataFrame:
     """Table 2 in the paper's layout: one row per γ, mean ± std (percent) per teacher and student."""
-    summary = summarize(_labelled(table, " · ", {"teacher": "teacher", "no_kd": "No-KD", "kd": "KD"}), by=["gamma", "label"])
+    summary = summarize(
+        _labelled(table, " · ", {"teacher": "teacher", "no_kd": "No-KD", "kd": "KD"}), by=["gamma", "label"]
+    )
     summary["cell"] = mean_std_cells(summary)
     wide = summary.pivot(index="gamma", columns="label", values="cell")
     wide.index = wide.index.map(lambda g: round(float(g), 3))
@@ -487,9 +617,15 @@ def scores_figure(table: pd.DataFrame, seed: int) -> go.Figure:
     scores = table[(table["metric"] == "alg1_score") & (table["seed"] == seed)]
     heat = scores.pivot(index="gamma", columns="channel", values="value")
     heat.index = [f"γ = {g:.2f}" for g in heat.index]
-    return figures.heatmap(heat, title=f"Algorithm 1 scores per input channel of x_a (seed {seed}; true shared = first xs2)",
-                           x_title="channel of x_a", y_title="setting", colorbar_title="score", colorscale="Viridis",
-                           text_format=".1f")
+    return figures.heatmap(
+        heat,
+        title=f"Algorithm 1 scores per input channel of x_a (seed {seed}; true shared = first xs2)",
+        x_title="channel of x_a",
+        y_title="setting",
+        colorbar_title="score",
+        colorscale="Viridis",
+        text_format=".1f",
+    )
 
 
 def mean_accuracy(table: pd.DataFrame) -> pd.Series:
@@ -502,9 +638,12 @@ def headline(table: pd.DataFrame) -> str:
     """Per channel choice: the MG teacher and its KD student against the regular ones (points)."""
     acc = mean_accuracy(table)
     gain = lambda method, mode: acc[(method, mode)] - acc[(method, "regular")]  # noqa: E731
-    return "\n".join(f"{mode:>6}: MG teacher {gain('teacher', mode):+.2f} points vs regular; "
-                     f"its KD student {gain('kd', mode):+.2f} points vs regular KD"
-                     for mode in TEACHER_MODES if ("teacher", mode) in acc.index)
+    return "\n".join(
+        f"{mode:>6}: MG teacher {gain('teacher', mode):+.2f} points vs regular; "
+        f"its KD student {gain('kd', mode):+.2f} points vs regular KD"
+        for mode in TEACHER_MODES
+        if ("teacher", mode) in acc.index
+    )
 
 
 def ratios(p: Table2Parameters) -> pd.DataFrame:
@@ -513,15 +652,26 @@ def ratios(p: Table2Parameters) -> pd.DataFrame:
 
 def explore(p: Table2Parameters, xs2: int, n_train: int, temperature: float, kd_weight: float) -> go.Figure:
     """The Explore callback: Table 2 at one xs2 with every teacher mode, ``explore_runs`` seeds."""
-    changed = p.replace(xs2_values=(xs2,), n_train=n_train, temperature=temperature, kd_weight=kd_weight,
-                        n_runs=p.explore_runs, epochs=p.explore_epochs, alg1_epochs=p.explore_epochs,
-                        alg1_repeats=min(p.alg1_repeats, 20))
+    changed = p.replace(
+        xs2_values=(xs2,),
+        n_train=n_train,
+        temperature=temperature,
+        kd_weight=kd_weight,
+        n_runs=p.explore_runs,
+        epochs=p.explore_epochs,
+        alg1_epochs=p.explore_epochs,
+        alg1_repeats=min(p.alg1_repeats, 20),
+    )
     acc = run(changed, progress=False).table
     acc = acc[acc["metric"] == "test_acc"]
     summary = summarize(acc, by=["teacher_mode", "method"])
-    return figures.grouped_bars(summary, x="teacher_mode", x_title="teacher",
-                                title=f"xs2 = {xs2} (γ = {acc['gamma'].iloc[0]:.2f}), n_train = {n_train}, "
-                                      f"T = {temperature}, KD weight = {kd_weight}")
+    return figures.grouped_bars(
+        summary,
+        x="teacher_mode",
+        x_title="teacher",
+        title=f"xs2 = {xs2} (γ = {acc['gamma'].iloc[0]:.2f}), n_train = {n_train}, "
+        f"T = {temperature}, KD weight = {kd_weight}",
+    )
 
 
 # ----------------------------------------------------------------------------- exercises
@@ -535,37 +685,56 @@ def _exercise_parameters(**values) -> Table2Parameters:
 
 
 @functools.cache
-def _mean_accuracy(n_runs: int, epochs: int, base_seed: int, teacher_modes: tuple[str, ...],
-                   regular_kd_as_released: bool = False) -> pd.Series:
-    p = _exercise_parameters(n_runs=n_runs, epochs=epochs, base_seed=base_seed, teacher_modes=teacher_modes,
-                             regular_kd_as_released=regular_kd_as_released)
+def _mean_accuracy(
+    n_runs: int, epochs: int, base_seed: int, teacher_modes: tuple[str, ...], regular_kd_as_released: bool = False
+) -> pd.Series:
+    p = _exercise_parameters(
+        n_runs=n_runs,
+        epochs=epochs,
+        base_seed=base_seed,
+        teacher_modes=teacher_modes,
+        regular_kd_as_released=regular_kd_as_released,
+    )
     return mean_accuracy(run(p, progress=False).table)
 
 
 def regular_kd_accuracy(n_runs: int = 10, epochs: int = 60, base_seed: int = 42) -> pd.DataFrame:
     """Exercise 1: mean test accuracy (percent) of teacher, No-KD and regular KD, with regular KD
     as the paper means it and as released (columns)."""
-    return pd.DataFrame({f"as_released={released}": _mean_accuracy(n_runs, epochs, base_seed, (), released)
-                         for released in (False, True)})
+    return pd.DataFrame(
+        {
+            f"as_released={released}": _mean_accuracy(n_runs, epochs, base_seed, (), released)
+            for released in (False, True)
+        }
+    )
 
 
-@course.exercise("02_mfh_table2", "released_kd_shortfall", other={"epochs": 120},
-                 what="released regular KD − regular KD as the paper means (points; 10 runs, 60 epochs)")
+@course.exercise(
+    "02_mfh_table2",
+    "released_kd_shortfall",
+    other={"epochs": 120},
+    what="released regular KD − regular KD as the paper means (points; 10 runs, 60 epochs)",
+)
 def released_kd_shortfall_exercise(n_runs: int = 10, epochs: int = 60, base_seed: int = 42) -> float:
     accuracy = regular_kd_accuracy(n_runs, epochs, base_seed).loc[("kd", "regular")]
     return float(accuracy["as_released=True"] - accuracy["as_released=False"])
 
 
-@course.exercise("02_mfh_table2", "released_kd_accuracy", other={"epochs": 120},
-                 what="released regular KD's test accuracy on x_b (%; 10 runs, 60 epochs)")
+@course.exercise(
+    "02_mfh_table2",
+    "released_kd_accuracy",
+    other={"epochs": 120},
+    what="released regular KD's test accuracy on x_b (%; 10 runs, 60 epochs)",
+)
 def released_kd_accuracy_exercise(n_runs: int = 10, epochs: int = 60, base_seed: int = 42) -> float:
     return float(regular_kd_accuracy(n_runs, epochs, base_seed).loc[("kd", "regular"), "as_released=True"])
 
 
 @functools.cache
 def _alg1_recovery(alg1_epochs: int, alg1_repeats: int, n_runs: int, base_seed: int) -> pd.DataFrame:
-    return algorithm1_recovery(_exercise_parameters(n_runs=n_runs, alg1_epochs=alg1_epochs, alg1_repeats=alg1_repeats,
-                                                    base_seed=base_seed))
+    return algorithm1_recovery(
+        _exercise_parameters(n_runs=n_runs, alg1_epochs=alg1_epochs, alg1_repeats=alg1_repeats, base_seed=base_seed)
+    )
 
 
 def alg1_recovery_table(alg1_epochs: int, alg1_repeats: int = 1, n_runs: int = 10, base_seed: int = 42) -> pd.DataFrame:
@@ -573,17 +742,27 @@ def alg1_recovery_table(alg1_epochs: int, alg1_repeats: int = 1, n_runs: int = 1
     return _alg1_recovery(alg1_epochs, alg1_repeats, n_runs, base_seed).copy()
 
 
-@course.exercise("02_mfh_table2", "alg1_recovery_50_epochs", other={"alg1_epochs": 20},
-                 what="Algorithm 1's channel recovery with 1 repeat and 50 epochs (share; 10 runs)")
-def alg1_recovery_50_epochs_exercise(alg1_epochs: int = 50, alg1_repeats: int = 1, n_runs: int = 10,
-                                     base_seed: int = 42) -> float:
+@course.exercise(
+    "02_mfh_table2",
+    "alg1_recovery_50_epochs",
+    other={"alg1_epochs": 20},
+    what="Algorithm 1's channel recovery with 1 repeat and 50 epochs (share; 10 runs)",
+)
+def alg1_recovery_50_epochs_exercise(
+    alg1_epochs: int = 50, alg1_repeats: int = 1, n_runs: int = 10, base_seed: int = 42
+) -> float:
     return float(alg1_recovery_table(alg1_epochs, alg1_repeats, n_runs, base_seed)["recovery"].mean())
 
 
-@course.exercise("02_mfh_table2", "alg1_excess_over_chance_5_epochs", other={"alg1_epochs": 20},
-                 what="Algorithm 1's recovery above chance with 1 repeat and 5 epochs (share; 10 runs)")
-def alg1_excess_over_chance_5_epochs_exercise(alg1_epochs: int = 5, alg1_repeats: int = 1, n_runs: int = 10,
-                                              base_seed: int = 42) -> float:
+@course.exercise(
+    "02_mfh_table2",
+    "alg1_excess_over_chance_5_epochs",
+    other={"alg1_epochs": 20},
+    what="Algorithm 1's recovery above chance with 1 repeat and 5 epochs (share; 10 runs)",
+)
+def alg1_excess_over_chance_5_epochs_exercise(
+    alg1_epochs: int = 5, alg1_repeats: int = 1, n_runs: int = 10, base_seed: int = 42
+) -> float:
     recovery = alg1_recovery_table(alg1_epochs, alg1_repeats, n_runs, base_seed)
     return float((recovery["recovery"] - recovery["chance"]).mean())
 
@@ -593,8 +772,12 @@ def random_teacher_accuracy(n_runs: int = 10, epochs: int = 60, base_seed: int =
     return _mean_accuracy(n_runs, epochs, base_seed, ("random",)).copy()
 
 
-@course.exercise("02_mfh_table2", "random_mg_kd_vs_regular_kd", other={"epochs": 120},
-                 what="KD from the random MG teacher − regular KD (points; 10 runs, 60 epochs)")
+@course.exercise(
+    "02_mfh_table2",
+    "random_mg_kd_vs_regular_kd",
+    other={"epochs": 120},
+    what="KD from the random MG teacher − regular KD (points; 10 runs, 60 epochs)",
+)
 def random_mg_kd_vs_regular_kd_exercise(n_runs: int = 10, epochs: int = 60, base_seed: int = 42) -> float:
     accuracy = random_teacher_accuracy(n_runs, epochs, base_seed)
     return float(accuracy[("kd", "random")] - accuracy[("kd", "regular")])

@@ -58,8 +58,10 @@ def kd_losses(p: NTDHParameters, variants: Mapping[str, Mapping] | None = None) 
     """The KD loss of ``p`` as ``"kd"`` and, per name in ``variants``, a KD loss with those options
     changed (e.g. ``{"hinton": {"temperature": 4.0, "t2_scale": True}}``): in one run, every variant's
     student shares the teacher and the No-KD student, so their Δ differ by the loss alone."""
-    return {"kd": make_loss("kd", **kd_options(p)),
-            **{name: make_loss("kd", **{**kd_options(p), **changes}) for name, changes in (variants or {}).items()}}
+    return {
+        "kd": make_loss("kd", **kd_options(p)),
+        **{name: make_loss("kd", **{**kd_options(p), **changes}) for name, changes in (variants or {}).items()},
+    }
 
 
 def run_with_gaps(
@@ -77,9 +79,18 @@ def run_with_gaps(
     gap metrics per task. The No-KD student is trained once per distinct student data set (the
     synthetic sweeps move only the teacher's view) and reported for every task sharing it."""
     return run_teacher_student(
-        tasks, study=study, teacher_modality="a", student_modality="b", teacher_model=model, student_model=model,
-        teacher_config=teacher_config, student_config=student_config, losses=losses, metrics=(gap_rows,),
-        metric_options={"ntd_variant": p.ntd_variant, "cmd_moments": p.cmd_moments}, progress=progress,
+        tasks,
+        study=study,
+        teacher_modality="a",
+        student_modality="b",
+        teacher_model=model,
+        student_model=model,
+        teacher_config=teacher_config,
+        student_config=student_config,
+        losses=losses,
+        metrics=(gap_rows,),
+        metric_options={"ntd_variant": p.ntd_variant, "cmd_moments": p.cmd_moments},
+        progress=progress,
     )
 
 
@@ -131,15 +142,24 @@ def ntd_by_variant(run: StudyRun, settings: Sequence[str], student: str = "no_kd
         if outputs.teacher is None or outputs.teacher.shape[-1] < 3:
             continue
         labels = outputs.task.splits.test.labels
-        rows.append({**{name: outputs.settings[name] for name in settings}, "seed": outputs.task.seed,
-                     **{variant: float(non_target_divergence(outputs.teacher, outputs.students[student], labels,
-                                                             variant=variant))
-                        for variant in NTD_VARIANTS}})
+        rows.append(
+            {
+                **{name: outputs.settings[name] for name in settings},
+                "seed": outputs.task.seed,
+                **{
+                    variant: float(
+                        non_target_divergence(outputs.teacher, outputs.students[student], labels, variant=variant)
+                    )
+                    for variant in NTD_VARIANTS
+                },
+            }
+        )
     return pd.DataFrame(rows, columns=[*settings, "seed", *NTD_VARIANTS])
 
 
-def setting_summary(table: pd.DataFrame, settings: Sequence[str], scale_accuracy: float = 100.0,
-                    kd_method: str = "kd") -> pd.DataFrame:
+def setting_summary(
+    table: pd.DataFrame, settings: Sequence[str], scale_accuracy: float = 100.0, kd_method: str = "kd"
+) -> pd.DataFrame:
     """Mean over seeds per setting: accuracies and Δ (of student ``kd_method``) in percent, gap
     metrics as measured."""
     wide = per_task(table, settings, kd_method)
@@ -155,8 +175,9 @@ def setting_summary(table: pd.DataFrame, settings: Sequence[str], scale_accuracy
 def delta_by_method(table: pd.DataFrame, settings: Sequence[str], methods: Sequence[str]) -> pd.DataFrame:
     """Mean Δ over seeds (points) per setting, one column per KD student of ``methods`` (e.g. the
     variants of :func:`kd_losses`): how a change of the loss moves the gain."""
-    return pd.DataFrame({method: 100 * per_task(table, settings, method).groupby(list(settings))["delta"].mean()
-                         for method in methods}).round(2)
+    return pd.DataFrame(
+        {method: 100 * per_task(table, settings, method).groupby(list(settings))["delta"].mean() for method in methods}
+    ).round(2)
 
 
 # ----------------------------------------------------------------------------- claims of a γ sweep
@@ -167,24 +188,40 @@ POINTS_SESOI = 1.0
 
 DELTA_RISES = claims.Claim(
     claim="KD's gain Δ = KD − No-KD rises with γ, the modality-general share of the decisive features",
-    source="MFH Fig. 2; NTDH's synthetic sweeps (official code, papers.md §2)", kind="paper",
-    quantity="each seed's Spearman ρ(γ, Δ) over the γ settings, mean over seeds", unit="Spearman ρ",
-    prediction="> 0", sesoi=RHO_SESOI)
+    source="MFH Fig. 2; NTDH's synthetic sweeps (official code, papers.md §2)",
+    kind="paper",
+    quantity="each seed's Spearman ρ(γ, Δ) over the γ settings, mean over seeds",
+    unit="Spearman ρ",
+    prediction="> 0",
+    sesoi=RHO_SESOI,
+)
 NTD_FALLS = claims.Claim(
     claim="the non-target divergence (teacher vs No-KD student) falls as the modality gap shrinks (γ grows)",
-    source="NTDH abstract", kind="paper",
-    quantity="each seed's Spearman ρ(γ, NTD) over the γ settings, mean over seeds", unit="Spearman ρ",
-    prediction="< 0", sesoi=RHO_SESOI)
+    source="NTDH abstract",
+    kind="paper",
+    quantity="each seed's Spearman ρ(γ, NTD) over the γ settings, mean over seeds",
+    unit="Spearman ρ",
+    prediction="< 0",
+    sesoi=RHO_SESOI,
+)
 HYPOTHESIS = claims.Claim(
     claim="smaller NTD, larger KD gain: at one γ, the runs with the smaller NTD gain more from KD",
-    source="NTDH abstract (the hypothesis)", kind="paper",
-    quantity="Spearman ρ(NTD, Δ) within each γ (weighted mean over γ), seeds resampled whole", unit="Spearman ρ",
-    prediction="< 0", sesoi=RHO_SESOI)
+    source="NTDH abstract (the hypothesis)",
+    kind="paper",
+    quantity="Spearman ρ(NTD, Δ) within each γ (weighted mean over γ), seeds resampled whole",
+    unit="Spearman ρ",
+    prediction="< 0",
+    sesoi=RHO_SESOI,
+)
 HYPOTHESIS_POOLED = claims.Claim(
     claim="smaller NTD, larger KD gain, pooled over γ: confounded by the knob (γ drives both NTD and Δ)",
-    source="kit", kind="finding",
-    quantity="Spearman ρ(NTD, Δ) over every (γ, seed), seeds resampled whole", unit="Spearman ρ",
-    prediction="< 0", sesoi=RHO_SESOI)
+    source="kit",
+    kind="finding",
+    quantity="Spearman ρ(NTD, Δ) over every (γ, seed), seeds resampled whole",
+    unit="Spearman ρ",
+    prediction="< 0",
+    sesoi=RHO_SESOI,
+)
 
 
 def ended_at_chance(mean_accuracies: Iterable[float], n_classes: int) -> bool:
@@ -217,8 +254,13 @@ def sweep_claim_rows(wide: pd.DataFrame, setting: str, n_classes: int) -> list[d
     measured = wide.dropna(subset=["ntd", "delta"])
     rows.append(NTD_FALLS.judge(seed_trends(measured, "ntd"), setting=setting, at_chance=chance))
     for spec, strata in ((HYPOTHESIS, measured["gamma"]), (HYPOTHESIS_POOLED, None)):
-        rows.append(unjudged_at_chance(spec, setting) if chance else spec.judge_correlation(
-            measured["ntd"], 100 * measured["delta"], clusters=measured["seed"], strata=strata, setting=setting))
+        rows.append(
+            unjudged_at_chance(spec, setting)
+            if chance
+            else spec.judge_correlation(
+                measured["ntd"], 100 * measured["delta"], clusters=measured["seed"], strata=strata, setting=setting
+            )
+        )
     return rows
 
 
@@ -238,8 +280,10 @@ def hypothesis_line(rows: pd.DataFrame | Sequence[Mapping]) -> str:
     """The hypothesis within γ and pooled over γ in words, from claim rows holding both."""
     records = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else list(rows)
     within, pooled = (next(r for r in records if r["claim"] == spec.claim) for spec in (HYPOTHESIS, HYPOTHESIS_POOLED))
-    return (f"{correlation_line(within, 'ρ(NTD, Δ) within γ')}; "
-            f"{correlation_line(pooled, 'pooled over γ (confounded by γ)')} seeds; 95% intervals")
+    return (
+        f"{correlation_line(within, 'ρ(NTD, Δ) within γ')}; "
+        f"{correlation_line(pooled, 'pooled over γ (confounded by γ)')} seeds; 95% intervals"
+    )
 
 
 # ----------------------------------------------------------------------------- figures
@@ -257,15 +301,22 @@ def gaps_figure(table: pd.DataFrame, knob: str = "gamma", title: str = "") -> go
     return figures.metric_panels(summary, x=knob, title=title, x_title=KNOB_TITLES.get(knob, knob))
 
 
-def delta_vs_ntd_figure(points: pd.DataFrame, color: str, subtitle: str, title: str = "",
-                        hover: str | None = None) -> go.Figure:
+def delta_vs_ntd_figure(
+    points: pd.DataFrame, color: str, subtitle: str, title: str = "", hover: str | None = None
+) -> go.Figure:
     """Δ against NTD, one marker per row of ``points``, with ``subtitle`` (the claims' correlations,
     e.g. :func:`hypothesis_line`) under the title."""
     return figures.delta_vs_ntd(points, color, title, subtitle, hover)
 
 
-def non_target_sample_figure(teacher: torch.Tensor, student: torch.Tensor, labels: torch.Tensor, sample: int,
-                             heading: str, student_name: str = "student") -> go.Figure:
+def non_target_sample_figure(
+    teacher: torch.Tensor,
+    student: torch.Tensor,
+    labels: torch.Tensor,
+    sample: int,
+    heading: str,
+    student_name: str = "student",
+) -> go.Figure:
     """Teacher's and student's non-target distributions of test sample ``sample`` (logits
     ``(N, C)``), with their JS divergence and the mean NTD over all samples."""
     sample = int(sample) % len(labels)
@@ -275,7 +326,9 @@ def non_target_sample_figure(teacher: torch.Tensor, student: torch.Tensor, label
     p_t, p_s = (non_target_log_probs(logits[one], labels[one]).exp()[0, classes] for logits in (teacher, student))
     js = non_target_divergence(teacher[one], student[one], labels[one]).item()
     mean_ntd = non_target_divergence(teacher, student, labels).item()
-    title = (f"{heading}, test sample {sample} (label {label}; teacher predicts {int(teacher[sample].argmax())}, "
-             f"student {int(student[sample].argmax())})<br><sup>JS of the non-target distributions = {js:.4f} nats "
-             f"(≤ ln 2 = 0.693); mean NTD over the test set = {mean_ntd:.4f}</sup>")
+    title = (
+        f"{heading}, test sample {sample} (label {label}; teacher predicts {int(teacher[sample].argmax())}, "
+        f"student {int(student[sample].argmax())})<br><sup>JS of the non-target distributions = {js:.4f} nats "
+        f"(≤ ln 2 = 0.693); mean NTD over the test set = {mean_ntd:.4f}</sup>"
+    )
     return figures.non_target_bars(classes, p_t.tolist(), p_s.tolist(), title, student_name)

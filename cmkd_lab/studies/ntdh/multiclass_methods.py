@@ -58,13 +58,30 @@ class MulticlassParameters(NTDHParameters):
         # quick: 4 seeds (a bootstrap over seeds needs 4). Two student epochs leave every student far
         # above chance; more epochs barely move RKD and SP (their loss weights, not training length,
         # keep them below No-KD) while RKD's angle term, cubic in the batch, costs most of the time
-        "quick": {"n_runs": 4, "epochs": 150, "method_shifts": (10,), "method_runs": 4, "method_epochs": 2,
-                  "method_lr": 0.01},
-        "full": {"n_runs": 10, "epochs": 300, "method_shifts": (20, 10, 0), "method_runs": 5, "method_epochs": 20,
-                 "method_lr": 0.003},
+        "quick": {
+            "n_runs": 4,
+            "epochs": 150,
+            "method_shifts": (10,),
+            "method_runs": 4,
+            "method_epochs": 2,
+            "method_lr": 0.01,
+        },
+        "full": {
+            "n_runs": 10,
+            "epochs": 300,
+            "method_shifts": (20, 10, 0),
+            "method_runs": 5,
+            "method_epochs": 20,
+            "method_lr": 0.003,
+        },
     }
-    choices: ClassVar = {**NTDHParameters.choices, "optimizer": ("sgd", "adam"), "methods": METHOD_NAMES,
-                         "shifts": tuple(range(21)), "method_shifts": tuple(range(21))}
+    choices: ClassVar = {
+        **NTDHParameters.choices,
+        "optimizer": ("sgd", "adam"),
+        "methods": METHOD_NAMES,
+        "shifts": tuple(range(21)),
+        "method_shifts": tuple(range(21)),
+    }
 
 
 def make_task(shift: int, seed: int) -> Task:
@@ -78,28 +95,45 @@ def train_config(p: MulticlassParameters) -> TrainConfig:
 
 def run_multiclass(p: MulticlassParameters, progress: bool | None = None) -> StudyRun:
     tasks = [make_task(v, seed) for v in p.shifts for seed in range(p.n_runs)]
-    return run_with_gaps(tasks, p, study=STUDY_MULTICLASS, model=MODEL, teacher_config=train_config(p),
-                         losses={"kd": make_loss("kd", **kd_options(p))}, progress=progress)
+    return run_with_gaps(
+        tasks,
+        p,
+        study=STUDY_MULTICLASS,
+        model=MODEL,
+        teacher_config=train_config(p),
+        losses={"kd": make_loss("kd", **kd_options(p))},
+        progress=progress,
+    )
 
 
-def training_check(p: MulticlassParameters, seeds: Sequence[int] = (0, 1), students: bool = True,
-                   progress: bool | None = None) -> pd.DataFrame:
+def training_check(
+    p: MulticlassParameters, seeds: Sequence[int] = (0, 1), students: bool = True, progress: bool | None = None
+) -> pd.DataFrame:
     """Train and test accuracy of the teacher (γ = 1) and (if ``students``) the No-KD student under
     the official optimiser (full-batch SGD lr 0.01, 1000 epochs) and under the kit's."""
     splits = make_task(20, 0).splits
     train, test = splits.train, splits.test
     rows = []
-    for name, config in (("official: SGD lr 0.01, full batch", dataclasses.replace(OFFICIAL_CONFIG, device=p.device)),
-                         (f"kit: {p.optimizer} lr {p.lr}, full batch", train_config(p))):
+    for name, config in (
+        ("official: SGD lr 0.01, full batch", dataclasses.replace(OFFICIAL_CONFIG, device=p.device)),
+        (f"kit: {p.optimizer} lr {p.lr}, full batch", train_config(p)),
+    ):
         for modality, role in (("a", "teacher"), ("b", "student (No-KD)"))[: 2 if students else 1]:
-            result = train_classifier(MODEL.spec((50,), 4), train[modality], train.labels, seeds=list(seeds),
-                                      config=config, progress=progress)
+            result = train_classifier(
+                MODEL.spec((50,), 4), train[modality], train.labels, seeds=list(seeds), config=config, progress=progress
+            )
             net = result.modules["student"]
-            rows.append({"training": name, "epochs": config.epochs, "model": role,
-                         "train_acc": 100 * accuracy(net.predict(train[modality]), train.labels).mean().item(),
-                         "test_acc": 100 * accuracy(net.predict(test[modality]), test.labels).mean().item(),
-                         "final_ce": float(result.history["ce"][-1].mean()),
-                         "wall_s": result.record["wall_time_s"]})
+            rows.append(
+                {
+                    "training": name,
+                    "epochs": config.epochs,
+                    "model": role,
+                    "train_acc": 100 * accuracy(net.predict(train[modality]), train.labels).mean().item(),
+                    "test_acc": 100 * accuracy(net.predict(test[modality]), test.labels).mean().item(),
+                    "final_ce": float(result.history["ce"][-1].mean()),
+                    "wall_s": result.record["wall_time_s"],
+                }
+            )
     return pd.DataFrame(rows).round(3)
 
 
@@ -127,10 +161,19 @@ def method_losses(p: MulticlassParameters) -> dict[str, Distiller]:
 def run_methods(p: MulticlassParameters, progress: bool | None = None) -> StudyRun:
     """The method table on the 4-class set: columns ``loss`` and ``masking`` split the method key."""
     tasks = [make_task(v, seed) for v in p.method_shifts for seed in range(p.method_runs)]
-    student_config = TrainConfig(epochs=p.method_epochs, lr=p.method_lr, optimizer="adam",
-                                 batch_size=p.method_batch_size, device=p.device)
-    run = run_with_gaps(tasks, p, study=STUDY_METHODS, model=MODEL, teacher_config=train_config(p),
-                        student_config=student_config, losses=method_losses(p), progress=progress)
+    student_config = TrainConfig(
+        epochs=p.method_epochs, lr=p.method_lr, optimizer="adam", batch_size=p.method_batch_size, device=p.device
+    )
+    run = run_with_gaps(
+        tasks,
+        p,
+        study=STUDY_METHODS,
+        model=MODEL,
+        teacher_config=train_config(p),
+        student_config=student_config,
+        losses=method_losses(p),
+        progress=progress,
+    )
     table = run.table
     key = table["method"].str.split("|")
     table["masking"] = key.str.len() > 1
@@ -142,8 +185,9 @@ def run_methods(p: MulticlassParameters, progress: bool | None = None) -> StudyR
 def method_table(table: pd.DataFrame) -> pd.DataFrame:
     """Test accuracy (%) mean ± std over seeds per γ and method, without and with masking, the
     change in points, and each student's NTD to the teacher without → with masking."""
-    return pd.concat({gamma: _method_table_one(part) for gamma, part in table.groupby("gamma", sort=True)},
-                     names=["gamma", "method"])
+    return pd.concat(
+        {gamma: _method_table_one(part) for gamma, part in table.groupby("gamma", sort=True)}, names=["gamma", "method"]
+    )
 
 
 def _method_table_one(table: pd.DataFrame) -> pd.DataFrame:
@@ -169,14 +213,23 @@ def _method_table_one(table: pd.DataFrame) -> pd.DataFrame:
 # sesoi: one accuracy point, as for any KD gain; 0.01 nats of NTD, 1.4 % of the textbook JS's range
 # [0, ln 2], below which no paper would call a divergence changed
 MASKING_RAISES_ACCURACY = claims.Claim(
-    claim="masking raises the student's test accuracy", source="NTDH abstract; the official code's Table 1",
-    kind="paper", quantity="test accuracy, masked − unmasked student, paired by seed (mean over γ)", unit="points",
-    prediction="> 0", sesoi=POINTS_SESOI)
+    claim="masking raises the student's test accuracy",
+    source="NTDH abstract; the official code's Table 1",
+    kind="paper",
+    quantity="test accuracy, masked − unmasked student, paired by seed (mean over γ)",
+    unit="points",
+    prediction="> 0",
+    sesoi=POINTS_SESOI,
+)
 MASKING_LOWERS_NTD = claims.Claim(
     claim="masking lowers the student's non-target divergence to the teacher",
-    source="NTDH abstract; the official code's Table 1", kind="paper",
+    source="NTDH abstract; the official code's Table 1",
+    kind="paper",
     quantity="NTD of the trained student to the teacher, masked − unmasked, paired by seed (mean over γ)",
-    unit="nats", prediction="< 0", sesoi=0.01)
+    unit="nats",
+    prediction="< 0",
+    sesoi=0.01,
+)
 METHOD_LABELS = {"kd": "KD", "dkd": "DKD", "fitnet": "FitNet", "rkd": "RKD", "pkt": "PKT", "sp": "SP", "crd": "CRD"}
 
 
@@ -210,13 +263,23 @@ def masking_claims(table: pd.DataFrame) -> list[dict]:
 def weak_teacher_run(teacher_epochs: int = 20, method_runs: int = 3, method_epochs: int = 2) -> StudyRun:
     """KD with and without masking behind a teacher trained ``teacher_epochs`` full-batch epochs,
     at γ = 0.5 (memoised)."""
-    p = MulticlassParameters.create(epochs=teacher_epochs, methods=["kd"], method_shifts=[10], method_runs=method_runs,
-                                    method_epochs=method_epochs, method_lr=0.01)
+    p = MulticlassParameters.create(
+        epochs=teacher_epochs,
+        methods=["kd"],
+        method_shifts=[10],
+        method_runs=method_runs,
+        method_epochs=method_epochs,
+        method_lr=0.01,
+    )
     return run_methods(p, progress=False)
 
 
-@course.exercise("03_ntdh_multiclass_methods", "masking_gain_weak_teacher", other={"teacher_epochs": 150},
-                 what="KD with masking minus without, teacher trained 20 epochs, mean over seeds (points)")
+@course.exercise(
+    "03_ntdh_multiclass_methods",
+    "masking_gain_weak_teacher",
+    other={"teacher_epochs": 150},
+    what="KD with masking minus without, teacher trained 20 epochs, mean over seeds (points)",
+)
 def masking_gain_weak_teacher_exercise(teacher_epochs: int = 20, method_runs: int = 3, method_epochs: int = 2) -> float:
     """What masking changes in KD's test accuracy behind :func:`weak_teacher_run`'s teacher."""
     changes = masked_minus_plain(weak_teacher_run(teacher_epochs, method_runs, method_epochs).table, "test_acc")

@@ -59,8 +59,10 @@ class RealPairsParameters(NTDHParameters):
     notebook: ClassVar[str] = "03_ntdh_realpairs"
     # quick: mfeat's five pairs with the first view as teacher and both directions of watch and segment,
     # seven unordered pairs (units): a bootstrap over fewer draws degenerate resamples (one unit alone)
-    profile_defaults: ClassVar = {"quick": {"n_runs": 2, "epochs": 60, "max_pairs_per_dataset": 5},
-                                  "full": {"n_runs": 5, "epochs": 300, "max_pairs_per_dataset": None}}
+    profile_defaults: ClassVar = {
+        "quick": {"n_runs": 2, "epochs": 60, "max_pairs_per_dataset": 5},
+        "full": {"n_runs": 5, "epochs": 300, "max_pairs_per_dataset": None},
+    }
     choices: ClassVar = {**NTDHParameters.choices, "datasets": real_dataset_names}
 
 
@@ -72,23 +74,35 @@ def make_tasks(p: RealPairsParameters) -> list[Task]:
         data = load(name)
         splits = {seed: data.split(seed) for seed in range(p.n_runs)}
         for teacher_view, student_view in list(permutations(data.modality_names, 2))[: p.max_pairs_per_dataset]:
-            settings = {"dataset": name, "teacher_view": teacher_view, "student_view": student_view,
-                        "n_classes": data.n_classes}
+            settings = {
+                "dataset": name,
+                "teacher_view": teacher_view,
+                "student_view": student_view,
+                "n_classes": data.n_classes,
+            }
             for seed, split in splits.items():
                 views = standardise(split, {"a": teacher_view, "b": student_view}, per="feature", scale=p.standardize)
                 tasks.append(Task(views, seed, settings))
     return tasks
 
 
-def run(p: RealPairsParameters, progress: bool | None = None,
-        kd_variants: Mapping[str, Mapping] | None = None) -> StudyRun:
+def run(
+    p: RealPairsParameters, progress: bool | None = None, kd_variants: Mapping[str, Mapping] | None = None
+) -> StudyRun:
     """Teacher, No-KD and KD students (one-hidden-layer MLPs, full-batch Adam) on every pair;
     ``kd_variants`` adds a KD student per variant of the KD options (:func:`.common.kd_losses`)."""
     tasks = make_tasks(p)
     note_small_test_sets(tasks)
     config = train_config(tasks, epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, optimizer="adam", device=p.device)
-    run = run_with_gaps(tasks, p, study=STUDY, model=Architecture("mlp", (p.hidden,)), teacher_config=config,
-                        losses=kd_losses(p, kd_variants), progress=progress)
+    run = run_with_gaps(
+        tasks,
+        p,
+        study=STUDY,
+        model=Architecture("mlp", (p.hidden,)),
+        teacher_config=config,
+        losses=kd_losses(p, kd_variants),
+        progress=progress,
+    )
     run.log.splits += split_records(tasks)
     return run
 
@@ -112,8 +126,11 @@ def predictor_correlations(pairs: pd.DataFrame, n_boot: int = 2000) -> pd.DataFr
     rows = []
     for column, label in PREDICTORS.items():
         known = pairs.dropna(subset=[column, "delta"])
-        result = (rank_correlation(known[column], known["delta"], n_boot=n_boot) if len(known) >= MIN_PAIRS else
-                  dict.fromkeys(("rho", "low", "high", "p_value"), math.nan) | {"n": len(known)})
+        result = (
+            rank_correlation(known[column], known["delta"], n_boot=n_boot)
+            if len(known) >= MIN_PAIRS
+            else dict.fromkeys(("rho", "low", "high", "p_value"), math.nan) | {"n": len(known)}
+        )
         rows.append({"predictor": label, **result})
     return pd.DataFrame(rows).round(3)
 
@@ -131,8 +148,10 @@ def unordered_pairs(pairs: pd.DataFrame) -> list[str]:
     one label, since NTD before distillation is the same in both directions (the teacher on a and
     the No-KD student on b are the same recipe as the teacher on b and the student on a, and JS is
     symmetric), so they are one unit, not two."""
-    return [f"{d}: {', '.join(sorted((a, b)))}"
-            for d, a, b in zip(pairs["dataset"], pairs["teacher_view"], pairs["student_view"])]
+    return [
+        f"{d}: {', '.join(sorted((a, b)))}"
+        for d, a, b in zip(pairs["dataset"], pairs["teacher_view"], pairs["student_view"])
+    ]
 
 
 # Stated before the data. The units are unordered pairs (their two directions are resampled
@@ -141,20 +160,27 @@ def unordered_pairs(pairs: pd.DataFrame) -> list[str]:
 HYPOTHESIS_ACROSS_PAIRS = claims.Claim(
     claim="smaller NTD, larger KD gain, across modality pairs",
     source="NTDH abstract; its real-data experiments (MNIST→MNIST-M, SemanticKITTI, NYU Depth V2, RAVDESS)",
-    kind="paper", quantity="Spearman ρ(NTD, Δ) over ordered pairs (means over seeds), unordered pairs resampled whole",
-    unit="Spearman ρ", prediction="< 0", sesoi=RHO_SESOI)
+    kind="paper",
+    quantity="Spearman ρ(NTD, Δ) over ordered pairs (means over seeds), unordered pairs resampled whole",
+    unit="Spearman ρ",
+    prediction="< 0",
+    sesoi=RHO_SESOI,
+)
 
 
 def hypothesis_row(pairs: pd.DataFrame, setting: str = "") -> dict:
     """:data:`HYPOTHESIS_ACROSS_PAIRS` judged on :func:`pair_summary`'s pairs that have an NTD;
     not resolved where a pair's models ended at chance (accuracies in percent)."""
     known = pairs.dropna(subset=["ntd", "delta"])
-    chance = any(ended_at_chance(accuracies / 100, n_classes)
-                 for accuracies, n_classes in zip(known[list(MODELS)].to_numpy(), known["n_classes"]))
+    chance = any(
+        ended_at_chance(accuracies / 100, n_classes)
+        for accuracies, n_classes in zip(known[list(MODELS)].to_numpy(), known["n_classes"])
+    )
     if chance:
         return unjudged_at_chance(HYPOTHESIS_ACROSS_PAIRS, setting)
-    return HYPOTHESIS_ACROSS_PAIRS.judge_correlation(known["ntd"], known["delta"], clusters=unordered_pairs(known),
-                                                     setting=setting)
+    return HYPOTHESIS_ACROSS_PAIRS.judge_correlation(
+        known["ntd"], known["delta"], clusters=unordered_pairs(known), setting=setting
+    )
 
 
 def claims_table(pairs: pd.DataFrame) -> pd.DataFrame:
@@ -183,14 +209,21 @@ def pair_sample_figure(run: StudyRun, pair: str, sample: int) -> go.Figure:
     if not found:
         raise ValueError(f"no task for pair {pair!r}")
     outputs = found[0]
-    return non_target_sample_figure(outputs.teacher, outputs.students["kd"], outputs.task.splits.test.labels, sample,
-                                    f"{pair} (seed {outputs.task.seed})", "KD student")
+    return non_target_sample_figure(
+        outputs.teacher,
+        outputs.students["kd"],
+        outputs.task.splits.test.labels,
+        sample,
+        f"{pair} (seed {outputs.task.seed})",
+        "KD student",
+    )
 
 
 # ----------------------------------------------------------------------------- exercises
 @functools.lru_cache(maxsize=4)
-def segment_both_directions(n_runs: int = 3, epochs: int = 60, temperature: float = 4.0, t2_scale: bool = True
-                            ) -> StudyRun:
+def segment_both_directions(
+    n_runs: int = 3, epochs: int = 60, temperature: float = 4.0, t2_scale: bool = True
+) -> StudyRun:
     """Both directions of segment (colour ↔ shape), full batch, with NTDH's KD (``"kd"``) and a KD
     student ``"variant"`` of ``temperature`` and ``t2_scale`` (Hinton's setting by default); memoised."""
     p = RealPairsParameters.create(datasets=["segment"], n_runs=n_runs, epochs=epochs)
@@ -204,16 +237,24 @@ def segment_deltas(n_runs: int, epochs: int, temperature: float, t2_scale: bool,
     return pairs.set_index(["teacher_view", "student_view"])["delta"]
 
 
-@course.exercise("03_ntdh_realpairs", "direction_delta_gap", other={"epochs": 20},
-                 what="Δ of colour → shape minus Δ of shape → colour on segment, 3 seeds, 60 epochs (points)")
+@course.exercise(
+    "03_ntdh_realpairs",
+    "direction_delta_gap",
+    other={"epochs": 20},
+    what="Δ of colour → shape minus Δ of shape → colour on segment, 3 seeds, 60 epochs (points)",
+)
 def direction_delta_gap_exercise(n_runs: int = 3, epochs: int = 60) -> float:
     """How far the KD gains of segment's two directions differ, while their NTD is one number."""
     delta = segment_deltas(n_runs, epochs, 4.0, True, "kd")
     return float(delta[("colour", "shape")] - delta[("shape", "colour")])
 
 
-@course.exercise("03_ntdh_realpairs", "hinton_change", other={"temperature": 0.7, "t2_scale": False},
-                 what="Δ with Hinton's KD (T = 4, T²) minus Δ with NTDH's (T = 0.7), segment colour → shape (points)")
+@course.exercise(
+    "03_ntdh_realpairs",
+    "hinton_change",
+    other={"temperature": 0.7, "t2_scale": False},
+    what="Δ with Hinton's KD (T = 4, T²) minus Δ with NTDH's (T = 0.7), segment colour → shape (points)",
+)
 def hinton_change_exercise(temperature: float = 4.0, t2_scale: bool = True, n_runs: int = 3, epochs: int = 60) -> float:
     """What a KD variant of ``temperature`` and ``t2_scale`` changes in colour → shape's Δ."""
     variant, ntdh = (segment_deltas(n_runs, epochs, temperature, t2_scale, method) for method in ("variant", "kd"))
