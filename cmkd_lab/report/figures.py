@@ -79,6 +79,21 @@ def with_caption(title: str, caption: str) -> str:
     return f"{title}<br><sup>{caption}</sup>" if title else f"<sup>{caption}</sup>"
 
 
+def _band_trace(xs: np.ndarray, mean: np.ndarray, half_width: np.ndarray, color: str, **options) -> go.Scatter:
+    """A filled band ``mean ± half_width`` along ``xs`` in a light shade of ``color``, kept out of the legend."""
+    return go.Scatter(
+        x=np.concatenate([xs, xs[::-1]]).tolist(),
+        y=np.concatenate([mean + half_width, (mean - half_width)[::-1]]).tolist(),
+        mode="lines",
+        fill="toself",
+        fillcolor=_rgba(color, 0.18),
+        line=dict(width=0),
+        hoverinfo="skip",
+        showlegend=False,
+        **options,
+    )
+
+
 def _rgba(hex_color: str, alpha: float) -> str:
     r, g, b = (int(hex_color[i : i + 2], 16) for i in (1, 3, 5))
     return f"rgba({r},{g},{b},{alpha})"
@@ -123,19 +138,7 @@ def metric_vs_knob(
         part = part.sort_values(x)
         xs, mean, std = part[x].to_numpy(), part["mean"].to_numpy() * scale, band_half_width(part, band) * scale
         c = color_for(name, i)
-        fig.add_trace(
-            go.Scatter(
-                x=np.concatenate([xs, xs[::-1]]).tolist(),
-                y=np.concatenate([mean + std, (mean - std)[::-1]]).tolist(),
-                mode="lines",
-                fill="toself",
-                fillcolor=_rgba(c, 0.18),
-                line=dict(width=0),
-                hoverinfo="skip",
-                showlegend=False,
-                legendgroup=str(name),
-            )
-        )
+        fig.add_trace(_band_trace(xs, mean, std, c, legendgroup=str(name)))
         fig.add_trace(
             go.Scatter(
                 x=xs.tolist(),
@@ -241,20 +244,7 @@ def metric_panels(
         xs, mean = part[x].to_numpy(), part["mean"].to_numpy() * scale
         half = band_half_width(part, band) * scale
         c = PALETTE[(i - 1) % len(PALETTE)]
-        fig.add_trace(
-            go.Scatter(
-                x=np.concatenate([xs, xs[::-1]]).tolist(),
-                y=np.concatenate([mean + half, (mean - half)[::-1]]).tolist(),
-                mode="lines",
-                fill="toself",
-                fillcolor=_rgba(c, 0.18),
-                line=dict(width=0),
-                hoverinfo="skip",
-                showlegend=False,
-            ),
-            1,
-            i,
-        )
+        fig.add_trace(_band_trace(xs, mean, half, c), 1, i)
         fig.add_trace(
             go.Scatter(
                 x=xs.tolist(),
