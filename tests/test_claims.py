@@ -162,3 +162,12 @@ def test_saved_claims_keep_every_column_and_the_verdicts_follow_the_rule(tmp_pat
     assert [claims.verdict_of(row) for row in loaded.to_dict("records")] == loaded["verdict"].tolist()
     assert claims.counts(loaded) == {"held": 2, "not held": 0, "not resolved": 0}
     assert isinstance(claims.readable(loaded), pd.DataFrame)
+
+
+def test_a_correlation_whose_models_ended_at_chance_is_not_resolved_and_chance_has_one_ceiling():
+    x = np.arange(12.0)
+    row = claims.judge_correlation(x, -x, "< 0", 0.1, at_chance=True, **STATEMENT)
+    assert row["verdict"] == "not resolved" and row["note"].startswith("models ended at chance")
+    assert claims.judge_correlation([], [], "< 0", 0.1, **STATEMENT)["verdict"] == "not resolved"
+    assert claims.chance_ceiling(4) == pytest.approx(0.30)
+    assert claims.chance_ceiling(np.array([2, 10])) == pytest.approx([0.55, 0.15])

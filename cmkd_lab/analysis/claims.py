@@ -246,6 +246,8 @@ def judge_correlation(
     unit_ids, row_unit = np.unique(labels.astype(str), return_inverse=True)
     n = len(unit_ids)
     row = _row(claim, setting, source, kind, quantity, unit, prediction, sesoi, n, at_chance, note)
+    if n == 0:
+        return _finish(row)
     rows_of = [np.flatnonzero(row_unit == u) for u in range(n)]
 
     def statistic(chosen_units):
@@ -331,6 +333,16 @@ def verdict_of(row: dict) -> str:
     if high < 0 or negligible:
         return "not held"
     return "not resolved"
+
+
+def chance_ceiling(n_classes):
+    """The highest accuracy (a fraction) that still counts as chance for ``n_classes`` classes:
+    1/K plus the engine's margin (:data:`~cmkd_lab.engine.trainer.CHANCE_ACCURACY_MARGIN`, the
+    one the engine warns by). A comparison with a model at or below it is passed ``at_chance``.
+    Works on a number or an array of class counts."""
+    from ..engine.trainer import CHANCE_ACCURACY_MARGIN
+
+    return 1 / np.asarray(n_classes, dtype=float) + CHANCE_ACCURACY_MARGIN
 
 
 def counts(frame: pd.DataFrame, kind: str = "paper") -> dict[str, int]:

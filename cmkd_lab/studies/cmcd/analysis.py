@@ -14,7 +14,6 @@ import plotly.graph_objects as go
 from ...analysis import claims
 from ...analysis.metrics import rank_correlation
 from ...analysis.results import mean_std_cells, summarize
-from ...engine.trainer import CHANCE_ACCURACY_MARGIN
 from ...report import figures
 from .pipeline import DISTILLERS, METHODS
 
@@ -220,7 +219,7 @@ def margin_claims(
     for setting, method, best, per_seed in _margin_pairs(table[table["stage"] == stage], by):
         classes = n_classes[setting["dataset"]] if isinstance(n_classes, Mapping) else n_classes
         means = per_seed[[method, best]].mean()
-        at_chance = [name for name in (method, best) if means[name] <= 1 / classes + CHANCE_ACCURACY_MARGIN]
+        at_chance = [name for name in (method, best) if means[name] <= claims.chance_ceiling(classes)]
         note = "; ".join(
             f"{name}: test accuracy {100 * means[name]:.1f} %, chance {100 / classes:.1f} %" for name in at_chance
         )

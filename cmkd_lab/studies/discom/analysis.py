@@ -12,7 +12,6 @@ from plotly.subplots import make_subplots
 
 from ...analysis import claims
 from ...analysis.results import mean_std_cells, summarize
-from ...engine.trainer import CHANCE_ACCURACY_MARGIN
 from ...report import figures
 from .pipeline import ABLATIONS, ALL_MODALITIES, AS_RELEASED, KD_BASELINES, METHODS
 
@@ -174,9 +173,10 @@ def baseline_rows(table: pd.DataFrame, study: str) -> list[dict]:
         accuracy = cell[cell["metric"] == "test_acc"].groupby("label")["value"].mean()
         if "discom" not in f1:
             continue
-        chance = 1 / int(cell["n_classes"].iloc[0])
+        n_classes = int(cell["n_classes"].iloc[0])
+        chance = 1 / n_classes
         for label in _baseline_labels(cell):
-            at_chance = [name for name in ("discom", label) if accuracy[name] <= chance + CHANCE_ACCURACY_MARGIN]
+            at_chance = [name for name in ("discom", label) if accuracy[name] <= claims.chance_ceiling(n_classes)]
             note = "; ".join(
                 f"{name}: test accuracy {100 * accuracy[name]:.1f} %, chance {100 * chance:.1f} %" for name in at_chance
             )

@@ -15,7 +15,6 @@ from plotly.subplots import make_subplots
 
 from ...analysis import claims
 from ...analysis.results import mean_std_cells, mean_std_table, summarize
-from ...engine.trainer import CHANCE_ACCURACY_MARGIN
 from ...report import figures
 from .study import ALL_METHODS, DIAGNOSTICS, DS_BASELINE, DS_METHODS, METRICS, NO_TEACHER, DSParameters, run
 
@@ -219,7 +218,7 @@ def claims_table(table: pd.DataFrame, n_classes: Mapping[str, int]) -> pd.DataFr
     paper, findings, checks = [], [], []
     for dataset, part in table.groupby("dataset", sort=False):
         setting = _setting(part)
-        chance = 1 / n_classes[dataset] + CHANCE_ACCURACY_MARGIN
+        chance = claims.chance_ceiling(n_classes[dataset])
         paper += [
             _difference_row(
                 CLEAN_LESS_CORRELATED, part, "channel_corr", "ce", "teacher", setting, chance, "ds_analysis"

@@ -14,7 +14,6 @@ import torch
 from ...analysis import claims
 from ...analysis.results import paper_vs_kit, summarize
 from ...app.notebook import NotebookParameters
-from ...engine.trainer import CHANCE_ACCURACY_MARGIN
 from ...losses import KD_REDUCTIONS, Distiller, make_loss
 
 OFFICIAL_EPOCHS = 1000
@@ -124,12 +123,11 @@ def reproduction_claims(
 def at_chance(acc: pd.DataFrame, models: Sequence[tuple[str, str]], percent: bool = False) -> str:
     """Which of ``models`` ((method, teacher mode)) ended at chance, on how many seeds of ``acc``
     (``test_acc`` rows with an ``n_classes`` column; values in percent if ``percent``): test
-    accuracy ≤ 1 / n_classes + the engine's margin
-    (:data:`~cmkd_lab.engine.trainer.CHANCE_ACCURACY_MARGIN`); "" when none did."""
+    accuracy ≤ :func:`~cmkd_lab.analysis.claims.chance_ceiling`; "" when none did."""
     found = []
     for method, mode in models:
         rows = acc[(acc["method"] == method) & (acc["teacher_mode"] == mode)]
-        low = rows["value"] / (100 if percent else 1) <= 1 / rows["n_classes"] + CHANCE_ACCURACY_MARGIN
+        low = rows["value"] / (100 if percent else 1) <= claims.chance_ceiling(rows["n_classes"].to_numpy())
         if low.any():
             found.append(f"{method} · {mode} on {int(low.sum())} of {len(rows)} seeds")
     return "; ".join(found)

@@ -25,7 +25,6 @@ from ...analysis.metrics import NTD_VARIANTS, central_moment_discrepancy, non_ta
 from ...analysis.results import summarize, tidy_rows
 from ...app.notebook import NotebookParameters
 from ...engine import TrainConfig
-from ...engine.trainer import CHANCE_ACCURACY_MARGIN
 from ...losses import KD_REDUCTIONS, Distiller, make_loss
 from ...report import figures
 from ..runner import Architecture, StudyRun, Task, TaskOutputs, run_teacher_student
@@ -227,7 +226,7 @@ HYPOTHESIS_POOLED = claims.Claim(
 def ended_at_chance(mean_accuracies: Iterable[float], n_classes: int) -> bool:
     """Whether any of the compared models ended at chance: its mean test accuracy (a fraction) at
     most 1/K + the engine's margin (5 points)."""
-    return any(accuracy <= 1 / n_classes + CHANCE_ACCURACY_MARGIN for accuracy in mean_accuracies)
+    return any(accuracy <= claims.chance_ceiling(n_classes) for accuracy in mean_accuracies)
 
 
 def seed_trends(wide: pd.DataFrame, column: str, knob: str = "gamma") -> pd.Series:
@@ -255,19 +254,16 @@ def sweep_claim_rows(wide: pd.DataFrame, setting: str, n_classes: int) -> list[d
     rows.append(NTD_FALLS.judge(seed_trends(measured, "ntd"), setting=setting, at_chance=chance))
     for spec, strata in ((HYPOTHESIS, measured["gamma"]), (HYPOTHESIS_POOLED, None)):
         rows.append(
-            unjudged_at_chance(spec, setting)
-            if chance
-            else spec.judge_correlation(
-                measured["ntd"], 100 * measured["delta"], clusters=measured["seed"], strata=strata, setting=setting
+            spec.judge_correlation(
+                measured["ntd"],
+                100 * measured["delta"],
+                clusters=measured["seed"],
+                strata=strata,
+                setting=setting,
+                at_chance=chance,
             )
         )
     return rows
-
-
-def unjudged_at_chance(spec: claims.Claim, setting: str) -> dict:
-    """The row of a correlation claim whose models ended at chance: stated, not judged (not
-    resolved); ``judge_correlation`` has no ``at_chance``."""
-    return spec.judge([], setting=setting, at_chance=True)
 
 
 def correlation_line(row: Mapping, what: str) -> str:

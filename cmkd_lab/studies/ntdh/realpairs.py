@@ -35,7 +35,6 @@ from .common import (
     non_target_sample_figure,
     run_with_gaps,
     setting_summary,
-    unjudged_at_chance,
 )
 
 STUDY = "ntdh_realpairs"
@@ -176,10 +175,8 @@ def hypothesis_row(pairs: pd.DataFrame, setting: str = "") -> dict:
         ended_at_chance(accuracies / 100, n_classes)
         for accuracies, n_classes in zip(known[list(MODELS)].to_numpy(), known["n_classes"])
     )
-    if chance:
-        return unjudged_at_chance(HYPOTHESIS_ACROSS_PAIRS, setting)
     return HYPOTHESIS_ACROSS_PAIRS.judge_correlation(
-        known["ntd"], known["delta"], clusters=unordered_pairs(known), setting=setting
+        known["ntd"], known["delta"], clusters=unordered_pairs(known), setting=setting, at_chance=chance
     )
 
 
