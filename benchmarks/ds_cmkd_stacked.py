@@ -52,7 +52,7 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message=".*ended at chance")
     p, train, val, test, seeds, loss = students(args.runs, args.epochs)
-    spec = p.net().spec(tuple(train["x"].shape[2:]), 10)
+    spec = p.net().sized(tuple(train["x"].shape[2:]), 10)
     config = p.train_config(p.epochs)
     n_models = len(seeds)
     one = lambda i: {key: value[i : i + 1] for key, value in train.items()}  # noqa: E731

@@ -107,7 +107,7 @@ TINY = pipeline.Stages(ssl_epochs=2, distill_epochs=2, head_epochs=3, embedding_
 
 
 def test_the_stages_reuse_weights_bit_for_bit():
-    net = synthetic.Architecture("mlp", (16,))
+    net = synthetic.ModelSpec("mlp", hidden=(16,))
     run = pipeline.run_transfers(
         tiny_transfers(),
         study="t",
@@ -132,7 +132,7 @@ def test_the_stages_reuse_weights_bit_for_bit():
 
 
 def test_variants_share_the_ssl_teachers_and_label_their_rows():
-    net = synthetic.Architecture("mlp", (16,))
+    net = synthetic.ModelSpec("mlp", hidden=(16,))
     variants = {"batch": TINY, "queue": dataclasses.replace(TINY, queue_size=64)}
     run = pipeline.run_transfers(
         tiny_transfers(),
@@ -245,7 +245,7 @@ def test_margin_claims_pair_seeds_name_the_pair_and_leave_chance_unresolved():
 
 
 def test_unknown_methods_and_bad_sizes_are_clear_errors():
-    net = synthetic.Architecture("mlp", (16,))
+    net = synthetic.ModelSpec("mlp", hidden=(16,))
     with pytest.raises(ValueError, match="unknown method\\(s\\) \\['crd'\\]; valid methods: cmd, cmc, l2, no_distill"):
         pipeline.run_transfers(tiny_transfers(), study="t", source_net=net, target_net=net, methods=("crd",))
     data = synthetic.load("cmcd_modalities", alpha=0.0, seed=0, n_samples=400)

@@ -150,7 +150,7 @@ def test_unpaired_feeding_has_no_fixed_pairing_between_the_modalities(monkeypatc
     protocol = pipeline.Protocol(epochs=3, batch_size=8, width=4)
     pipeline.run_discom(
         st,
-        pipeline.backbone_specs(st, {m: study.Architecture("mlp", (8,)) for m in st.modalities}),
+        pipeline.backbone_specs(st, {m: study.ModelSpec("mlp", hidden=(8,)) for m in st.modalities}),
         protocol,
         study="t",
         ablation_study=None,

@@ -8,7 +8,8 @@ from cmkd_lab.analysis.metrics import weighted_f1
 from cmkd_lab.datasets import Splits, from_arrays
 from cmkd_lab.engine import TrainConfig
 from cmkd_lab.losses import make_loss
-from cmkd_lab.studies.runner import Architecture, StudyRun, Task, run_teacher_student, score_hook
+from cmkd_lab.models import ModelSpec
+from cmkd_lab.studies.runner import StudyRun, Task, run_teacher_student, score_hook
 from cmkd_lab.systems import train_classifier
 
 CONFIG = TrainConfig(epochs=40, lr=0.1)
@@ -54,7 +55,7 @@ def test_variants_train_k_teachers_by_m_tasks_in_one_fit_equal_to_alone():
     assert len(teacher_fit) == 1 and teacher_fit[0].record["n_models"] == 4  # 2 variants × 2 tasks, one fit
     for _i, t in enumerate(tasks):
         alone = train_classifier(
-            Architecture().spec((6,), 3),
+            ModelSpec("linear").sized((6,), 3),
             keep_first(t.splits.train["a"], [t]),
             t.splits.train.labels,
             seeds=[t.seed],

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -35,14 +35,17 @@ class ModelSpec:
     """What to build: ``kind`` ∈ linear | mlp | cnn1d | cnn2d, the input shape of one sample,
     the number of classes and the hidden widths (MLP) or channels (CNN).
 
+    A spec without ``input_shape`` and ``n_classes`` is a template (what a study's parameters
+    say); :meth:`sized` fills them in from the data, e.g. ``ModelSpec("mlp", hidden=(64,))``.
+
     Options: ``batch_norm`` after each hidden linear/conv layer; ``dropout`` after each hidden
     activation; for CNNs, an odd ``kernel_size`` (convolutions keep the length), ``residual``
     stages (two convolutions and a skip connection) and ``downsample`` between stages by
     max-pooling (``"pool"``) or a stride-2 convolution."""
 
     kind: str
-    input_shape: tuple[int, ...]
-    n_classes: int
+    input_shape: tuple[int, ...] | None = None
+    n_classes: int | None = None
     hidden: tuple[int, ...] = field(default=())
     kernel_size: int = 3
     batch_norm: bool = False
@@ -52,10 +55,11 @@ class ModelSpec:
 
     def __post_init__(self):
         MODEL_KINDS.get(self.kind)
-        object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
+        if self.input_shape is not None:
+            object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         expected_rank = {"linear": None, "mlp": None, "cnn1d": 2, "cnn2d": 3}[self.kind]
-        if expected_rank and len(self.input_shape) != expected_rank:
+        if expected_rank and self.input_shape is not None and len(self.input_shape) != expected_rank:
             raise ValueError(
                 f"a {self.kind} model needs input_shape of {expected_rank} dims "
                 f"({'channels, time' if expected_rank == 2 else 'channels, height, width'}), got {self.input_shape}"
@@ -75,11 +79,17 @@ class ModelSpec:
             raise ValueError(f"unknown downsample {self.downsample!r}; valid: {', '.join(DOWNSAMPLING)}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
-        if self.n_classes < 2:
+        if self.n_classes is not None and self.n_classes < 2:
             raise ValueError(f"n_classes must be >= 2, got {self.n_classes}")
+
+    def sized(self, input_shape: tuple[int, ...], n_classes: int) -> ModelSpec:
+        """This spec for inputs of ``input_shape`` (one sample) and ``n_classes`` classes."""
+        return replace(self, input_shape=tuple(input_shape), n_classes=int(n_classes))
 
     def layers(self) -> list[tuple[str, str, dict]]:
         """The encoder as (name, op, options) triples; the head comes after it."""
+        if self.input_shape is None or self.n_classes is None:
+            raise ValueError(f"{self} is a template: give input_shape and n_classes (ModelSpec.sized) to build it")
         if self.kind in ("linear", "mlp"):
             plan = [("flatten", "flatten", {})]
             width = math.prod(self.input_shape)

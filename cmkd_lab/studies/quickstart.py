@@ -27,8 +27,9 @@ from ..datasets import PairedDataset, Splits
 from ..datasets.synthetic import gaussian_venn, venn_ratios
 from ..engine import TrainConfig
 from ..losses import KD_REDUCTIONS, kd_loss, make_loss
+from ..models import ModelSpec
 from ..report import figures
-from .runner import Architecture, StudyRun, Task, run_teacher_student
+from .runner import StudyRun, Task, run_teacher_student
 
 STUDY = "quickstart"
 NOTEBOOK = "00_quickstart"
@@ -130,8 +131,8 @@ def run(p: QuickstartParameters, progress: bool | None = None, one_fit: bool = F
         study=STUDY,
         teacher_modality="a",
         student_modality="b",
-        teacher_model=Architecture("linear"),
-        student_model=Architecture("linear"),
+        teacher_model=ModelSpec("linear"),
+        student_model=ModelSpec("linear"),
         teacher_config=config,
         losses={"kd": kd},
         progress=progress,

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 
 from ..datasets import PairedDataset
 from ..engine import TrainConfig
-from .runner import Architecture, Task
+from ..models import ModelSpec
+from .runner import Task
 
 SMALL_TEST_SET = 30  # below this many test samples, one sample moves the accuracy by more than 3 points
 FULL_BATCH_LIMIT = 2048  # training samples; larger sets are fed in mini-batches unless told otherwise
@@ -36,10 +37,14 @@ def parse_pairs(pairs: Sequence[str], datasets: Sequence[str]) -> list[tuple[str
 
 
 # The net for a modality without a default, by the number of axes of one sample.
-NETS_BY_RANK = {1: Architecture("mlp", (64,)), 2: Architecture("cnn1d", (16, 32)), 3: Architecture("cnn2d", (16, 32))}
+NETS_BY_RANK = {
+    1: ModelSpec("mlp", hidden=(64,)),
+    2: ModelSpec("cnn1d", hidden=(16, 32)),
+    3: ModelSpec("cnn2d", hidden=(16, 32)),
+}
 
 
-def net_for(data: PairedDataset, modality: str, name: str) -> Architecture:
+def net_for(data: PairedDataset, modality: str, name: str) -> ModelSpec:
     """The net for ``modality`` of dataset ``name``, from the shape of its samples: a vector gets
     an MLP, ``(channels, time)`` a 1-D CNN, ``(channels, height, width)`` a 2-D CNN."""
     shape = data.shape(modality)

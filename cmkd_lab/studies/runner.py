@@ -32,7 +32,7 @@ import torch
 from ..analysis.metrics import VALIDATION_METRICS, accuracy
 from ..analysis.results import RunLog, tidy_rows
 from ..datasets import PairedDataset, Splits
-from ..engine import FitResult, Stack, TrainConfig, fit
+from ..engine import FitResult, Stack, System, TrainConfig, fit
 from ..losses import Distiller, Vanilla
 from ..models import ModelSpec, Net
 from ..systems import Distillation, train_classifier
@@ -50,32 +50,6 @@ class Task:
     seed: int
     settings: dict = field(default_factory=dict)
     init: Mapping[str, Mapping[str, torch.Tensor]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """A model spec without the data-dependent parts (input shape, classes)."""
-
-    kind: str = "linear"
-    hidden: tuple[int, ...] = ()
-    kernel_size: int = 3
-    batch_norm: bool = False
-    dropout: float = 0.0
-    residual: bool = False
-    downsample: str = "pool"
-
-    def spec(self, input_shape: tuple[int, ...], n_classes: int) -> ModelSpec:
-        return ModelSpec(
-            self.kind,
-            input_shape,
-            n_classes,
-            tuple(self.hidden),
-            self.kernel_size,
-            self.batch_norm,
-            self.dropout,
-            self.residual,
-            self.downsample,
-        )
 
 
 Modality = str | tuple[str, ...]
@@ -161,36 +135,111 @@ class StudyRun:
         return StudyRun(pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(), log, artifacts)
 
 
-# ----------------------------------------------------------------------------- single fits as study runs
-def fit_run(study: str, method: str, result: FitResult, rows: Sequence[dict], **tags) -> StudyRun:
-    """A study run of one fit: ``rows``, the fit's record in the log (with ``tags``), the fit."""
-    run = StudyRun(pd.DataFrame(list(rows)), RunLog())
-    run.log.add(study=study, method=method, **tags, **result.record)
-    run.artifacts.fits[method].append(result)
-    return run
+# ----------------------------------------------------------------------------- the runner API
+class StudyRunner:
+    """A study as a sequence of fits through the engine, building one :class:`StudyRun`.
 
+    Every staged study (teacher → students → baselines, or SSL → distil → probe) is written as
+    calls to :meth:`fit` (or :meth:`classifier`), each logged with its study and method and kept
+    among the artifacts, plus the rows it reports (:meth:`add`); :meth:`result` returns the run.
 
-def classifier_run(
-    study: str,
-    method: str,
-    spec: ModelSpec,
-    train: tuple[torch.Tensor, torch.Tensor],
-    test: tuple[torch.Tensor, torch.Tensor],
-    settings: Sequence[dict],
-    *,
-    seeds: Sequence[int],
-    config: TrainConfig,
-    progress: bool | None,
-    tags: Mapping = {},
-    **options,
-) -> StudyRun:
-    """Students of ``spec`` trained on ``train`` (:func:`~cmkd_lab.systems.train_classifier`
-    with ``options``: loss, teacher…), one ``test_acc`` row per model with its ``settings``."""
-    result = train_classifier(
-        spec, *train, seeds=seeds, config=config, progress=progress, description=f"{study}: {method}", **options
-    )
-    scores = accuracy(result.predict({"x": test[0]})["student"], test[1]).numpy()
-    return fit_run(study, method, result, tidy_rows(study, method, settings, seeds, "test_acc", scores), **tags)
+    Parameters
+    ----------
+    study : str
+        The ``study`` column of every row and log record.
+    progress : bool or None
+        Progress bars of every fit (``None``: the engine's default).
+    log : RunLog, optional
+        The log to extend (e.g. one that already holds the splits' records).
+    """
+
+    def __init__(self, study: str, *, progress: bool | None = None, log: RunLog | None = None):
+        self.study = study
+        self.progress = progress
+        self.run = StudyRun(pd.DataFrame(), log if log is not None else RunLog())
+        self._tables: list[pd.DataFrame] = []  # rows in the order they were added
+
+    def fit(
+        self,
+        method: str,
+        system: System,
+        data: Mapping[str, torch.Tensor],
+        *,
+        seeds: Sequence[int],
+        config: TrainConfig,
+        description: str | None = None,
+        tags: Mapping = {},
+        **options,
+    ) -> FitResult:
+        """Train ``len(seeds)`` copies of ``system`` on ``data`` (tensors ``(M, N, ...)``) with
+        :func:`~cmkd_lab.engine.fit` (``options``: ``val``, ``init``, ``freeze``, ``feeds``,
+        ``augment``) and record the fit under ``method`` with ``tags``."""
+        result = fit(
+            system,
+            data,
+            seeds=seeds,
+            config=config,
+            progress=self.progress,
+            description=f"{self.study}: {description or method}",
+            **options,
+        )
+        self.record(method, result, **tags)
+        return result
+
+    def classifier(
+        self,
+        method: str,
+        spec: ModelSpec,
+        train: tuple[torch.Tensor, torch.Tensor],
+        test: tuple[torch.Tensor, torch.Tensor],
+        settings: Sequence[dict],
+        *,
+        seeds: Sequence[int],
+        config: TrainConfig,
+        tags: Mapping = {},
+        **options,
+    ) -> FitResult:
+        """Classifiers of ``spec`` trained on ``train`` = (inputs ``(M, N, ...)``, labels ``(M, N)``)
+        by :func:`~cmkd_lab.systems.train_classifier` (``options``: loss, teacher…); one
+        ``test_acc`` row per model with its ``settings``, scored on ``test``."""
+        result = train_classifier(
+            spec,
+            *train,
+            seeds=seeds,
+            config=config,
+            progress=self.progress,
+            description=f"{self.study}: {method}",
+            **options,
+        )
+        self.record(method, result, **tags)
+        scores = accuracy(result.predict({"x": test[0]})["student"], test[1]).numpy()
+        self.add(tidy_rows(self.study, method, settings, seeds, "test_acc", scores))
+        return result
+
+    def record(self, method: str, result: FitResult, **tags) -> None:
+        """Log a fit (or a part of one, :meth:`FitResult.subset`) under ``method`` and keep it."""
+        self.run.log.add(study=self.study, method=method, **tags, **result.record)
+        self.run.artifacts.fits[method].append(result)
+
+    def add(self, rows: Sequence[dict]) -> None:
+        """Result rows (tidy: study, method, settings, seed, metric, value)."""
+        if len(rows):
+            self._tables.append(pd.DataFrame(list(rows)))
+
+    def include(self, run: StudyRun) -> None:
+        """Another run's rows, log records and artifacts (e.g. a sub-study's)."""
+        if len(run.table):
+            self._tables.append(run.table)
+        self.run.log.fits.extend(run.log.fits)
+        self.run.log.splits.extend(run.log.splits)
+        self.run.artifacts.outputs.extend(run.artifacts.outputs)
+        for method, fits in run.artifacts.fits.items():
+            self.run.artifacts.fits[method].extend(fits)
+
+    def result(self) -> StudyRun:
+        """The run so far: every row added, every fit recorded."""
+        self.run.table = pd.concat(self._tables, ignore_index=True) if self._tables else pd.DataFrame()
+        return self.run
 
 
 # ----------------------------------------------------------------------------- stacking tasks
@@ -235,8 +284,8 @@ def run_teacher_student(
     study: str,
     teacher_modality: Modality,
     student_modality: str,
-    teacher_model: Architecture = Architecture(),
-    student_model: Architecture = Architecture(),
+    teacher_model: ModelSpec = ModelSpec("linear"),
+    student_model: ModelSpec = ModelSpec("linear"),
     teacher_config: TrainConfig = TrainConfig(),
     student_config: TrainConfig | None = None,
     losses: Mapping[str, Distiller] = {},
@@ -329,7 +378,7 @@ def run_teacher_student(
         teacher_logits = None
         needs_teacher = "teacher" in include or any(loss.needs_teacher for loss in losses.values())
         if needs_teacher:
-            spec = teacher_model.spec(tuple(teacher_x["train"].shape[2:]), n_classes)
+            spec = teacher_model.sized(tuple(teacher_x["train"].shape[2:]), n_classes)
             y = {p: repeat_models(labels[p], k) for p in parts}
             teacher = train(
                 "teacher",
@@ -353,7 +402,7 @@ def run_teacher_student(
                         "test_acc",
                         accuracy(teacher_logits[block], labels["test"]).numpy(),
                     )
-        student_spec = student_model.spec(tuple(student_x["train"].shape[2:]), n_classes)
+        student_spec = student_model.sized(tuple(student_x["train"].shape[2:]), n_classes)
         student_logits: dict[str, torch.Tensor] = {}
         # No-KD students this group still needs (one per distinct student data set when shared);
         # they train in the first fit whose loss can host them, else in a fit of their own
@@ -525,3 +574,17 @@ def score_hook(metric: str) -> MetricHook:
         ]
 
     return hook
+
+
+# TRANSITIONAL (removed once every study uses StudyRunner)
+def fit_run(study: str, method: str, result: FitResult, rows: Sequence[dict], **tags) -> StudyRun:
+    runner = StudyRunner(study)
+    runner.record(method, result, **tags)
+    runner.add(rows)
+    return runner.result()
+
+
+def classifier_run(study, method, spec, train, test, settings, *, seeds, config, progress, tags={}, **options):
+    runner = StudyRunner(study, progress=progress)
+    runner.classifier(method, spec, train, test, settings, seeds=seeds, config=config, tags=tags, **options)
+    return runner.result()

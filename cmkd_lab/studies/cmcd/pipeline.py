@@ -36,8 +36,9 @@ from ...datasets import Splits, standardise
 from ...datasets.core import run_generator
 from ...engine import Stack, TrainConfig, fit
 from ...losses import make_embedding_loss, unit_rows
+from ...models import ModelSpec
 from ...systems import TEACHER_PREFIX, ContrastiveSSL, EmbeddingDistillation, EncoderClassifier, two_views
-from ..runner import Architecture, StudyRun, fit_run, repeat_models
+from ..runner import StudyRun, fit_run, repeat_models
 
 DISTILLERS = ("cmd", "cmc", "l2")
 METHODS = DISTILLERS + ("no_distill", "target_ssl", "finetune_only")
@@ -167,8 +168,8 @@ def run_transfers(
     transfers: Sequence[Transfer],
     *,
     study: str,
-    source_net: Architecture,
-    target_net: Architecture,
+    source_net: ModelSpec,
+    target_net: ModelSpec,
     stages: Stages = Stages(),
     methods: Sequence[str] = METHODS,
     progress: bool | None = None,
@@ -217,7 +218,7 @@ def _train_teachers(transfers, source_net, stages, progress, study) -> tuple[lis
         by_shape[tuple(transfer.source_unlabeled.shape)].setdefault(key, transfer.source_unlabeled)
     teacher_of, runs = {}, []
     for shape, distinct in by_shape.items():
-        spec = source_net.spec(shape[1:], stages.embedding_dim)
+        spec = source_net.sized(shape[1:], stages.embedding_dim)
         result = fit(
             ContrastiveSSL(spec, stages.ssl_temperature),
             {"x": torch.stack(list(distinct.values()))},
@@ -239,7 +240,7 @@ def _digest(tensor: torch.Tensor) -> str:
 
 def _run_group(transfers, teacher, study, target_net, stages, methods, progress) -> list[StudyRun]:
     seeds = [t.seed for t in transfers]
-    target_spec = target_net.spec(tuple(transfers[0].target_paired.shape[1:]), stages.embedding_dim)
+    target_spec = target_net.sized(tuple(transfers[0].target_paired.shape[1:]), stages.embedding_dim)
     representation = stages.representation_config
     runs, encoders = [], {}
     with torch.no_grad():

@@ -30,8 +30,9 @@ import plotly.graph_objects as go
 from ...analysis.results import summarize
 from ...app.notebook import NotebookParameters
 from ...datasets import load
+from ...models import ModelSpec
 from ...report import figures
-from ..runner import Architecture, StudyRun
+from ..runner import StudyRun
 from .pipeline import METHODS, Stages, run_transfers, transfers_from_splits
 
 
@@ -70,8 +71,8 @@ class CMCDParameters(Stages, NotebookParameters):
                 f"alpha = {self.alpha} must be one of alphas {list(self.alphas)}: the method table reads it there"
             )
 
-    def net(self) -> Architecture:
-        return Architecture("mlp", (self.hidden,))
+    def net(self) -> ModelSpec:
+        return ModelSpec("mlp", hidden=(self.hidden,))
 
 
 def transfers(p: CMCDParameters, alpha: float, n_paired: int, n_labeled: int, settings: dict) -> list:

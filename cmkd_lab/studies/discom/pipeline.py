@@ -50,7 +50,7 @@ from ...engine import FitResult, StepResult, TrainConfig, fit
 from ...losses import Vanilla, make_loss
 from ...models import ModelSpec
 from ...systems import DISCOM_TERMS, MODALITY_TARGETS, TEACHER_PREFIX, DisCoM, Distillation, SumFusion
-from ..runner import Architecture, StudyRun, Task, fit_run, repeat_models
+from ..runner import StudyRun, Task, fit_run, repeat_models
 
 VAL_FRACTION, TEST_FRACTION = 0.1, 0.2  # the paper's stratified 70/10/20 splits
 METHODS = ("discom", "single", "fusion_kd", "fusion_dkd", "crossmodal_kd")
@@ -537,14 +537,14 @@ def _fit_students(
 
 
 # ----------------------------------------------------------------------------- one dataset
-def backbone_specs(st: Stacked, nets: Mapping[str, Architecture]) -> dict[str, ModelSpec]:
-    return {m: nets[m].spec(st.shape(m), st.n_classes) for m in st.modalities}
+def backbone_specs(st: Stacked, nets: Mapping[str, ModelSpec]) -> dict[str, ModelSpec]:
+    return {m: nets[m].sized(st.shape(m), st.n_classes) for m in st.modalities}
 
 
 def run_dataset(
     tasks: Sequence[Task],
     modalities: Sequence[str],
-    nets: Mapping[str, Architecture],
+    nets: Mapping[str, ModelSpec],
     protocol: Protocol,
     *,
     study: str,

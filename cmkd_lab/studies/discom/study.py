@@ -25,8 +25,9 @@ import plotly.graph_objects as go
 from ...analysis.results import RunLog, summarize
 from ...app.notebook import NotebookParameters
 from ...datasets import DATASETS, load
+from ...models import ModelSpec
 from .. import real_data
-from ..runner import Architecture, StudyRun, Task
+from ..runner import StudyRun, Task
 from . import pipeline
 from .pipeline import Protocol
 
@@ -65,8 +66,8 @@ class DisCoMParameters(Protocol, NotebookParameters):
         if self.n_splits is not None and self.n_splits < 1:
             raise ValueError(f"n_splits must be >= 1, got {self.n_splits}")
 
-    def synthetic_net(self) -> Architecture:
-        return Architecture("mlp", (self.hidden,))
+    def synthetic_net(self) -> ModelSpec:
+        return ModelSpec("mlp", hidden=(self.hidden,))
 
 
 def parse_real(items) -> list[tuple[str, tuple[str, ...] | None]]:
@@ -128,7 +129,7 @@ def synthetic_tasks(p: DisCoMParameters) -> tuple[list[Task], list[str]]:
     return [pipeline.make_task(pool, modalities, seed, SYNTHETIC) for seed, pool in enumerate(pools)], modalities
 
 
-def real_tasks(p: DisCoMParameters) -> list[tuple[list[Task], list[str], dict[str, Architecture]]]:
+def real_tasks(p: DisCoMParameters) -> list[tuple[list[Task], list[str], dict[str, ModelSpec]]]:
     """Per item of ``p.real``: its tasks, modalities and nets. Every dataset loads (and every
     modality is checked) before anything trains."""
     found = []

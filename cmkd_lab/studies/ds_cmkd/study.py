@@ -49,9 +49,10 @@ from ...datasets.core import run_generator
 from ...datasets.degraded import DEGRADATIONS, DEGRADED_DATASETS
 from ...engine import SELECTION_RULES, FitResult, Stack, TrainConfig, fit
 from ...losses import make_loss
+from ...models import ModelSpec
 from ...systems import Distillation
 from ..real_data import parse_pairs, split_records
-from ..runner import Architecture, StudyRun, Task, fit_run, repeat_models
+from ..runner import StudyRun, Task, fit_run, repeat_models
 
 DS_METHODS = ("ds_ci", "ds_ud", "ds_both")  # DS-CMKD: KD from the teacher + the DS terms (our reading)
 NO_TEACHER = "ds (no teacher)"  # CE + both DS terms, no teacher: the ablation of the teacher's part
@@ -127,8 +128,8 @@ class DSParameters(NotebookParameters):
         if not self.hidden:
             raise ValueError("hidden needs the CNN's channels per stage, e.g. (8, 16, 16)")
 
-    def net(self) -> Architecture:
-        return Architecture("cnn2d", tuple(self.hidden), batch_norm=True)
+    def net(self) -> ModelSpec:
+        return ModelSpec("cnn2d", hidden=tuple(self.hidden), batch_norm=True)
 
     def train_config(self, epochs: int) -> TrainConfig:
         return TrainConfig(
@@ -304,7 +305,7 @@ def _fit_students(pairs, parts, n_classes, p, loss, k, teacher, progress, descri
         if teacher is not None or key != "x_teacher"
     }
     val = {key: repeat_models(parts["val"][key], k) for key in ("x", "y")}
-    spec = p.net().spec(tuple(parts["train"]["x"].shape[2:]), n_classes)
+    spec = p.net().sized(tuple(parts["train"]["x"].shape[2:]), n_classes)
     system = Distillation(spec, loss, teacher.repeat(k) if teacher is not None else None)
     result = fit(
         system,
@@ -376,7 +377,7 @@ def _teachers(pairs, parts, net, n_classes, p, progress, study) -> tuple[Stack, 
     keys = [(pair.task.seed, _digest(parts["train"]["x_teacher"][i])) for i, pair in enumerate(pairs)]
     first = {key: i for i, key in reversed(list(enumerate(keys)))}
     distinct = sorted(first.values())
-    spec = net.spec(tuple(parts["train"]["x_teacher"].shape[2:]), n_classes)
+    spec = net.sized(tuple(parts["train"]["x_teacher"].shape[2:]), n_classes)
     pick = lambda part: {"x": parts[part]["x_teacher"][distinct], "y": parts[part]["y"][distinct]}  # noqa: E731
     result = fit(
         Distillation(spec),

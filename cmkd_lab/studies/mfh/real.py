@@ -42,7 +42,7 @@ from ...losses import KD_REDUCTIONS, Distiller
 from ...report import figures
 from ..real_data import net_for, note_small_test_sets, parse_pairs, split_records, train_config
 from ..runner import (
-    Architecture,
+    ModelSpec,
     StudyRun,
     Task,
     classifier_run,
@@ -64,8 +64,8 @@ class RealPair:
 
     teacher_modality: str
     student_modality: str
-    teacher: Architecture
-    student: Architecture
+    teacher: ModelSpec
+    student: ModelSpec
     lr: float = DEFAULT_LR
 
 
@@ -78,9 +78,9 @@ class RealPair:
 # near chance by design (what a teacher with little the student can see passes on); lr 0.02 keeps
 # the quick profile's 5 seeds above it (at 10 seeds, 2 of mfeat's 40 KD students still ended there).
 DEFAULT_PAIRS = {
-    "mfeat": RealPair("pixels", "zernike", Architecture("mlp", (128,)), Architecture("mlp", (64,)), lr=0.02),
-    "watch": RealPair("accel", "gyro", Architecture("cnn1d", (16, 32)), Architecture("cnn1d", (16, 32))),
-    "segment": RealPair("colour", "shape", Architecture("mlp", (128,)), Architecture("mlp", (32,)), lr=0.05),
+    "mfeat": RealPair("pixels", "zernike", ModelSpec("mlp", hidden=(128,)), ModelSpec("mlp", hidden=(64,)), lr=0.02),
+    "watch": RealPair("accel", "gyro", ModelSpec("cnn1d", hidden=(16, 32)), ModelSpec("cnn1d", hidden=(16, 32))),
+    "segment": RealPair("colour", "shape", ModelSpec("mlp", hidden=(128,)), ModelSpec("mlp", hidden=(32,)), lr=0.05),
 }
 TEACHER_MODES = ("regular", "random", "least_salient", "most_salient")
 
@@ -202,7 +202,7 @@ def _group_data(pair: RealPair, tasks: list[Task]):
     (xa, y), (xa_test, y_test) = (stack_split(tasks, part, pair.teacher_modality) for part in ("train", "test"))
     xb, xb_test = (stack_split(tasks, part, pair.student_modality)[0] for part in ("train", "test"))
     n_classes = max(part.n_classes for t in tasks for part in t.splits.parts().values())
-    specs = pair.teacher.spec(tuple(xa.shape[2:]), n_classes), pair.student.spec(tuple(xb.shape[2:]), n_classes)
+    specs = pair.teacher.sized(tuple(xa.shape[2:]), n_classes), pair.student.sized(tuple(xb.shape[2:]), n_classes)
     return (xa, xb, y), (xa_test, xb_test, y_test), specs
 
 

@@ -26,8 +26,9 @@ from ...analysis.results import summarize, tidy_rows
 from ...app.notebook import NotebookParameters
 from ...engine import TrainConfig
 from ...losses import KD_REDUCTIONS, Distiller, make_loss
+from ...models import ModelSpec
 from ...report import figures
-from ..runner import Architecture, StudyRun, Task, TaskOutputs, run_teacher_student
+from ..runner import StudyRun, Task, TaskOutputs, run_teacher_student
 
 GAP_METRICS = ("ntd", "cmd_input", "cmd_output")
 MODELS = ("teacher", "no_kd", "kd")  # the models of a task's Δ
@@ -68,7 +69,7 @@ def run_with_gaps(
     p: NTDHParameters,
     *,
     study: str,
-    model: Architecture,
+    model: ModelSpec,
     teacher_config: TrainConfig,
     losses: Mapping[str, Distiller],
     student_config: TrainConfig | None = None,

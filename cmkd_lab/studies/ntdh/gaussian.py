@@ -22,9 +22,10 @@ from ...analysis.results import paper_vs_kit, summarize
 from ...app import course
 from ...datasets.synthetic import RNG_MODES, mfh_overlap
 from ...engine import TrainConfig
+from ...models import ModelSpec
 from ...report import figures
 from ..official import ntdh_crd_draws, with_official_inits
-from ..runner import Architecture, StudyRun, Task
+from ..runner import StudyRun, Task
 from .common import (
     KNOB_TITLES,
     MODELS,
@@ -43,7 +44,7 @@ from .common import (
 
 STUDY = "ntdh_gauss"
 OVERLAPS = (0, 2, 4, 6, 8, 10)
-LINEAR = Architecture("linear")
+LINEAR = ModelSpec("linear")
 
 
 @dataclass(frozen=True)

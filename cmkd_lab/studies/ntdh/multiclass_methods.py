@@ -23,8 +23,9 @@ from ...app import course
 from ...datasets.synthetic import ntdh_multiclass
 from ...engine import TrainConfig
 from ...losses import Distiller, make_loss
+from ...models import ModelSpec
 from ...systems import train_classifier
-from ..runner import Architecture, StudyRun, Task
+from ..runner import StudyRun, Task
 from .common import POINTS_SESOI, NTDHParameters, ended_at_chance, kd_options, per_task, run_with_gaps, sweep_claim_rows
 
 STUDY_MULTICLASS = "ntdh_multiclass"
@@ -32,7 +33,7 @@ STUDY_METHODS = "ntdh_methods"
 SHIFTS = (20, 15, 10, 5, 0)  # v: the teacher sees X[20-v : 40-v], γ = v / 20
 METHOD_NAMES = ("kd", "dkd", "fitnet", "rkd", "pkt", "sp", "crd")
 BASELINES = ("teacher", "no_kd")
-MODEL = Architecture("mlp", (16, 16))
+MODEL = ModelSpec("mlp", hidden=(16, 16))
 OFFICIAL_CONFIG = TrainConfig(epochs=1000, lr=0.01, optimizer="sgd")
 
 
@@ -120,7 +121,12 @@ def training_check(
     ):
         for modality, role in (("a", "teacher"), ("b", "student (No-KD)"))[: 2 if students else 1]:
             result = train_classifier(
-                MODEL.spec((50,), 4), train[modality], train.labels, seeds=list(seeds), config=config, progress=progress
+                MODEL.sized((50,), 4),
+                train[modality],
+                train.labels,
+                seeds=list(seeds),
+                config=config,
+                progress=progress,
             )
             net = result.modules["student"]
             rows.append(

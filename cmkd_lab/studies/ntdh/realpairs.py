@@ -22,9 +22,10 @@ from ...analysis import claims
 from ...analysis.metrics import rank_correlation
 from ...app import course
 from ...datasets import load, real_dataset_names, standardise
+from ...models import ModelSpec
 from ...report import figures
 from ..real_data import note_small_test_sets, split_records, train_config
-from ..runner import Architecture, StudyRun, Task
+from ..runner import StudyRun, Task
 from .common import (
     MODELS,
     RHO_SESOI,
@@ -97,7 +98,7 @@ def run(
         tasks,
         p,
         study=STUDY,
-        model=Architecture("mlp", (p.hidden,)),
+        model=ModelSpec("mlp", hidden=(p.hidden,)),
         teacher_config=config,
         losses=kd_losses(p, kd_variants),
         progress=progress,
