@@ -85,7 +85,26 @@ within each kind of claim in a notebook (its paper claims are one family).
 
 @dataclass(frozen=True)
 class Claim:
-    """A claim stated before the data. ``judge`` and ``judge_correlation`` measure it."""
+    """A claim stated before the data; :meth:`judge` and :meth:`judge_correlation` measure it.
+
+    Parameters
+    ----------
+    claim : str
+        What it says, in a sentence.
+    source : str
+        Where it comes from: "MFH §4, Fig. 2", or "kit".
+    kind : {"paper", "finding", "check"}
+        A seed paper's claim, the kit's own finding, or a check that a method does what its
+        definition says; only ``"paper"`` counts as support for a paper.
+    quantity : str
+        What is measured (e.g. "mean difference", "rank correlation").
+    unit : str
+        Its unit (e.g. "accuracy points", "Spearman ρ").
+    prediction : {"> 0", "< 0", "= 0"}
+        The predicted sign; ``"= 0"`` ("no gain") is shown by equivalence within ±``sesoi``.
+    sesoi : float
+        The smallest effect of interest (> 0), in ``unit``.
+    """
 
     claim: str
     source: str
@@ -99,11 +118,37 @@ class Claim:
         _check_statement(self.kind, self.prediction, self.sesoi)
 
     def judge(self, values, **options) -> dict:
-        """:func:`judge` with this statement; ``options`` as there (``setting``, ``clusters``...)."""
+        """:func:`judge` with this statement.
+
+        Parameters
+        ----------
+        values : sequence of float, shape (n,)
+            One value per unit.
+        **options
+            As in :func:`judge` (``setting``, ``clusters``, ``at_chance``, ``note``).
+
+        Returns
+        -------
+        dict
+            The claim's row (:data:`COLUMNS`).
+        """
         return judge(values, self.prediction, self.sesoi, **self._statement(), **options)
 
     def judge_correlation(self, x, y, **options) -> dict:
-        """:func:`judge_correlation` with this statement."""
+        """:func:`judge_correlation` with this statement.
+
+        Parameters
+        ----------
+        x, y : sequence of float, shape (n,)
+        **options
+            As in :func:`judge_correlation` (``setting``, ``clusters``, ``strata``, ``n_boot``,
+            ``seed``, ``at_chance``, ``note``).
+
+        Returns
+        -------
+        dict
+            The claim's row (:data:`COLUMNS`).
+        """
         return judge_correlation(x, y, self.prediction, self.sesoi, **self._statement(), **options)
 
     def _statement(self) -> dict:
@@ -136,15 +181,18 @@ def judge(
         One value per unit, in the claim's units (e.g. a seed's paired KD − No-KD accuracy in
         points). NaNs are dropped.
     prediction : {"> 0", "< 0", "= 0"}
+        The predicted sign of the mean.
     sesoi : float
         The smallest effect of interest (> 0), in the claim's units.
     claim, source, kind, unit, quantity, setting : str
-        The statement (see the module docstring); ``setting`` names where it was measured.
+        The statement (see :class:`Claim`); ``setting`` names where it was measured.
     clusters : sequence, shape (n,), optional
         Rows that share a label are one unit: they are averaged before the test (e.g. a→b and
         b→a of an unordered pair).
     at_chance : bool
         The compared models ended at chance: the row is "not resolved" whatever its interval.
+    note : str
+        A note kept in the row (prefixed when ``at_chance``).
 
     Returns
     -------
@@ -212,6 +260,13 @@ def judge_correlation(
     Parameters
     ----------
     x, y : sequence of float, shape (n,)
+        The two quantities, one pair per row; rows with a NaN are dropped.
+    prediction : {"> 0", "< 0", "= 0"}
+        The predicted sign of the correlation.
+    sesoi : float
+        The smallest correlation of interest (> 0).
+    claim, source, kind, unit, quantity, setting : str
+        The statement (see :class:`Claim`).
     clusters : sequence, shape (n,), optional
         Rows that share a label are one unit and are resampled together (a cluster bootstrap:
         e.g. a→b and b→a of one unordered pair, or one seed's rows at every setting).
@@ -223,6 +278,8 @@ def judge_correlation(
         Bootstrap resamples and the seed of their generator.
     at_chance : bool
         Models behind the quantities ended at chance: the row is "not resolved".
+    note : str
+        A note kept in the row.
 
     Returns
     -------
@@ -313,7 +370,8 @@ def table(rows: Sequence[dict]) -> pd.DataFrame:
 
 
 def verdict_of(row: dict) -> str:
-    """A row's verdict by :data:`RULE`, from its own estimate, interval, sesoi and p_adjusted."""
+    """A row's verdict by :data:`RULE`, from its own interval, sesoi and ``p_adjusted`` (else
+    ``p_value``): one of :data:`VERDICTS`."""
     if row.get("note", "").startswith(_AT_CHANCE) or any(_missing(row.get(k)) for k in ("ci_low", "ci_high")):
         return "not resolved"
     low, high, sesoi = float(row["ci_low"]), float(row["ci_high"]), float(row["sesoi"])
@@ -336,23 +394,60 @@ def verdict_of(row: dict) -> str:
 
 
 def chance_ceiling(n_classes):
-    """The highest accuracy (a fraction) that still counts as chance for ``n_classes`` classes:
-    1/K plus the engine's margin (:data:`~cmkd_lab.engine.trainer.CHANCE_ACCURACY_MARGIN`, the
-    one the engine warns by). A comparison with a model at or below it is passed ``at_chance``.
-    Works on a number or an array of class counts."""
+    """The highest accuracy that still counts as chance: 1/K plus the engine's margin
+    (:data:`~cmkd_lab.engine.trainer.CHANCE_ACCURACY_MARGIN`, the one the engine warns by).
+    A comparison with a model at or below it is passed ``at_chance``.
+
+    Parameters
+    ----------
+    n_classes : int or array_like of int
+        K, one or many.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        The ceiling as a fraction (not points): a number for a number, else shaped as
+        ``n_classes``.
+    """
     from ..engine.trainer import CHANCE_ACCURACY_MARGIN
 
     return 1 / np.asarray(n_classes, dtype=float) + CHANCE_ACCURACY_MARGIN
 
 
 def counts(frame: pd.DataFrame, kind: str = "paper") -> dict[str, int]:
-    """How many claims of ``kind`` got each verdict."""
+    """How many claims of ``kind`` got each verdict.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        A :func:`table` (or :func:`load`) output.
+    kind : {"paper", "finding", "check"}
+
+    Returns
+    -------
+    dict of str to int
+        Per verdict in :data:`VERDICTS` (zeros included), the number of claims.
+    """
     of_kind = frame[frame["kind"] == kind]["verdict"].value_counts()
     return {name: int(of_kind.get(name, 0)) for name in VERDICTS}
 
 
 def readable(frame: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
-    """The table as a reader sees it: the interval as one cell, numbers rounded."""
+    """The table as a reader sees it: the interval as one cell, numbers rounded.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        A :func:`table` (or :func:`load`) output.
+    digits : int
+        Decimals of the estimate and interval (significant digits of ``resolvable``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns claim, setting (dropped when every row's is empty), kind, source, prediction,
+        sesoi, unit, "estimate [95% CI]", n, "p (Holm)", resolvable, verdict, note; all text.
+    """
 
     def number(value):
         return "" if _missing(value) else f"{value:+.{digits}f}"
@@ -373,8 +468,20 @@ def readable(frame: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
 
 
 def save(out_dir: str | Path, *frames: pd.DataFrame) -> Path:
-    """Write a notebook's claims (one or more :func:`table` outputs, re-adjusted as one family
-    per kind) to ``claims.csv``, whole or not at all; the gallery reads it."""
+    """Write a notebook's claims to ``claims.csv``, whole or not at all; the gallery reads it.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        The folder (made if missing).
+    *frames : pandas.DataFrame
+        One or more :func:`table` outputs, combined and re-adjusted as one family per kind.
+
+    Returns
+    -------
+    Path
+        The path of ``claims.csv``.
+    """
     from ..app.io import atomic_path
 
     combined = table([record for frame in frames for record in frame.to_dict("records")])
@@ -386,7 +493,23 @@ def save(out_dir: str | Path, *frames: pd.DataFrame) -> Path:
 
 
 def load(path: str | Path) -> pd.DataFrame:
-    """Read a ``claims.csv`` (or the one in a folder), checking its columns."""
+    """Read a ``claims.csv`` written by :func:`save`.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file, or the folder that holds it.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table (columns :data:`COLUMNS`), empty notes and settings as "".
+
+    Raises
+    ------
+    ValueError
+        If a column of :data:`COLUMNS` is missing.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / "claims.csv"

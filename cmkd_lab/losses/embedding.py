@@ -27,11 +27,19 @@ from .registry import EMBEDDING_LOSSES
 # branching on tensor values, no in-place ops on inputs. The L2 alignment term is
 # feature_regression_loss (a projector, then MSE), reused as is.
 def unit_rows(embeddings: torch.Tensor) -> torch.Tensor:
-    """Each row of ``embeddings`` ``(..., N, d)`` scaled to unit L2 norm (zero rows stay zero).
+    """Each row of ``embeddings`` scaled to unit L2 norm (zero rows stay zero).
 
     Rows are first divided by their largest entry, a constant for the gradient: the direction
     does not depend on it, and F.normalize alone returns 0 for float32 rows above ~1e19, whose
     squared norm overflows to inf.
+
+    Parameters
+    ----------
+    embeddings : Tensor, shape (..., N, d)
+
+    Returns
+    -------
+    Tensor, shape (..., N, d)
     """
     largest = embeddings.detach().abs().amax(-1, keepdim=True)
     scale = torch.where(largest > 0, largest, torch.ones_like(largest))
@@ -41,14 +49,35 @@ def unit_rows(embeddings: torch.Tensor) -> torch.Tensor:
 def info_nce(queries: torch.Tensor, keys: torch.Tensor, temperature: float) -> torch.Tensor:
     """One-directional InfoNCE with in-batch negatives: for query i, the cross-entropy of
     ``q̂_i · k̂_j / temperature`` over keys j with target j = i, averaged over queries.
-    ``(..., N, d)`` each → ``(...)``."""
+
+    Parameters
+    ----------
+    queries, keys : Tensor, shape (..., N, d)
+        Row i of each is a positive pair; both are L2-normalised (:func:`unit_rows`).
+    temperature : float
+
+    Returns
+    -------
+    Tensor, shape (...)
+    """
     logits = unit_rows(queries) @ unit_rows(keys).transpose(-1, -2) / temperature
     return (torch.logsumexp(logits, -1) - torch.diagonal(logits, dim1=-2, dim2=-1)).mean(-1)
 
 
 def cmc_loss(source: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Symmetric cross-modal InfoNCE (the CLIP loss): the mean of both directions. Also the
-    self-supervised loss between two augmented views of one modality."""
+    """Symmetric cross-modal InfoNCE (the CLIP loss): the mean of both directions of
+    :func:`info_nce`. Also the self-supervised loss between two augmented views of one modality.
+
+    Parameters
+    ----------
+    source, target : Tensor, shape (..., N, d)
+        Row i of each is a positive pair.
+    temperature : float
+
+    Returns
+    -------
+    Tensor, shape (...)
+    """
     return (info_nce(source, target, temperature) + info_nce(target, source, temperature)) / 2
 
 
@@ -60,10 +89,22 @@ def cmd_loss(
     teacher_temperature: float,
 ) -> torch.Tensor:
     """CMD (SEED-like similarity distillation): the cross-entropy −Σ_j p_t(j|i) log p_s(j|i)
-    between the teacher's and the student's softmax over their similarities to ``anchors``
-    ``(..., K, d)`` (teacher embeddings: the batch, or a queue), averaged over samples i.
-    ``student``, ``teacher`` ``(..., N, d)``. The teacher's distribution is a fixed target:
-    teacher and anchors are detached."""
+    between the teacher's and the student's softmax over their similarities to ``anchors``,
+    averaged over samples i. The teacher's distribution is a fixed target: teacher and anchors
+    are detached.
+
+    Parameters
+    ----------
+    student, teacher : Tensor, shape (..., N, d)
+    anchors : Tensor, shape (..., K, d)
+        Teacher embeddings: the batch's, or a queue (:class:`EmbeddingQueue`).
+    student_temperature, teacher_temperature : float
+        The temperatures of the two softmaxes.
+
+    Returns
+    -------
+    Tensor, shape (...)
+    """
     anchors = unit_rows(anchors.detach()).transpose(-1, -2)
     teacher_probs = F.softmax(unit_rows(teacher.detach()) @ anchors / teacher_temperature, -1)
     student_log_probs = F.log_softmax(unit_rows(student) @ anchors / student_temperature, -1)
@@ -76,6 +117,15 @@ class EmbeddingQueue(nn.Module):
     The state is one buffer ``queue`` ``(size, dim)``, started as seeded random unit vectors, and
     it is shifted rather than indexed by a pointer, so stacked copies run under
     ``vmap(functional_call)`` each update their own slice.
+
+    Parameters
+    ----------
+    size : int
+        How many embeddings it holds.
+    dim : int
+        Their width.
+    seed : int
+        Seeds the starting vectors.
     """
 
     def __init__(self, size: int, dim: int, seed: int):
@@ -95,7 +145,14 @@ class EmbeddingQueue(nn.Module):
 
 @dataclass(frozen=True, kw_only=True)
 class EmbeddingLoss:
-    """A label-free distillation loss between a student's and a (frozen) teacher's embeddings."""
+    """Base of the label-free distillation losses between a student's and a (frozen) teacher's
+    embeddings, registered in ``EMBEDDING_LOSSES``.
+
+    Parameters
+    ----------
+    weight : float
+        Weight of the loss's term (named as the loss).
+    """
 
     weight: float = 1.0
 
@@ -108,7 +165,21 @@ class EmbeddingLoss:
     def terms(
         self, student: torch.Tensor, teacher: torch.Tensor, modules: Mapping[str, Callable]
     ) -> dict[str, torch.Tensor]:
-        """Named loss terms for one model's embeddings, ``student`` and ``teacher`` ``(N, d)``."""
+        """Named loss terms at one step of one copy.
+
+        Parameters
+        ----------
+        student : Tensor, shape (B, d_s)
+        teacher : Tensor, shape (B, d_t)
+            The teacher's embeddings of the paired samples.
+        modules : mapping of str to callable
+            The step's modules, those of :meth:`modules` among them.
+
+        Returns
+        -------
+        dict of str to Tensor
+            Each term a scalar.
+        """
         raise NotImplementedError
 
     def weights(self) -> dict[str, float]:
@@ -116,6 +187,7 @@ class EmbeddingLoss:
         return {self.name: self.weight}
 
     def config(self) -> dict:
+        """The loss's name and options, for the run record."""
         return {"loss": self.name, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}}
 
 
@@ -133,12 +205,27 @@ def _check_same_space(loss: str, student_dim: int, teacher_dim: int) -> None:
 )
 @dataclass(frozen=True, kw_only=True)
 class CMD(EmbeddingLoss):
-    # our reading: the paper does not fix these; a sharper teacher, as in SEED
+    """CMD (``"cmd"``, :func:`cmd_loss`): the student matches the teacher's softmax similarities to
+    anchors, the batch's teacher embeddings or those and a queue of earlier ones.
+
+    Reads student and teacher embeddings ``(B, d)`` of one width (a ValueError otherwise); term
+    ``"cmd"``. With ``queue_size`` > 0 owns module ``"queue"`` (:class:`EmbeddingQueue`).
+
+    Parameters
+    ----------
+    student_temperature, teacher_temperature : float
+        The two softmaxes' temperatures (our reading: the paper does not fix them; a sharper
+        teacher, as in SEED).
+    queue_size : int
+        0: the anchors are the batch's teacher embeddings; K > 0: the batch, then a queue of the
+        K most recent earlier ones.
+    weight : float
+        Weight of ``"cmd"``.
+    """
+
     student_temperature: float = 0.1
     teacher_temperature: float = 0.05
-    queue_size: int = (
-        0  # 0: the anchors are the batch's teacher embeddings; K > 0: the batch, then a queue of K earlier ones
-    )
+    queue_size: int = 0
 
     name: ClassVar[str] = "cmd"
 
@@ -162,6 +249,20 @@ class CMD(EmbeddingLoss):
 )
 @dataclass(frozen=True, kw_only=True)
 class CMC(EmbeddingLoss):
+    """CMC (``"cmc"``, :func:`cmc_loss`): symmetric cross-modal InfoNCE between student and teacher
+    embeddings (the CLIP loss), in-batch negatives.
+
+    Reads student and teacher embeddings ``(B, d)`` of one width (a ValueError otherwise); term
+    ``"cmc"``.
+
+    Parameters
+    ----------
+    temperature : float
+        The similarity temperature.
+    weight : float
+        Weight of ``"cmc"``.
+    """
+
     temperature: float = 0.07
 
     name: ClassVar[str] = "cmc"
@@ -177,6 +278,18 @@ class CMC(EmbeddingLoss):
 @EMBEDDING_LOSSES.register("l2", about="L2 alignment: MSE between linearly projected student and teacher embeddings")
 @dataclass(frozen=True, kw_only=True)
 class L2Alignment(EmbeddingLoss):
+    """L2 alignment (``"l2"``): MSE between the linearly projected student embeddings and the
+    teacher's (:func:`~cmkd_lab.losses.feature_regression_loss`).
+
+    Reads student embeddings ``(B, d_s)`` and teacher embeddings ``(B, d_t)``; term ``"l2"``.
+    Owns module ``"projector"`` (d_s → d_t).
+
+    Parameters
+    ----------
+    weight : float
+        Weight of ``"l2"``.
+    """
+
     name: ClassVar[str] = "l2"
 
     def modules(self, student_dim, teacher_dim, seed):

@@ -24,13 +24,46 @@ def feature_regression_loss(
     sample_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """FitNet-style hint: MSE between (already projected) student features and teacher features,
-    ``(..., N, D)`` each, averaged over D and then over samples (optionally weighted)."""
+    averaged over D and then over samples.
+
+    Parameters
+    ----------
+    projected_student, teacher_features : Tensor, shape (..., N, D)
+    sample_weights : Tensor, shape (..., N), optional
+        Per-sample weights of the mean (:func:`~cmkd_lab.losses.weighted_sample_mean`).
+
+    Returns
+    -------
+    Tensor, shape (...)
+    """
     return weighted_sample_mean(((projected_student - teacher_features) ** 2).mean(-1), sample_weights)
 
 
 @LOSSES.register("fitnet", about="CE + feature regression through a learned linear projector (FitNet hint)")
 @dataclass(frozen=True, kw_only=True)
 class FitNet(Distiller):
+    """CE + FitNet's hint (``"fitnet"``, :func:`feature_regression_loss`): the student layer
+    through a learned linear projector regresses on the teacher layer.
+
+    Reads the student's logits ``(B, C)``, labels ``(B,)`` and one layer of each net, flattened
+    beyond the sample axis to ``(B, D_s)`` and ``(B, D_t)`` (a map ``(B, channels, H, W)``
+    becomes ``(B, channels·H·W)``); terms ``"ce"`` and ``"hint"``. Owns module ``"projector"``
+    (D_s → D_t).
+
+    Parameters
+    ----------
+    student_layer, teacher_layer : str
+        The layers compared (default ``"embedding"``).
+    hint_weight : float or sequence of float
+        Weight of ``"hint"``.
+    masking : bool
+        Weigh samples by NTDH's :func:`~cmkd_lab.losses.pssm_weights`.
+    mask_threshold : float
+        The cosine threshold of the masking.
+    ce_weight : float or sequence of float
+        Weight of ``"ce"``.
+    """
+
     student_layer: str = "embedding"
     teacher_layer: str = "embedding"
     hint_weight: float | Sequence[float] = 1.0
@@ -84,11 +117,23 @@ def rkd_loss(
     teacher_features: torch.Tensor,
     sample_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Relational KD (Park et al. 2019): returns (distance term, angle term), each a Huber loss.
+    """Relational KD (Park et al. 2019): a distance and an angle term, each a Huber loss
+    between the student's and the (constant) teacher's relations.
 
     Distance: pairwise distances, each set divided by its mean off-diagonal distance. Angle:
     for anchor a, the cosine between (f_i − f_a) and (f_k − f_a) for all i, k. Memory is
     O(N³) per model for the angle term: use mini-batches.
+
+    Parameters
+    ----------
+    student_features : Tensor, shape (..., N, D_s)
+    teacher_features : Tensor, shape (..., N, D_t)
+    sample_weights : Tensor, shape (..., N), optional
+        Weights of the anchors.
+
+    Returns
+    -------
+    distance, angle : Tensor, shape (...)
     """
     n = student_features.shape[-2]
 
@@ -120,7 +165,21 @@ def pkt_loss(
     eps: float = 1e-7,
 ) -> torch.Tensor:
     """Probabilistic knowledge transfer (Passalis & Tefas 2018): KL between the teacher's and the
-    student's conditional distributions over neighbours, from cosine similarities mapped to [0, 1]."""
+    student's conditional distributions over neighbours, from cosine similarities mapped to [0, 1].
+
+    Parameters
+    ----------
+    student_features : Tensor, shape (..., N, D_s)
+    teacher_features : Tensor, shape (..., N, D_t)
+    sample_weights : Tensor, shape (..., N), optional
+        Weights of the anchors.
+    eps : float
+        Keeps norms and logarithms away from 0.
+
+    Returns
+    -------
+    Tensor, shape (...)
+    """
 
     def conditional(features):
         unit = features / (features.norm(dim=-1, keepdim=True) + eps)
@@ -136,7 +195,19 @@ def sp_loss(
     student_features: torch.Tensor, teacher_features: torch.Tensor, sample_weights: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Similarity-preserving KD (Tung & Mori 2019): squared difference of the row-normalised
-    Gram matrices, ‖G_t − G_s‖²_F / N²."""
+    Gram matrices, ‖G_t − G_s‖²_F / N².
+
+    Parameters
+    ----------
+    student_features : Tensor, shape (..., N, D_s)
+    teacher_features : Tensor, shape (..., N, D_t)
+    sample_weights : Tensor, shape (..., N), optional
+        Weights of the anchors (the Gram matrices' rows).
+
+    Returns
+    -------
+    Tensor, shape (...)
+    """
 
     def gram(features):
         return F.normalize(features @ features.transpose(-1, -2), p=2, dim=-1)
@@ -154,9 +225,21 @@ def crd_loss(
 ) -> torch.Tensor:
     """Contrastive representation distillation with in-batch negatives (CRD without its memory bank).
 
-    Embeddings ``(..., N, d)`` are L2-normalised; similarity / ``temperature`` logits between
-    every student and teacher sample; sample i's positive is its own pair, the other N − 1 are
-    negatives. Summed over both anchors (student → teacher and teacher → student), as CRD does.
+    Embeddings are L2-normalised; similarity / ``temperature`` logits between every student and
+    teacher sample; sample i's positive is its own pair, the other N − 1 are negatives. Summed
+    over both anchors (student → teacher and teacher → student), as CRD does.
+
+    Parameters
+    ----------
+    student_embedding, teacher_embedding : Tensor, shape (..., N, d)
+    temperature : float
+        The similarity temperature.
+    sample_weights : Tensor, shape (..., N), optional
+        Weights of each sample's two terms.
+
+    Returns
+    -------
+    Tensor, shape (...)
     """
     z_s = F.normalize(student_embedding, dim=-1)
     z_t = F.normalize(teacher_embedding, dim=-1)
@@ -168,7 +251,20 @@ def crd_loss(
 
 @dataclass(frozen=True, kw_only=True)
 class _FeatureDistiller(Distiller):
-    """Base of the relational losses: one student and one teacher layer, optional NTDH masking."""
+    """Base of the relational losses: one student and one teacher layer, optional NTDH masking.
+
+    Parameters
+    ----------
+    student_layer, teacher_layer : str
+        The layers compared (default ``"embedding"``), flattened beyond the sample axis to
+        ``(B, D_s)`` and ``(B, D_t)``.
+    masking : bool
+        Weigh anchors by NTDH's :func:`~cmkd_lab.losses.pssm_weights`.
+    mask_threshold : float
+        The cosine threshold of the masking.
+    ce_weight : float or sequence of float
+        Weight of ``"ce"``.
+    """
 
     student_layer: str = "embedding"
     teacher_layer: str = "embedding"
@@ -197,6 +293,20 @@ class _FeatureDistiller(Distiller):
 @LOSSES.register("rkd", about="CE + relational KD: distance and angle terms on a feature layer (optional NTDH masking)")
 @dataclass(frozen=True, kw_only=True)
 class RKD(_FeatureDistiller):
+    """CE + relational KD (``"rkd"``, :func:`rkd_loss`): distance and angle terms.
+
+    Reads the student's logits ``(B, C)``, labels ``(B,)`` and one layer of each net, flattened
+    beyond the sample axis to ``(B, D_s)`` and ``(B, D_t)``; terms ``"ce"``, ``"rkd_distance"``
+    and ``"rkd_angle"``. The angle term takes O(B³) memory per copy.
+
+    Parameters
+    ----------
+    distance_weight, angle_weight : float or sequence of float
+        Weights of ``"rkd_distance"`` and ``"rkd_angle"`` (RepDistiller's 25 and 50).
+    student_layer, teacher_layer, masking, mask_threshold, ce_weight
+        As for every relational loss (default layers ``"embedding"``, no masking, CE weight 1).
+    """
+
     distance_weight: float | Sequence[float] = 25.0  # RepDistiller's defaults
     angle_weight: float | Sequence[float] = 50.0
 
@@ -213,6 +323,19 @@ class RKD(_FeatureDistiller):
 @LOSSES.register("pkt", about="CE + probabilistic knowledge transfer on a feature layer (optional NTDH masking)")
 @dataclass(frozen=True, kw_only=True)
 class PKT(_FeatureDistiller):
+    """CE + probabilistic knowledge transfer (``"pkt"``, :func:`pkt_loss`).
+
+    Reads the student's logits ``(B, C)``, labels ``(B,)`` and one layer of each net, flattened
+    beyond the sample axis to ``(B, D_s)`` and ``(B, D_t)``; terms ``"ce"`` and ``"pkt"``.
+
+    Parameters
+    ----------
+    pkt_weight : float or sequence of float
+        Weight of ``"pkt"`` (RepDistiller's 30000).
+    student_layer, teacher_layer, masking, mask_threshold, ce_weight
+        As for every relational loss (default layers ``"embedding"``, no masking, CE weight 1).
+    """
+
     pkt_weight: float | Sequence[float] = 30000.0  # RepDistiller's default
 
     name: ClassVar[str] = "pkt"
@@ -227,6 +350,19 @@ class PKT(_FeatureDistiller):
 @LOSSES.register("sp", about="CE + similarity-preserving KD on a feature layer (optional NTDH masking)")
 @dataclass(frozen=True, kw_only=True)
 class SP(_FeatureDistiller):
+    """CE + similarity-preserving KD (``"sp"``, :func:`sp_loss`).
+
+    Reads the student's logits ``(B, C)``, labels ``(B,)`` and one layer of each net, flattened
+    beyond the sample axis to ``(B, D_s)`` and ``(B, D_t)``; terms ``"ce"`` and ``"sp"``.
+
+    Parameters
+    ----------
+    sp_weight : float or sequence of float
+        Weight of ``"sp"`` (RepDistiller's 3000).
+    student_layer, teacher_layer, masking, mask_threshold, ce_weight
+        As for every relational loss (default layers ``"embedding"``, no masking, CE weight 1).
+    """
+
     sp_weight: float | Sequence[float] = 3000.0  # RepDistiller's default
 
     name: ClassVar[str] = "sp"
@@ -243,6 +379,25 @@ class SP(_FeatureDistiller):
 )
 @dataclass(frozen=True, kw_only=True)
 class CRD(_FeatureDistiller):
+    """CE + contrastive representation distillation, in-batch negatives (``"crd"``, :func:`crd_loss`).
+
+    Reads the student's logits ``(B, C)``, labels ``(B,)`` and one layer of each net, flattened
+    beyond the sample axis to ``(B, D_s)`` and ``(B, D_t)``; terms ``"ce"`` and ``"crd"``. Owns
+    modules ``"embed_student"`` (D_s → ``embed_dim``) and ``"embed_teacher"`` (D_t →
+    ``embed_dim``), which train; the teacher does not.
+
+    Parameters
+    ----------
+    embed_dim : int
+        Width of the shared embedding space.
+    nce_temperature : float
+        The similarity temperature (CRD's 0.07).
+    crd_weight : float or sequence of float
+        Weight of ``"crd"`` (RepDistiller's 0.8).
+    student_layer, teacher_layer, masking, mask_threshold, ce_weight
+        As for every relational loss (default layers ``"embedding"``, no masking, CE weight 1).
+    """
+
     embed_dim: int = 32
     nce_temperature: float = 0.07  # CRD's default
     crd_weight: float | Sequence[float] = 0.8  # RepDistiller's default

@@ -41,7 +41,17 @@ def _check_reduction(reduction: str) -> None:
 
 
 def kl_divergence(target_log_probs: torch.Tensor, input_log_probs: torch.Tensor) -> torch.Tensor:
-    """KL(target ‖ input) per sample, summed over the class axis: ``(..., N, C)`` → ``(..., N)``."""
+    """KL(target ‖ input) per sample, summed over the class axis.
+
+    Parameters
+    ----------
+    target_log_probs, input_log_probs : Tensor, shape (..., N, C)
+        Log-probabilities (e.g. the teacher's and the student's).
+
+    Returns
+    -------
+    Tensor, shape (..., N)
+    """
     return (target_log_probs.exp() * (target_log_probs - input_log_probs)).sum(-1)
 
 
@@ -52,8 +62,24 @@ def kd_loss(
     reduction: str,
     t2_scale: bool = T2_SCALE,
 ) -> torch.Tensor:
-    """Hinton KD: KL(softmax(t/T) ‖ softmax(s/T)), reduced as ``reduction`` says, times T² unless
-    ``t2_scale`` is False."""
+    """Hinton KD: KL(softmax(t/T) ‖ softmax(s/T)), reduced over samples, times T².
+
+    Parameters
+    ----------
+    student_logits, teacher_logits : Tensor, shape (..., N, C)
+    temperature : float or Tensor
+        T: one number, or one per model ``(M,)`` for stacked logits ``(M, N, C)``.
+    reduction : {"batchmean", "mean"}
+        ``"batchmean"``: summed over classes, averaged over samples (the KL definition);
+        ``"mean"``: also averaged over the C classes.
+    t2_scale : bool
+        Multiply by T² (:data:`T2_SCALE`, the kit's convention).
+
+    Returns
+    -------
+    Tensor, shape (...)
+        The loss (a scalar for one model).
+    """
     _check_reduction(reduction)
     t = _per_model(temperature, student_logits)
     per_sample = kl_divergence(log_softmax(teacher_logits / t), log_softmax(student_logits / t))
@@ -73,12 +99,26 @@ def dkd_loss(
     t2_scale: bool = T2_SCALE,
     sample_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decoupled KD (Zhao et al. 2022): returns (TCKD, NCKD), each averaged over samples (and
-    times T² unless ``t2_scale`` is False).
+    """Decoupled KD (Zhao et al. 2022): the target-class and non-target-class parts of KD.
 
     TCKD is the KL between the binary (target, rest) distributions; NCKD the KL between the
-    distributions over the non-target classes (target logit masked out). ``sample_weights``
-    ``(..., N)`` (e.g. :func:`pssm_weights`) weigh each sample's terms before the average.
+    distributions over the non-target classes (target logit masked out).
+
+    Parameters
+    ----------
+    student_logits, teacher_logits : Tensor, shape (..., N, C)
+    labels : Tensor of int, shape (..., N)
+    temperature : float or Tensor
+        T: one number, or one per model ``(M,)``.
+    t2_scale : bool
+        Multiply both terms by T² (:data:`T2_SCALE`).
+    sample_weights : Tensor, shape (..., N), optional
+        Weights of each sample's terms before the average (e.g. :func:`pssm_weights`).
+
+    Returns
+    -------
+    tckd, nckd : Tensor, shape (...)
+        Each averaged over samples (:func:`weighted_sample_mean`).
     """
     t = _per_model(temperature, student_logits)
     target = F.one_hot(labels, student_logits.shape[-1]).bool()
@@ -110,8 +150,21 @@ def masked_kd_loss(
     reduction: str,
     t2_scale: bool = T2_SCALE,
 ) -> torch.Tensor:
-    """KD with NTDH masking: both logit vectors of sample i are scaled by ω_i inside the KL,
-    so ω = 0 makes both distributions uniform (the sample drops out) and ω = 1 leaves KD as is."""
+    """KD with NTDH masking: both logit vectors of sample i are scaled by ω_i inside the KL, so
+    ω = 0 makes both distributions uniform (the sample drops out) and ω = 1 leaves KD as is.
+
+    Parameters
+    ----------
+    student_logits, teacher_logits : Tensor, shape (..., N, C)
+    sample_weights : Tensor, shape (..., N)
+        ω per sample (:func:`pssm_weights`).
+    temperature, reduction, t2_scale
+        As in :func:`kd_loss`.
+
+    Returns
+    -------
+    Tensor, shape (...)
+    """
     scale = sample_weights.unsqueeze(-1)
     return kd_loss(scale * student_logits, scale * teacher_logits, temperature, reduction, t2_scale)
 
@@ -119,6 +172,30 @@ def masked_kd_loss(
 @LOSSES.register("kd", about="CE + Hinton KD (temperature; reduction batchmean|mean; T² unless t2_scale=False)")
 @dataclass(frozen=True, kw_only=True)
 class KD(Distiller):
+    """CE + Hinton KD (``"kd"``, :func:`kd_loss`), optionally with NTDH masking
+    (:func:`masked_kd_loss`).
+
+    Reads the student's and the teacher's logits ``(B, C)`` and the labels ``(B,)``; terms
+    ``"ce"`` and ``"kd"``, each a scalar per copy.
+
+    Parameters
+    ----------
+    temperature : float
+        T, required.
+    reduction : {"batchmean", "mean"}
+        Required (:data:`KD_REDUCTIONS`); see :func:`kd_loss`.
+    t2_scale : bool
+        Multiply the KD term by T² (:data:`T2_SCALE`).
+    kd_weight : float or sequence of float
+        Weight of ``"kd"`` (one per model to sweep it).
+    masking : bool
+        Weigh samples by NTDH's :func:`pssm_weights`.
+    mask_threshold : float
+        The cosine threshold of the masking.
+    ce_weight : float or sequence of float
+        Weight of ``"ce"``.
+    """
+
     temperature: float
     reduction: str
     t2_scale: bool = T2_SCALE
@@ -153,6 +230,29 @@ class KD(Distiller):
 @LOSSES.register("dkd", about="CE + decoupled KD: alpha·TCKD + beta·NCKD, logged as separate terms")
 @dataclass(frozen=True, kw_only=True)
 class DKD(Distiller):
+    """CE + decoupled KD (``"dkd"``, :func:`dkd_loss`): alpha·TCKD + beta·NCKD.
+
+    Reads the student's and the teacher's logits ``(B, C)`` and the labels ``(B,)``; terms
+    ``"ce"``, ``"tckd"`` and ``"nckd"``, each a scalar per copy, logged apart.
+
+    Parameters
+    ----------
+    alpha, beta : float or sequence of float
+        Weights of ``"tckd"`` and ``"nckd"`` (one per model to sweep them).
+    temperature : float
+        T.
+    t2_scale : bool
+        Multiply both terms by T² (:data:`T2_SCALE`).
+    warmup_epochs : int
+        The DKD paper's linear warm-up of both weights over this many epochs (0: none).
+    masking : bool
+        Weigh samples by NTDH's :func:`pssm_weights`.
+    mask_threshold : float
+        The cosine threshold of the masking.
+    ce_weight : float or sequence of float
+        Weight of ``"ce"``.
+    """
+
     alpha: float | Sequence[float] = 1.0
     beta: float | Sequence[float] = 8.0
     temperature: float = 4.0

@@ -17,11 +17,23 @@ def pssm_weights(
     labels: torch.Tensor,
     threshold: float = PSSM_COSINE_THRESHOLD,
 ) -> torch.Tensor:
-    """NTDH's per-sample masking weight ω ``(..., N)`` (papers.md §2, "PSSM").
+    """NTDH's per-sample masking weight ω (papers.md §2, "PSSM").
 
     ω = 1 where the teacher predicts the label; where it is wrong, ω = (cos(z_t, z_s) + 1)/2 if
     the cosine similarity of the two logit vectors is at least ``threshold``, else 0. The
     weights are constants for the gradient (detached): they choose samples, they are not learned.
+
+    Parameters
+    ----------
+    teacher_logits, student_logits : Tensor, shape (..., N, C)
+    labels : Tensor of int, shape (..., N)
+    threshold : float
+        The cosine similarity from which a wrong teacher still counts.
+
+    Returns
+    -------
+    Tensor, shape (..., N)
+        ω in [0, 1].
     """
     with torch.no_grad():
         correct = teacher_logits.argmax(-1) == labels
@@ -31,10 +43,21 @@ def pssm_weights(
 
 
 def weighted_sample_mean(per_sample: torch.Tensor, sample_weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean over the sample axis of ``per_sample`` ``(..., N)``, each sample weighted if weights are given.
+    """Mean over the sample axis, each sample weighted if weights are given.
 
     Weighted: Σ ω_i ℓ_i / N (not / Σ ω_i), so ω = 0 removes a sample as masking intends and
     ω = 1 everywhere gives the plain mean.
+
+    Parameters
+    ----------
+    per_sample : Tensor, shape (..., N)
+        ℓ_i, a loss per sample.
+    sample_weights : Tensor, shape (..., N), optional
+        ω_i; None: the plain mean.
+
+    Returns
+    -------
+    Tensor, shape (...)
     """
     if sample_weights is None:
         return per_sample.mean(-1)

@@ -28,14 +28,40 @@ if TYPE_CHECKING:
 # The base class's one term lives beside it: every family module imports this one, so a home in
 # logit.py would make the two import each other.
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over samples: ``(..., N, C)``, ``(..., N)`` → ``(...)``."""
+    """Mean cross-entropy over samples.
+
+    Parameters
+    ----------
+    logits : Tensor, shape (..., N, C)
+    labels : Tensor of int, shape (..., N)
+        Class indices in ``0..C-1``.
+
+    Returns
+    -------
+    Tensor, shape (...)
+        The mean over the N samples (a scalar for one model).
+    """
     log_probs = log_softmax(logits)
     return -log_probs.gather(-1, labels.unsqueeze(-1)).squeeze(-1).mean(-1)
 
 
 @dataclass(frozen=True)
 class StepOutputs:
-    """What a distillation loss sees at one step (model axis first when stacked)."""
+    """What a distillation loss sees at one step: one copy's batch of B samples (inside
+    :func:`~cmkd_lab.engine.fit`), or M copies with a model axis first (``(M, B, ...)``).
+
+    Attributes
+    ----------
+    student_logits : Tensor, shape (B, C)
+    student_features : dict of str to Tensor
+        The student layers the loss asked for (``student_layers``): ``(B, D)`` for an embedding,
+        ``(B, channels, L)`` or ``(B, channels, H, W)`` for a convolutional map.
+    teacher_logits : Tensor, shape (B, C), or None
+        None for a loss that needs no teacher.
+    teacher_features : dict of str to Tensor
+        The teacher layers the loss asked for (``teacher_layers``), shaped as the student's.
+    labels : Tensor of int, shape (B,)
+    """
 
     student_logits: torch.Tensor
     student_features: dict[str, torch.Tensor]
@@ -46,13 +72,18 @@ class StepOutputs:
 
 @dataclass(frozen=True)
 class Distiller:
-    """Base of every registered loss: ``terms()`` returns named loss terms.
+    """Base of every registered distillation loss: :meth:`terms` returns named loss terms.
 
-    ``ce_weight`` weighs the student's cross-entropy, the one term every loss has; subclasses add
-    their own weighted terms and a registry ``name``.
-    Weights may be one number or one per model (a sequence), so one stacked fit can sweep them.
-    A loss that owns trainable parts (a projector, embedding heads) builds them in ``modules()``;
-    the system trains them with the student and keeps them in the result.
+    Subclasses are frozen dataclasses with a registry ``name``; they add their own weighted
+    terms to the cross-entropy every loss has. Every weight is one number or one per model (a
+    sequence of M), so one stacked fit can sweep it. A loss that owns trainable parts (a
+    projector, embedding heads) builds them in :meth:`modules`; the system trains them with the
+    student and keeps them in the result.
+
+    Parameters
+    ----------
+    ce_weight : float or sequence of float
+        Weight of the student's cross-entropy, term ``"ce"``.
     """
 
     ce_weight: float | Sequence[float] = 1.0
@@ -69,18 +100,43 @@ class Distiller:
 
     @property
     def student_layers(self) -> tuple[str, ...]:
+        """The student layers :meth:`terms` reads (``StepOutputs.student_features``); none by default."""
         return ()
 
     @property
     def teacher_layers(self) -> tuple[str, ...]:
+        """The teacher layers :meth:`terms` reads (``StepOutputs.teacher_features``); none by default."""
         return ()
 
     def modules(self, student_dims: dict[str, int], teacher_dims: dict[str, int], seed: int) -> dict[str, nn.Module]:
         """The loss's own trainable modules for the copy of ``seed``, by name; none by default.
-        ``*_dims`` give the flattened width of each student/teacher layer the loss reads."""
+
+        Parameters
+        ----------
+        student_dims, teacher_dims : dict of str to int
+            The flattened width (e.g. C·H·W) of each layer in ``student_layers`` /
+            ``teacher_layers``.
+        seed : int
+            The copy's seed.
+        """
         return {}
 
     def terms(self, out: StepOutputs, modules: Mapping[str, Callable]) -> dict[str, torch.Tensor]:
+        """The loss's named terms at one step.
+
+        Parameters
+        ----------
+        out : StepOutputs
+            Student and teacher logits ``(B, C)``, their features, labels ``(B,)``.
+        modules : mapping of str to callable
+            The modules of the step, those of :meth:`modules` among them.
+
+        Returns
+        -------
+        dict of str to Tensor
+            Each term a scalar (``(M,)`` with a model axis), ``"ce"`` first; :meth:`weights`
+            weighs each.
+        """
         return {"ce": cross_entropy(out.student_logits, out.labels)}
 
     def weights(self) -> dict[str, float | Sequence[float]]:
@@ -88,6 +144,7 @@ class Distiller:
         return {"ce": self.ce_weight}
 
     def config(self) -> dict:
+        """The loss's name and options, for the run record."""
         return {"loss": self.name, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}}
 
 
@@ -97,13 +154,39 @@ LOSSES: Registry[type[Distiller]] = Registry("loss")
 @LOSSES.register("ce", about="cross-entropy only: the student without distillation")
 @dataclass(frozen=True)
 class Vanilla(Distiller):
-    """The no-KD baseline: the student (or a teacher) trained on its labels alone."""
+    """The no-KD baseline (``"ce"``): the student (or a teacher) trained on its labels alone.
+
+    Reads the student's logits ``(B, C)`` and labels ``(B,)``; one term, ``"ce"``.
+
+    Parameters
+    ----------
+    ce_weight : float or sequence of float
+        Weight of the cross-entropy.
+    """
 
     name: ClassVar[str] = "ce"
 
 
 def make_loss(name: str, **options) -> Distiller:
-    """Build a registered loss by name; unknown names or options raise a ValueError listing the valid ones."""
+    """Build a registered loss by name.
+
+    Parameters
+    ----------
+    name : str
+        A name in ``LOSSES`` (``"ce"``, ``"kd"``, ``"dkd"``, ``"fitnet"``, ``"rkd"``, …).
+    **options
+        The loss's constructor options; those without a default (e.g. KD's ``temperature`` and
+        ``reduction``) must be given.
+
+    Returns
+    -------
+    Distiller
+
+    Raises
+    ------
+    ValueError
+        For an unknown name or option (listing the valid ones) or a missing required option.
+    """
     cls = LOSSES.get(name)
     valid = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(options) - valid)
@@ -123,7 +206,24 @@ EMBEDDING_LOSSES: Registry[type[EmbeddingLoss]] = Registry("embedding loss")
 
 
 def make_embedding_loss(name: str, **options) -> EmbeddingLoss:
-    """Build a registered embedding loss by name; unknown names or options raise a ValueError listing the valid ones."""
+    """Build a registered embedding loss by name.
+
+    Parameters
+    ----------
+    name : str
+        A name in ``EMBEDDING_LOSSES`` (``"cmd"``, ``"cmc"``, ``"l2"``).
+    **options
+        The loss's constructor options.
+
+    Returns
+    -------
+    EmbeddingLoss
+
+    Raises
+    ------
+    ValueError
+        For an unknown name or option, listing the valid ones.
+    """
     cls = EMBEDDING_LOSSES.get(name)
     check_options(f"embedding loss {name!r}", cls, options)
     return cls(**options)

@@ -27,18 +27,45 @@ DS_GUIDES = ("none", "kd", "fitnet")
 
 def channel_independence_loss(features: torch.Tensor, n_spatial: int = 0, eps: float = CORRELATION_EPS) -> torch.Tensor:
     """Our reading of DS-CMKD's independence term: standardise each channel of the pooled
-    ``features`` ``(..., N, C)`` over the batch (a map with ``n_spatial`` trailing axes is pooled
-    first), take their correlation matrix R and return the mean squared off-diagonal entry,
-    Σ_{i≠j} R_ij² / (C² − C). 0 for uncorrelated channels, 1 for channels that are all one
-    signal (up to sign); unchanged by rescaling or shifting a channel."""
+    ``features`` over the batch, take their correlation matrix R and return the mean squared
+    off-diagonal entry, Σ_{i≠j} R_ij² / (C² − C). 0 for uncorrelated channels, 1 for channels
+    that are all one signal (up to sign); unchanged by rescaling or shifting a channel.
+
+    Parameters
+    ----------
+    features : Tensor, shape (..., N, C) or (..., N, C, *spatial)
+        Output features, C channels; a map is average-pooled over its spatial axes first.
+    n_spatial : int
+        How many trailing spatial axes ``features`` has (0: none; 2 for ``(N, C, H, W)``).
+    eps : float
+        Added to each channel's variance before standardising (a constant channel stays finite).
+
+    Returns
+    -------
+    Tensor, shape (...)
+        In [0, 1].
+    """
     return off_diagonal_mean(channel_correlation(features, n_spatial, eps).pow(2))
 
 
 def spatial_uniformity_loss(feature_map: torch.Tensor, n_spatial: int = 2) -> torch.Tensor:
-    """Our reading of DS-CMKD's uniformity term: per sample and channel of ``feature_map``
-    ``(..., N, C, H, W)``, KL(softmax over the H·W positions ‖ uniform) = log(H·W) − entropy,
-    averaged over channels and samples → ``(...)``. 0 for a flat map; unchanged by adding a
-    constant to a channel (the softmax's shift invariance), but not by scaling it."""
+    """Our reading of DS-CMKD's uniformity term: per sample and channel of ``feature_map``,
+    KL(softmax over the H·W positions ‖ uniform) = log(H·W) − entropy, averaged over channels
+    and samples. 0 for a flat map; unchanged by adding a constant to a channel (the softmax's
+    shift invariance), but not by scaling it.
+
+    Parameters
+    ----------
+    feature_map : Tensor, shape (..., N, C, H, W)
+        Intermediate features; with ``n_spatial=1``, ``(..., N, C, L)``.
+    n_spatial : int
+        How many trailing spatial axes the map has.
+
+    Returns
+    -------
+    Tensor, shape (...)
+        ≥ 0, at most log(H·W).
+    """
     log_p = spatial_log_probs(feature_map, n_spatial)
     kl = (log_p.exp() * log_p).sum(-1) + math.log(log_p.shape[-1])
     return kl.mean((-2, -1))
@@ -52,14 +79,40 @@ def spatial_uniformity_loss(feature_map: torch.Tensor, n_spatial: int = 2) -> to
 )
 @dataclass(frozen=True, kw_only=True)
 class DimensionalStructure(Distiller):
-    """CE + ``independence_weight`` · :func:`channel_independence_loss` on ``output_layer`` +
-    ``uniformity_weight`` · :func:`spatial_uniformity_loss` on ``map_layer``, plus the
-    high-quality teacher's guidance: by default (``guide="kd"``, our reading of the paper) a KD
-    term (``temperature``, batchmean, T²), with ``guide="fitnet"`` a FitNet hint on
-    ``hint_layer``, with ``guide="none"`` nothing (DS without a teacher: an ablation). Terms:
-    ``ce``, ``independence``, ``uniformity``, and ``kd`` or ``hint``; a layer set to None drops
-    its term. Every weight is one number or one per stacked model, so a sweep of weights is one
-    batched fit; both DS weights 0 is exactly CE + KD (CE alone with ``guide="none"``)."""
+    """DS-CMKD, our reading (``"ds"``): CE + ``independence_weight`` ·
+    :func:`channel_independence_loss` on ``output_layer`` + ``uniformity_weight`` ·
+    :func:`spatial_uniformity_loss` on ``map_layer``, plus the high-quality teacher's guidance.
+
+    Reads the student's logits ``(B, C)``, labels ``(B,)``, its ``output_layer`` (``(B, D)``, or a
+    map, pooled) and its ``map_layer`` (``(B, channels, H, W)`` or ``(B, channels, L)``: a
+    convolutional layer, else a ValueError), and per guide the teacher's logits ``(B, C)`` or its
+    ``hint_layer``. Terms ``"ce"``, ``"independence"``, ``"uniformity"``, and ``"kd"`` or
+    ``"hint"``; a layer set to None drops its term. Both DS weights 0 is exactly CE + KD (CE alone
+    with ``guide="none"``). With ``guide="fitnet"`` owns module ``"projector"``.
+
+    Parameters
+    ----------
+    independence_weight, uniformity_weight : float or sequence of float
+        Weights of the two DS terms (one per model to sweep them in one batched fit).
+    output_layer : str or None
+        The student layer made channel-independent (default ``"embedding"``).
+    map_layer : str or None
+        The student map made spatially uniform (default ``"relu1"``).
+    guide : {"kd", "fitnet", "none"}
+        ``"kd"`` (default, our reading of the paper): KD from the teacher (``temperature``,
+        batchmean, T²); ``"fitnet"``: a FitNet hint on ``hint_layer``; ``"none"``: no teacher
+        (DS alone, an ablation).
+    temperature : float
+        KD's T.
+    kd_weight : float or sequence of float
+        Weight of ``"kd"``.
+    hint_layer : str
+        The layer of both nets the hint compares.
+    hint_weight : float or sequence of float
+        Weight of ``"hint"``.
+    ce_weight : float or sequence of float
+        Weight of ``"ce"``.
+    """
 
     independence_weight: float | Sequence[float] = 1.0
     uniformity_weight: float | Sequence[float] = 1.0

@@ -5,7 +5,8 @@
 signature, docstring and source, links between them), a search box, and ``index.html``
 listing every module in the order data takes through the kit (datasets → models and losses →
 engine and systems → studies → analysis → report → app). pdoc reads the docstrings as the
-reStructuredText the kit writes (double backquotes for code, roles such as ``:func:``).
+reStructuredText the kit writes (double backquotes for code, roles such as ``:func:``) with
+numpydoc sections (``Parameters``, ``Returns``), rendered as lists of names, types and meanings.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def build(out: str | Path, modules: Sequence[str] | None = None) -> Path:
     import pdoc.render
 
     folder = Path(out) / API_FOLDER
-    pdoc.render.configure(docformat="restructuredtext", footer_text="cmkd_lab API reference")
+    # "numpy" is pdoc's reStructuredText reading plus numpydoc sections (Parameters, Returns...)
+    pdoc.render.configure(docformat="numpy", footer_text="cmkd_lab API reference")
     names = list(modules or public_modules())
     for name in names:
         _load_exports(name)

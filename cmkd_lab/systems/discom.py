@@ -24,15 +24,27 @@ DISCOM_TERMS = ("cl", "aux", "mod", "adv", "orth")
 
 
 def modality_loss(logits: torch.Tensor, modality: int, targets: str = "class_index") -> torch.Tensor:
-    """Cross-entropy of modality logits ``(..., N, K)`` whose rows all come from modality index
-    ``modality``, averaged over rows.
+    """Cross-entropy of modality logits whose rows all come from modality index ``modality``,
+    averaged over rows.
 
-    ``targets="class_index"``: the paper's K-way loss, target ``modality`` for every row.
-    ``"as_released"``: the official code's float targets shaped like the logits (all ones for
-    the first modality, all zeros for the others), which PyTorch's cross-entropy reads as class
-    probabilities: ``−Σ_c t_c log p_c``, i.e. ``−Σ_c log p_c`` for the first modality (smallest at
-    uniform predictions) and 0 for every other one, so neither the discriminator nor the
-    modality classifiers learn to tell the modalities apart."""
+    Parameters
+    ----------
+    logits : Tensor, shape (..., N, K)
+        Scores of the K modalities.
+    modality : int
+        The index of the rows' modality.
+    targets : {"class_index", "as_released"}
+        ``"class_index"``: the paper's K-way loss, target ``modality`` for every row.
+        ``"as_released"``: the official code's float targets shaped like the logits (all ones
+        for the first modality, all zeros for the others), which PyTorch's cross-entropy reads
+        as class probabilities: ``−Σ_c t_c log p_c``, i.e. ``−Σ_c log p_c`` for the first
+        modality (smallest at uniform predictions) and 0 for every other one, so neither the
+        discriminator nor the modality classifiers learn to tell the modalities apart.
+
+    Returns
+    -------
+    Tensor, shape (...)
+    """
     if targets not in MODALITY_TARGETS:
         raise ValueError(f"unknown modality_targets {targets!r}; valid: {', '.join(MODALITY_TARGETS)}")
     log_probs = log_softmax(logits)
@@ -44,7 +56,8 @@ def modality_loss(logits: torch.Tensor, modality: int, targets: str = "class_ind
 
 class FeatureEncoder(nn.Module):
     """A :class:`~cmkd_lab.models.Net` whose output layer gives ``spec.n_classes`` features; with
-    ``project``, followed by BatchNorm and ReLU (DisCoM-KD's Linear→BN→ReLU projection)."""
+    ``project``, followed by BatchNorm and ReLU (DisCoM-KD's Linear→BN→ReLU projection).
+    ``forward(x)``: ``(B, *spec.input_shape)`` → ``(B, spec.n_classes)``."""
 
     def __init__(self, spec: ModelSpec, project: bool = False):
         super().__init__()
@@ -65,21 +78,37 @@ class DisCoM(System):
     """DisCoM-KD (Ienco & Dantas, BMVC 2024): every single-modality classifier learnt at once,
     from unpaired batches of each modality, with disentangled features.
 
-    Per modality m (``specs[m]``: its backbone, ``n_classes`` the task's classes): an invariant
-    encoder gives s (``width`` features, Linear→BN→ReLU); a second encoder gives 2·``width``
-    features whose halves are the informative d and the irrelevant u. Modules: ``invariant_m``,
-    ``specific_m``, ``classifier_m`` (on [s; d], the deployed model of m), and shared by all
-    modalities ``auxiliary`` (classes, on s and on d), ``discriminator`` (modalities, on s behind
-    gradient reversal of scale ``grl_scale``), ``modality_d`` and ``modality_u`` (modalities, on d
-    and on u). Terms, each averaged over the modalities: ``cl`` (CE of each classifier),
-    ``aux`` (CE of the auxiliary classifier on s plus on d), ``mod`` (modality CE on d and on u,
-    their mean), ``adv`` (modality CE of the discriminator), ``orth`` (mean cosine of (d, u) plus
-    of (d, s)). Each weight is a number or one per copy (an ablation drops a term with 0).
-    ``modality_targets`` picks the paper's class-index targets or the released code's
-    (:func:`modality_loss`).
+    Per modality m: an invariant encoder gives s ``(B, width)`` (Linear→BN→ReLU); a second
+    encoder gives ``(B, 2·width)`` features whose halves are the informative d and the irrelevant
+    u ``(B, width)`` each.
 
-    Data keys: ``x.<m>`` and ``y.<m>`` per modality; train with ``feeds={m: ["x.<m>", "y.<m>"]}``
-    so each modality is shuffled on its own (no pairing is used)."""
+    - Modules: ``"invariant_<m>"``, ``"specific_<m>"``, ``"classifier_<m>"`` (on [s; d], the
+      deployed model of m) per modality, and shared by all modalities ``"auxiliary"`` (classes,
+      on s and on d), ``"discriminator"`` (modalities, on s behind gradient reversal of scale
+      ``grl_scale``), ``"modality_d"`` and ``"modality_u"`` (modalities, on d and on u).
+    - Data keys (per copy): ``x.<m>`` ``(B, *specs[m].input_shape)`` and ``y.<m>`` ``(B,)`` per
+      modality; train with ``feeds={m: ["x.<m>", "y.<m>"]}`` so each modality is shuffled on its
+      own (no pairing is used).
+    - Terms, each averaged over the modalities: ``"cl"`` (CE of each classifier), ``"aux"`` (CE
+      of the auxiliary classifier on s plus on d), ``"mod"`` (modality CE on d and on u, their
+      mean), ``"adv"`` (modality CE of the discriminator), ``"orth"`` (mean cosine of (d, u) plus
+      of (d, s)).
+    - Heads: one per modality m, named m (labels ``y.<m>``; modules ``invariant_<m>``,
+      ``specific_<m>``, ``classifier_<m>``).
+
+    Parameters
+    ----------
+    specs : dict of str to ModelSpec
+        Per modality (at least two), its backbone, sized; every ``n_classes`` the task's classes.
+    width : int
+        Width of s, d and u.
+    cl_weight, aux_weight, mod_weight, adv_weight, orth_weight : float or sequence of float
+        Weights of the five terms, each a number or one per copy (an ablation drops a term with 0).
+    grl_scale : float
+        Scale of the gradient reversal before the discriminator.
+    modality_targets : {"class_index", "as_released"}
+        The paper's class-index targets or the released code's (:func:`modality_loss`).
+    """
 
     specs: dict[str, ModelSpec]
     width: int = 32
@@ -106,10 +135,12 @@ class DisCoM(System):
 
     @property
     def modalities(self) -> list[str]:
+        """The modality names, in the order of ``specs`` (a modality's index in the modality losses)."""
         return list(self.specs)
 
     @property
     def n_classes(self) -> int:
+        """The task's classes (every spec's ``n_classes``)."""
         return next(iter(self.specs.values())).n_classes
 
     def build(self, seed):
@@ -130,7 +161,8 @@ class DisCoM(System):
         return build_seeded(makers, seed, {name: 1_000_003 * i for i, name in enumerate(makers)})
 
     def features(self, modules, modality: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(s, d, u) of modality ``modality``'s inputs ``x``."""
+        """(s, d, u), each ``(B, width)``, of modality ``modality``'s inputs ``x``
+        ``(B, *specs[modality].input_shape)``."""
         s = modules[f"invariant_{modality}"](x)
         d, u = modules[f"specific_{modality}"](x).chunk(2, dim=-1)
         return s, d, u

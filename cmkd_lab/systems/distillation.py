@@ -30,11 +30,34 @@ TEACHER_PREFIX = "teacher."
 @dataclass
 class Distillation(System):
     """A student of ``spec`` trained with ``loss`` (default: :class:`~cmkd_lab.losses.Vanilla`, plain
-    cross-entropy).
+    cross-entropy), from a frozen teacher when the loss needs one.
 
-    ``ce_only`` (one flag per copy, or empty) marks copies that train on cross-entropy alone,
-    weight 1, every other term of the loss weighted 0: No-KD students in the same fit as the
-    loss's students (one fit instead of two; the loss must have ``hosts_baseline``)."""
+    - Modules: ``"student"`` (a :class:`~cmkd_lab.models.Net`) and the loss's own (FitNet's
+      ``"projector"``, CRD's heads); with ``cache_teacher=False`` the frozen ``"teacher"``.
+    - Data keys (per copy, B samples): ``x`` ``(B, *spec.input_shape)``, ``y`` ``(B,)``; for a
+      loss that needs a teacher, ``x_teacher`` ``(B, *teacher input shape)`` or the teacher's
+      outputs ``teacher.logits`` ``(B, C)`` and ``teacher.<layer>`` for its ``teacher_layers``.
+      With ``cache_teacher`` the teacher runs once on ``x_teacher`` before training and adds those
+      keys.
+    - Terms: the loss's (``"ce"``, and ``"kd"``, ``"tckd"``/``"nckd"``, ``"hint"``…), weighted
+      by its ``weights()``.
+    - Heads: ``"student"`` (labels ``y``, module ``"student"``).
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        The student's architecture, sized (input shape and classes).
+    loss : Distiller
+        A registered loss (:func:`~cmkd_lab.losses.make_loss`).
+    teacher : Stack, optional
+        The frozen teacher, M copies.
+    cache_teacher : bool
+        Run the teacher once on the training data (default) rather than at every step.
+    ce_only : sequence of bool
+        One flag per copy, or empty: flagged copies train on cross-entropy alone, weight 1,
+        every other term weighted 0, so No-KD students share the loss's fit (the loss must
+        have ``hosts_baseline``).
+    """
 
     spec: ModelSpec
     loss: Distiller = field(default_factory=Vanilla)
@@ -144,7 +167,22 @@ def _where_ce_only(only: torch.Tensor, weight: float | Sequence[float] | Ramp, v
 
 @torch.no_grad()
 def teacher_outputs(teacher: Stack, x: torch.Tensor, layers: Sequence[str] = ()) -> dict[str, torch.Tensor]:
-    """A frozen teacher's logits and ``layers`` on ``x`` ``(M, N, ...)``, as data keys."""
+    """A frozen teacher's outputs on ``x``, as data keys for :class:`Distillation`.
+
+    Parameters
+    ----------
+    teacher : Stack
+        M copies of a :class:`~cmkd_lab.models.Net`.
+    x : Tensor, shape (M, N, ...) or (N, ...)
+        The teacher's inputs (shared inputs are broadcast to every copy).
+    layers : sequence of str
+        Layers to return beside the logits.
+
+    Returns
+    -------
+    dict of str to Tensor
+        ``teacher.logits`` ``(M, N, C)`` and ``teacher.<layer>`` ``(M, N, ...)`` per layer.
+    """
     logits, features = teacher(teacher.broadcast(x), features=tuple(layers))
     return {f"{TEACHER_PREFIX}logits": logits, **{TEACHER_PREFIX + k: v for k, v in features.items()}}
 
@@ -165,10 +203,41 @@ def train_classifier(
     progress: bool | None = None,
     description: str = "fit",
 ) -> FitResult:
-    """The common case in one call: ``len(seeds)`` students of ``spec`` on ``x`` ``(M, N, ...)``
-    or shared ``(N, ...)``, labels ``y``, trained with ``loss`` from ``teacher`` run on
-    ``x_teacher`` (or from given ``teacher_logits``); ``init`` gives the students' initial nets
-    (one copy per seed) instead of building them from the seeds."""
+    """The common case in one call: ``len(seeds)`` = M students of ``spec`` trained with ``loss``
+    by :func:`~cmkd_lab.engine.fit` (a :class:`Distillation`).
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        The students' architecture, sized.
+    x : Tensor, shape (M, N, ...) or (N, ...)
+        Inputs per copy, or shared by all copies.
+    y : Tensor of int, shape (M, N) or (N,)
+        Labels.
+    seeds : sequence of int
+        One per student.
+    config : TrainConfig
+    loss : Distiller, optional
+        Default: :class:`~cmkd_lab.losses.Vanilla` (cross-entropy only).
+    teacher : Stack, optional
+        The frozen teacher, M copies, for a loss that needs one.
+    x_teacher : Tensor, shape (M, N, ...) or (N, ...), optional
+        The teacher's inputs (needs ``teacher``).
+    teacher_logits : Tensor, shape (M, N, C), optional
+        The teacher's logits, given instead of ``teacher`` and ``x_teacher``.
+    val : tuple of Tensor, optional
+        Validation ``(x, y)``, shaped as ``x`` and ``y``.
+    init : Stack, optional
+        The students' initial nets (M copies) instead of building them from the seeds.
+    progress : bool or None
+    description : str
+        As in :func:`~cmkd_lab.engine.fit`.
+
+    Returns
+    -------
+    FitResult
+        Module ``"student"`` (and the loss's own), head ``"student"``.
+    """
     loss = loss or Vanilla()
     n_models, rank = len(seeds), len(spec.input_shape)
     data = {"x": broadcast_models(x, n_models, rank), "y": _labels(y, n_models)}

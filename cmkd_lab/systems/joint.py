@@ -13,8 +13,24 @@ from .distillation import _spec_record
 
 @dataclass
 class JointAgreement(System):
-    """MFH Algorithm 1's joint fit: teacher net on ``x_a`` (seed s), student net on ``x_b``
-    (seed s + 1, so the two differ), ``CE_a + CE_b + agreement_weight · MSE(logits_a, logits_b)``."""
+    """MFH Algorithm 1's joint fit: a teacher net on ``x_a`` and a student net on ``x_b`` trained
+    together, ``CE_a + CE_b + agreement_weight · MSE(logits_a, logits_b)``.
+
+    - Modules: ``"teacher"`` (built from the copy's seed s) and ``"student"`` (seed s + 1, so the
+      two differ).
+    - Data keys (per copy, B samples): ``x_a`` ``(B, *teacher_spec.input_shape)``, ``x_b``
+      ``(B, *student_spec.input_shape)``, ``y`` ``(B,)`` shared by both.
+    - Terms: ``"ce_a"``, ``"ce_b"`` (weight 1) and ``"mse"`` (the logits' squared difference,
+      averaged over samples and classes; weight ``agreement_weight``).
+    - Heads: ``"teacher"`` and ``"student"``, both on ``y``.
+
+    Parameters
+    ----------
+    teacher_spec, student_spec : ModelSpec
+        The two nets, sized, with the same number of classes.
+    agreement_weight : float
+        Weight of ``"mse"``.
+    """
 
     teacher_spec: ModelSpec
     student_spec: ModelSpec

@@ -25,9 +25,23 @@ from .distillation import TEACHER_PREFIX, _spec_record
 
 def two_views(noise: float = 0.1, drop: float = 0.2):
     """An ``augment`` for :func:`~cmkd_lab.engine.fit`: two views of each sample of ``x``, each
-    with its own Gaussian noise (std ``noise``) and a random ``drop`` share of its values set to
-    zero, drawn per copy from the engine's generators. Our reading of "augmented views" for
-    vectors and sensor windows, where image crops do not apply."""
+    with its own Gaussian noise and a random share of its values set to zero, drawn per copy
+    from the engine's generators. Our reading of "augmented views" for vectors and sensor
+    windows, where image crops do not apply.
+
+    Parameters
+    ----------
+    noise : float
+        Standard deviation of the added Gaussian noise.
+    drop : float
+        Probability that a value is set to zero.
+
+    Returns
+    -------
+    callable
+        ``augment(batch, generators)``: adds ``x.view1`` and ``x.view2``, shaped as ``x``
+        ``(M, B, ...)``, to the batch.
+    """
 
     def augment(batch, generators):
         x = batch["x"]
@@ -45,8 +59,22 @@ def two_views(noise: float = 0.1, drop: float = 0.2):
 @dataclass
 class ContrastiveSSL(System):
     """Stage 1: an encoder trained without labels, symmetric InfoNCE between the projections of
-    two augmented views of each sample (SimCLR-like, in-batch negatives). Train it with
-    ``augment=two_views()``; ``encoder`` gives the representation, ``projector`` is dropped after."""
+    two augmented views of each sample (SimCLR-like, in-batch negatives).
+
+    - Modules: ``"encoder"`` (a :class:`~cmkd_lab.models.Net` whose output is the embedding,
+      width ``encoder.n_classes``) and ``"projector"`` (linear, width → width), dropped after.
+    - Data keys (per copy): ``x.view1`` and ``x.view2`` ``(B, *encoder.input_shape)``, which
+      ``augment=two_views()`` makes from ``x``; no labels.
+    - Terms: ``"infonce"`` (:func:`~cmkd_lab.losses.cmc_loss`).
+    - Heads: none.
+
+    Parameters
+    ----------
+    encoder : ModelSpec
+        The encoder, sized; ``n_classes`` is the embedding width.
+    temperature : float
+        The InfoNCE temperature.
+    """
 
     encoder: ModelSpec
     temperature: float = 0.1
@@ -72,7 +100,23 @@ class ContrastiveSSL(System):
 @dataclass
 class EmbeddingDistillation(System):
     """Stage 2: a target ``encoder`` learns from a frozen teacher's embeddings of the paired source
-    samples (``teacher.embedding``, given with the data), without labels, by ``loss``."""
+    samples, without labels, by ``loss``.
+
+    - Modules: ``"encoder"`` and the loss's own (CMD's ``"queue"``, L2's ``"projector"``).
+    - Data keys (per copy): ``x`` ``(B, *encoder.input_shape)`` and ``teacher.embedding``
+      ``(B, teacher_dim)``, computed beforehand from the paired source samples.
+    - Terms: the loss's (``"cmd"``, ``"cmc"`` or ``"l2"``).
+    - Heads: none.
+
+    Parameters
+    ----------
+    encoder : ModelSpec
+        The target encoder, sized; ``n_classes`` is its embedding width.
+    loss : EmbeddingLoss
+        A registered embedding loss (:func:`~cmkd_lab.losses.make_embedding_loss`).
+    teacher_dim : int
+        Width of the teacher's embeddings.
+    """
 
     encoder: ModelSpec
     loss: EmbeddingLoss
@@ -98,7 +142,20 @@ class EmbeddingDistillation(System):
 @dataclass
 class EncoderClassifier(System):
     """Stage 3: a linear head on an encoder, trained on labels. Start the encoder from an earlier
-    stage (``init``); freeze it for a linear probe, train it too to fine-tune."""
+    stage (``init``); freeze it for a linear probe, train it too to fine-tune.
+
+    - Modules: ``"encoder"`` and ``"head"`` (linear, embedding width → ``n_classes``).
+    - Data keys (per copy): ``x`` ``(B, *encoder.input_shape)``, ``y`` ``(B,)``.
+    - Terms: ``"ce"``.
+    - Heads: ``"classifier"`` (labels ``y``, modules ``"encoder"`` and ``"head"``).
+
+    Parameters
+    ----------
+    encoder : ModelSpec
+        The encoder, sized; ``n_classes`` is its embedding width.
+    n_classes : int
+        The task's classes.
+    """
 
     encoder: ModelSpec
     n_classes: int

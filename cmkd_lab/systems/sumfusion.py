@@ -14,9 +14,23 @@ from .distillation import _spec_record
 
 @dataclass
 class SumFusion(System):
-    """A multimodal teacher on paired samples: one encoder per modality (``specs[m]``, its output
-    layer giving ``width`` features), the features summed, one linear classifier (the official
-    code's SUM fusion). Data keys ``x.<m>`` per modality and ``y``."""
+    """A multimodal teacher on paired samples: one encoder per modality, the features summed, one
+    linear classifier (the official DisCoM-KD code's SUM fusion).
+
+    - Modules: ``"encoder_<m>"`` per modality m (a :class:`~cmkd_lab.systems.FeatureEncoder`
+      giving ``width`` features) and ``"classifier"`` (linear, ``width`` → classes).
+    - Data keys (per copy, B paired samples): ``x.<m>`` ``(B, *specs[m].input_shape)`` per
+      modality, ``y`` ``(B,)``.
+    - Terms: ``"ce"``.
+    - Heads: ``"fusion"`` (labels ``y``, every module).
+
+    Parameters
+    ----------
+    specs : dict of str to ModelSpec
+        Per modality, its encoder's backbone, sized (``n_classes``: the task's classes).
+    width : int
+        Features per encoder.
+    """
 
     specs: dict[str, ModelSpec]
     width: int = 64
