@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from ..analysis.metrics import VALIDATION_METRICS, accuracy
 from ..analysis.results import RunLog, tidy_rows
@@ -159,6 +160,28 @@ class StudyRunner:
         self.run = StudyRun(pd.DataFrame(), log if log is not None else RunLog())
         self._tables: list[pd.DataFrame] = []  # rows in the order they were added
 
+    def train(
+        self,
+        system: System,
+        data: Mapping[str, torch.Tensor],
+        *,
+        seeds: Sequence[int],
+        config: TrainConfig,
+        description: str = "fit",
+        **options,
+    ) -> FitResult:
+        """:func:`~cmkd_lab.engine.fit` with this study's progress and description, not recorded
+        (for a fit whose parts are recorded apart, :meth:`record`)."""
+        return fit(
+            system,
+            data,
+            seeds=seeds,
+            config=config,
+            progress=self.progress,
+            description=f"{self.study}: {description}",
+            **options,
+        )
+
     def fit(
         self,
         method: str,
@@ -174,15 +197,7 @@ class StudyRunner:
         """Train ``len(seeds)`` copies of ``system`` on ``data`` (tensors ``(M, N, ...)``) with
         :func:`~cmkd_lab.engine.fit` (``options``: ``val``, ``init``, ``freeze``, ``feeds``,
         ``augment``) and record the fit under ``method`` with ``tags``."""
-        result = fit(
-            system,
-            data,
-            seeds=seeds,
-            config=config,
-            progress=self.progress,
-            description=f"{self.study}: {description or method}",
-            **options,
-        )
+        result = self.train(system, data, seeds=seeds, config=config, description=description or method, **options)
         self.record(method, result, **tags)
         return result
 
@@ -243,23 +258,35 @@ class StudyRunner:
 
 
 # ----------------------------------------------------------------------------- stacking tasks
-def stack_split(tasks: Sequence[Task], part: str, modality: Modality) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs ``(M, N, ...)`` and labels ``(M, N)`` of ``part`` across ``tasks``."""
+def stack_split(
+    tasks: Sequence[Task], part: str, modality: Modality, pad: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs ``(M, N, ...)`` and labels ``(M, N)`` of ``part`` across ``tasks``; with ``pad``,
+    flat inputs ``(N, D_m)`` get zero columns up to the widest."""
     datasets = [getattr(t.splits, part) for t in tasks]
-    return torch.stack([modality_input(d, modality) for d in datasets]), torch.stack([d.labels for d in datasets])
+    inputs = [modality_input(d, modality) for d in datasets]
+    if pad and all(x.dim() == 2 for x in inputs):
+        width = max(x.shape[1] for x in inputs)
+        inputs = [F.pad(x, (0, width - x.shape[1])) for x in inputs]
+    return torch.stack(inputs), torch.stack([d.labels for d in datasets])
 
 
-def groups_of_equal_shape(tasks: Sequence[Task], modalities: Sequence[Modality]) -> list[list[Task]]:
-    """Tasks that can train as one stacked fit: equal input shapes and class counts."""
+def groups_of_equal_shape(tasks: Sequence[Task], modalities: Sequence[Modality], pad: bool = False) -> list[list[Task]]:
+    """Tasks that can train as one stacked fit: equal input shapes and class counts (with ``pad``,
+    flat inputs of any width, :func:`stack_split` pads them)."""
     groups: dict[tuple, list[Task]] = defaultdict(list)
     for task in tasks:
         key = tuple(
-            (part, data.n_classes, tuple(modality_input(data, m).shape))
+            (part, data.n_classes, _shape_key(modality_input(data, m), pad))
             for part, data in task.splits.parts().items()
             for m in modalities
         )
         groups[key].append(task)
     return list(groups.values())
+
+
+def _shape_key(x: torch.Tensor, pad: bool) -> tuple:
+    return (x.shape[0], "flat") if pad and x.dim() == 2 else tuple(x.shape)
 
 
 def _data_key(task: Task, modality: Modality) -> tuple:
@@ -293,6 +320,7 @@ def run_teacher_student(
     variants: Mapping[str, Variant] | None = None,
     variant_column: str = "variant",
     share_baselines: bool = True,
+    pad_inputs: bool = False,
     metrics: Sequence[MetricHook] = (),
     metric_options: Mapping | None = None,
     log: RunLog | None = None,
@@ -300,14 +328,103 @@ def run_teacher_student(
 ) -> StudyRun:
     """Train teacher(s), No-KD and one student per loss in ``losses`` on every task.
 
-    Rows: ``metric = "test_acc"`` (a fraction) per task seed, plus whatever ``metrics`` hooks
-    add (each called once per group of tasks with equal shapes as ``hook(study, outputs,
-    metric_options)``, ``outputs`` the group's :class:`TaskOutputs`, variant after variant). ``include`` chooses which
-    baselines are reported (the teacher is trained whenever a loss needs it). With ``variants``,
-    each row carries ``variant_column``; No-KD rows carry the first variant's name. Selection
-    (``select="best_val"``) uses the validation split; the test split only gives the reported
-    numbers.
+    The steps, per group of tasks that can share a fit (:func:`groups_of_equal_shape`):
+
+    1. stack the group's inputs (:meth:`TaskGroup.stack`), the teacher's once per variant;
+    2. train the teachers, every variant × task in one fit (:func:`train_teachers`);
+    3. train the students, one fit per loss (:func:`train_students`); the first loss that can
+       host them (``Distiller.hosts_baseline``) also trains the No-KD students the group still
+       needs, else they train in a fit of their own;
+    4. report ``test_acc`` rows, each task's test logits and the ``metrics`` hooks' rows
+       (:func:`report_group`).
+
+    Parameters
+    ----------
+    tasks : sequence of Task
+        The draws to run every method on.
+    study : str
+        The study of the rows and of the log's records.
+    teacher_modality, student_modality : str or tuple of str
+        Each side's inputs; a tuple concatenates several modalities (early fusion).
+    teacher_model, student_model : ModelSpec
+        Templates (no input shape or classes), sized to the data.
+    teacher_config, student_config : TrainConfig
+        How each side trains (``student_config`` defaults to ``teacher_config``). Selection
+        (``select="best_val"``) uses the validation split; the test split only gives the
+        reported numbers.
+    losses : mapping of str to Distiller
+        One student per entry, named by its key.
+    include : sequence of {"teacher", "no_kd"}
+        The baselines reported (the teacher trains whenever a loss needs it).
+    variants : mapping of str to Variant, optional
+        K versions of the teacher's input (e.g. teachers that keep some channels only); K
+        teachers × M tasks train as one fit, and so do their students. Rows then carry
+        ``variant_column``; No-KD rows carry the first variant's name.
+    share_baselines : bool
+        Train the No-KD student once per distinct (seed, student data) and report it for every
+        task and variant that shares it.
+    pad_inputs : bool
+        Let tasks whose flat inputs differ only in width share a fit: narrower inputs get zero
+        columns. A zero column gets a zero gradient, so each model trains as its narrower self
+        but for the initial draw of its padded weights (initial weights a task gives are padded
+        with zeros). Linear and MLP models only.
+    metrics : sequence of MetricHook
+        Called once per group as ``hook(study, outputs, metric_options)``, variant after variant.
+    log : RunLog, optional
+        A log to extend.
+    progress : bool, optional
+        Progress bars of the fits.
+
+    Returns
+    -------
+    StudyRun
+        Rows ``metric = "test_acc"`` (a fraction) per task and method, plus the hooks' rows; a log
+        record per fit (a hosted No-KD student as a record of its own, ``in_fit_of`` its host);
+        artifacts with every fit and each task's test logits.
     """
+    _check_arguments(tasks, include, losses, variants, pad_inputs, teacher_model, student_model)
+    variants = dict(variants) if variants is not None else {None: None}
+    student_config = student_config or teacher_config
+    runner = StudyRunner(study, progress=progress, log=log)
+    baselines = _Baselines(student_modality, share_baselines) if "no_kd" in include else None
+    needs_teacher = "teacher" in include or any(loss.needs_teacher for loss in losses.values())
+    host = next((name for name, loss in losses.items() if loss.hosts_baseline), None)
+    for members in groups_of_equal_shape(tasks, [teacher_modality, student_modality], pad=pad_inputs):
+        group = TaskGroup.stack(members, teacher_modality, student_modality, variants, variant_column, pad_inputs)
+        teacher = None
+        if needs_teacher:
+            spec = teacher_model.sized(group.input_shape("teacher"), group.n_classes)
+            teacher = train_teachers(runner, group, spec, teacher_config, teacher_modality)
+        spec = student_model.sized(group.input_shape("student"), group.n_classes)
+        untrained = baselines.untrained(group) if baselines else []
+        if untrained and host is None:
+            no_kd = train_students(
+                runner,
+                group,
+                "no_kd",
+                Vanilla(),
+                spec,
+                student_config,
+                None,
+                student_modality,
+                copies=0,
+                hosted=untrained,
+            )
+            baselines.store(group, untrained, no_kd["no_kd"])
+        students = {}
+        for name, loss in losses.items():
+            hosted = untrained if name == host else []
+            parts = train_students(
+                runner, group, name, loss, spec, student_config, teacher, student_modality, hosted=hosted
+            )
+            if hosted:
+                baselines.store(group, hosted, parts["no_kd"])
+            students[name] = parts[name]
+        report_group(runner, group, teacher, students, include, baselines, metrics, metric_options or {})
+    return runner.result()
+
+
+def _check_arguments(tasks, include, losses, variants, pad_inputs, teacher_model, student_model) -> None:
     if not tasks:
         raise ValueError("a study needs at least one task")
     unknown = set(include) - set(BASELINES)
@@ -316,170 +433,235 @@ def run_teacher_student(
     clash = set(losses) & set(BASELINES)
     if clash:
         raise ValueError(f"loss names {sorted(clash)} clash with the baselines; rename them")
-    student_config = student_config or teacher_config
     if variants is not None and not variants:
         raise ValueError("variants is empty: pass None for the plain teacher, or name at least one variant")
-    variants = dict(variants) if variants is not None else {None: None}
-    names = list(variants)
-    run = StudyRun(pd.DataFrame(), log if log is not None else RunLog())
-    rows = []
+    if pad_inputs and {teacher_model.kind, student_model.kind} - {"linear", "mlp"}:
+        raise ValueError("pad_inputs pads flat inputs with zero columns: for linear and mlp models only")
 
-    def train(method, spec, data, val, group, config, loss=None, teacher=None, modality=None, copies=1, baseline=()):
-        """A fit of ``method``'s students: ``copies`` blocks of ``group``, then one No-KD student
-        per task of ``baseline`` (cross-entropy alone) in the same fit, returned apart."""
-        system = Distillation(
-            spec, loss or Vanilla(), teacher, ce_only=[False] * copies * len(group) + [True] * len(baseline)
-        )
-        init = _joined(
-            [given_init(group, method, spec, copies)] + ([given_init(baseline, "no_kd", spec)] if baseline else [])
-        )
-        result = fit(
-            system,
-            data,
-            seeds=[t.seed for t in group] * copies + [t.seed for t in baseline],
-            config=config,
-            val=val,
-            init=init,
-            progress=progress,
-            description=f"{study}: {method}" + (" and no_kd" if baseline else ""),
-        )
-        parts = {method: result}
-        if baseline:
-            own = copies * len(group)
-            parts = {
-                "no_kd": result.subset(range(own, own + len(baseline)), wall_time_s=0.0, in_fit_of=method),
-                method: result.subset(range(own), copies={method: own, "no_kd": len(baseline)}),
-            }
-        for name, part in parts.items():
-            run.artifacts.fits[name].append(part)
-            run.log.add(study=study, method=name, modality=modality_label(modality), **part.record)
-        return parts
 
-    def split_data(x, y, group, part, copies=1, baseline=()):
-        if getattr(group[0].splits, part) is None:
-            return None
-        rows = list(range(len(group))) * copies + positions(group, baseline)
-        return {"x": x[rows], "y": y[rows]}
+@dataclass
+class TaskGroup:
+    """Tasks that train as one fit, their inputs stacked per split: the teacher's ``(K·M, N, ...)``
+    (K variant blocks of the M tasks), the student's ``(M, N, ...)``, the labels ``(M, N)``."""
 
-    def settings_of(group, variant):
-        return [{**t.settings, **({variant_column: variant} if variant is not None else {})} for t in group]
+    tasks: list[Task]
+    variants: list[str | None]
+    variant_column: str
+    teacher_x: dict[str, torch.Tensor]
+    student_x: dict[str, torch.Tensor]
+    labels: dict[str, torch.Tensor]
+    n_classes: int
 
-    no_kd_cache: dict[tuple, torch.Tensor] = {}
-    for group in groups_of_equal_shape(tasks, [teacher_modality, student_modality]):
-        seeds = [t.seed for t in group]
-        k = len(names)
-        n_classes = max(part.n_classes for t in group for part in t.splits.parts().values())
-        parts = [p for p in ("train", "val", "test") if getattr(group[0].splits, p) is not None]
+    @classmethod
+    def stack(
+        cls,
+        tasks: Sequence[Task],
+        teacher_modality: Modality,
+        student_modality: Modality,
+        variants: Mapping[str | None, Variant | None],
+        variant_column: str,
+        pad: bool = False,
+    ) -> TaskGroup:
+        """Stack ``tasks``' splits; with ``pad``, flat inputs padded with zero columns to the widest."""
+        parts = [p for p in ("train", "val", "test") if getattr(tasks[0].splits, p) is not None]
         teacher_x, student_x, labels = {}, {}, {}
         for part in parts:
-            xt, labels[part] = stack_split(group, part, teacher_modality)
-            student_x[part], _ = stack_split(group, part, student_modality)
-            teacher_x[part] = torch.cat([xt if variants[v] is None else variants[v](xt, group) for v in names])
-        teacher_logits = None
-        needs_teacher = "teacher" in include or any(loss.needs_teacher for loss in losses.values())
-        if needs_teacher:
-            spec = teacher_model.sized(tuple(teacher_x["train"].shape[2:]), n_classes)
-            y = {p: repeat_models(labels[p], k) for p in parts}
-            teacher = train(
-                "teacher",
-                spec,
-                {"x": teacher_x["train"], "y": y["train"]},
-                {"x": teacher_x["val"], "y": y["val"]} if "val" in parts else None,
-                group,
-                teacher_config,
-                modality=teacher_modality,
-                copies=k,
-            )["teacher"]
-            teacher_logits = teacher.predict({"x": teacher_x["test"]})["student"]
-            if "teacher" in include:
-                for i, v in enumerate(names):
-                    block = slice(i * len(group), (i + 1) * len(group))
-                    rows += tidy_rows(
-                        study,
-                        "teacher",
-                        settings_of(group, v),
-                        seeds,
-                        "test_acc",
-                        accuracy(teacher_logits[block], labels["test"]).numpy(),
-                    )
-        student_spec = student_model.sized(tuple(student_x["train"].shape[2:]), n_classes)
-        student_logits: dict[str, torch.Tensor] = {}
-        # No-KD students this group still needs (one per distinct student data set when shared);
-        # they train in the first fit whose loss can host them, else in a fit of their own
-        keys = _baseline_keys(group, student_modality, share_baselines) if "no_kd" in include else []
-        baseline = _untrained(keys, group, no_kd_cache)
-        host = next((name for name, loss in losses.items() if loss.hosts_baseline), None) if baseline else None
-        if baseline and host is None:
-            alone = train(
-                "no_kd",
-                student_spec,
-                *[_stacked(baseline, p, student_modality) for p in ("train", "val")],
-                baseline,
-                student_config,
-                modality=student_modality,
-            )["no_kd"]
-            _cache_baseline(no_kd_cache, keys, group, baseline, alone, student_x["test"])
-        method_rows = {}
-        for name, loss in losses.items():
-            hosted = baseline if name == host else []
-            data = split_data(student_x["train"], labels["train"], group, "train", k, hosted)
-            teacher_stack = None
-            if loss.needs_teacher:
-                teacher_rows = list(range(k * len(group))) + positions(group, hosted)  # No-KD: variant 0's teacher
-                data["x_teacher"] = teacher_x["train"][teacher_rows]
-                teacher_stack = (
-                    teacher.modules["student"].subset(teacher_rows) if hosted else teacher.modules["student"]
+            x, labels[part] = stack_split(tasks, part, teacher_modality, pad)
+            student_x[part], _ = stack_split(tasks, part, student_modality, pad)
+            teacher_x[part] = torch.cat([x if edit is None else edit(x, tasks) for edit in variants.values()])
+        n_classes = max(part.n_classes for t in tasks for part in t.splits.parts().values())
+        return cls(list(tasks), list(variants), variant_column, teacher_x, student_x, labels, n_classes)
+
+    @property
+    def parts(self) -> list[str]:
+        return list(self.labels)
+
+    @property
+    def size(self) -> int:
+        return len(self.tasks)
+
+    def input_shape(self, side: str) -> tuple[int, ...]:
+        return tuple((self.teacher_x if side == "teacher" else self.student_x)["train"].shape[2:])
+
+    def settings(self, variant: str | None) -> list[dict]:
+        """What each task's rows carry: its settings, plus the variant column with variants."""
+        extra = {self.variant_column: variant} if variant is not None else {}
+        return [{**t.settings, **extra} for t in self.tasks]
+
+    def seeds(self, copies: int = 1, hosted: Sequence[Task] = ()) -> list[int]:
+        return [self.tasks[i].seed for i in self.rows(copies, hosted)]
+
+    def rows(self, copies: int = 1, hosted: Sequence[Task] = ()) -> list[int]:
+        """The task of each copy of a fit: ``copies`` blocks of the group's tasks, then ``hosted``."""
+        return list(range(self.size)) * copies + positions(self.tasks, hosted)
+
+    def student_data(self, part: str, copies: int, hosted: Sequence[Task] = ()) -> dict | None:
+        if part not in self.parts:
+            return None
+        rows = self.rows(copies, hosted)
+        return {"x": self.student_x[part][rows], "y": self.labels[part][rows]}
+
+
+def train_teachers(
+    runner: StudyRunner, group: TaskGroup, spec: ModelSpec, config: TrainConfig, modality: Modality
+) -> FitResult:
+    """Step 2: the teacher of every variant × task of ``group``, one fit."""
+    k = len(group.variants)
+    data = {p: {"x": group.teacher_x[p], "y": repeat_models(group.labels[p], k)} for p in group.parts}
+    return runner.fit(
+        "teacher",
+        Distillation(spec, Vanilla()),
+        data["train"],
+        seeds=group.seeds(k),
+        config=config,
+        val=data.get("val"),
+        init=given_init(group.tasks, "teacher", spec, k),
+        tags={"modality": modality_label(modality)},
+    )
+
+
+def train_students(
+    runner: StudyRunner,
+    group: TaskGroup,
+    method: str,
+    loss: Distiller,
+    spec: ModelSpec,
+    config: TrainConfig,
+    teacher: FitResult | None,
+    modality: Modality,
+    *,
+    copies: int | None = None,
+    hosted: Sequence[Task] = (),
+) -> dict[str, FitResult]:
+    """Step 3: ``method``'s students of every variant × task of ``group`` (``copies`` blocks,
+    default one per variant), then one No-KD student per task of ``hosted`` (cross-entropy alone;
+    fed variant 0's teacher, which it ignores) in the same fit, returned and logged apart."""
+    copies = len(group.variants) if copies is None else copies
+    own = copies * group.size
+    data = group.student_data("train", copies, hosted)
+    teacher_stack = None
+    if loss.needs_teacher:
+        rows = list(range(own)) + positions(group.tasks, hosted)
+        data["x_teacher"] = group.teacher_x["train"][rows]
+        teacher_stack = teacher.modules["student"].subset(rows) if hosted else teacher.modules["student"]
+    blocks = ([given_init(group.tasks, method, spec, copies)] if copies else []) + (
+        [given_init(hosted, "no_kd", spec)] if hosted else []
+    )
+    result = runner.train(
+        Distillation(spec, loss, teacher_stack, ce_only=[False] * own + [True] * len(hosted)),
+        data,
+        seeds=group.seeds(copies, hosted),
+        config=config,
+        val=group.student_data("val", copies, hosted),
+        init=_joined(blocks),
+        description=method + (" and no_kd" if hosted and copies else ""),
+    )
+    if hosted and copies:
+        parts = {
+            "no_kd": result.subset(range(own, own + len(hosted)), wall_time_s=0.0, in_fit_of=method),
+            method: result.subset(range(own), copies={method: own, "no_kd": len(hosted)}),
+        }
+    else:
+        parts = {method: result}
+    for name, part in parts.items():
+        runner.record(name, part, modality=modality_label(modality))
+    return parts
+
+
+def report_group(
+    runner: StudyRunner,
+    group: TaskGroup,
+    teacher: FitResult | None,
+    students: Mapping[str, FitResult],
+    include: Sequence[str],
+    baselines: _Baselines | None,
+    metrics: Sequence[MetricHook],
+    metric_options: Mapping,
+) -> None:
+    """Step 4: the test accuracy of every reported model, each task's :class:`TaskOutputs`, and
+    the ``metrics`` hooks' rows."""
+    k, test = len(group.variants), group.labels["test"]
+    teacher_logits = teacher.predict({"x": group.teacher_x["test"]})["student"] if teacher is not None else None
+    logits = {
+        name: fit.predict({"x": repeat_models(group.student_x["test"], k)})["student"] for name, fit in students.items()
+    }
+    if baselines is not None:
+        logits = {"no_kd": baselines.logits(group), **logits}
+    rows = []
+    if teacher_logits is not None and "teacher" in include:
+        rows += _accuracy_rows(runner, group, "teacher", teacher_logits)
+    if "no_kd" in logits:
+        rows += tidy_rows(
+            runner.study,
+            "no_kd",
+            group.settings(group.variants[0]),
+            group.seeds(),
+            "test_acc",
+            accuracy(logits["no_kd"], test).numpy(),
+        )
+    for name in students:
+        rows += _accuracy_rows(runner, group, name, logits[name])
+    runner.add(rows)
+    outputs = []
+    for i, variant in enumerate(group.variants):
+        for j, (task, settings) in enumerate(zip(group.tasks, group.settings(variant))):
+            index = i * group.size + j
+            chosen = {m: z[index if z.shape[0] > group.size else j] for m, z in logits.items()}
+            outputs.append(
+                TaskOutputs(
+                    task, variant, settings, teacher_logits[index] if teacher_logits is not None else None, chosen
                 )
-            val = split_data(student_x.get("val"), labels.get("val"), group, "val", k, hosted)
-            parts = train(
-                name,
-                student_spec,
-                data,
-                val,
-                group,
-                student_config,
-                loss=loss,
-                teacher=teacher_stack,
-                modality=student_modality,
-                copies=k,
-                baseline=hosted,
             )
-            if hosted:
-                _cache_baseline(no_kd_cache, keys, group, hosted, parts["no_kd"], student_x["test"])
-            student_logits[name] = parts[name].predict({"x": repeat_models(student_x["test"], k)})["student"]
-            method_rows[name] = [
-                row
-                for i, v in enumerate(names)
-                for row in tidy_rows(
-                    study,
-                    name,
-                    settings_of(group, v),
-                    seeds,
-                    "test_acc",
-                    accuracy(student_logits[name][i * len(group) : (i + 1) * len(group)], labels["test"]).numpy(),
-                )
-            ]
-        if keys:
-            student_logits = {"no_kd": torch.stack([no_kd_cache[key] for key in keys]), **student_logits}
-            rows += tidy_rows(
-                study,
-                "no_kd",
-                settings_of(group, names[0]),
-                seeds,
-                "test_acc",
-                accuracy(student_logits["no_kd"], labels["test"]).numpy(),
-            )
-        rows += [row for name in losses for row in method_rows[name]]
-        for i, v in enumerate(names):
-            for j, (task, settings) in enumerate(zip(group, settings_of(group, v))):
-                index = i * len(group) + j
-                students = {m: z[index if z.shape[0] > len(group) else j] for m, z in student_logits.items()}
-                teacher_test = teacher_logits[index] if teacher_logits is not None else None
-                run.artifacts.outputs.append(TaskOutputs(task, v, settings, teacher_test, students))
-        for hook in metrics:
-            rows += hook(study, run.artifacts.outputs[-len(names) * len(group) :], metric_options or {})
-    run.table = pd.DataFrame(rows)
-    return run
+    runner.run.artifacts.outputs.extend(outputs)
+    for hook in metrics:
+        runner.add(hook(runner.study, outputs, metric_options))
+
+
+def _accuracy_rows(runner: StudyRunner, group: TaskGroup, method: str, logits: torch.Tensor) -> list[dict]:
+    """``test_acc`` rows of ``method``'s K variant blocks of logits ``(K·M, N, C)``."""
+    scores = accuracy(logits, repeat_models(group.labels["test"], len(group.variants))).numpy()
+    return [
+        row
+        for i, variant in enumerate(group.variants)
+        for row in tidy_rows(
+            runner.study,
+            method,
+            group.settings(variant),
+            group.seeds(),
+            "test_acc",
+            scores[i * group.size : (i + 1) * group.size],
+        )
+    ]
+
+
+class _Baselines:
+    """The No-KD students' test logits, by what they depend on: their seed and student data
+    (``share``), or the task itself."""
+
+    def __init__(self, modality: Modality, share: bool):
+        self.modality, self.share = modality, share
+        self.test_logits: dict[tuple, torch.Tensor] = {}
+
+    def keys(self, group: TaskGroup) -> list[tuple]:
+        return [_data_key(t, self.modality) if self.share else (t.seed, id(t)) for t in group.tasks]
+
+    def untrained(self, group: TaskGroup) -> list[Task]:
+        """The first task of each key that no No-KD student was trained for yet."""
+        first: dict[tuple, Task] = {}
+        for key, task in zip(self.keys(group), group.tasks):
+            if key not in self.test_logits:
+                first.setdefault(key, task)
+        return list(first.values())
+
+    def store(self, group: TaskGroup, trained: Sequence[Task], result: FitResult) -> None:
+        index = positions(group.tasks, trained)
+        logits = result.predict({"x": group.student_x["test"][index]})["student"]
+        keys = self.keys(group)
+        self.test_logits.update(zip([keys[i] for i in index], logits))
+
+    def logits(self, group: TaskGroup) -> torch.Tensor:
+        """The No-KD test logits of every task of ``group``, ``(M, N, C)``."""
+        return torch.stack([self.test_logits[key] for key in self.keys(group)])
 
 
 def given_init(tasks: Sequence[Task], method: str, spec: ModelSpec, copies: int = 1) -> dict[str, Stack] | None:
@@ -493,51 +675,27 @@ def given_init(tasks: Sequence[Task], method: str, spec: ModelSpec, copies: int 
     nets = []
     for task in tasks:
         net = Net(spec)
-        net.load_state_dict(dict(task.init[method]))
+        net.load_state_dict(_padded(dict(task.init[method]), net.state_dict()))
         nets.append(net)
     return {"student": Stack.from_modules(nets).repeat(copies)}
 
 
-def _stacked(tasks: Sequence[Task], part: str, modality: Modality) -> dict | None:
-    if getattr(tasks[0].splits, part) is None:
-        return None
-    x, y = stack_split(tasks, part, modality)
-    return {"x": x, "y": y}
-
-
-def _baseline_keys(group: Sequence[Task], modality: Modality, share: bool) -> list[tuple]:
-    """What each task's No-KD student depends on: its seed and student data (when ``share``), or
-    the task itself."""
-    return [_data_key(t, modality) if share else (t.seed, id(t)) for t in group]
-
-
-def _untrained(keys: list[tuple], group: Sequence[Task], cache: dict) -> list[Task]:
-    """The first task of each key that the cache does not hold yet."""
-    first: dict[tuple, Task] = {}
-    for key, task in zip(keys, group):
-        if key not in cache:
-            first.setdefault(key, task)
-    return list(first.values())
+def _padded(state: dict[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict whose 2-d weights narrower in their input axis than ``target``'s get zero
+    columns (a net built for inputs that :func:`stack_split` padded); other shapes as given."""
+    padded = {}
+    for name, value in state.items():
+        want = target.get(name)
+        if want is not None and value.dim() == 2 and value.shape[0] == want.shape[0] and value.shape[1] < want.shape[1]:
+            value = F.pad(value, (0, want.shape[1] - value.shape[1]))
+        padded[name] = value
+    return padded
 
 
 def positions(group: Sequence[Task], tasks: Sequence[Task]) -> list[int]:
     """Where each of ``tasks`` (the same objects) sits in ``group``."""
     where = {id(task): i for i, task in enumerate(group)}
     return [where[id(task)] for task in tasks]
-
-
-def _cache_baseline(
-    cache: dict,
-    keys: list[tuple],
-    group: Sequence[Task],
-    trained: Sequence[Task],
-    result: FitResult,
-    x_test: torch.Tensor,
-) -> None:
-    """Store the test logits of the No-KD students of ``trained`` (tasks of ``group``) by key."""
-    index = positions(group, trained)
-    logits = result.predict({"x": x_test[index]})["student"]
-    cache.update(zip([keys[i] for i in index], logits))
 
 
 def _joined(stacks: Sequence[dict[str, Stack] | None]) -> dict[str, Stack] | None:
@@ -584,7 +742,7 @@ def fit_run(study: str, method: str, result: FitResult, rows: Sequence[dict], **
     return runner.result()
 
 
-def classifier_run(study, method, spec, train, test, settings, *, seeds, config, progress, tags={}, **options):
+def classifier_run(study, method, spec, train, test, settings, *, seeds, config, progress, tags=None, **options):
     runner = StudyRunner(study, progress=progress)
-    runner.classifier(method, spec, train, test, settings, seeds=seeds, config=config, tags=tags, **options)
+    runner.classifier(method, spec, train, test, settings, seeds=seeds, config=config, tags=tags or {}, **options)
     return runner.result()
