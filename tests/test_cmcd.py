@@ -12,6 +12,7 @@ import torch
 
 from cmkd_lab.analysis import claims
 from cmkd_lab.studies.cmcd import analysis, pipeline, real, synthetic
+from cmkd_lab.studies.runner import StudyRunner
 
 
 @pytest.fixture(scope="module")
@@ -108,15 +109,18 @@ TINY = pipeline.Stages(ssl_epochs=2, distill_epochs=2, head_epochs=3, embedding_
 
 def test_the_stages_reuse_weights_bit_for_bit():
     net = synthetic.ModelSpec("mlp", hidden=(16,))
-    run = pipeline.run_transfers(
+    runner = StudyRunner("t", progress=False)
+    pipeline.run_transfers(
+        runner,
         tiny_transfers(),
-        study="t",
         source_net=net,
         target_net=net,
         stages=TINY,
         methods=("cmd", "no_distill", "finetune_only"),
-        progress=False,
     )
+    run = runner.result()
+    assert [fit["method"] for fit in run.log.fits] == ["ssl_teacher", "cmd", "probe", "finetune"]
+    assert set(run.table["study"]) == {"t"} and {fit["study"] for fit in run.log.fits} == {"t"}
     distilled = run.artifacts.fits["cmd"][0].modules["encoder"]
     probe, finetune = run.artifacts.fits["probe"][0], run.artifacts.fits["finetune"][0]
     assert probe.record["frozen_modules"] == ["encoder"]
@@ -134,16 +138,11 @@ def test_the_stages_reuse_weights_bit_for_bit():
 def test_variants_share_the_ssl_teachers_and_label_their_rows():
     net = synthetic.ModelSpec("mlp", hidden=(16,))
     variants = {"batch": TINY, "queue": dataclasses.replace(TINY, queue_size=64)}
-    run = pipeline.run_transfers(
-        tiny_transfers(),
-        study="t",
-        source_net=net,
-        target_net=net,
-        stages=TINY,
-        methods=("cmd",),
-        progress=False,
-        variants=variants,
+    runner = StudyRunner("t", progress=False)
+    pipeline.run_transfers(
+        runner, tiny_transfers(), source_net=net, target_net=net, stages=TINY, methods=("cmd",), variants=variants
     )
+    run = runner.result()
     assert len(run.artifacts.fits["ssl_teacher"]) == 1 and len(run.artifacts.fits["cmd"]) == 2
     assert set(run.table["variant"]) == {"batch", "queue"}
     assert (run.table.groupby(["variant", "stage", "metric"])["seed"].nunique() == 2).all()
@@ -151,8 +150,8 @@ def test_variants_share_the_ssl_teachers_and_label_their_rows():
         ValueError, match="variant 'hot' changes \\['ssl_temperature'\\], which the shared SSL teachers"
     ):
         pipeline.run_transfers(
+            StudyRunner("t", progress=False),
             tiny_transfers(),
-            study="t",
             source_net=net,
             target_net=net,
             stages=TINY,
@@ -247,7 +246,7 @@ def test_margin_claims_pair_seeds_name_the_pair_and_leave_chance_unresolved():
 def test_unknown_methods_and_bad_sizes_are_clear_errors():
     net = synthetic.ModelSpec("mlp", hidden=(16,))
     with pytest.raises(ValueError, match="unknown method\\(s\\) \\['crd'\\]; valid methods: cmd, cmc, l2, no_distill"):
-        pipeline.run_transfers(tiny_transfers(), study="t", source_net=net, target_net=net, methods=("crd",))
+        pipeline.run_transfers(StudyRunner("t"), tiny_transfers(), source_net=net, target_net=net, methods=("crd",))
     data = synthetic.load("cmcd_modalities", alpha=0.0, seed=0, n_samples=400)
     with pytest.raises(ValueError, match="n_paired = 5000 but only .* training samples remain"):
         pipeline.make_transfer(data.split(0), "source", "target", n_paired=5000, n_labeled=8, seed=0, settings={})

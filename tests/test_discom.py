@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from cmkd_lab.analysis import claims
 from cmkd_lab.datasets import load
 from cmkd_lab.models import ModelSpec
+from cmkd_lab.studies import runner as runner_module
 from cmkd_lab.studies.discom import analysis, pipeline, study
 from cmkd_lab.systems import DISCOM_TERMS, DisCoM, SumFusion, modality_loss
 
@@ -140,22 +141,22 @@ def test_unpaired_feeding_has_no_fixed_pairing_between_the_modalities(monkeypatc
     for m in st.modalities:  # feature 0 = the row's index: the pairing is visible in every batch
         st.x["train"][m][..., 0] = torch.arange(n_train, dtype=torch.float32)
     seen = []
-    engine_fit = pipeline.fit
+    engine_fit = runner_module.fit
 
     def recording_fit(*args, **kwargs):  # the engine's augment hook sees each training batch as fed
         record = lambda b, generators: seen.append((b["x.a"][..., 0].clone(), b["x.b"][..., 0].clone())) or b  # noqa: E731
         return engine_fit(*args, **kwargs, augment=record)
 
-    monkeypatch.setattr(pipeline, "fit", recording_fit)
+    monkeypatch.setattr(runner_module, "fit", recording_fit)  # StudyRunner.fit calls the engine's fit
     protocol = pipeline.Protocol(epochs=3, batch_size=8, width=4)
+    runner = runner_module.StudyRunner("t", progress=False)
     pipeline.run_discom(
+        runner,
         st,
         pipeline.backbone_specs(st, {m: study.ModelSpec("mlp", hidden=(8,)) for m in st.modalities}),
         protocol,
-        study="t",
-        ablation_study=None,
-        progress=False,
     )
+    assert [fit["method"] for fit in runner.result().log.fits] == ["discom"]
     ids_a, ids_b = torch.cat([a for a, _ in seen], 1), torch.cat([b for _, b in seen], 1)
     assert ids_a.shape[1] >= 3 * n_train  # every epoch saw every row of each modality
     same_row = (ids_a == ids_b).float().mean()
@@ -300,7 +301,9 @@ def test_bad_input_is_a_clear_error_naming_the_valid_options():
     with pytest.raises(
         ValueError, match="unknown method\\(s\\) \\['fusion_mlkd'\\]; valid methods: discom, single.*left out"
     ):
-        pipeline.run_dataset(tasks, ["a", "b"], {}, pipeline.Protocol(), study="t", methods=("fusion_mlkd",))
+        pipeline.run_dataset(
+            runner_module.StudyRunner("t"), tasks, ["a", "b"], {}, pipeline.Protocol(), methods=("fusion_mlkd",)
+        )
     with pytest.raises(ValueError, match="modality_targets.*valid values: class_index, as_released"):
         study.DisCoMParameters.create(modality_targets="soft")
 
@@ -367,9 +370,14 @@ def test_explore_reruns_discom_with_new_weights(monkeypatch):
 
 def test_discom_variants_report_cosines_and_both_domain_accuracies():
     params = study.DisCoMParameters.create(real=(), n_splits=1, epochs=2, n_samples=400, width=4, hidden=8)
-    table = study.discom_variants(
+    run = study.discom_variants(
         params, {"signed": {}, "absolute": {"orthogonality": "absolute"}, "λ = 3": {"grl_scale": 3.0}}
     )
+    table = run.table
+    assert [(fit["study"], fit["method"]) for fit in run.log.fits] == [
+        ("discom_variants", name) for name in ("signed", "absolute", "λ = 3")
+    ]
+    assert run.log.fits[1]["system"]["orthogonality"] == "absolute"
     assert list(dict.fromkeys(table["method"])) == ["signed", "absolute", "λ = 3"]
     means = analysis.variant_means(table)
     assert {"test_f1w · a", "test_f1w · b", "domain_acc_s", "discriminator_acc_s", "cos_ds", "cos_du"} <= set(

@@ -15,6 +15,7 @@ from cmkd_lab.datasets import load
 from cmkd_lab.datasets.degraded import DEGRADATIONS, degrade
 from cmkd_lab.losses import make_loss
 from cmkd_lab.studies.ds_cmkd import analysis, study
+from cmkd_lab.studies.runner import StudyRunner
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +146,9 @@ def test_tables_and_figures_read_the_results(quick_run):
 @pytest.mark.filterwarnings("ignore:.*ended at chance")  # one epoch on 60 images: the point is the plumbing
 def test_weight_sweep_trains_each_variant_with_its_weights():
     params = study.DSParameters.create(n_runs=2, n_train=60, epochs=1, teacher_epochs=1, hidden=[4, 4])
-    table = study.weight_sweep(params, {"ce": (0, 0), "both": (1, 1)}, severity=0.5, guide="none")
+    run = study.weight_sweep(params, {"ce": (0, 0), "both": (1, 1)}, severity=0.5, guide="none")
+    table = run.table
+    assert [(fit["study"], fit["method"]) for fit in run.log.fits] == [("ds_weights", "ce+both")]  # no teacher
     assert set(table["study"]) == {"ds_weights"} and set(table["metric"]) == set(study.METRICS)
     assert (table.groupby(["method", "metric"])["seed"].nunique() == 2).all()
     means = analysis.variant_means(table)
@@ -154,8 +157,9 @@ def test_weight_sweep_trains_each_variant_with_its_weights():
         100 * table[(table["method"] == "ce") & (table["metric"] == "test_acc")]["value"].mean()
     )
     guided = study.weight_sweep(params, {"kd": (0, 0)}, severity=0.5)  # the default guide: trains the teacher first
-    assert set(guided["method"]) == {"kd"} and len(guided) == 2 * len(study.METRICS)
-    assert not guided.equals(study.weight_sweep(params, {"kd": (0, 0)}, severity=0.5, guide="none"))
+    assert [fit["method"] for fit in guided.log.fits] == ["teacher", "kd"]
+    assert set(guided.table["method"]) == {"kd"} and len(guided.table) == 2 * len(study.METRICS)
+    assert not guided.table.equals(study.weight_sweep(params, {"kd": (0, 0)}, severity=0.5, guide="none").table)
 
 
 def test_degradation_is_seeded_and_grows_with_severity():
@@ -194,7 +198,9 @@ def test_bad_inputs_fail_with_the_valid_options():
     ):
         study.run(create(images=[], pairs=["mfeat:pixels>fourier"], n_runs=1), progress=False)
     with pytest.raises(ValueError, match="unknown method\\(s\\) \\['mkd'\\]; valid methods: ce, kd"):
-        study.run_pairs([], study="x", p=dataclasses.replace(create(), methods=("mkd",)))  # past the parameter check
+        study.run_pairs(
+            StudyRunner("x"), [], dataclasses.replace(create(), methods=("mkd",))
+        )  # past the parameter check
 
 
 def test_explore_reruns_kd_and_the_ds_students_at_one_setting(quick_run):

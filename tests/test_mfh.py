@@ -211,7 +211,10 @@ def test_real_study_contract_on_one_small_dataset():
     kd = acc[acc["method"] == "kd"].pivot(index="seed", columns="teacher_mode", values="value")
     assert comparisons["estimate"].iloc[0] == pytest.approx(100 * (kd["least_salient"] - kd["regular"]).mean())
     # the teachers alone: the same teacher rows as the full run, and Algorithm 1 against reliance
-    probe = real.teacher_probe(p, progress=False)
+    probed = real.teacher_probe(p, progress=False)
+    assert [(fit["method"], fit["dataset"]) for fit in probed.log.fits] == [("algorithm1", "segment")]
+    assert [s["seed"] for s in probed.log.splits] == [0, 1]
+    probe = probed.table
     teachers = lambda t: t[t["method"] == "teacher"].sort_values(["teacher_mode", "seed"])["value"].to_numpy()  # noqa: E731
     assert teachers(probe) == pytest.approx(teachers(table))
     rho = probe[probe["metric"] == "reliance_rho"]

@@ -52,6 +52,14 @@ NON_DEFAULT = {
         "check_official": False,
     },
     "03_ntdh_realpairs": {"n_runs": 2, "epochs": 10, "datasets": ["segment"], "hidden": 16},
+    "03_ntdh_mnist_m": {
+        "n_runs": 2,
+        "epochs": 2,
+        "stu_types": [1],
+        "hidden": [32, 16],
+        "train_samples": 600,
+        "mask_modes": ["random", "most_salient"],
+    },
     "04_cmcd": {
         "n_runs": 2,
         "ssl_epochs": 3,

@@ -59,6 +59,7 @@ def load(name: str, **options) -> PairedDataset:
 from . import synthetic  # noqa: E402,F401  (registers the synthetic datasets)
 from . import real  # noqa: E402,F401  (registers mfeat, watch and segment)
 from . import avmnist, eurosat_ms_sar, nyu_depth_v2, ravdess  # noqa: E402,F401  (the download datasets)
+from . import mnist_m  # noqa: E402,F401  (NTDH's MNIST → MNIST-M: the offline stand-in and the download)
 from . import degraded  # noqa: E402,F401  (registers the clean/degraded image pairs)
 from . import user  # noqa: E402  (last: user datasets never shadow the kit's own)
 

@@ -30,14 +30,14 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.func import functional_call, vmap
+from torch.func import vmap
 
 from ..analysis.metrics import VALIDATION_METRICS
 from ..app.progress import progress_bar
 from ..models import seeded
 from .registry import Registry
 from .schedules import Ramp
-from .stack import Stack
+from .stack import Stack, call_copy
 
 OPTIMIZERS: Registry[type[torch.optim.Optimizer]] = Registry("optimizer")
 # each optimiser with the TrainConfig settings it takes (Adam's own momentum lives in its betas)
@@ -65,17 +65,42 @@ def thread_policy(threads: int):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train. ``batch_size=None`` is full-batch; otherwise each epoch passes once over the
-    data in shuffled batches of ``batch_size`` rows (a one-row remainder joins the last batch).
-    ``momentum`` is SGD's: an optimiser that takes none (Adam) refuses it. ``select``: "last"
-    keeps the final epoch, "best_val" per head the epoch with the best validation
-    ``select_metric`` (never the test split). ``device="auto"`` takes CUDA when present.
-    ``threads=None`` is the engine's
-    CPU policy: one thread for small steps (fewer than ``SMALL_STEP_ROWS`` rows over all copies),
-    where extra threads only add start-up cost and contend with other work on the machine (an
-    Explore slider measured about 30 s per move under load without it, 1.5 s with it), and the
-    caller's thread count (``torch.get_num_threads()``, which honours ``OMP_NUM_THREADS``) for
-    larger steps."""
+    """How :func:`fit` trains: epochs, optimiser, batches, model selection, device and threads.
+
+    Every setting is checked when the config is made; a bad one raises a ValueError naming the
+    valid values.
+
+    Parameters
+    ----------
+    epochs : int
+        Passes over the training data (>= 1).
+    lr : float
+        Learning rate (> 0).
+    optimizer : {"sgd", "adam"}
+        A name in ``OPTIMIZERS``.
+    momentum : float
+        SGD's momentum; an optimiser that takes none (Adam, whose momentum lives in its betas)
+        refuses a non-zero value.
+    weight_decay : float
+        The optimiser's L2 penalty.
+    batch_size : int or None
+        ``None``: full batch, one step per epoch. Otherwise each epoch passes once over the data
+        in shuffled batches of ``batch_size`` rows; a one-row remainder joins the batch before it.
+    select : {"last", "best_val"}
+        ``"last"`` keeps the final epoch; ``"best_val"`` keeps, per head, the modules at the
+        epoch with the best validation ``select_metric`` (needs ``val=``; never the test split).
+    select_metric : str
+        A name in :data:`~cmkd_lab.analysis.metrics.VALIDATION_METRICS` (default ``"accuracy"``).
+    val_every : int
+        Validate every ``val_every`` epochs, and always at the last one.
+    device : {"auto", "cpu", "cuda"}
+        ``"auto"`` takes CUDA when present.
+    threads : int or None
+        CPU threads during the fit. ``None`` is the engine's policy: one thread for small steps
+        (fewer than ``SMALL_STEP_ROWS`` rows per step: copies × batch size), where extra
+        threads only add start-up cost and contend with other work; the caller's
+        ``torch.get_num_threads()`` (which honours ``OMP_NUM_THREADS``) for larger steps.
+    """
 
     epochs: int = 200
     lr: float = 0.1
@@ -111,10 +136,13 @@ class TrainConfig:
             raise ValueError(f"threads must be >= 1 or None (the engine's policy), got {self.threads}")
 
     def resolved_device(self) -> torch.device:
+        """The device a fit runs on: :func:`resolve_device` of ``device``."""
         return resolve_device(self.device)
 
 
 def resolve_device(device: str) -> torch.device:
+    """The torch device for ``"auto"`` (CUDA when present, else CPU), ``"cpu"`` or ``"cuda"``;
+    ``"cuda"`` without a CUDA device raises a ValueError."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
@@ -124,17 +152,29 @@ def resolve_device(device: str) -> torch.device:
 
 # ----------------------------------------------------------------------------- the system contract
 class Bound:
-    """One copy of a module inside a step: call it like the module; ``params`` are its tensors."""
+    """One copy of a stacked module inside :meth:`System.step`: call it as the module itself
+    (one copy's batch ``(B, ...)`` in, the module's outputs out); ``params`` and ``buffers``
+    are that copy's tensors."""
 
     def __init__(self, base: nn.Module, params: dict, buffers: dict):
         self.base, self.params, self.buffers = base, params, buffers
 
     def __call__(self, *args, **kwargs):
-        return functional_call(self.base, (self.params, self.buffers), args, kwargs)
+        return call_copy(self.base, self.params, self.buffers, args, kwargs)  # the fast path for linear/MLP nets
 
 
 class StepResult(NamedTuple):
-    """What one step of one copy returns: its outputs and its named (scalar) loss terms."""
+    """What :meth:`System.step` returns for one copy's batch.
+
+    Parameters
+    ----------
+    outputs : dict of str to Tensor
+        What the step computed that is worth keeping, e.g. ``{"logits": (B, C)}``; the engine
+        does not read it.
+    terms : dict of str to Tensor
+        Named loss terms, each a scalar ``()``. The engine weighs them by
+        :meth:`System.weights`, sums them into the copy's total and logs each by name.
+    """
 
     outputs: dict[str, torch.Tensor]
     terms: dict[str, torch.Tensor]
@@ -142,56 +182,132 @@ class StepResult(NamedTuple):
 
 @dataclass(frozen=True)
 class Head:
-    """A deployed classifier of a system: the data key of its labels and the modules it uses
-    (selection keeps those modules at the head's best validation epoch)."""
+    """A deployed classifier of a system, scored by validation and kept by model selection.
+
+    Parameters
+    ----------
+    labels : str
+        The data key of its labels ``(N,)`` (per copy), e.g. ``"y"``.
+    modules : tuple of str
+        The trainable modules it uses; with ``select="best_val"`` they are kept at the head's
+        best validation epoch. A module belongs to at most one head.
+    """
 
     labels: str
     modules: tuple[str, ...]
 
 
 class System:
-    """A trainable system. Subclasses define:
+    """A trainable system: what trains and how one batch becomes named loss terms.
 
-    - ``build(seed)``: the trainable modules of one copy, by name (called with torch's generator
-      seeded ``seed``; use :func:`build_seeded` to give modules streams of their own);
-    - ``frozen``: modules that do not train (teachers), as stacks with one copy per model;
-    - ``step(modules, batch)``: one copy's batch (``{key: (B, ...)}``) → :class:`StepResult`;
-      written for a single model, run for all copies under ``vmap``;
-    - ``weights()``: the weight of each term (a number, one per copy, or a warm-up
-      :class:`Ramp`); terms not named weigh 1;
-    - ``heads()`` and ``predict(modules, batch)``: the classifiers that validation scores;
-    - ``prepare(data, frozen)``: optional caching of frozen outputs before training.
+    :func:`fit` owns the loop (optimiser, batches, logging, selection, devices); a subclass
+    defines :meth:`build` and :meth:`step`, and, as it needs them, :meth:`weights`,
+    :meth:`heads` with :meth:`predict`, :meth:`prepare` and :meth:`config`. Methods that take
+    ``modules`` and ``batch`` are written for one copy (a batch ``{key: (B, ...)}``) and run for
+    all M copies at once under ``vmap``: no ``.item()``, no branching on tensor values.
+
+    Attributes
+    ----------
+    frozen : mapping of str to Stack
+        Modules that do not train (teachers), each a :class:`~cmkd_lab.engine.Stack` with one
+        copy per model; they run in eval mode and reach :meth:`step` beside the trainable ones.
     """
 
     frozen: Mapping[str, Stack] = {}
 
     def build(self, seed: int) -> dict[str, nn.Module]:
+        """The trainable modules of one copy.
+
+        Parameters
+        ----------
+        seed : int
+            The copy's seed; torch's CPU generator is seeded with it during the call and
+            restored after (use :func:`build_seeded` to give modules streams of their own).
+
+        Returns
+        -------
+        dict of str to torch.nn.Module
+            The modules by name; :func:`fit` stacks each over the copies.
+        """
         raise NotImplementedError
 
     def step(self, modules: Mapping[str, Bound], batch: Mapping[str, torch.Tensor]) -> StepResult:
+        """One training step of one copy.
+
+        Parameters
+        ----------
+        modules : mapping of str to Bound
+            The copy's trainable and frozen modules, called as the modules themselves.
+        batch : mapping of str to Tensor
+            The copy's batch: each data key ``(B, ...)`` (after :meth:`prepare` and ``augment``).
+
+        Returns
+        -------
+        StepResult
+            Outputs and named scalar loss terms.
+        """
         raise NotImplementedError
 
     def weights(self) -> Mapping[str, float | Sequence[float]]:
+        """The weight of each loss term: a number, one per copy (a sequence of M), or a warm-up
+        :class:`~cmkd_lab.engine.Ramp`. Terms not named weigh 1; none by default."""
         return {}
 
     def heads(self) -> Mapping[str, Head]:
+        """The system's classifiers by name, which validation scores and selection keeps; none by
+        default (a system without heads trains without validation)."""
         return {}
 
     def predict(self, modules: Mapping[str, Bound], batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Each head's logits ``(B, C)`` for one copy's batch (``{key: (B, ...)}``), run in eval
+        mode; one entry per name in :meth:`heads`."""
         return {}
 
     def prepare(self, data: dict[str, torch.Tensor], frozen: Mapping[str, Stack]) -> dict[str, torch.Tensor]:
+        """The training data as the steps will read it, called once before training.
+
+        Parameters
+        ----------
+        data : dict of str to Tensor
+            Every copy's data, ``(M, N, ...)`` per key, on the fit's device.
+        frozen : mapping of str to Stack
+            The frozen modules, on that device.
+
+        Returns
+        -------
+        dict of str to Tensor
+            ``data``, checked and possibly extended (e.g. a frozen teacher's outputs, computed
+            once instead of at every step); unchanged by default.
+        """
         return data
 
     def config(self) -> dict:
+        """What the run record stores about the system (its name and settings)."""
         return {"system": type(self).__name__}
 
 
 # ----------------------------------------------------------------------------- results
 @dataclass
 class FitResult:
-    """Every trained module (at its selected epoch), the per-epoch log of every term and
-    validation metric, the selected epoch per head, and the run record."""
+    """What :func:`fit` returns: the trained modules, the log of every term, the run record.
+
+    Parameters
+    ----------
+    modules : dict of str to Stack
+        Every trainable module (loss-owned ones included), M copies each, at its selected epoch.
+    history : dict of str to numpy.ndarray
+        Per term (and ``"total"``): ``(epochs, M)``, the epoch's sample-weighted mean. Per
+        validation metric (``"val_accuracy"``, ``"val_accuracy/<head>"`` with several heads):
+        ``(evaluations, M)`` at the epochs ``record["val_epochs"]``.
+    selected_epoch : dict of str to numpy.ndarray
+        Per head: ``(M,)``, the 1-based epoch its modules were kept at.
+    seeds : list of int
+        The M copies' seeds, in order.
+    record : dict
+        The run record: system and train config, seeds, device, threads, wall time, warnings.
+    system : System
+        The trained system (its frozen modules serve :meth:`predict`).
+    """
 
     modules: dict[str, Stack]
     history: dict[str, np.ndarray]  # name -> (epochs, M); validation metrics (evaluations, M)
@@ -201,8 +317,15 @@ class FitResult:
     system: System = field(repr=False, default=None)
 
     def history_frame(self) -> pd.DataFrame:
-        """The per-epoch log as a tidy table: epoch, model, seed, term, value (validation rows
-        carry the epoch they were measured at)."""
+        """The per-epoch log as a tidy table.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``epoch`` (1-based), ``model`` (copy index), ``seed``, ``term``, ``value``:
+            one row per term, epoch and copy; validation rows carry the epoch they were
+            measured at.
+        """
         frames = []
         val_epochs = np.asarray(self.record.get("val_epochs", []))
         for term, values in self.history.items():
@@ -222,8 +345,21 @@ class FitResult:
         return pd.concat(frames, ignore_index=True)
 
     def subset(self, index: Sequence[int], **record) -> FitResult:
-        """Copies ``index`` of this fit as a result of their own (modules, log, selected epochs,
-        seeds); ``record`` adds to or replaces entries of the run record."""
+        """Some copies of this fit as a result of their own.
+
+        Parameters
+        ----------
+        index : sequence of int
+            The copies to keep, in the order given.
+        **record
+            Entries added to (or replacing those of) the run record.
+
+        Returns
+        -------
+        FitResult
+            Modules, log, selected epochs and seeds of those copies. A fit with frozen modules
+            (an uncached teacher) cannot be split and raises a ValueError.
+        """
         if self.system is not None and self.system.frozen:
             raise ValueError("a fit with frozen modules (an uncached teacher) cannot be split into parts")
         index = list(index)
@@ -239,7 +375,21 @@ class FitResult:
 
     @torch.no_grad()
     def predict(self, data: Mapping[str, torch.Tensor], chunk: int = 8192) -> dict[str, torch.Tensor]:
-        """Each head's logits ``(M, N, C)`` on ``data`` (model axis first), in eval mode, on the CPU."""
+        """Each head's logits on ``data``, in eval mode.
+
+        Parameters
+        ----------
+        data : mapping of str to Tensor
+            The keys the system's :meth:`~System.predict` reads, ``(M, N, ...)`` each (copy i
+            sees slice i).
+        chunk : int
+            Samples per forward pass (bounds memory).
+
+        Returns
+        -------
+        dict of str to Tensor
+            Per head: logits ``(M, N, C)``, on the CPU.
+        """
         stacks = {**_frozen_on(self.system, self.device), **self.modules}
         first = next(iter(data.values()))
         parts = []
@@ -250,6 +400,7 @@ class FitResult:
 
     @property
     def device(self) -> torch.device:
+        """The device the trained modules are on."""
         return next(iter(self.modules.values())).device
 
 
@@ -268,16 +419,50 @@ def fit(
     progress: bool | None = None,
     description: str = "fit",
 ) -> FitResult:
-    """Train ``len(seeds)`` copies of ``system`` together.
+    """Train ``len(seeds)`` = M copies of ``system`` together.
 
-    ``data`` (and ``val``) map keys to tensors ``(M, N, ...)``: copy i sees slice i. Copy i's
-    modules are built from ``seeds[i]`` unless ``init`` gives them (a stack of M copies, e.g.
-    from an earlier stage's result); modules named in ``freeze`` keep their values and run in
-    eval mode. ``feeds`` partitions the data keys into groups that are shuffled independently
-    (default: one group, paired samples); an epoch passes once over the largest group while the
-    smaller ones wrap around; each copy shuffles with its own generators, so batched equals
-    alone. ``augment(batch, generators)`` may edit each training batch, with one generator per
-    copy.
+    Each copy's gradient is its own, so copy i ends where training it alone with seed
+    ``seeds[i]`` would (within float tolerance). Copies whose head ends at chance are warned
+    about and listed in ``record["warnings"]``.
+
+    Parameters
+    ----------
+    system : System
+        What trains and how a batch becomes loss terms.
+    data : mapping of str to Tensor
+        Training data, ``(M, N, ...)`` per key: copy i sees slice i (e.g. ``x`` ``(M, N, D)``
+        or ``(M, N, C, H, W)``, ``y`` ``(M, N)``).
+    seeds : sequence of int
+        One seed per copy: it builds the copy's modules and drives its shuffling and
+        augmentation.
+    config : TrainConfig
+        Epochs, optimiser, batches, selection, device, threads.
+    val : mapping of str to Tensor, optional
+        Validation data, ``(M, N_val, ...)`` per key; each head is scored on it (every
+        ``config.val_every`` epochs) and ``select="best_val"`` selects on it.
+    init : mapping of str to Stack, optional
+        Start values of some modules, M copies each (e.g. an earlier stage's
+        ``FitResult.modules``), instead of building them from the seeds.
+    freeze : sequence of str
+        Modules that keep their values and run in eval mode (e.g. the encoder of a linear probe).
+    feeds : mapping of str to sequence of str, optional
+        Groups of data keys shuffled independently (unpaired modalities): every key in exactly
+        one group, the keys of a group holding the same number of samples. An epoch passes once
+        over the largest group while smaller ones wrap around. Default: one group (paired
+        samples).
+    augment : callable, optional
+        ``augment(batch, generators)`` returns an edited training batch (``(M, B, ...)`` per key),
+        given one ``torch.Generator`` per copy.
+    progress : bool or None
+        Show progress (``None``: the mode :func:`~cmkd_lab.app.progress.progress_mode` picks).
+    description : str
+        The fit's name in the progress bar and in warnings.
+
+    Returns
+    -------
+    FitResult
+        The trained modules (at their selected epochs), the per-epoch log, the selected epoch per
+        head and the run record.
     """
     seeds = [int(s) for s in seeds]
     if not seeds:
@@ -616,7 +801,7 @@ def _batches(data, groups, batch_size, shuffles):
 
 
 def take_rows(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """Rows ``index`` ``(M, B)`` of each copy's slice of ``values`` ``(M, N, ...)``."""
+    """Rows ``index`` ``(M, B)`` of each copy's slice of ``values`` ``(M, N, ...)``: ``(M, B, ...)``."""
     index = index.to(values.device)
     rows = torch.arange(values.shape[0], device=values.device).unsqueeze(1)
     return values[rows, index]
@@ -632,6 +817,21 @@ def _make_optimizer(config: TrainConfig, tensors: list[torch.Tensor]) -> torch.o
 def build_seeded(
     modules: Mapping[str, Callable[[], nn.Module]], seed: int, offsets: Mapping[str, int] | None = None
 ) -> dict[str, nn.Module]:
-    """Build each module from ``seed`` plus its own offset (default 0), apart from each other."""
+    """One copy's modules, each built with torch's generator seeded ``seed`` plus its own offset.
+
+    Parameters
+    ----------
+    modules : mapping of str to callable
+        A maker per module name (called with no arguments).
+    seed : int
+        The copy's seed.
+    offsets : mapping of str to int, optional
+        Per module, the offset added to ``seed`` (default 0): modules with different offsets
+        draw from streams apart from each other.
+
+    Returns
+    -------
+    dict of str to torch.nn.Module
+    """
     offsets = dict(offsets or {})
     return {name: seeded(make, seed + offsets.get(name, 0)) for name, make in modules.items()}

@@ -548,7 +548,7 @@ def train_students(
         [given_init(hosted, "no_kd", spec)] if hosted else []
     )
     result = runner.train(
-        Distillation(spec, loss, teacher_stack, ce_only=[False] * own + [True] * len(hosted)),
+        Distillation(spec, loss, teacher_stack, ce_only=[False] * own + [True] * len(hosted) if copies else ()),
         data,
         seeds=group.seeds(copies, hosted),
         config=config,

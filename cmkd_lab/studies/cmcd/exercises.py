@@ -32,7 +32,8 @@ def cmd_probe_change(n_paired: int = 50, n_runs: int = 2, **change) -> pd.DataFr
 @functools.cache
 def _cmd_probe_change(n_paired: int, n_runs: int, change: tuple) -> pd.DataFrame:
     setting = synthetic.CMCDParameters.create(n_paired=n_paired, n_runs=n_runs, **ANCHOR_SETTING, **SYNTHETIC_SCALE)
-    probe = synthetic.variant_accuracy(setting, {"defaults": {}, "changed": dict(change)})
+    variants = synthetic.variant_study(setting, {"defaults": {}, "changed": dict(change)})
+    probe = synthetic.variant_accuracy(variants.table)
     return probe.assign(**{"changed − defaults": probe["changed"] - probe["defaults"]})
 
 

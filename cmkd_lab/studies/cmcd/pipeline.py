@@ -12,7 +12,8 @@ Per :class:`Transfer` (one seed's data, and the setting values it stands for):
 Baselines: ``no_distill`` (a random target encoder, probed), ``target_ssl`` (the target encoder
 from SSL on the paired target samples, probed and fine-tuned) and ``finetune_only`` (the random
 encoder fine-tuned). Every method's stage-3 model starts its head from the same seed, so methods
-are compared seed by seed. All tasks of equal shapes train together: one fit per stage and method.
+are compared seed by seed. All tasks of equal shapes train together: one fit per stage and method,
+each through the study's :class:`~cmkd_lab.studies.runner.StudyRunner` (:func:`run_transfers`).
 
 Rows (``stage`` ``probe`` | ``finetune``): ``test_acc`` on the target test split, and the
 modality distance between the teacher's embedding of the source test samples and that stage's
@@ -34,11 +35,11 @@ from ...analysis.metrics import accuracy, domain_tv_lower_bound, mmd
 from ...analysis.results import tidy_rows
 from ...datasets import Splits, standardise
 from ...datasets.core import run_generator
-from ...engine import Stack, TrainConfig, fit
+from ...engine import FitResult, Stack, TrainConfig
 from ...losses import make_embedding_loss, unit_rows
 from ...models import ModelSpec
 from ...systems import TEACHER_PREFIX, ContrastiveSSL, EmbeddingDistillation, EncoderClassifier, two_views
-from ..runner import StudyRun, fit_run, repeat_models
+from ..runner import StudyRunner, repeat_models
 
 DISTILLERS = ("cmd", "cmc", "l2")
 METHODS = DISTILLERS + ("no_distill", "target_ssl", "finetune_only")
@@ -165,23 +166,45 @@ SSL_SETTINGS = (
 
 
 def run_transfers(
+    runner: StudyRunner,
     transfers: Sequence[Transfer],
     *,
-    study: str,
     source_net: ModelSpec,
     target_net: ModelSpec,
     stages: Stages = Stages(),
     methods: Sequence[str] = METHODS,
-    progress: bool | None = None,
     variants: Mapping[str, Stages] | None = None,
-) -> StudyRun:
-    """Every method of ``methods`` on every transfer: the SSL teachers first (one per distinct seed
-    and source data, so settings that move only the target share them), then one batched fit per
-    stage and method per group of equal shapes.
+) -> None:
+    """Every method of ``methods`` on every transfer, as fits of ``runner``: the SSL teachers first
+    (one per distinct seed and source data, so settings that move only the target share them),
+    then one batched fit per stage and method per group of equal shapes.
 
-    ``variants`` (name → :class:`Stages` that differ from ``stages`` after stage 1 only, e.g. in
-    CMD's queue or temperatures) runs stages 2 and 3 once per variant, all from the same SSL
-    teachers; each row then carries its ``variant``."""
+    Parameters
+    ----------
+    runner : StudyRunner
+        Runs and logs every fit (``ssl_teacher``, each distiller, ``target_ssl``, ``probe``,
+        ``finetune``) and collects the rows, of study ``runner.study``.
+    transfers : sequence of Transfer
+        One seed's data each (tensors ``(N, ...)``); transfers of equal shapes train together.
+    source_net, target_net : ModelSpec
+        Templates of the source (teacher) and target encoders, sized to each modality's sample
+        shape with ``stages.embedding_dim`` outputs.
+    stages : Stages
+        How each stage trains, and the losses' settings.
+    methods : sequence of str
+        Of :data:`METHODS`; an unknown name raises, listing them.
+    variants : mapping of str to Stages, optional
+        Names → stage settings that differ from ``stages`` after stage 1 only (e.g. CMD's queue
+        or temperatures): stages 2 and 3 run once per variant, all from the same SSL teachers;
+        each row then carries its ``variant``. A variant that changes a setting of
+        :data:`SSL_SETTINGS` raises.
+
+    Returns
+    -------
+    None
+        Rows (``stage`` ``probe`` | ``finetune``; ``test_acc``, ``tv_lower_bound``, ``mmd`` per
+        seed) and fits go to ``runner``; read them with ``runner.result()``.
+    """
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; valid methods: {', '.join(METHODS)}")
@@ -189,7 +212,7 @@ def run_transfers(
         moved = [s for s in SSL_SETTINGS if getattr(variant, s) != getattr(stages, s)]
         if moved:
             raise ValueError(f"variant {name!r} changes {moved}, which the shared SSL teachers depend on")
-    teachers, runs = _train_teachers(transfers, source_net, stages, progress, study)
+    teachers = _train_teachers(runner, transfers, source_net, stages)
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, transfer in enumerate(transfers):
         groups[transfer.shape_key()].append(i)
@@ -202,86 +225,91 @@ def run_transfers(
                 else replace(transfers[i], settings={**transfers[i].settings, "variant": name})
                 for i in members
             ]
-            runs += _run_group(group, group_teacher, study, target_net, variant, methods, progress)
-    return StudyRun.concat(runs)
+            _run_group(runner, group, group_teacher, target_net, variant, methods)
 
 
 def stacked(transfers: Sequence[Transfer], name: str) -> torch.Tensor:
+    """Field ``name`` of every transfer, stacked: ``(M, N, ...)``."""
     return torch.stack([getattr(t, name) for t in transfers])
 
 
-def _train_teachers(transfers, source_net, stages, progress, study) -> tuple[list[Stack], list[StudyRun]]:
+def _train_teachers(
+    runner: StudyRunner, transfers: Sequence[Transfer], source_net: ModelSpec, stages: Stages
+) -> list[Stack]:
     """Stage 1: an SSL teacher (one copy) per transfer, trained once per distinct (seed, source data)."""
     keys = [(t.seed, _digest(t.source_unlabeled)) for t in transfers]
     by_shape: dict[tuple, dict] = defaultdict(dict)
     for transfer, key in zip(transfers, keys):
         by_shape[tuple(transfer.source_unlabeled.shape)].setdefault(key, transfer.source_unlabeled)
-    teacher_of, runs = {}, []
+    teacher_of = {}
     for shape, distinct in by_shape.items():
-        spec = source_net.sized(shape[1:], stages.embedding_dim)
-        result = fit(
-            ContrastiveSSL(spec, stages.ssl_temperature),
+        result = runner.fit(
+            "ssl_teacher",
+            ContrastiveSSL(source_net.sized(shape[1:], stages.embedding_dim), stages.ssl_temperature),
             {"x": torch.stack(list(distinct.values()))},
             seeds=[seed for seed, _ in distinct],
             config=stages.representation_config(stages.ssl_epochs),
             augment=two_views(stages.augment_noise, stages.augment_drop),
-            progress=progress,
-            description=f"{study}: source SSL (teachers)",
+            description="source SSL (teachers)",
         )
-        runs.append(fit_run(study, "ssl_teacher", result, []))
         for i, key in enumerate(distinct):
             teacher_of[key] = result.modules["encoder"].subset([i])
-    return [teacher_of[key] for key in keys], runs
+    return [teacher_of[key] for key in keys]
 
 
 def _digest(tensor: torch.Tensor) -> str:
     return hashlib.sha1(tensor.contiguous().numpy().tobytes()).hexdigest()
 
 
-def _run_group(transfers, teacher, study, target_net, stages, methods, progress) -> list[StudyRun]:
+def _run_group(
+    runner: StudyRunner,
+    transfers: Sequence[Transfer],
+    teacher: Stack,
+    target_net: ModelSpec,
+    stages: Stages,
+    methods: Sequence[str],
+) -> None:
+    """Stages 2 and 3 of ``methods`` on transfers of equal shapes, from their SSL ``teacher``."""
     seeds = [t.seed for t in transfers]
     target_spec = target_net.sized(tuple(transfers[0].target_paired.shape[1:]), stages.embedding_dim)
     representation = stages.representation_config
-    runs, encoders = [], {}
+    encoders = {}
     with torch.no_grad():
         teacher_paired = teacher(stacked(transfers, "source_paired"))[0]
         teacher_test = teacher(stacked(transfers, "source_test"))[0]
+    # stage 2: each distiller, and SSL on the paired target samples, gives a target encoder
     for name in DISTILLERS:
         if name in methods:
-            result = fit(
+            encoders[name] = runner.fit(
+                name,
                 EmbeddingDistillation(target_spec, stages.loss(name), stages.embedding_dim),
                 {"x": stacked(transfers, "target_paired"), f"{TEACHER_PREFIX}embedding": teacher_paired},
                 seeds=seeds,
                 config=representation(stages.distill_epochs),
-                progress=progress,
-                description=f"{study}: distil ({name})",
-            )
-            encoders[name] = result.modules["encoder"]
-            runs.append(fit_run(study, name, result, []))
+                description=f"distil ({name})",
+            ).modules["encoder"]
     if "target_ssl" in methods:
-        result = fit(
+        encoders["target_ssl"] = runner.fit(
+            "target_ssl",
             ContrastiveSSL(target_spec, stages.ssl_temperature),
             {"x": stacked(transfers, "target_paired")},
             seeds=seeds,
             config=representation(stages.ssl_epochs),
             augment=two_views(stages.augment_noise, stages.augment_drop),
-            progress=progress,
-            description=f"{study}: target SSL",
-        )
-        encoders["target_ssl"] = result.modules["encoder"]
-        runs.append(fit_run(study, "target_ssl", result, []))
+            description="target SSL",
+        ).modules["encoder"]
     random_encoder = Stack.from_seeds(target_spec, seeds)
     for name in ("no_distill", "finetune_only"):
         if name in methods:
             encoders[name] = random_encoder
-
-    settings = [t.settings for t in transfers]
+    # stage 3: every encoder probed (frozen) in one fit, fine-tuned in another
     for stage in STAGES:
         chosen = [m for m in encoders if stage in METHOD_STAGES[m]]
         if not chosen:
             continue
         k = len(chosen)
-        result = fit(
+        result = runner.fit(
+            stage,
             EncoderClassifier(target_spec, transfers[0].n_classes),
             {
                 "x": repeat_models(stacked(transfers, "target_labeled"), k),
@@ -291,32 +319,38 @@ def _run_group(transfers, teacher, study, target_net, stages, methods, progress)
             config=stages.head_config(),
             init={"encoder": Stack.concat([encoders[m] for m in chosen])},
             freeze=["encoder"] if stage == "probe" else [],
-            progress=progress,
-            description=f"{study}: {stage} ({', '.join(chosen)})",
+            description=f"{stage} ({', '.join(chosen)})",
         )
-        runs.append(_stage_rows(study, stage, chosen, result, transfers, teacher_test, seeds, settings))
-    return runs
+        runner.add(_stage_rows(runner.study, stage, chosen, result, transfers, teacher_test))
 
 
-def _stage_rows(study, stage, methods, result, transfers, teacher_test, seeds, settings) -> StudyRun:
-    """Test accuracy and modality distances of each method's stage-3 model, one row per seed."""
-    k = len(methods)
+def _stage_rows(
+    study: str,
+    stage: str,
+    methods: Sequence[str],
+    result: FitResult,
+    transfers: Sequence[Transfer],
+    teacher_test: torch.Tensor,
+) -> list[dict]:
+    """Test accuracy and modality distances of each method's stage-3 model, one row per seed;
+    ``teacher_test``: the teacher's embeddings of the source test samples ``(M, N, D)``."""
+    k, seeds = len(methods), [t.seed for t in transfers]
     x = repeat_models(stacked(transfers, "target_test"), k)
     logits = result.predict({"x": x})["classifier"]
     test_acc = accuracy(logits, repeat_models(stacked(transfers, "test_labels"), k)).numpy()
     with torch.no_grad():  # directions: CMD and CMC match embeddings up to their length
         student_test, teacher_test = unit_rows(result.modules["encoder"](x)[0]), unit_rows(teacher_test)
+    stage_settings = [{**t.settings, "stage": stage} for t in transfers]
     rows = []
     for i, method in enumerate(methods):
         block = slice(i * len(transfers), (i + 1) * len(transfers))
-        stage_settings = [{**s, "stage": stage} for s in settings]
         tv = [
             domain_tv_lower_bound(teacher_test[j], student_test[block][j], seed=seeds[j]) for j in range(len(transfers))
         ]
         gap = [mmd(teacher_test[j], student_test[block][j]) for j in range(len(transfers))]
         for metric, values in (("test_acc", test_acc[block]), ("tv_lower_bound", tv), ("mmd", gap)):
             rows += tidy_rows(study, method, stage_settings, seeds, metric, values)
-    return fit_run(study, stage, result, rows)
+    return rows
 
 
 def transfers_from_splits(

@@ -16,13 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-import pandas as pd
-
 from ...analysis.results import RunLog
 from ...app.notebook import NotebookParameters
 from ...datasets import load, real_dataset_names
 from ..real_data import net_for, note_small_test_sets, parse_pairs, split_records
-from ..runner import StudyRun, Task
+from ..runner import StudyRun, StudyRunner, Task
 from .pipeline import METHODS, Stages, run_transfers, transfers_from_splits
 
 STUDY = "cmcd_real"
@@ -86,10 +84,29 @@ def run(
     methods: Sequence[str] = METHODS,
     labeled_per_class: Sequence[int] | None = None,
 ) -> StudyRun:
-    """Every pair of every dataset, every method of ``methods``; one :func:`~.pipeline.run_transfers`
-    per pair (nets differ by pair). ``labeled_per_class`` (None: ``p.labeled_per_class``) runs each
-    pair at several numbers of labeled samples per class, from the same SSL teachers and on as many
-    paired samples at each (those the largest leaves); its rows then carry ``labeled_per_class``."""
+    """Every pair of every dataset, every method of ``methods``: one :func:`~.pipeline.run_transfers`
+    per pair (nets differ by pair), all through one runner of study ``cmcd_real``.
+
+    Parameters
+    ----------
+    p : CMCDRealParameters
+        The notebook's parameters (datasets, pairs, scale, stages).
+    progress : bool or None
+        Progress bars of every fit (``None``: the engine's default).
+    methods : sequence of str
+        Of :data:`~.pipeline.METHODS`.
+    labeled_per_class : sequence of int, optional
+        None: ``p.labeled_per_class``. Several values run each pair at several numbers of labeled
+        samples per class, from the same SSL teachers and on as many paired samples at each (those
+        the largest leaves); the rows then carry ``labeled_per_class``.
+
+    Returns
+    -------
+    StudyRun
+        Tidy rows (settings ``dataset``, ``source``, ``target``, ``stage``; metrics ``test_acc``,
+        ``tv_lower_bound``, ``mmd``, one row per seed), the log (every fit, and each split's
+        record) and the fits.
+    """
     counts = list(labeled_per_class or [p.labeled_per_class])
     if min(counts) < 1:
         raise ValueError(f"labeled_per_class values must be >= 1, got {counts}")
@@ -99,7 +116,7 @@ def run(
         Task(split, seed, {"dataset": name}) for name, by_seed in splits.items() for seed, split in by_seed.items()
     ]
     note_small_test_sets(tasks)
-    runs = [StudyRun(pd.DataFrame(), RunLog(splits=split_records(tasks)))]
+    runner = StudyRunner(STUDY, progress=progress, log=RunLog(splits=split_records(tasks)))
     for name, data in loaded.items():
         # None: every unlabeled training sample; the smallest training split decides, so seeds stack
         n_paired = p.n_paired or min(len(split.train) for split in splits[name].values()) - max(counts) * data.n_classes
@@ -118,15 +135,12 @@ def run(
                     settings={**settings, "labeled_per_class": k} if labeled_per_class else settings,
                 )
             ]
-            runs.append(
-                run_transfers(
-                    transfers,
-                    study=STUDY,
-                    source_net=net_for(data, source, name),
-                    target_net=net_for(data, target, name),
-                    stages=p,
-                    methods=methods,
-                    progress=progress,
-                )
+            run_transfers(
+                runner,
+                transfers,
+                source_net=net_for(data, source, name),
+                target_net=net_for(data, target, name),
+                stages=p,
+                methods=methods,
             )
-    return StudyRun.concat(runs)
+    return runner.result()

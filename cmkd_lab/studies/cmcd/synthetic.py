@@ -32,7 +32,7 @@ from ...app.notebook import NotebookParameters
 from ...datasets import load
 from ...models import ModelSpec
 from ...report import figures
-from ..runner import StudyRun
+from ..runner import StudyRun, StudyRunner
 from .pipeline import METHODS, Stages, run_transfers, transfers_from_splits
 
 
@@ -99,63 +99,97 @@ def n_classes(p: CMCDParameters) -> int:
 
 
 def run(p: CMCDParameters, progress: bool | None = None, methods: Sequence[str] = METHODS) -> StudyRun:
-    """The α study, then (``p.sweeps``) the M and m sweeps, of every method of ``methods``."""
-    net, stages = p.net(), p
+    """The α study (``cmcd_synthetic``), then (``p.sweeps``) the M and m sweeps (``cmcd_sweep``),
+    of every method of ``methods``.
+
+    Parameters
+    ----------
+    p : CMCDParameters
+        The notebook's parameters (scale, stages, the α values and the sweeps).
+    progress : bool or None
+        Progress bars of every fit (``None``: the engine's default).
+    methods : sequence of str
+        Of :data:`~.pipeline.METHODS`.
+
+    Returns
+    -------
+    StudyRun
+        Tidy rows (settings ``alpha``, ``n_paired``, ``n_labeled``, ``stage``, plus ``swept`` in
+        the sweeps; metrics ``test_acc``, ``tv_lower_bound``, ``mmd``, one row per seed), the log
+        of every fit of both studies, and the fits.
+    """
+    net = p.net()
+    alpha_study = StudyRunner("cmcd_synthetic", progress=progress)
     alpha_tasks = [t for a in p.alphas for t in transfers(p, a, p.n_paired, p.n_labeled, {})]
-    runs = [
-        run_transfers(
-            alpha_tasks,
-            study="cmcd_synthetic",
-            source_net=net,
-            target_net=net,
-            stages=stages,
-            methods=methods,
-            progress=progress,
-        )
+    run_transfers(alpha_study, alpha_tasks, source_net=net, target_net=net, stages=p, methods=methods)
+    if not p.sweeps:
+        return alpha_study.result()
+    sweep_study = StudyRunner("cmcd_sweep", progress=progress)
+    sweep_tasks = [t for n in p.paired_sweep for t in transfers(p, p.alpha, n, p.n_labeled, {"swept": "M"})] + [
+        t for n in p.labeled_sweep for t in transfers(p, p.alpha, p.n_paired, n, {"swept": "m"})
     ]
-    if p.sweeps:
-        sweep_tasks = [t for n in p.paired_sweep for t in transfers(p, p.alpha, n, p.n_labeled, {"swept": "M"})] + [
-            t for n in p.labeled_sweep for t in transfers(p, p.alpha, p.n_paired, n, {"swept": "m"})
-        ]
-        runs.append(
-            run_transfers(
-                sweep_tasks,
-                study="cmcd_sweep",
-                source_net=net,
-                target_net=net,
-                stages=stages,
-                methods=methods,
-                progress=progress,
-            )
-        )
-    return StudyRun.concat(runs)
+    run_transfers(sweep_study, sweep_tasks, source_net=net, target_net=net, stages=p, methods=methods)
+    return StudyRun.concat([alpha_study.result(), sweep_study.result()])
 
 
-def variant_accuracy(
+def variant_study(
     p: CMCDParameters,
     changes: Mapping[str, Mapping],
     *,
     method: str = "cmd",
-    stage: str = "probe",
     progress: bool | None = False,
-) -> pd.DataFrame:
-    """Test accuracy (%) of ``method`` at ``stage`` under variants of the distillation and head
-    settings, at ``p.alpha`` with ``p.n_paired`` and ``p.n_labeled``: ``changes`` maps a variant's
-    name to the settings it changes (``{}``: ``p`` itself). One row per seed, one column per
-    variant; every variant distils from the same SSL teachers, so differences are paired by seed."""
-    variants = {name: p.replace(**change) for name, change in changes.items()}
-    table = run_transfers(
+) -> StudyRun:
+    """``method`` under variants of the distillation and head settings (study ``cmcd_variants``),
+    at ``p.alpha`` with ``p.n_paired`` and ``p.n_labeled``; every variant distils from the same
+    SSL teachers, so differences are paired by seed.
+
+    Parameters
+    ----------
+    p : CMCDParameters
+        The setting every variant starts from.
+    changes : mapping of str to mapping
+        A variant's name → the settings it changes (``{}``: ``p`` itself); only settings after
+        stage 1 may change (see :data:`~.pipeline.SSL_SETTINGS`).
+    method : str
+        One of :data:`~.pipeline.METHODS`.
+    progress : bool or None
+        Progress bars of every fit.
+
+    Returns
+    -------
+    StudyRun
+        The rows of :func:`~.pipeline.run_transfers`, each with its ``variant``; the log and fits.
+    """
+    runner = StudyRunner("cmcd_variants", progress=progress)
+    run_transfers(
+        runner,
         transfers(p, p.alpha, p.n_paired, p.n_labeled, {}),
-        study="cmcd_variants",
         source_net=p.net(),
         target_net=p.net(),
         stages=p,
         methods=(method,),
-        progress=progress,
-        variants=variants,
-    ).table
+        variants={name: p.replace(**change) for name, change in changes.items()},
+    )
+    return runner.result()
+
+
+def variant_accuracy(table: pd.DataFrame, stage: str = "probe") -> pd.DataFrame:
+    """Test accuracy (%) at ``stage`` of a :func:`variant_study`'s table.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The table of a :func:`variant_study` run.
+    stage : str
+        ``"probe"`` or ``"finetune"``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per seed, one column per variant (in the order the variants ran).
+    """
     acc = table[(table["metric"] == "test_acc") & (table["stage"] == stage)]
-    return 100 * acc.pivot_table(index="seed", columns="variant", values="value")[list(changes)]
+    return 100 * acc.pivot_table(index="seed", columns="variant", values="value")[list(dict.fromkeys(acc["variant"]))]
 
 
 EXPLORE_SCALE = {

@@ -26,7 +26,7 @@ def variant_means(comparison: str, n_splits: int = 2, epochs: int = 4) -> pd.Dat
     """:func:`.analysis.variant_means` of the variants of ``COMPARISONS[comparison]`` on the
     synthetic set (each variant's mean over splits of every metric). Cached: do not modify it."""
     params = study.DisCoMParameters.create(device="cpu", n_splits=n_splits, epochs=epochs)
-    return analysis.variant_means(study.discom_variants(params, COMPARISONS[comparison]))
+    return analysis.variant_means(study.discom_variants(params, COMPARISONS[comparison]).table)
 
 
 def _f1_shift(means: pd.DataFrame, variant: str, reference: str) -> float:

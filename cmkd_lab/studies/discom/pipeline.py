@@ -28,6 +28,7 @@ Every row carries its ``dataset`` and the dataset's ``n_classes``.
 
 Splits of one dataset stack into one fit when their sizes differ (group splits): training and
 validation parts keep a seeded subset of the smallest size, test parts are scored in full.
+Every fit goes through the study's :class:`~cmkd_lab.studies.runner.StudyRunner` (:func:`run_dataset`).
 """
 
 from __future__ import annotations
@@ -38,19 +39,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from ...analysis.metrics import MIN_SAMPLES_PER_SIDE, accuracy, domain_classifier_accuracy, weighted_f1
-from ...analysis.results import RunLog, tidy_rows
+from ...analysis.results import tidy_rows
 from ...datasets import PairedDataset, standardise
 from ...datasets.core import run_generator
 from ...engine import FitResult, StepResult, TrainConfig, fit
 from ...losses import Vanilla, make_loss
 from ...models import ModelSpec
 from ...systems import DISCOM_TERMS, MODALITY_TARGETS, TEACHER_PREFIX, DisCoM, Distillation, SumFusion
-from ..runner import StudyRun, Task, fit_run, repeat_models
+from ..runner import StudyRunner, Task, repeat_models
 
 VAL_FRACTION, TEST_FRACTION = 0.1, 0.2  # the paper's stratified 70/10/20 splits
 METHODS = ("discom", "single", "fusion_kd", "fusion_dkd", "crossmodal_kd")
@@ -283,56 +283,80 @@ def _domain_rows(study, method, st: Stacked, features, block: slice, settings: d
 
 
 def run_discom(
+    runner: StudyRunner,
     st: Stacked,
     specs: Mapping[str, ModelSpec],
     protocol: Protocol,
     *,
-    study: str,
-    ablation_study: str | None,
-    progress: bool | None,
-) -> list[StudyRun]:
-    """DisCoM (and, with an ``ablation_study``, its ablations) on the stacked tasks."""
+    ablation_study: str | None = None,
+) -> None:
+    """DisCoM (and, with an ``ablation_study``, its ablations) on the stacked tasks, as fits of
+    ``runner``.
+
+    Parameters
+    ----------
+    runner : StudyRunner
+        Runs and logs the fits and collects the rows; DisCoM's rows are of study ``runner.study``.
+    st : Stacked
+        The tasks' splits, ``(M, N, ...)`` per modality.
+    specs : mapping of str to ModelSpec
+        Each modality's backbone, sized (:func:`backbone_specs`).
+    protocol : Protocol
+        How the fits train, and DisCoM's loss weights.
+    ablation_study : str, optional
+        The study of the ablations' rows: the term ablations train in DisCoM's fit (a block of
+        copies each), the feature ablations read its first block, and ``as_released`` (the
+        released code's modality targets) is a fit of its own, logged under this study.
+
+    Returns
+    -------
+    None
+        Rows (per modality ``test_f1w`` and ``test_acc``; ``domain_acc_s`` and ``domain_acc_u``
+        of modality ``"all"``; one row per split) and fits go to ``runner``.
+    """
     variants = {"discom": {}}
     if ablation_study:
         variants.update({name: {term: 0.0} for name, term in TERM_ABLATIONS.items()})
     names = list(variants)
-    blocks = [variants[name] for name in names for _ in st.tasks]
-    settings = st.settings
-    runs = []
-    system = protocol.discom(specs, blocks)
-    result = _fit_discom(system, st, len(names), protocol, progress, f"{study}: discom ({', '.join(names)})")
-    studies = {name: study if name == "discom" else ablation_study for name in names}
-    rows = _discom_rows(system, result, st, studies, ablation_study, settings)
-    runs.append(fit_run(study, "discom", result, rows, modalities=st.modalities))
+    system = protocol.discom(specs, [variants[name] for name in names for _ in st.tasks])
+    result = _fit_discom(runner, "discom", system, st, len(names), protocol, f"discom ({', '.join(names)})")
+    studies = {name: runner.study if name == "discom" else ablation_study for name in names}
+    runner.add(_discom_rows(system, result, st, studies, ablation_study))
     if ablation_study:
+        ablation = StudyRunner(ablation_study, progress=runner.progress)
         released = protocol.discom(specs, modality_targets=AS_RELEASED)
         result = _fit_discom(
-            released, st, 1, protocol, progress, f"{ablation_study}: discom with the released modality targets"
+            ablation, AS_RELEASED, released, st, 1, protocol, "discom with the released modality targets"
         )
-        rows = _discom_rows(released, result, st, {AS_RELEASED: ablation_study}, None, settings)
-        runs.append(fit_run(ablation_study, AS_RELEASED, result, rows, modalities=st.modalities))
-    return runs
+        ablation.add(_discom_rows(released, result, st, {AS_RELEASED: ablation_study}, None))
+        runner.include(ablation.result())
 
 
-def _fit_discom(system, st, copies, protocol, progress, description) -> FitResult:
+def _fit_discom(
+    runner: StudyRunner, method: str, system: DisCoM, st: Stacked, copies: int, protocol: Protocol, description: str
+) -> FitResult:
+    """``copies`` blocks of ``system``'s copies (one per task each) on the tasks' training split,
+    selected on their validation split; logged under ``method`` with the modalities."""
     feeds = {m: [f"x.{m}", f"y.{m}"] for m in st.modalities}  # each modality shuffled on its own: unpaired
-    return fit(
+    return runner.fit(
+        method,
         system,
         st.discom_data("train", copies),
         seeds=st.seeds * copies,
         config=protocol.train_config(st.n_train),
         val=st.discom_data("val", copies),
         feeds=feeds,
-        progress=progress,
         description=description,
+        tags={"modalities": st.modalities},
     )
 
 
-def _discom_rows(system, result, st, studies: Mapping[str, str], feature_study: str | None, settings) -> list[dict]:
+def _discom_rows(system, result, st, studies: Mapping[str, str], feature_study: str | None) -> list[dict]:
     """Rows of each block of copies (``studies``: its method → its study) and, with a
     ``feature_study``, the first block's auxiliary classifier on s alone and on d alone."""
     names = list(studies)
     k = len(names)
+    settings = st.settings
     test = st.discom_data("test", k)
     logits = result.predict(test)
     features = discom_features(system, result, test)
@@ -356,17 +380,35 @@ def _discom_rows(system, result, st, studies: Mapping[str, str], feature_study: 
     return rows
 
 
-def variant_rows(
-    st: Stacked, system: DisCoM, protocol: Protocol, *, study: str, name: str, progress: bool | None
-) -> list[dict]:
-    """One DisCoM ``system`` fitted on the stacked tasks with ``protocol``'s training settings:
-    its rows (method ``name``), and, over each split's test samples (modality ``"all"``):
-    ``cos_ds`` and ``cos_du``, the mean cosine of (d, s) and of (d, u), averaged over the
-    modalities; ``discriminator_acc_s``, how often the trained modality discriminator names the
-    right modality from s (beside ``domain_acc_s``, a fresh held-out classifier's accuracy)."""
-    settings = st.settings
-    result = _fit_discom(system, st, 1, protocol, progress, f"{study}: {name}")
-    rows = _discom_rows(system, result, st, {name: study}, None, settings)
+def run_variant(runner: StudyRunner, st: Stacked, system: DisCoM, protocol: Protocol, *, name: str) -> None:
+    """One DisCoM ``system`` fitted on the stacked tasks with ``protocol``'s training settings,
+    logged and reported as method ``name`` of ``runner``'s study.
+
+    Parameters
+    ----------
+    runner : StudyRunner
+        Runs and logs the fit and collects the rows.
+    st : Stacked
+        The tasks' splits, ``(M, N, ...)`` per modality.
+    system : DisCoM
+        The system to fit (any protocol or orthogonality variant, one copy per task).
+    protocol : Protocol
+        How the fit trains.
+    name : str
+        The rows' and the fit's method.
+
+    Returns
+    -------
+    None
+        Rows go to ``runner``: those of :func:`run_discom` for one block, and, over each split's
+        test samples (modality ``"all"``), ``cos_ds`` and ``cos_du`` (the mean cosine of (d, s)
+        and of (d, u), averaged over the modalities) and ``discriminator_acc_s`` (how often the
+        trained modality discriminator names the right modality from s, beside
+        ``domain_acc_s``, a fresh held-out classifier's accuracy).
+    """
+    study, settings = runner.study, st.settings
+    result = _fit_discom(runner, name, system, st, 1, protocol, name)
+    rows = _discom_rows(system, result, st, {name: study}, None)
     features = discom_features(system, result, st.discom_data("test"))
     values = {
         metric: [
@@ -387,7 +429,7 @@ def variant_rows(
     ]
     for metric, per_split in values.items():
         rows += tidy_rows(study, name, {**settings, "modality": ALL_MODALITIES}, st.seeds, metric, per_split)
-    return rows
+    runner.add(rows)
 
 
 # ----------------------------------------------------------------------------- baselines
@@ -403,30 +445,38 @@ class StudentJob:
 
 
 def run_baselines(
-    st: Stacked,
-    specs: Mapping[str, ModelSpec],
-    protocol: Protocol,
-    *,
-    study: str,
-    methods: Sequence[str],
-    progress: bool | None,
-) -> list[StudyRun]:
-    """Of ``methods``: single, the SUM-fusion teacher's KD and DKD students, cross-modal KD
-    students (whose teachers are the single models, trained for them when not asked for)."""
+    runner: StudyRunner, st: Stacked, specs: Mapping[str, ModelSpec], protocol: Protocol, methods: Sequence[str]
+) -> None:
+    """The baselines of ``methods``, as fits of ``runner``: single, the SUM-fusion teacher's KD and
+    DKD students, cross-modal KD students (whose teachers are the single models, trained for them
+    when not asked for: then logged, but not reported).
+
+    Parameters
+    ----------
+    runner : StudyRunner
+        Runs and logs the fits and collects the rows, of study ``runner.study``.
+    st : Stacked
+        The tasks' splits, ``(M, N, ...)`` per modality.
+    specs : mapping of str to ModelSpec
+        Each modality's backbone, sized (:func:`backbone_specs`).
+    protocol : Protocol
+        How the fits train, and the KD settings.
+    methods : sequence of str
+        Of :data:`METHODS` but ``discom``.
+
+    Returns
+    -------
+    None
+        Rows (per modality ``test_f1w`` and ``test_acc``, one row per split; the KD students'
+        rows carry ``alpha``, the cross-modal ones' ``teacher_modality``) and fits go to ``runner``.
+    """
     base = st.settings
-    runs, single = [], {}
+    single = {}
     if {"single", "crossmodal_kd"} & set(methods):
-        runs, single = _fit_students(
-            st,
-            specs,
-            protocol,
-            study,
-            [StudentJob("single", m, base) for m in st.modalities],
-            lambda jobs: Vanilla(),
-            progress,
-        )
+        jobs = [StudentJob("single", m, base) for m in st.modalities]
+        single = _fit_students(runner, st, specs, protocol, jobs, lambda jobs: Vanilla(), report="single" in methods)
     if {"fusion_kd", "fusion_dkd"} & set(methods):
-        runs += _fusion_students(st, specs, protocol, study, methods, base, progress)
+        _fusion_students(runner, st, specs, protocol, methods)
     if "crossmodal_kd" in methods:
         jobs = [
             StudentJob("crossmodal_kd", m, {**base, "alpha": a, "teacher_modality": t}, single[t]["train_logits"], a)
@@ -434,8 +484,7 @@ def run_baselines(
             for t in [_best_other(single, m)]
             for a in protocol.kd_alphas
         ]
-        runs += _fit_students(st, specs, protocol, study, jobs, _kd_loss(protocol, len(st.tasks)), progress)[0]
-    return runs
+        _fit_students(runner, st, specs, protocol, jobs, _kd_loss(protocol, len(st.tasks)))
 
 
 def _kd_loss(protocol: Protocol, n_tasks: int):
@@ -450,28 +499,31 @@ def _kd_loss(protocol: Protocol, n_tasks: int):
     )
 
 
-def _fusion_students(st, specs, protocol, study, methods, base, progress) -> list[StudyRun]:
+def _fusion_students(
+    runner: StudyRunner, st: Stacked, specs: Mapping[str, ModelSpec], protocol: Protocol, methods: Sequence[str]
+) -> None:
+    """The SUM-fusion teacher on paired samples of every modality, then its KD and DKD students."""
+    inputs = lambda part: {f"x.{m}": st.x[part][m] for m in st.modalities}  # noqa: E731
+    # the teacher's test F1 goes into its log record, which runner.fit writes before the score exists
     fusion = fit(
         SumFusion(dict(specs), protocol.fusion_width),
-        {**{f"x.{m}": st.x["train"][m] for m in st.modalities}, "y": st.y["train"]},
+        {**inputs("train"), "y": st.y["train"]},
         seeds=st.seeds,
         config=protocol.train_config(st.n_train),
-        val={**{f"x.{m}": st.x["val"][m] for m in st.modalities}, "y": st.y["val"]},
-        progress=progress,
-        description=f"{study}: SUM-fusion teacher",
+        val={**inputs("val"), "y": st.y["val"]},
+        progress=runner.progress,
+        description=f"{runner.study}: SUM-fusion teacher",
     )
-    teacher_test = test_scores(
-        fusion.predict({f"x.{m}": st.x["test"][m] for m in st.modalities})["fusion"], st.y["test"], st.test_sizes
-    )
-    runs = [fit_run(study, "fusion_teacher", fusion, [], teacher_test_f1w=teacher_test["test_f1w"])]
-    fusion_logits = fusion.predict({f"x.{m}": st.x["train"][m] for m in st.modalities})["fusion"]
+    teacher_test = test_scores(fusion.predict(inputs("test"))["fusion"], st.y["test"], st.test_sizes)
+    runner.record("fusion_teacher", fusion, teacher_test_f1w=teacher_test["test_f1w"])
+    fusion_logits = fusion.predict(inputs("train"))["fusion"]
     if "fusion_kd" in methods:
         jobs = [
-            StudentJob("fusion_kd", m, {**base, "alpha": a}, fusion_logits, a)
+            StudentJob("fusion_kd", m, {**st.settings, "alpha": a}, fusion_logits, a)
             for m in st.modalities
             for a in protocol.kd_alphas
         ]
-        runs += _fit_students(st, specs, protocol, study, jobs, _kd_loss(protocol, len(st.tasks)), progress)[0]
+        _fit_students(runner, st, specs, protocol, jobs, _kd_loss(protocol, len(st.tasks)))
     if "fusion_dkd" in methods:
         dkd = make_loss(
             "dkd",
@@ -480,9 +532,8 @@ def _fusion_students(st, specs, protocol, study, methods, base, progress) -> lis
             temperature=4.0,
             warmup_epochs=min(protocol.dkd_warmup_epochs, protocol.train_config(st.n_train).epochs),
         )
-        jobs = [StudentJob("fusion_dkd", m, base, fusion_logits) for m in st.modalities]
-        runs += _fit_students(st, specs, protocol, study, jobs, lambda jobs: dkd, progress)[0]
-    return runs
+        jobs = [StudentJob("fusion_dkd", m, st.settings, fusion_logits) for m in st.modalities]
+        _fit_students(runner, st, specs, protocol, jobs, lambda jobs: dkd)
 
 
 def _best_other(single: Mapping[str, dict], modality: str) -> str:
@@ -491,14 +542,21 @@ def _best_other(single: Mapping[str, dict], modality: str) -> str:
 
 
 def _fit_students(
-    st, specs, protocol, study, jobs: Sequence[StudentJob], loss, progress
-) -> tuple[list[StudyRun], dict]:
-    """Students of ``jobs``, one batched fit per input shape; rows per job. Returns the runs and,
-    per modality, its first job's training logits and mean best validation weighted F1."""
+    runner: StudyRunner,
+    st: Stacked,
+    specs: Mapping[str, ModelSpec],
+    protocol: Protocol,
+    jobs: Sequence[StudentJob],
+    loss,
+    report: bool = True,
+) -> dict[str, dict]:
+    """Students of ``jobs``, one batched fit per input shape, logged under the jobs' method; rows
+    per job unless ``report`` is False. Returns, per modality, its first job's training logits
+    ``(M, N_train, C)`` and mean best validation weighted F1."""
     by_shape: dict[tuple, list[StudentJob]] = defaultdict(list)
     for job in jobs:
         by_shape[st.shape(job.modality)].append(job)
-    runs, models = [], {}
+    models = {}
     m_tasks = len(st.tasks)
     for _shape, group in by_shape.items():
         k = len(group)
@@ -506,17 +564,16 @@ def _fit_students(
         if group[0].teacher_logits is not None:
             data[f"{TEACHER_PREFIX}logits"] = torch.cat([j.teacher_logits for j in group])
         val = {"x": torch.cat([st.x["val"][j.modality] for j in group]), "y": repeat_models(st.y["val"], k)}
-        spec = specs[group[0].modality]
-        system = Distillation(spec, loss(group))
         method = group[0].method
-        result = fit(
-            system,
+        result = runner.fit(
+            method,
+            Distillation(specs[group[0].modality], loss(group)),
             data,
             seeds=st.seeds * k,
             config=protocol.train_config(st.n_train),
             val=val,
-            progress=progress,
-            description=f"{study}: {method} ({', '.join(dict.fromkeys(j.modality for j in group))})",
+            description=f"{method} ({', '.join(dict.fromkeys(j.modality for j in group))})",
+            tags={"modalities": [j.modality for j in group]},
         )
         logits = result.predict({"x": torch.cat([st.x["test"][j.modality] for j in group])})["student"]
         rows = []
@@ -524,7 +581,7 @@ def _fit_students(
             block = slice(i * m_tasks, (i + 1) * m_tasks)
             for metric, values in test_scores(logits[block], st.y["test"], st.test_sizes).items():
                 rows += tidy_rows(
-                    study, job.method, {**job.settings, "modality": job.modality}, st.seeds, metric, values
+                    runner.study, job.method, {**job.settings, "modality": job.modality}, st.seeds, metric, values
                 )
             if job.modality not in models:
                 student = result.modules["student"].subset(list(range(block.start, block.stop)))
@@ -532,8 +589,9 @@ def _fit_students(
                     "train_logits": student.predict(st.x["train"][job.modality]),
                     "val_f1w": float(result.history["val_weighted_f1"][:, block].max(0).mean()),
                 }
-        runs.append(fit_run(study, method, result, rows, modalities=[j.modality for j in group]))
-    return runs, models
+        if report:
+            runner.add(rows)
+    return models
 
 
 # ----------------------------------------------------------------------------- one dataset
@@ -542,18 +600,41 @@ def backbone_specs(st: Stacked, nets: Mapping[str, ModelSpec]) -> dict[str, Mode
 
 
 def run_dataset(
+    runner: StudyRunner,
     tasks: Sequence[Task],
     modalities: Sequence[str],
     nets: Mapping[str, ModelSpec],
     protocol: Protocol,
     *,
-    study: str,
     ablation_study: str | None = None,
     methods: Sequence[str] = METHODS,
-    progress: bool | None = None,
-) -> StudyRun:
+) -> None:
     """Every method of ``methods`` (and, with ``ablation_study``, DisCoM's ablations) on the
-    tasks of one dataset, with its ``modalities`` (two or more)."""
+    tasks of one dataset, as fits of ``runner``: DisCoM first, then the baselines.
+
+    Parameters
+    ----------
+    runner : StudyRunner
+        Runs and logs every fit and collects the rows, of study ``runner.study``.
+    tasks : sequence of Task
+        The dataset's splits (:func:`make_tasks`), stacked into one fit per method.
+    modalities : sequence of str
+        Two or more different modalities of the tasks.
+    nets : mapping of str to ModelSpec
+        Each modality's backbone template, sized to its samples and the classes.
+    protocol : Protocol
+        How every fit trains, and the methods' settings.
+    ablation_study : str, optional
+        The study of DisCoM's ablations' rows (None: no ablations).
+    methods : sequence of str
+        Of :data:`METHODS`; an unknown name raises, listing them (and why a left-out one is).
+
+    Returns
+    -------
+    None
+        Rows (see :func:`run_discom` and :func:`run_baselines`, every row with ``dataset`` and
+        ``n_classes``) and fits go to ``runner``.
+    """
     protocol.check()
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
@@ -566,18 +647,8 @@ def run_dataset(
         raise ValueError(f"DisCoM-KD needs two or more different modalities, got {list(modalities)}")
     st = stack_tasks(tasks, modalities)
     specs = backbone_specs(st, nets)
-    runs = [StudyRun(pd.DataFrame(), RunLog())]
     if "discom" in methods:
-        runs += run_discom(st, specs, protocol, study=study, ablation_study=ablation_study, progress=progress)
+        run_discom(runner, st, specs, protocol, ablation_study=ablation_study)
     baselines = [m for m in methods if m != "discom"]
     if baselines:
-        produced = run_baselines(st, specs, protocol, study=study, methods=baselines, progress=progress)
-        runs += [_only(run, baselines) for run in produced]
-    return StudyRun.concat(runs)
-
-
-def _only(run: StudyRun, methods: Sequence[str]) -> StudyRun:
-    """The run with rows of ``methods`` only (single models trained as cross-modal teachers)."""
-    if len(run.table):
-        run.table = run.table[run.table["method"].isin(methods)].reset_index(drop=True)
-    return run
+        run_baselines(runner, st, specs, protocol, baselines)

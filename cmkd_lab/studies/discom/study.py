@@ -19,15 +19,14 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
 
-from ...analysis.results import RunLog, summarize
+from ...analysis.results import summarize
 from ...app.notebook import NotebookParameters
 from ...datasets import DATASETS, load
 from ...models import ModelSpec
 from .. import real_data
-from ..runner import StudyRun, Task
+from ..runner import StudyRun, StudyRunner, Task
 from . import pipeline
 from .pipeline import Protocol
 
@@ -146,27 +145,36 @@ def real_tasks(p: DisCoMParameters) -> list[tuple[list[Task], list[str], dict[st
 
 
 def run(p: DisCoMParameters, progress: bool | None = None) -> StudyRun:
-    """The synthetic study with its ablations (``p.synthetic``), then every real set."""
+    """The synthetic study with its ablations (``p.synthetic``), then every real set.
+
+    Parameters
+    ----------
+    p : DisCoMParameters
+        The notebook's parameters (protocol, scale, the real sets).
+    progress : bool or None
+        Progress bars of every fit (``None``: the engine's default).
+
+    Returns
+    -------
+    StudyRun
+        Tidy rows of studies ``discom_synthetic``, ``discom_ablation`` and ``discom_real`` (see
+        :func:`~.pipeline.run_dataset`), the log (every fit, and each real split's record) and
+        the fits.
+    """
     real = real_tasks(p)
     tasks = [t for group, _, _ in real for t in group]
     real_data.note_small_test_sets(tasks)
-    runs = [StudyRun(pd.DataFrame(), RunLog(splits=real_data.split_records(tasks)))]
+    synthetic = StudyRunner("discom_synthetic", progress=progress)
     if p.synthetic:
         group, modalities = synthetic_tasks(p)
-        runs.append(
-            pipeline.run_dataset(
-                group,
-                modalities,
-                {m: p.synthetic_net() for m in modalities},
-                p,
-                study="discom_synthetic",
-                ablation_study="discom_ablation",
-                progress=progress,
-            )
-        )
+        nets = {m: p.synthetic_net() for m in modalities}
+        pipeline.run_dataset(synthetic, group, modalities, nets, p, ablation_study="discom_ablation")
+    real_sets = StudyRunner("discom_real", progress=progress)
     for group, modalities, nets in real:
-        runs.append(pipeline.run_dataset(group, modalities, nets, p, study="discom_real", progress=progress))
-    return StudyRun.concat(runs)
+        pipeline.run_dataset(real_sets, group, modalities, nets, p)
+    run = StudyRun.concat([synthetic.result(), real_sets.result()])
+    run.log.splits += real_data.split_records(tasks)
+    return run
 
 
 EXPLORE_SCALE = {"n_splits": 1, "epochs": 15, "real": (), "synthetic": True}
@@ -194,15 +202,10 @@ def explore_figure(
         **EXPLORE_SCALE,
     )
     group, modalities = synthetic_tasks(changed)
-    table = pipeline.run_dataset(
-        group,
-        modalities,
-        {m: changed.synthetic_net() for m in modalities},
-        changed,
-        study="discom_synthetic",
-        methods=("discom",),
-        progress=False,
-    ).table
+    runner = StudyRunner("discom_synthetic", progress=False)
+    nets = {m: changed.synthetic_net() for m in modalities}
+    pipeline.run_dataset(runner, group, modalities, nets, changed, methods=("discom",))
+    table = runner.result().table
     summary = summarize(table, by=["metric", "modality"])
     fig = go.Figure(
         go.Bar(
@@ -222,32 +225,39 @@ def explore_figure(
     return fig
 
 
-def discom_variants(
-    p: DisCoMParameters, variants: Mapping[str, Mapping], progress: bool | None = False
-) -> pd.DataFrame:
-    """DisCoM alone on the synthetic set (``p.n_splits`` splits), one fit per variant: ``variants``
-    maps a name to the settings it changes (``{}``: ``p``'s own), any protocol setting (e.g.
-    ``grl_scale``, ``modality_targets``) or ``orthogonality="absolute"``
-    (:class:`~.pipeline.AbsoluteCosineDisCoM`). Tidy rows, ``method`` the variant's name: each
-    modality's test weighted F1 and accuracy, the domain accuracies on s and u, and the mean cosines
-    ``cos_ds`` and ``cos_du`` (see :func:`~.pipeline.variant_rows`)."""
+def discom_variants(p: DisCoMParameters, variants: Mapping[str, Mapping], progress: bool | None = False) -> StudyRun:
+    """DisCoM alone on the synthetic set (``p.n_splits`` splits), one fit per variant (study
+    ``discom_variants``).
+
+    Parameters
+    ----------
+    p : DisCoMParameters
+        The setting every variant starts from.
+    variants : mapping of str to mapping
+        A variant's name → the settings it changes (``{}``: ``p``'s own): any protocol setting
+        (e.g. ``grl_scale``, ``modality_targets``) or ``orthogonality="absolute"``
+        (:class:`~.pipeline.AbsoluteCosineDisCoM`).
+    progress : bool or None
+        Progress bars of every fit.
+
+    Returns
+    -------
+    StudyRun
+        Tidy rows, ``method`` the variant's name: each modality's test weighted F1 and accuracy,
+        the domain accuracies on s and u, the mean cosines ``cos_ds`` and ``cos_du`` and the
+        trained discriminator's accuracy (see :func:`~.pipeline.run_variant`); one fit per variant
+        in the log, under its name.
+    """
     group, modalities = synthetic_tasks(p)
     st = pipeline.stack_tasks(group, modalities)
     specs = pipeline.backbone_specs(st, {m: p.synthetic_net() for m in modalities})
-    rows = []
+    runner = StudyRunner("discom_variants", progress=progress)
     for name, changes in variants.items():
         changes = dict(changes)
         orthogonality = changes.pop("orthogonality", "signed")
         protocol = p.replace(**changes)
-        rows += pipeline.variant_rows(
-            st,
-            protocol.discom(specs, orthogonality=orthogonality),
-            protocol,
-            study="discom_variants",
-            name=name,
-            progress=progress,
-        )
-    return pd.DataFrame(rows)
+        pipeline.run_variant(runner, st, protocol.discom(specs, orthogonality=orthogonality), protocol, name=name)
+    return runner.result()
 
 
 def embedding_features(p: DisCoMParameters, run: StudyRun) -> dict[str, tuple]:

@@ -25,7 +25,7 @@ def sweep_means(
     a name and its (independence, uniformity) weights) guided by ``guide``, at this module's
     scale with ``changes`` to the notebook's parameters. Cached: do not modify it."""
     params = study.DSParameters.create(n_runs=n_runs, **SCALE, **changes)
-    return analysis.variant_means(study.weight_sweep(params, dict(variants), severity=severity, guide=guide))
+    return analysis.variant_means(study.weight_sweep(params, dict(variants), severity=severity, guide=guide).table)
 
 
 def uniformity_shift(map_layer: str = "relu2", severity: float = 0.5, n_runs: int = 2) -> pd.Series:

@@ -38,21 +38,20 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-import pandas as pd
 import torch
 
 from ...analysis.metrics import accuracy, structure_diagnostics
-from ...analysis.results import RunLog, tidy_rows
+from ...analysis.results import tidy_rows
 from ...app.notebook import NotebookParameters
 from ...datasets import Splits, load, real_dataset_names, standardise
 from ...datasets.core import run_generator
 from ...datasets.degraded import DEGRADATIONS, DEGRADED_DATASETS
-from ...engine import SELECTION_RULES, FitResult, Stack, TrainConfig, fit
+from ...engine import SELECTION_RULES, Stack, TrainConfig
 from ...losses import make_loss
 from ...models import ModelSpec
 from ...systems import Distillation
 from ..real_data import parse_pairs, split_records
-from ..runner import StudyRun, Task, fit_run, repeat_models
+from ..runner import StudyRun, StudyRunner, Task, repeat_models
 
 DS_METHODS = ("ds_ci", "ds_ud", "ds_both")  # DS-CMKD: KD from the teacher + the DS terms (our reading)
 NO_TEACHER = "ds (no teacher)"  # CE + both DS terms, no teacher: the ablation of the teacher's part
@@ -226,29 +225,61 @@ def registered_pairs(p: DSParameters) -> list[Pair]:
 
 def run(p: DSParameters, progress: bool | None = None) -> StudyRun:
     """The degraded image sets over ``p.severities`` (``ds_severity``), the registered pairs
-    (``ds_methods``), and the motivating analysis of both (``ds_analysis``)."""
+    (``ds_methods``), and the motivating analysis of both (``ds_analysis``).
+
+    Parameters
+    ----------
+    p : DSParameters
+        The notebook's parameters (image sets, pairs, methods, nets, training).
+    progress : bool or None
+        Progress bars of every fit (``None``: the engine's default).
+
+    Returns
+    -------
+    StudyRun
+        Tidy rows (settings ``dataset``, ``source``, ``target``, ``severity``; metrics
+        :data:`METRICS`, one row per seed), the log (every fit, one runner per study, and each
+        split's record) and the fits.
+    """
     groups = [("ds_severity", degraded_pairs(p, name, p.severities)) for name in p.images or ()]
     if p.pairs:
         by_pair = defaultdict(list)
         for pair in registered_pairs(p):  # every pair loads and is checked before anything trains
             by_pair[(pair.settings["dataset"], pair.source, pair.target)].append(pair)
         groups += [("ds_methods", pairs) for pairs in by_pair.values()]
-    runs = [
-        StudyRun(pd.DataFrame(), RunLog(splits=split_records([pair.task for _, pairs in groups for pair in pairs])))
-    ]
+    runners = {study: StudyRunner(study, progress=progress) for study, _ in groups}
     for study, pairs in groups:
-        runs.append(run_pairs(pairs, study=study, p=p, progress=progress))
-    return StudyRun.concat(runs)
+        run_pairs(runners[study], pairs, p)
+    run = StudyRun.concat([runner.result() for runner in runners.values()])
+    run.log.splits += split_records([pair.task for _, pairs in groups for pair in pairs])
+    return run
 
 
-def run_pairs(pairs: Sequence[Pair], *, study: str, p: DSParameters, progress: bool | None = None) -> StudyRun:
-    """Teacher and every student of ``p.methods`` on ``pairs`` (one source and target each, all
-    of one shape): rows of ``study``, plus the ``ds_analysis`` rows of the teacher and CE."""
+def run_pairs(runner: StudyRunner, pairs: Sequence[Pair], p: DSParameters) -> None:
+    """Teacher and every student of ``p.methods`` on ``pairs``, as fits of ``runner``: the CE
+    teachers, then one batched fit per group of students (:data:`DS_FITS`, FitNet apart).
+
+    Parameters
+    ----------
+    runner : StudyRunner
+        Runs and logs the fits (the teachers as ``teacher``, each student fit under its methods
+        joined by ``+``) and collects the rows.
+    pairs : sequence of Pair
+        One seed's split of one high/low-quality pair each, all of one shape.
+    p : DSParameters
+        The methods, nets, DS weights and training settings.
+
+    Returns
+    -------
+    None
+        Rows of study ``runner.study`` (every method's :data:`METRICS` on the test split, one
+        row per pair), plus the ``ds_analysis`` rows of the teacher and CE, go to ``runner``.
+    """
     unknown = sorted(set(p.methods) - set(METHODS))
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; valid methods: {', '.join(METHODS)}")
     parts, n_classes = _parts(pairs)
-    teacher, runs = _teachers(pairs, parts, p.net(), n_classes, p, progress, study)
+    teacher = _teachers(runner, pairs, parts, n_classes, p)
     outputs = {"teacher": _evaluate(teacher, parts["test"]["x_teacher"], parts["test"]["y"], p)}
     jobs = [
         (chosen, p.ds_loss(guide, p.switched_weights(guide, chosen, len(pairs))))
@@ -258,26 +289,15 @@ def run_pairs(pairs: Sequence[Pair], *, study: str, p: DSParameters, progress: b
     if "fitnet" in p.methods:
         jobs.append((["fitnet"], make_loss("fitnet", hint_weight=p.hint_weight)))
     for methods, loss in jobs:
-        evaluated, result = _fit_students(
-            pairs,
-            parts,
-            n_classes,
-            p,
-            loss,
-            len(methods),
-            teacher if loss.needs_teacher else None,
-            progress,
-            f"{study}: {', '.join(methods)}",
-        )
+        evaluated = _fit_students(runner, methods, pairs, parts, n_classes, p, loss, teacher)
         outputs.update(zip(methods, evaluated))
-        runs.append(fit_run(study, "+".join(methods), result, []))
 
     settings, seeds = [pair.settings for pair in pairs], [pair.task.seed for pair in pairs]
     rows = [
         row
         for method, values in outputs.items()
         for metric in METRICS
-        for row in tidy_rows(study, method, settings, seeds, metric, values[metric])
+        for row in tidy_rows(runner.study, method, settings, seeds, metric, values[metric])
     ]
     rows += [
         row
@@ -286,8 +306,7 @@ def run_pairs(pairs: Sequence[Pair], *, study: str, p: DSParameters, progress: b
         for metric in METRICS
         for row in tidy_rows("ds_analysis", method, settings, seeds, metric, outputs[method][metric])
     ]
-    runs.append(StudyRun(pd.DataFrame(rows), RunLog()))
-    return StudyRun.concat(runs)
+    runner.add(rows)
 
 
 def _parts(pairs: Sequence[Pair]) -> tuple[dict[str, dict[str, torch.Tensor]], int]:
@@ -295,10 +314,21 @@ def _parts(pairs: Sequence[Pair]) -> tuple[dict[str, dict[str, torch.Tensor]], i
     return parts, max(part.n_classes for pair in pairs for part in pair.task.splits.parts().values())
 
 
-def _fit_students(pairs, parts, n_classes, p, loss, k, teacher, progress, description) -> tuple[list[dict], FitResult]:
-    """``k`` blocks of students (one per pair each) trained with ``loss`` on the low-quality
-    modality, from ``teacher`` (None: no teacher); each block's test metrics, and the fit."""
-    n, seeds = len(pairs), [pair.task.seed for pair in pairs]
+def _fit_students(
+    runner: StudyRunner,
+    methods: Sequence[str],
+    pairs: Sequence[Pair],
+    parts: dict[str, dict[str, torch.Tensor]],
+    n_classes: int,
+    p: DSParameters,
+    loss,
+    teacher: Stack | None,
+) -> list[dict[str, list[float]]]:
+    """A block of students (one per pair) for each of ``methods``, trained with ``loss`` on the
+    low-quality modality from ``teacher`` (used only when the loss needs one) in one fit, logged
+    under the methods joined by ``+``; each block's test metrics."""
+    n, k, seeds = len(pairs), len(methods), [pair.task.seed for pair in pairs]
+    teacher = teacher if loss.needs_teacher else None
     data = {
         key: repeat_models(value, k)
         for key, value in parts["train"].items()
@@ -306,20 +336,19 @@ def _fit_students(pairs, parts, n_classes, p, loss, k, teacher, progress, descri
     }
     val = {key: repeat_models(parts["val"][key], k) for key in ("x", "y")}
     spec = p.net().sized(tuple(parts["train"]["x"].shape[2:]), n_classes)
-    system = Distillation(spec, loss, teacher.repeat(k) if teacher is not None else None)
-    result = fit(
-        system,
+    result = runner.fit(
+        "+".join(methods),
+        Distillation(spec, loss, teacher.repeat(k) if teacher is not None else None),
         data,
         seeds=seeds * k,
         config=p.train_config(p.epochs),
         val=val,
-        progress=progress,
-        description=description,
+        description=", ".join(methods),
     )
     evaluated = _evaluate(
         result.modules["student"], repeat_models(parts["test"]["x"], k), repeat_models(parts["test"]["y"], k), p
     )
-    return [{metric: values[i * n : (i + 1) * n] for metric, values in evaluated.items()} for i in range(k)], result
+    return [{metric: values[i * n : (i + 1) * n] for metric, values in evaluated.items()} for i in range(k)]
 
 
 def weight_sweep(
@@ -329,30 +358,50 @@ def weight_sweep(
     severity: float,
     guide: str = DS_GUIDE,
     progress: bool | None = False,
-) -> pd.DataFrame:
+) -> StudyRun:
     """Students of ``variants`` on ``p``'s first image set at ``severity`` (one seed per run), as
-    one batched fit: each variant's name maps to its (independence, uniformity) weights, with
-    ``p``'s layers and training settings, guided by ``guide`` from a CE teacher on the clean
-    images (trained first, ``p.teacher_epochs``): by default KD, so (0, 0) is the plain KD
-    student; ``"fitnet"`` a hint (0, 0: FitNet); ``"none"`` no teacher (0, 0: CE alone). Tidy rows
-    of test accuracy and the diagnostics on the test split, ``method`` the variant's name."""
+    one batched fit (study ``ds_weights``), with ``p``'s layers and training settings.
+
+    Parameters
+    ----------
+    p : DSParameters
+        The image set (the first of ``p.images``), seeds, nets and training settings.
+    variants : mapping of str to (float, float)
+        A variant's name → its (independence, uniformity) weights.
+    severity : float
+        The degradation severity in [0, 1].
+    guide : str
+        How the teacher guides every student: ``"kd"`` (default: (0, 0) is the plain KD
+        student), ``"fitnet"`` (a hint; (0, 0) is FitNet) or ``"none"`` (no teacher; (0, 0) is
+        CE alone). With a teacher, a CE teacher on the clean images trains first
+        (``p.teacher_epochs``).
+    progress : bool or None
+        Progress bars of every fit.
+
+    Returns
+    -------
+    StudyRun
+        Tidy rows of test accuracy and the diagnostics on the test split, ``method`` the
+        variant's name, one row per seed; the log of the teachers' fit (when guided) and the
+        students' fit (under the variants' names joined by ``+``).
+    """
     pairs = degraded_pairs(p, (p.images or ("digits_degraded",))[0], [severity])
     parts, n_classes = _parts(pairs)
     names = list(variants)
-    teacher = None if guide == "none" else _teachers(pairs, parts, p.net(), n_classes, p, progress, "weight sweep")[0]
+    runner = StudyRunner("ds_weights", progress=progress)
+    teacher = None if guide == "none" else _teachers(runner, pairs, parts, n_classes, p)
     loss = p.ds_loss(guide, [variants[name] for name in names for _ in pairs])
-    evaluated, _ = _fit_students(
-        pairs, parts, n_classes, p, loss, len(names), teacher, progress, f"weight sweep: {', '.join(names)}"
-    )
+    evaluated = _fit_students(runner, names, pairs, parts, n_classes, p, loss, teacher)
     settings, seeds = [pair.settings for pair in pairs], [pair.task.seed for pair in pairs]
-    return pd.DataFrame(
+    runner.add(
         [
             row
             for name, values in zip(names, evaluated)
             for metric in METRICS
-            for row in tidy_rows("ds_weights", name, settings, seeds, metric, values[metric])
+            for row in tidy_rows(runner.study, name, settings, seeds, metric, values[metric])
         ]
     )
+    return runner.result()
 
 
 def n_classes(p: DSParameters) -> dict[str, int]:
@@ -372,25 +421,31 @@ def _stacked(pairs: Sequence[Pair], part: str) -> dict[str, torch.Tensor]:
     }
 
 
-def _teachers(pairs, parts, net, n_classes, p, progress, study) -> tuple[Stack, list[StudyRun]]:
-    """One CE teacher per distinct (seed, high-quality data): severities share their teacher."""
+def _teachers(
+    runner: StudyRunner,
+    pairs: Sequence[Pair],
+    parts: dict[str, dict[str, torch.Tensor]],
+    n_classes: int,
+    p: DSParameters,
+) -> Stack:
+    """One CE teacher per distinct (seed, high-quality data), in one fit logged as ``teacher``
+    (severities share their teacher); the teacher of each pair."""
     keys = [(pair.task.seed, _digest(parts["train"]["x_teacher"][i])) for i, pair in enumerate(pairs)]
     first = {key: i for i, key in reversed(list(enumerate(keys)))}
     distinct = sorted(first.values())
-    spec = net.sized(tuple(parts["train"]["x_teacher"].shape[2:]), n_classes)
+    spec = p.net().sized(tuple(parts["train"]["x_teacher"].shape[2:]), n_classes)
     pick = lambda part: {"x": parts[part]["x_teacher"][distinct], "y": parts[part]["y"][distinct]}  # noqa: E731
-    result = fit(
+    result = runner.fit(
+        "teacher",
         Distillation(spec),
         pick("train"),
         seeds=[keys[i][0] for i in distinct],
         config=p.train_config(p.teacher_epochs),
         val=pick("val"),
-        progress=progress,
-        description=f"{study}: teachers",
+        description="teachers",
     )
     position = {keys[i]: j for j, i in enumerate(distinct)}
-    teacher = result.modules["student"].subset([position[key] for key in keys])
-    return teacher, [fit_run(study, "teacher", result, [])]
+    return result.modules["student"].subset([position[key] for key in keys])
 
 
 def _digest(tensor: torch.Tensor) -> str:

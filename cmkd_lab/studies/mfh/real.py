@@ -41,16 +41,7 @@ from ...engine import TrainConfig
 from ...losses import KD_REDUCTIONS, Distiller
 from ...report import figures
 from ..real_data import net_for, note_small_test_sets, parse_pairs, split_records, train_config
-from ..runner import (
-    ModelSpec,
-    StudyRun,
-    Task,
-    classifier_run,
-    fit_run,
-    groups_of_equal_shape,
-    repeat_models,
-    stack_split,
-)
+from ..runner import ModelSpec, StudyRun, StudyRunner, Task, groups_of_equal_shape, repeat_models, stack_split
 from .common import at_chance, kd_loss, paired_difference, random_mask, top_mask
 
 STUDY = "mfh_real"
@@ -188,13 +179,19 @@ def _groups(p: RealParameters) -> list[tuple[RealPair, list[Task], TrainConfig]]
     ]
 
 
+def _runner(groups: list[tuple[RealPair, list[Task], TrainConfig]], progress: bool | None) -> StudyRunner:
+    """The study's runner, its log holding the record of every split of ``groups``."""
+    return StudyRunner(
+        STUDY, progress=progress, log=RunLog(splits=split_records([task for _, tasks, _ in groups for task in tasks]))
+    )
+
+
 @dataclass
 class _Teachers:
     """Algorithm 1 on one group of seeds and its teacher in every mode."""
 
     saliency: Saliency
     edits: dict[str, dict]  # teacher mode -> the teacher's edit
-    rows: list[dict]  # each mode's teacher test accuracy
 
 
 def _group_data(pair: RealPair, tasks: list[Task]):
@@ -211,10 +208,11 @@ def _mode_settings(tasks: list[Task], mode: str) -> list[dict]:
 
 
 def _teachers(
-    pair: RealPair, tasks: list[Task], config: TrainConfig, p: RealParameters, progress: bool | None
+    runner: StudyRunner, pair: RealPair, tasks: list[Task], config: TrainConfig, p: RealParameters
 ) -> _Teachers:
-    """Algorithm 1 (joint fit, saliency of the teacher's ``embedding`` channels) and the teacher
-    in every mode, with each mode's test accuracy."""
+    """Algorithm 1 (joint fit, saliency of the teacher's ``embedding`` channels; logged as
+    ``algorithm1`` with the dataset) and the teacher in every mode, each mode's test accuracy a
+    row of ``runner``."""
     seeds = [t.seed for t in tasks]
     (xa, xb, y), (xa_test, _, y_test), (teacher_spec, student_spec) = _group_data(pair, tasks)
     saliency = algorithm1(
@@ -227,66 +225,112 @@ def _teachers(
         layer="embedding",
         repeats=p.alg1_repeats,
         config=config,
-        progress=progress,
+        progress=runner.progress,
     )
+    runner.record("algorithm1", saliency.joint, dataset=tasks[0].settings["dataset"])
     teacher, masks = saliency.joint.modules["teacher"], _mode_masks(saliency.scores, p.fraction, seeds)
     means = channel_means(teacher, xa, "embedding")
     edits = {mode: {"embedding": mean_replacement(mask, means)} for mode, mask in masks.items()}
-    rows = [
-        row
-        for mode, edit in edits.items()
-        for row in tidy_rows(
-            STUDY,
-            "teacher",
-            _mode_settings(tasks, mode),
-            seeds,
-            "test_acc",
-            accuracy(teacher(xa_test, edits=edit)[0], y_test).numpy(),
-        )
-    ]
-    return _Teachers(saliency, edits, rows)
+    runner.add(
+        [
+            row
+            for mode, edit in edits.items()
+            for row in tidy_rows(
+                runner.study,
+                "teacher",
+                _mode_settings(tasks, mode),
+                seeds,
+                "test_acc",
+                accuracy(teacher(xa_test, edits=edit)[0], y_test).numpy(),
+            )
+        ]
+    )
+    return _Teachers(saliency, edits)
 
 
 def run(p: RealParameters, progress: bool | None = None) -> StudyRun:
-    """The protocol on every dataset of ``p``, one group of equal-shape seeds at a time."""
+    """The protocol on every dataset of ``p``, one group of equal-shape seeds at a time: per
+    group, Algorithm 1 (its jointly trained teacher edited in every mode), No-KD, and one KD
+    student per teacher mode (all modes in one fit).
+
+    Parameters
+    ----------
+    p : RealParameters
+        The notebook's parameters (datasets, pairs, scale, KD settings).
+    progress : bool or None
+        Progress bars of every fit (``None``: the engine's default).
+
+    Returns
+    -------
+    StudyRun
+        Tidy rows of study ``mfh_real`` (settings ``dataset``, ``n_classes``, ``teacher_mode``;
+        ``test_acc`` of teacher, no_kd and kd, one row per seed), the log (per group the fits
+        ``algorithm1``, ``no_kd``, ``kd`` tagged with the dataset, and each split's record) and
+        the fits.
+    """
     kd = kd_loss(p, ce_weight=p.kd_ce_weight)
     groups = _groups(p)
-    runs = [StudyRun(pd.DataFrame(), RunLog(splits=split_records([task for _, tasks, _ in groups for task in tasks])))]
+    runner = _runner(groups, progress)
     for pair, group, config in groups:
-        runs += _run_group(pair, group, config, kd, p, progress)
-    return StudyRun.concat(runs)
+        _run_group(runner, pair, group, config, kd, p)
+    return runner.result()
 
 
-def teacher_probe(p: RealParameters, progress: bool | None = None) -> pd.DataFrame:
+def teacher_probe(p: RealParameters, progress: bool | None = None) -> StudyRun:
     """Algorithm 1 and the teacher modes of :func:`run` without any student (a fraction of its cost).
 
-    Tidy rows per dataset and seed: each mode's teacher ``test_acc`` (method ``teacher``), and
-    ``reliance_rho`` (method ``algorithm1``): Spearman's ρ, over the teacher's ``embedding``
-    channels, between Algorithm 1's score (teacher/student logit MSE with the channel permuted)
-    and the teacher's own reliance on the channel (the same permutation score with the teacher in
-    the student's place: how far its logits move). ρ near 1 means the "modality-general" channels
-    are mostly the ones the teacher leans on, whatever the student sees.
+    Parameters
+    ----------
+    p : RealParameters
+        As for :func:`run` (the KD settings are unused).
+    progress : bool or None
+        Progress bars of every fit.
+
+    Returns
+    -------
+    StudyRun
+        Tidy rows (study ``mfh_real``) per dataset and seed: each mode's teacher ``test_acc``
+        (method ``teacher``), and ``reliance_rho`` (method ``algorithm1``): Spearman's ρ, over the
+        teacher's ``embedding`` channels, between Algorithm 1's score (teacher/student logit MSE
+        with the channel permuted) and the teacher's own reliance on the channel (the same
+        permutation score with the teacher in the student's place: how far its logits move). ρ
+        near 1 means the "modality-general" channels are mostly the ones the teacher leans on,
+        whatever the student sees. The log holds each group's ``algorithm1`` fit and each split's
+        record.
     """
     from scipy import stats  # deferred, as in cmkd_lab.analysis.metrics: a slow import
 
-    rows = []
-    for pair, group, config in _groups(p):
-        teachers = _teachers(pair, group, config, p, progress)
+    groups = _groups(p)
+    runner = _runner(groups, progress)
+    for pair, group, config in groups:
+        teachers = _teachers(runner, pair, group, config, p)
         teacher = teachers.saliency.joint.modules["teacher"]
         xa = stack_split(group, "train", pair.teacher_modality)[0]
         reliance = permutation_saliency(
             teacher, xa, teacher, xa, layer="embedding", repeats=p.alg1_repeats, seed=group[0].seed
         )
         rhos = [stats.spearmanr(score, own)[0] for score, own in zip(teachers.saliency.raw.numpy(), reliance.numpy())]
-        rows += teachers.rows + tidy_rows(
-            STUDY, "algorithm1", [t.settings for t in group], [t.seed for t in group], "reliance_rho", rhos
+        runner.add(
+            tidy_rows(STUDY, "algorithm1", [t.settings for t in group], [t.seed for t in group], "reliance_rho", rhos)
         )
-    return pd.DataFrame(rows)
+    return runner.result()
 
 
 def probe_table(probe: pd.DataFrame) -> pd.DataFrame:
-    """A :func:`teacher_probe` per dataset (means over seeds): the points of test accuracy each
-    edited teacher loses against the whole (``regular``) one, and ``reliance_rho``."""
+    """Per dataset (means over seeds), the points of test accuracy each edited teacher loses
+    against the whole (``regular``) one, and ``reliance_rho``.
+
+    Parameters
+    ----------
+    probe : pandas.DataFrame
+        The table of a :func:`teacher_probe` run.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per dataset; columns ``random``, ``least_salient``, ``most_salient`` (points
+        lost) and ``reliance_rho``, rounded to 2 decimals.
+    """
     acc = probe[probe["metric"] == "test_acc"].pivot_table(
         index="dataset", columns="teacher_mode", values="value", sort=False
     )
@@ -296,34 +340,36 @@ def probe_table(probe: pd.DataFrame) -> pd.DataFrame:
 
 
 def _run_group(
-    pair: RealPair, tasks: list[Task], config: TrainConfig, kd: Distiller, p: RealParameters, progress: bool | None
-) -> list[StudyRun]:
+    runner: StudyRunner,
+    pair: RealPair,
+    tasks: list[Task],
+    config: TrainConfig,
+    kd: Distiller,
+    p: RealParameters,
+) -> None:
+    """One group of equal-shape seeds: Algorithm 1 and the teacher modes, No-KD, the KD students."""
     seeds = [t.seed for t in tasks]
     (xa, xb, y), (_, xb_test, y_test), (_, student_spec) = _group_data(pair, tasks)
-    teachers = _teachers(pair, tasks, config, p, progress)
+    teachers = _teachers(runner, pair, tasks, config, p)
     teacher, edits = teachers.saliency.joint.modules["teacher"], teachers.edits
     settings = lambda mode: _mode_settings(tasks, mode)  # noqa: E731
     k, tags = len(edits), {"dataset": tasks[0].settings["dataset"]}
     repeated = lambda x: repeat_models(x, k)  # noqa: E731
-    train = dict(config=config, progress=progress, tags=tags)
-    return [
-        fit_run(STUDY, "algorithm1", teachers.saliency.joint, teachers.rows, **tags),
-        classifier_run(
-            STUDY, "no_kd", student_spec, (xb, y), (xb_test, y_test), settings("regular"), seeds=seeds, **train
-        ),
-        classifier_run(
-            STUDY,
-            "kd",
-            student_spec,
-            (repeated(xb), repeated(y)),
-            (repeated(xb_test), repeated(y_test)),
-            [s for mode in edits for s in settings(mode)],
-            seeds=seeds * k,
-            **train,
-            loss=kd,
-            teacher_logits=torch.cat([teacher(xa, edits=edit)[0] for edit in edits.values()]),
-        ),
-    ]
+    runner.classifier(
+        "no_kd", student_spec, (xb, y), (xb_test, y_test), settings("regular"), seeds=seeds, config=config, tags=tags
+    )
+    runner.classifier(
+        "kd",
+        student_spec,
+        (repeated(xb), repeated(y)),
+        (repeated(xb_test), repeated(y_test)),
+        [s for mode in edits for s in settings(mode)],
+        seeds=seeds * k,
+        config=config,
+        tags=tags,
+        loss=kd,
+        teacher_logits=torch.cat([teacher(xa, edits=edit)[0] for edit in edits.values()]),
+    )
 
 
 def summary_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -424,8 +470,7 @@ def _probe_summary(fraction: float, n_runs: int, epochs: int, alg1_repeats: int)
         fraction=fraction,
         device="cpu",
     )
-    probe = teacher_probe(p, progress=False)
-    return probe_table(probe)
+    return probe_table(teacher_probe(p, progress=False).table)
 
 
 def probe_summary(fraction: float = 0.5, n_runs: int = 2, epochs: int = 100, alg1_repeats: int = 2) -> pd.DataFrame:

@@ -3,6 +3,9 @@
 - ``ntdh_multiclass``: the 4-class ``make_classification`` set-up, MLP 50→16→16→4, trained to
   convergence (the official optimiser under-trains; :func:`training_check` measures it).
 - ``ntdh_methods``: KD, DKD, FitNet, RKD, PKT, SP and CRD, each with and without NTDH masking.
+- ``ntdh_channel_masking``: NTDH's channel-masking tool (:mod:`.masking`): teachers kept to
+  ``mask_dim`` input channels chosen by NTD saliency (``alg1``), against it (``reverse``) or at
+  random, beside the unmasked teacher, each distilled with KD.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 
 from ...analysis import claims
 from ...analysis.metrics import accuracy
@@ -24,17 +28,31 @@ from ...datasets.synthetic import ntdh_multiclass
 from ...engine import TrainConfig
 from ...losses import Distiller, make_loss
 from ...models import ModelSpec
+from ...report import figures
 from ...systems import train_classifier
 from ..runner import StudyRun, Task
-from .common import POINTS_SESOI, NTDHParameters, ended_at_chance, kd_options, per_task, run_with_gaps, sweep_claim_rows
+from . import masking
+from .common import (
+    POINTS_SESOI,
+    NTDHParameters,
+    ended_at_chance,
+    gap_rows,
+    kd_options,
+    per_task,
+    run_with_gaps,
+    sweep_claim_rows,
+)
 
 STUDY_MULTICLASS = "ntdh_multiclass"
 STUDY_METHODS = "ntdh_methods"
+STUDY_MASKING = "ntdh_channel_masking"
 SHIFTS = (20, 15, 10, 5, 0)  # v: the teacher sees X[20-v : 40-v], γ = v / 20
 METHOD_NAMES = ("kd", "dkd", "fitnet", "rkd", "pkt", "sp", "crd")
 BASELINES = ("teacher", "no_kd")
 MODEL = ModelSpec("mlp", hidden=(16, 16))
 OFFICIAL_CONFIG = TrainConfig(epochs=1000, lr=0.01, optimizer="sgd")
+N_FEATURES = 50  # the width of both views
+MASKING_MODES = ("alg1", "reverse", "random")
 
 
 @dataclass(frozen=True)
@@ -53,6 +71,10 @@ class MulticlassParameters(NTDHParameters):
     method_epochs: int | None = None
     method_batch_size: int = 64  # RKD's angle term is O(batch³) per model
     method_lr: float | None = None
+    mask_dim: int = 2  # the channel-masking tool: input channels a masked teacher keeps (the official study: 2)
+    masking_modes: tuple[str, ...] = MASKING_MODES
+    saliency_epochs: int | None = None
+    saliency_repeats: int | None = None
 
     notebook: ClassVar[str] = "03_ntdh_multiclass_methods"
     profile_defaults: ClassVar = {
@@ -66,6 +88,8 @@ class MulticlassParameters(NTDHParameters):
             "method_runs": 4,
             "method_epochs": 2,
             "method_lr": 0.01,
+            "saliency_epochs": 50,
+            "saliency_repeats": 2,
         },
         "full": {
             "n_runs": 10,
@@ -74,6 +98,8 @@ class MulticlassParameters(NTDHParameters):
             "method_runs": 5,
             "method_epochs": 20,
             "method_lr": 0.003,
+            "saliency_epochs": 300,
+            "saliency_repeats": masking.REPEATS,
         },
     }
     choices: ClassVar = {
@@ -82,6 +108,8 @@ class MulticlassParameters(NTDHParameters):
         "methods": METHOD_NAMES,
         "shifts": tuple(range(21)),
         "method_shifts": tuple(range(21)),
+        "masking_modes": masking.MASKING_MODES.names,
+        "mask_dim": tuple(range(1, N_FEATURES + 1)),
     }
 
 
@@ -164,19 +192,28 @@ def method_losses(p: MulticlassParameters) -> dict[str, Distiller]:
     return built
 
 
-def run_methods(p: MulticlassParameters, progress: bool | None = None) -> StudyRun:
-    """The method table on the 4-class set: columns ``loss`` and ``masking`` split the method key."""
-    tasks = [make_task(v, seed) for v in p.method_shifts for seed in range(p.method_runs)]
-    student_config = TrainConfig(
+def method_tasks(p: MulticlassParameters) -> list[Task]:
+    """The tasks of the method table (and of the channel-masking tool): ``method_runs`` seeds per
+    ``method_shifts`` value."""
+    return [make_task(v, seed) for v in p.method_shifts for seed in range(p.method_runs)]
+
+
+def method_student_config(p: MulticlassParameters) -> TrainConfig:
+    """How the method table's students train: mini-batch Adam."""
+    return TrainConfig(
         epochs=p.method_epochs, lr=p.method_lr, optimizer="adam", batch_size=p.method_batch_size, device=p.device
     )
+
+
+def run_methods(p: MulticlassParameters, progress: bool | None = None) -> StudyRun:
+    """The method table on the 4-class set: columns ``loss`` and ``masking`` split the method key."""
     run = run_with_gaps(
-        tasks,
+        method_tasks(p),
         p,
         study=STUDY_METHODS,
         model=MODEL,
         teacher_config=train_config(p),
-        student_config=student_config,
+        student_config=method_student_config(p),
         losses=method_losses(p),
         progress=progress,
     )
@@ -261,6 +298,174 @@ def masking_claims(table: pd.DataFrame) -> list[dict]:
             chance = ended_at_chance(mean_accuracies[["teacher", method]], n_classes=4)
             label = METHOD_LABELS[method] + ("" if method in ("kd", "dkd") else " (masking form: the kit's reading)")
             rows.append(spec.judge(scale * own["change"], clusters=own["seed"], setting=label, at_chance=chance))
+    return rows
+
+
+# ----------------------------------------------------------------------------- channel masking
+CHANNEL_ROLES = ("modality-general", "teacher-specific", "noise")
+
+
+def run_masking_tool(p: MulticlassParameters, progress: bool | None = None) -> StudyRun:
+    """NTDH's channel-masking tool (:mod:`.masking`) on the method table's tasks: per task, the
+    teacher's input channels ranked by NTD saliency (a joint fit of ``saliency_epochs``, ``saliency_repeats``
+    permutations per channel); one teacher kept to ``mask_dim`` channels per mode of ``masking_modes``
+    beside the unmasked one (column ``masking``: ``"none"`` or the mode); No-KD and a KD student
+    behind each, trained as the method table's; the gap metrics per teacher."""
+    teacher_config = train_config(p)
+    return masking.run_channel_masking(
+        method_tasks(p),
+        study=STUDY_MASKING,
+        teacher_modality="a",
+        student_modality="b",
+        teacher_model=MODEL,
+        student_model=MODEL,
+        teacher_config=teacher_config,
+        student_config=method_student_config(p),
+        losses={"kd": make_loss("kd", **kd_options(p))},
+        modes=p.masking_modes,
+        mask_dim=p.mask_dim,
+        saliency_config=dataclasses.replace(teacher_config, epochs=p.saliency_epochs),
+        repeats=p.saliency_repeats,
+        ntd_variant=p.ntd_variant,
+        metrics=(gap_rows,),
+        metric_options={"ntd_variant": p.ntd_variant, "cmd_moments": p.cmd_moments},
+        progress=progress,
+    )
+
+
+def channel_role(channel: int, shift: int) -> str:
+    """What the teacher's input ``channel`` carries at v = ``shift``: the teacher sees X[20−v : 40−v]
+    and the student X[0:20], so channels 20−v … 19 are modality-general (both views), 20 … 39−v
+    teacher-specific, the others noise."""
+    if 20 - shift <= channel < 20:
+        return "modality-general"
+    if 20 <= channel < 40 - shift:
+        return "teacher-specific"
+    return "noise"
+
+
+def kept_roles(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (γ, mode, seed), the share of the kept channels of each role (:func:`channel_role`)."""
+    kept = table[table["metric"].str.startswith("kept_channel_")]
+    roles = [channel_role(int(c), round(20 * g)) for c, g in zip(kept["value"], kept["gamma"])]
+    shares = pd.crosstab([kept["gamma"], kept["masking"], kept["seed"]], pd.Series(roles, index=kept.index))
+    shares = shares.reindex(columns=list(CHANNEL_ROLES), fill_value=0)
+    return shares.div(shares.sum(axis=1), axis=0).reset_index()
+
+
+def masking_deltas(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (γ, mode, seed) of the channel-masking run: test accuracies (fractions) of the teacher,
+    the KD student behind it and the No-KD student, Δ = KD − No-KD, and the teacher/No-KD NTD."""
+    keys = ["gamma", "masking", "seed"]
+    acc = table[table["metric"] == "test_acc"]
+    wide = acc[acc["method"].isin(["teacher", "kd"])].pivot_table(index=keys, columns="method", values="value")
+    no_kd = acc[acc["method"] == "no_kd"].set_index(["gamma", "seed"])["value"].rename("no_kd")
+    wide = wide.join(no_kd, on=["gamma", "seed"])
+    wide["delta"] = wide["kd"] - wide["no_kd"]
+    ntd = table[(table["metric"] == "ntd") & (table["method"] == "no_kd")]
+    wide = wide.join(ntd.set_index(keys)["value"].rename("ntd"))
+    return wide.reset_index()
+
+
+def masking_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per γ and teacher (unmasked, then each mode): accuracies in %, Δ = KD − No-KD in points with
+    its 95 % t-interval over seeds, the teacher/No-KD NTD and the roles of the kept channels."""
+    from scipy import stats
+
+    deltas = masking_deltas(table)
+    shares = kept_roles(table)
+    modes = [masking.UNMASKED] + [m for m in dict.fromkeys(deltas["masking"]) if m != masking.UNMASKED]
+    rows = []
+    for (gamma, mode), part in deltas.groupby(["gamma", "masking"]):
+        points = 100 * part["delta"].to_numpy()
+        interval = stats.ttest_1samp(points, 0.0).confidence_interval(0.95) if len(points) > 1 else None
+        row = {
+            "gamma": gamma,
+            "masking": mode,
+            "teacher (%)": 100 * part["teacher"].mean(),
+            "KD (%)": 100 * part["kd"].mean(),
+            "No-KD (%)": 100 * part["no_kd"].mean(),
+            "Δ (points)": points.mean(),
+            "Δ 95% CI": "" if interval is None else f"[{interval.low:+.2f}, {interval.high:+.2f}]",
+            "n seeds": len(points),
+            "NTD teacher/No-KD": part["ntd"].mean(),
+        }
+        kept = shares[(shares["gamma"] == gamma) & (shares["masking"] == mode)]
+        row.update({f"kept: {role}": kept[role].mean() if len(kept) else float("nan") for role in CHANNEL_ROLES})
+        rows.append(row)
+    summary = pd.DataFrame(rows)
+    summary["order"] = summary["masking"].map({m: i for i, m in enumerate(modes)})
+    return summary.sort_values(["gamma", "order"]).drop(columns="order").set_index(["gamma", "masking"]).round(3)
+
+
+def masking_figure(table: pd.DataFrame, title: str = "") -> go.Figure:
+    """Δ = KD − No-KD per seed and its mean with a 95 % interval, one colour per teacher."""
+    return figures.paired_delta(masking_deltas(table), x="gamma", color="masking", title=title, x_title="γ")
+
+
+# Stated before the data: what the channel-masking tool is for. The official code publishes no
+# number for it; its premise (NTDH's hypothesis applied to input channels) is that a teacher kept
+# to the channels its agreement with the student relies on gains the student more than one kept to
+# the others. The masked teachers of one seed share its data, No-KD student and the students'
+# initial weights, so the difference of two modes is paired. sesoi: one accuracy point, as for any KD
+# gain. The reverse and random teachers may sit near chance by design (that is what keeping the
+# least salient channels does); only the compared students ending at chance leave a row unresolved.
+ALG1_OVER_REVERSE = claims.Claim(
+    claim="a teacher kept to its most NTD-salient input channels (alg1) gives a larger KD gain than one kept "
+    "to its least salient (reverse)",
+    source="NTDH official code, channel-masking tool (sklearn study, mask_dim = 2); our reading, no number published",
+    kind="paper",
+    quantity="Δ(alg1) − Δ(reverse): KD student behind the alg1 teacher − behind the reverse one, paired by seed",
+    unit="points",
+    prediction="> 0",
+    sesoi=POINTS_SESOI,
+)
+ALG1_OVER_RANDOM = claims.Claim(
+    claim="a teacher kept to its most NTD-salient input channels (alg1) gives a larger KD gain than one kept "
+    "to channels drawn at random",
+    source="NTDH official code, channel-masking tool (sklearn study, mask_dim = 2); our reading, no number published",
+    kind="paper",
+    quantity="Δ(alg1) − Δ(random): KD student behind the alg1 teacher − behind the random one, paired by seed",
+    unit="points",
+    prediction="> 0",
+    sesoi=POINTS_SESOI,
+)
+# A check of the ranking itself: the 4-class set knows which channels both views see (v of the
+# teacher's 50 at v = shift, so a uniform draw keeps a share v/50 of them on average). sesoi: a tenth
+# of the kept channels
+ALG1_KEEPS_GENERAL = claims.Claim(
+    claim="NTD saliency ranks the modality-general channels first: alg1 keeps more of them than a uniform draw",
+    source="kit",
+    kind="check",
+    quantity="share of alg1's kept channels that both views see − v/50 (a uniform draw's expected share), per "
+    "seed (settings with such channels)",
+    unit="share of kept channels",
+    prediction="> 0",
+    sesoi=0.1,
+)
+
+
+def masking_tool_claims(table: pd.DataFrame, n_classes: int = 4) -> list[dict]:
+    """The channel-masking tool's claims on its run's table: alg1 against reverse and against random
+    (units: seeds, a seed's differences at several γ averaged), and the ranking check (settings with
+    modality-general channels only). A claim whose modes are absent from the run is skipped."""
+    deltas = masking_deltas(table)
+    modes = set(deltas["masking"])
+    mask_dim = table.loc[table["metric"].str.startswith("kept_channel_"), "metric"].nunique()
+    setting = f"4-class synthetic, mask_dim = {mask_dim}"
+    rows = []
+    kd = deltas.pivot_table(index=["gamma", "seed"], columns="masking", values="kd")
+    for spec, other in ((ALG1_OVER_REVERSE, "reverse"), (ALG1_OVER_RANDOM, "random")):
+        if not {"alg1", other} <= modes:
+            continue
+        change = (100 * (kd["alg1"] - kd[other])).reset_index(name="change")
+        chance = ended_at_chance(kd[["alg1", other]].mean(), n_classes)
+        rows.append(spec.judge(change["change"], clusters=change["seed"], setting=setting, at_chance=chance))
+    if "alg1" in modes:
+        shares = kept_roles(table)
+        alg1 = shares[(shares["masking"] == "alg1") & (shares["gamma"] > 0)]  # at γ = 0 none is modality-general
+        change = alg1[CHANNEL_ROLES[0]] - alg1["gamma"] * 20 / N_FEATURES
+        rows.append(ALG1_KEEPS_GENERAL.judge(change, clusters=alg1["seed"], setting=setting))
     return rows
 
 
