@@ -31,11 +31,11 @@ import torch
 import torch.nn.functional as F
 
 from ..analysis.metrics import VALIDATION_METRICS, accuracy
-from ..analysis.results import RunLog, tidy_rows
+from ..analysis.results import ID_COLUMNS, VALUE_COLUMNS, RunLog, tidy_rows
 from ..datasets import PairedDataset, Splits
 from ..engine import FitResult, Stack, System, TrainConfig, fit
 from ..losses import Distiller, Vanilla
-from ..models import ModelSpec, Net
+from ..models import ModelSpec, Net, build_model
 from ..systems import Distillation, train_classifier
 
 BASELINES = ("teacher", "no_kd")
@@ -45,12 +45,15 @@ BASELINES = ("teacher", "no_kd")
 class Task:
     """One dataset draw to run every method on. ``init`` may give a method's initial weights
     (``"teacher"``, ``"no_kd"`` or a loss name → the state dict of its net) instead of building
-    them from the seed, e.g. to replay an official script's draws."""
+    them from the seed, e.g. to replay an official script's draws. ``study`` (when set) names the
+    study of the task's rows and fit records in place of the runner's, so the tasks of several
+    studies can share fits."""
 
     splits: Splits
     seed: int
     settings: dict = field(default_factory=dict)
     init: Mapping[str, Mapping[str, torch.Tensor]] = field(default_factory=dict)
+    study: str | None = None
 
 
 Modality = str | tuple[str, ...]
@@ -121,6 +124,25 @@ class StudyRun:
     table: pd.DataFrame
     log: RunLog
     artifacts: Artifacts = field(default_factory=Artifacts)
+
+    def select(self, study: str) -> StudyRun:
+        """The part of this run that belongs to ``study`` (of a run whose tasks name several):
+        its rows, its fits' records and fits, and its tasks' outputs."""
+        table = self.table[self.table["study"] == study].reset_index(drop=True) if len(self.table) else self.table
+        log = RunLog(
+            fits=[r for r in self.log.fits if r.get("study") == study],
+            splits=list(self.log.splits),
+            started=self.log.started,
+        )
+        artifacts = Artifacts(outputs=[o for o in self.artifacts.outputs if o.task.study in (None, study)])
+        for method, fits in self.artifacts.fits.items():
+            kept = [f for f in fits if f.record.get("study") == study]
+            if kept:
+                artifacts.fits[method] = kept
+        table = table.dropna(axis=1, how="all")  # the settings of the other studies
+        settings = [c for c in table.columns if c not in ID_COLUMNS + VALUE_COLUMNS]
+        table = table[[*ID_COLUMNS, *settings, *VALUE_COLUMNS]] if len(table) else table
+        return StudyRun(table, log, artifacts)
 
     @staticmethod
     def concat(runs: Sequence[StudyRun]) -> StudyRun:
@@ -232,8 +254,10 @@ class StudyRunner:
         return result
 
     def record(self, method: str, result: FitResult, **tags) -> None:
-        """Log a fit (or a part of one, :meth:`FitResult.subset`) under ``method`` and keep it."""
-        self.run.log.add(study=self.study, method=method, **tags, **result.record)
+        """Log a fit (or a part of one, :meth:`FitResult.subset`) under ``method`` and keep it;
+        a ``study`` tag replaces the runner's (and is stamped on the fit's record)."""
+        result.record["study"] = tags.pop("study", self.study)
+        self.run.log.add(**{"study": result.record["study"], "method": method, **tags, **result.record})
         self.run.artifacts.fits[method].append(result)
 
     def add(self, rows: Sequence[dict]) -> None:
@@ -442,7 +466,8 @@ def _check_arguments(tasks, include, losses, variants, pad_inputs, teacher_model
 @dataclass
 class TaskGroup:
     """Tasks that train as one fit, their inputs stacked per split: the teacher's ``(K·M, N, ...)``
-    (K variant blocks of the M tasks), the student's ``(M, N, ...)``, the labels ``(M, N)``."""
+    (K variant blocks of the M tasks), the student's ``(M, N, ...)``, the labels ``(M, N)``.
+    ``widths`` gives per side each task's own input width where inputs were padded, else ``None``."""
 
     tasks: list[Task]
     variants: list[str | None]
@@ -451,6 +476,7 @@ class TaskGroup:
     student_x: dict[str, torch.Tensor]
     labels: dict[str, torch.Tensor]
     n_classes: int
+    widths: dict[str, list[int] | None]
 
     @classmethod
     def stack(
@@ -470,7 +496,13 @@ class TaskGroup:
             student_x[part], _ = stack_split(tasks, part, student_modality, pad)
             teacher_x[part] = torch.cat([x if edit is None else edit(x, tasks) for edit in variants.values()])
         n_classes = max(part.n_classes for t in tasks for part in t.splits.parts().values())
-        return cls(list(tasks), list(variants), variant_column, teacher_x, student_x, labels, n_classes)
+        widths = {
+            side: [modality_input(t.splits.train, modality).shape[1] for t in tasks]
+            if pad and modality_input(tasks[0].splits.train, modality).dim() == 2
+            else None
+            for side, modality in (("teacher", teacher_modality), ("student", student_modality))
+        }
+        return cls(list(tasks), list(variants), variant_column, teacher_x, student_x, labels, n_classes, widths)
 
     @property
     def parts(self) -> list[str]:
@@ -508,16 +540,17 @@ def train_teachers(
     """Step 2: the teacher of every variant × task of ``group``, one fit."""
     k = len(group.variants)
     data = {p: {"x": group.teacher_x[p], "y": repeat_models(group.labels[p], k)} for p in group.parts}
-    return runner.fit(
-        "teacher",
+    result = runner.train(
         Distillation(spec, Vanilla()),
         data["train"],
         seeds=group.seeds(k),
         config=config,
         val=data.get("val"),
-        init=given_init(group.tasks, "teacher", spec, k),
-        tags={"modality": modality_label(modality)},
+        init=given_init(group.tasks, "teacher", spec, k, group.widths["teacher"]),
+        description="teacher",
     )
+    record_parts(runner, group, result, group.rows(k), [("teacher", k * group.size)], modality)
+    return result
 
 
 def train_students(
@@ -544,8 +577,11 @@ def train_students(
         rows = list(range(own)) + positions(group.tasks, hosted)
         data["x_teacher"] = group.teacher_x["train"][rows]
         teacher_stack = teacher.modules["student"].subset(rows) if hosted else teacher.modules["student"]
-    blocks = ([given_init(group.tasks, method, spec, copies)] if copies else []) + (
-        [given_init(hosted, "no_kd", spec)] if hosted else []
+    widths = group.widths["student"]
+    blocks = ([given_init(group.tasks, method, spec, copies, widths)] if copies else []) + (
+        [given_init(hosted, "no_kd", spec, 1, widths and [widths[i] for i in positions(group.tasks, hosted)])]
+        if hosted
+        else []
     )
     result = runner.train(
         Distillation(spec, loss, teacher_stack, ce_only=[False] * own + [True] * len(hosted) if copies else ()),
@@ -556,16 +592,47 @@ def train_students(
         init=_joined(blocks),
         description=method + (" and no_kd" if hosted and copies else ""),
     )
-    if hosted and copies:
-        parts = {
-            "no_kd": result.subset(range(own, own + len(hosted)), wall_time_s=0.0, in_fit_of=method),
-            method: result.subset(range(own), copies={method: own, "no_kd": len(hosted)}),
-        }
-    else:
-        parts = {method: result}
-    for name, part in parts.items():
-        runner.record(name, part, modality=modality_label(modality))
-    return parts
+    blocks = [(method, own)] if copies else []
+    blocks += [("no_kd", len(hosted))] if hosted else []
+    record_parts(runner, group, result, group.rows(copies, hosted), blocks, modality)
+    if not (hosted and copies):
+        return {blocks[0][0]: result}
+    return {"no_kd": result.subset(range(own, own + len(hosted))), method: result.subset(range(own))}
+
+
+def record_parts(
+    runner: StudyRunner,
+    group: TaskGroup,
+    result: FitResult,
+    rows: Sequence[int],
+    blocks: Sequence[tuple[str, int]],
+    modality: Modality,
+) -> None:
+    """Log one fit by method and study: ``blocks`` name the methods of consecutive copies (the
+    first is the fit's own, the others train in it), ``rows`` the task of each copy. A fit of one
+    method and study is logged whole; otherwise each part is logged as a fit of its own, the first
+    with the fit's wall time and its ``copies`` per part, the others with ``in_fit_of`` the fit's
+    method and no wall time."""
+    parts: dict[tuple[str, str], list[int]] = {}
+    start = 0
+    for method, n in blocks:
+        for copy in range(start, start + n):
+            study = group.tasks[rows[copy]].study or runner.study
+            parts.setdefault((method, study), []).append(copy)
+        start += n
+    tags = {"modality": modality_label(modality)}
+    if len(parts) == 1:
+        ((method, study),) = parts
+        runner.record(method, result, **tags, **({"study": study} if study != runner.study else {}))
+        return
+    host, studies = blocks[0][0], {study for _, study in parts}
+    name = (lambda method, study: method) if len(studies) == 1 else (lambda method, study: f"{study}/{method}")
+    composition = {name(method, study): len(copies) for (method, study), copies in parts.items()}
+    first = next(iter(parts))
+    for (method, study), copies in sorted(parts.items(), key=lambda item: item[0] == first):
+        extra = {"copies": composition} if (method, study) == first else {"wall_time_s": 0.0, "in_fit_of": host}
+        part = result.subset(copies, **extra)
+        runner.record(method, part, **tags, **({"study": study} if study != runner.study else {}))
 
 
 def report_group(
@@ -591,13 +658,8 @@ def report_group(
     if teacher_logits is not None and "teacher" in include:
         rows += _accuracy_rows(runner, group, "teacher", teacher_logits)
     if "no_kd" in logits:
-        rows += tidy_rows(
-            runner.study,
-            "no_kd",
-            group.settings(group.variants[0]),
-            group.seeds(),
-            "test_acc",
-            accuracy(logits["no_kd"], test).numpy(),
+        rows += task_rows(
+            runner, group, "no_kd", group.variants[0], "test_acc", accuracy(logits["no_kd"], test).numpy()
         )
     for name in students:
         rows += _accuracy_rows(runner, group, name, logits[name])
@@ -613,8 +675,12 @@ def report_group(
                 )
             )
     runner.run.artifacts.outputs.extend(outputs)
+    by_study: dict[str, list[TaskOutputs]] = defaultdict(list)
+    for out in outputs:
+        by_study[out.task.study or runner.study].append(out)
     for hook in metrics:
-        runner.add(hook(runner.study, outputs, metric_options))
+        for study, of_study in by_study.items():
+            runner.add(hook(study, of_study, metric_options))
 
 
 def _accuracy_rows(runner: StudyRunner, group: TaskGroup, method: str, logits: torch.Tensor) -> list[dict]:
@@ -623,15 +689,18 @@ def _accuracy_rows(runner: StudyRunner, group: TaskGroup, method: str, logits: t
     return [
         row
         for i, variant in enumerate(group.variants)
-        for row in tidy_rows(
-            runner.study,
-            method,
-            group.settings(variant),
-            group.seeds(),
-            "test_acc",
-            scores[i * group.size : (i + 1) * group.size],
-        )
+        for row in task_rows(runner, group, method, variant, "test_acc", scores[i * group.size : (i + 1) * group.size])
     ]
+
+
+def task_rows(
+    runner: StudyRunner, group: TaskGroup, method: str, variant: str | None, metric: str, values: Sequence[float]
+) -> list[dict]:
+    """One row per task of ``group`` (``values`` in task order), in its study."""
+    rows = tidy_rows(runner.study, method, group.settings(variant), group.seeds(), metric, values)
+    for row, task in zip(rows, group.tasks):
+        row["study"] = task.study or runner.study
+    return rows
 
 
 class _Baselines:
@@ -664,18 +733,32 @@ class _Baselines:
         return torch.stack([self.test_logits[key] for key in self.keys(group)])
 
 
-def given_init(tasks: Sequence[Task], method: str, spec: ModelSpec, copies: int = 1) -> dict[str, Stack] | None:
-    """The initial nets of ``method`` that ``tasks`` give (``Task.init``), as the student stack of a
-    fit over ``copies`` blocks of the tasks; ``None`` when no task gives them."""
+def given_init(
+    tasks: Sequence[Task],
+    method: str,
+    spec: ModelSpec,
+    copies: int = 1,
+    widths: Sequence[int] | None = None,
+) -> dict[str, Stack] | None:
+    """The initial nets of ``method`` for a fit over ``copies`` blocks of ``tasks``, as its student
+    stack: the nets the tasks give (``Task.init``), or ``None`` when none does. With ``widths``
+    (each task's own flat input width, where :func:`stack_split` padded the inputs to ``spec``'s)
+    a task that gives none gets the net its seed draws at its own width; every net is padded
+    with zero weights for the padded columns, so it computes what it would unpadded."""
     given = [method in t.init for t in tasks]
-    if not any(given):
-        return None
-    if not all(given):
+    if any(given) and not all(given):
         raise ValueError(f"either every task of a fit gives initial weights for {method!r} or none does")
+    narrower = widths is not None and any(w != spec.input_shape[0] for w in widths)
+    if not any(given) and not narrower:
+        return None
     nets = []
-    for task in tasks:
+    for i, task in enumerate(tasks):
+        if method in task.init:
+            state = dict(task.init[method])
+        else:
+            state = build_model(spec.sized((widths[i],), spec.n_classes), task.seed).state_dict()
         net = Net(spec)
-        net.load_state_dict(_padded(dict(task.init[method]), net.state_dict()))
+        net.load_state_dict(_padded(state, net.state_dict()))
         nets.append(net)
     return {"student": Stack.from_modules(nets).repeat(copies)}
 

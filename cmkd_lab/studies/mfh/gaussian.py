@@ -88,6 +88,7 @@ def _run(
     return run_teacher_student(
         tasks,
         study=study,
+        pad_inputs=True,
         teacher_modality="a",
         student_modality="b",
         teacher_config=TrainConfig(
@@ -96,6 +97,20 @@ def _run(
         losses={"kd": kd_loss(p)} if losses is None else losses,
         progress=progress,
     )
+
+
+def run_figures(
+    p: GaussianParameters, progress: bool | None = None, losses: Mapping[str, Distiller] | None = None
+) -> StudyRun:
+    """MFH Fig. 2 and Fig. 3 together: every teacher in one fit, every student in another
+    (``losses`` as in :func:`run_fig2`). Fig. 2's teachers see 25 channels and Fig. 3's 50: the
+    narrower inputs are padded with zero columns, and each padded teacher starts from the net its
+    seed draws at its own width (zero weights on the padded columns, which get zero gradients),
+    so it trains as it would alone. Rows and records keep their study (``mfh_fig2``, ``mfh_fig3``):
+    :meth:`StudyRun.select` takes one figure's part."""
+    tasks = [dataclasses.replace(t, study="mfh_fig2") for t in fig2_tasks(p)]
+    tasks += [dataclasses.replace(t, study="mfh_fig3") for t in fig3_tasks(p)]
+    return _run(p, tasks, "mfh_figures", progress, losses)
 
 
 def run_fig2(
@@ -417,7 +432,7 @@ def explore(
     p: GaussianParameters, overlap: int, xs1: int, n_train: int, temperature: float, kd_weight: float
 ) -> go.Figure:
     """The Explore callback: Fig. 2 at one overlap and Fig. 3 at one xs1, ``explore_runs`` seeds,
-    ``explore_epochs`` epochs; each method of each study is one batched fit."""
+    ``explore_epochs`` epochs; both figures' teachers in one fit, their students in another."""
     changed = p.replace(
         overlaps=(overlap,),
         xs1_values=(xs1,),
@@ -427,7 +442,8 @@ def explore(
         n_runs=p.explore_runs,
         epochs=p.explore_epochs,
     )
-    fig2, fig3 = run_fig2(changed, progress=False).table, run_fig3(changed, progress=False).table
+    run = run_figures(changed, progress=False)
+    fig2, fig3 = run.select("mfh_fig2").table, run.select("mfh_fig3").table
     fig2["setting"] = f"Fig. 2: o = {overlap} (γ = {fig2['gamma'].iloc[0]:.2f})"
     fig3["setting"] = f"Fig. 3: xs1 = {xs1} (α = {fig3['alpha'].iloc[0]:.2f})"
     summary = summarize(pd.concat([fig2, fig3]), by=["setting", "method"])
