@@ -572,6 +572,11 @@ def test_a_fit_that_ends_at_chance_warns_and_records_it():
     with pytest.warns(UserWarning, match="seed 1 ended at chance"):
         result = train_classifier(spec, x, y, seeds=[0, 1], config=TrainConfig(epochs=30), progress=False)
     assert len(result.record["warnings"]) == 1 and "standardise" in result.record["warnings"][0]
+    assert result.record["chance_copies"] == [1]
+    # a part of the fit keeps the warnings about its own copies only, renumbered
+    assert result.subset([0]).record["warnings"] == [] and result.subset([0]).record["chance_copies"] == []
+    part = result.subset([1, 0])
+    assert part.record["warnings"] == result.record["warnings"] and part.record["chance_copies"] == [0]
 
 
 class _Decay(System):

@@ -364,12 +364,25 @@ class FitResult:
             raise ValueError("a fit with frozen modules (an uncached teacher) cannot be split into parts")
         index = list(index)
         seeds = [self.seeds[i] for i in index]
+        where = {copy: position for position, copy in enumerate(index)}
+        chance = [
+            (where[copy], message)
+            for copy, message in zip(self.record.get("chance_copies", []), self.record.get("warnings", []))
+            if copy in where
+        ]  # the warnings about the copies kept, renumbered
         return FitResult(
             {name: stack.subset(index) for name, stack in self.modules.items()},
             {name: values[:, index] for name, values in self.history.items()},
             {head: epochs[index] for head, epochs in self.selected_epoch.items()},
             seeds,
-            {**self.record, "seeds": seeds, "n_models": len(index), **record},
+            {
+                **self.record,
+                "seeds": seeds,
+                "n_models": len(index),
+                "warnings": [message for _, message in chance],
+                "chance_copies": [copy for copy, _ in chance],
+                **record,
+            },
             self.system,
         )
 
@@ -557,7 +570,8 @@ def fit(
         "val_epochs": val_epochs,
         "wall_time_s": wall_time,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "warnings": at_chance,
+        "warnings": [message for _, message in at_chance],
+        "chance_copies": [copy for copy, _ in at_chance],  # the copy each warning is about
     }
     history = {name: torch.stack(values).cpu().numpy() for name, values in log.items()}
     return FitResult(final, history, selection.epochs(), seeds, record, system)
@@ -596,10 +610,10 @@ CHANCE_ACCURACY_MARGIN = 0.05  # a train accuracy at most 1/K + 5 points
 CHANCE_CHECK_ROWS = 2048  # the train accuracy is measured on at most this many evenly spaced rows
 
 
-def _chance_warnings(system, stacks, heads, data, log, seeds, description) -> list[str]:
+def _chance_warnings(system, stacks, heads, data, log, seeds, description) -> list[tuple[int, str]]:
     """Per head, the copies whose training ended at chance: train accuracy ≤ 1/K + 5 points, or
     (for a one-head system logging ``ce``) a final cross-entropy within 2 % of ln K. Each is
-    warned about and returned for the run record."""
+    warned about and returned (copy index, message) for the run record."""
     heads = {h: spec for h, spec in heads.items() if spec.labels in data}
     if not heads:
         return []
@@ -620,7 +634,7 @@ def _chance_warnings(system, stacks, heads, data, log, seeds, description) -> li
                 f"{100 * float(train_accuracy[i]):.1f}% with {n_classes} classes): check the inputs' scale "
                 "(standardise them), the learning rate and the number of epochs"
             )
-            found.append(message)
+            found.append((i, message))
             warnings.warn(message, stacklevel=3)
     return found
 
