@@ -179,7 +179,9 @@ def test_venn_diagram_stacks_the_three_shares():
 
 def test_algorithm1_recovery_alone_beats_chance_once_the_joint_pair_is_trained():
     p = table2.Table2Parameters.create(n_runs=3, xs2_values=(10, 30), alg1_epochs=50, alg1_repeats=1)
-    recovery = table2.algorithm1_recovery(p)
+    run = table2.algorithm1_recovery(p)
+    assert run.log.fits[0]["method"] == "algorithm1" and run.log.fits[0]["n_models"] == 6
+    recovery = table2.recovery_by_gamma(run)
     assert list(recovery.columns) == ["gamma", "recovery", "chance"] and recovery["chance"].tolist() == [0.2, 0.6]
     assert (recovery["recovery"] > recovery["chance"] + 0.2).all(), recovery
 

@@ -520,6 +520,10 @@ class TaskGroup:
         extra = {self.variant_column: variant} if variant is not None else {}
         return [{**t.settings, **extra} for t in self.tasks]
 
+    def studies(self, rows: Sequence[int]) -> list[str | None]:
+        """The study of each task of ``rows``."""
+        return [self.tasks[i].study for i in rows]
+
     def seeds(self, copies: int = 1, hosted: Sequence[Task] = ()) -> list[int]:
         return [self.tasks[i].seed for i in self.rows(copies, hosted)]
 
@@ -549,7 +553,7 @@ def train_teachers(
         init=given_init(group.tasks, "teacher", spec, k, group.widths["teacher"]),
         description="teacher",
     )
-    record_parts(runner, group, result, group.rows(k), [("teacher", k * group.size)], modality)
+    record_parts(runner, result, [("teacher", k * group.size)], modality, group.studies(group.rows(k)))
     return result
 
 
@@ -589,12 +593,12 @@ def train_students(
         seeds=group.seeds(copies, hosted),
         config=config,
         val=group.student_data("val", copies, hosted),
-        init=_joined(blocks),
+        init=joined_init(blocks),
         description=method + (" and no_kd" if hosted and copies else ""),
     )
     blocks = [(method, own)] if copies else []
     blocks += [("no_kd", len(hosted))] if hosted else []
-    record_parts(runner, group, result, group.rows(copies, hosted), blocks, modality)
+    record_parts(runner, result, blocks, modality, group.studies(group.rows(copies, hosted)))
     if not (hosted and copies):
         return {blocks[0][0]: result}
     return {"no_kd": result.subset(range(own, own + len(hosted))), method: result.subset(range(own))}
@@ -602,25 +606,24 @@ def train_students(
 
 def record_parts(
     runner: StudyRunner,
-    group: TaskGroup,
     result: FitResult,
-    rows: Sequence[int],
     blocks: Sequence[tuple[str, int]],
-    modality: Modality,
+    modality: Modality | None = None,
+    studies: Sequence[str | None] | None = None,
 ) -> None:
     """Log one fit by method and study: ``blocks`` name the methods of consecutive copies (the
-    first is the fit's own, the others train in it), ``rows`` the task of each copy. A fit of one
-    method and study is logged whole; otherwise each part is logged as a fit of its own, the first
-    with the fit's wall time and its ``copies`` per part, the others with ``in_fit_of`` the fit's
-    method and no wall time."""
+    first is the fit's own, the others train in it), ``studies`` the study of each copy (``None``:
+    the runner's). A fit of one method and study is logged whole; otherwise each part is logged
+    as a fit of its own, the first with the fit's wall time and its ``copies`` per part, the
+    others with ``in_fit_of`` the fit's method and no wall time."""
     parts: dict[tuple[str, str], list[int]] = {}
     start = 0
     for method, n in blocks:
         for copy in range(start, start + n):
-            study = group.tasks[rows[copy]].study or runner.study
+            study = (studies[copy] if studies is not None else None) or runner.study
             parts.setdefault((method, study), []).append(copy)
         start += n
-    tags = {"modality": modality_label(modality)}
+    tags = {"modality": modality_label(modality)} if modality is not None else {}
     if len(parts) == 1:
         ((method, study),) = parts
         runner.record(method, result, **tags, **({"study": study} if study != runner.study else {}))
@@ -781,7 +784,7 @@ def positions(group: Sequence[Task], tasks: Sequence[Task]) -> list[int]:
     return [where[id(task)] for task in tasks]
 
 
-def _joined(stacks: Sequence[dict[str, Stack] | None]) -> dict[str, Stack] | None:
+def joined_init(stacks: Sequence[dict[str, Stack] | None]) -> dict[str, Stack] | None:
     """Initial modules of consecutive blocks of copies, joined; ``None`` when no block gives any."""
     given = [s for s in stacks if s is not None]
     if not given:

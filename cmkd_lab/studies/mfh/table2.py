@@ -4,10 +4,9 @@ Run r of a setting (seed s = base_seed + 3r) draws the regular teacher's trainin
 set and a fresh training set, on which the students and the modality-general (MG) teachers
 train, each from its own part of run s's seed sequence (no run shares a sample with another).
 An MG teacher keeps xs2 channels of x_a, chosen ``random``, ``gt`` (the true shared ones) or
-``alg1`` (:func:`cmkd_lab.analysis.saliency.algorithm1` on the regular teacher's draw). The MG
-teachers and their KD students are variants of one
-:func:`~cmkd_lab.studies.runner.run_teacher_student` call (every kind of model is one batched fit);
-the regular teacher trains on its own draw, so its students are fits of their own.
+``alg1`` (:func:`cmkd_lab.analysis.saliency.algorithm1` on the regular teacher's draw). The study
+is three fits through one :class:`~cmkd_lab.studies.runner.StudyRunner`: Algorithm 1's joint pair,
+every teacher (regular and MG) and every student (regular KD, MG KD, No-KD).
 
 ``rng="official"`` replays ``gauss/main_modify_gamma.py`` run for run (its order of draws:
 :mod:`cmkd_lab.studies.official`): run r has seed s = base_seed + r; its train set, test set and
@@ -38,7 +37,7 @@ import dataclasses
 import functools
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
@@ -48,16 +47,29 @@ import torch
 import torch.nn.functional as F
 
 from ...analysis import claims
-from ...analysis.results import RunLog, mean_std_cells, summarize, tidy_rows
+from ...analysis.metrics import accuracy
+from ...analysis.results import mean_std_cells, summarize, tidy_rows
 from ...analysis.saliency import ALGORITHM1_CONFIG, algorithm1
 from ...app import course
 from ...datasets import Splits
 from ...datasets.synthetic import RNG_MODES, mfh_table2, mfh_table2_draws
-from ...engine import Stack, TrainConfig
+from ...engine import FitResult, TrainConfig
+from ...losses import Vanilla
 from ...models import ModelSpec
 from ...report import figures
+from ...systems import Distillation
 from ..official import TABLE2_CHANNELS, mfh_table2_nets
-from ..runner import StudyRun, Task, Variant, classifier_run, fit_run, given_init, run_teacher_student, stack_split
+from ..runner import (
+    StudyRun,
+    StudyRunner,
+    Task,
+    Variant,
+    given_init,
+    joined_init,
+    record_parts,
+    repeat_models,
+    stack_split,
+)
 from .common import (
     OFFICIAL_EPOCHS,
     SyntheticKDParameters,
@@ -244,83 +256,86 @@ def _algorithm1(p: Table2Parameters, tasks: Table2Tasks, spec: ModelSpec, progre
     )
 
 
-def _student_init(tasks: Sequence[Task], method: str, spec: ModelSpec) -> Stack | None:
-    """The initial nets of ``method`` that ``tasks`` give (the official script's), or ``None``."""
-    given = given_init(tasks, method, spec)
-    return None if given is None else given["student"]
-
-
-def algorithm1_recovery(p: Table2Parameters) -> pd.DataFrame:
-    """Algorithm 1 alone, as :func:`run` runs it (``alg1_epochs``, ``alg1_repeats``): per γ, its
-    channel recovery (the share of the xs2 true shared channels among the xs2 it ranks highest,
-    mean over runs) and the chance level xs2 / channels (a random choice's expected recovery).
-    The joint fit's warnings about heads ending at chance are silenced: with very few epochs an
-    untrained pair is what this measures."""
+def algorithm1_recovery(p: Table2Parameters) -> StudyRun:
+    """Algorithm 1 alone, as :func:`run` runs it (``alg1_epochs``, ``alg1_repeats``): its joint
+    fit, and per run (method ``algorithm1``) its ``channel_recovery`` (the share of the xs2 true
+    shared channels among the xs2 it ranks highest) and the ``chance_recovery`` xs2 / channels (a
+    random choice's expected recovery); :func:`recovery_by_gamma` gives the means per γ. The joint
+    fit's warnings about heads ending at chance are silenced: with very few epochs an untrained
+    pair is what this measures."""
     tasks = make_tasks(p.replace(teacher_modes=("alg1",)))
     n_channels = tasks.teacher[0].splits.train.shape("a")[0]
     shared, truth = _shared_channels(p, n_channels)
+    runner = StudyRunner(STUDY, progress=False)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*ended at chance")
         saliency = _algorithm1(p, tasks, ModelSpec("linear", (n_channels,), 2), progress=False)
+    runner.record("algorithm1", saliency.joint)
     recovery = (top_mask(saliency.scores, shared) & truth).sum(1) / shared
-    per_run = pd.DataFrame(
-        {
-            "gamma": [t.settings["gamma"] for t in tasks.teacher],
-            "recovery": recovery.numpy(),
-            "chance": (shared / n_channels).numpy(),
-        }
-    )
-    return per_run.groupby("gamma", as_index=False).mean().round(3)
+    settings, seeds = [t.settings for t in tasks.teacher], [t.seed for t in tasks.teacher]
+    runner.add(tidy_rows(STUDY, "algorithm1", settings, seeds, "channel_recovery", recovery.numpy()))
+    runner.add(tidy_rows(STUDY, "algorithm1", settings, seeds, "chance_recovery", (shared / n_channels).numpy()))
+    return runner.result()
+
+
+def recovery_by_gamma(run: StudyRun) -> pd.DataFrame:
+    """:func:`algorithm1_recovery`'s means over runs per γ: ``recovery`` and its ``chance``."""
+    means = run.table.pivot_table(index="gamma", columns="metric", values="value", aggfunc="mean")
+    frame = pd.DataFrame({"recovery": means["channel_recovery"], "chance": means["chance_recovery"]})
+    return frame.reset_index().round(3)
 
 
 def run(p: Table2Parameters, progress: bool | None = None) -> StudyRun:
-    """Regular teacher, No-KD, regular KD, Algorithm 1's joint pair, all MG teachers and all MG
-    KD students; every kind of model is one batched fit over settings, runs (and modes; with
-    ``rng="official"`` each mode's MG nets start from their own loop's draws, one fit per mode)."""
+    """Table 2 in three fits: Algorithm 1's joint pair (when ``alg1`` is asked for); every
+    teacher (the regular one on its own draw, each mode's MG teacher on the fresh draw); every
+    student (regular KD, each mode's MG KD, and No-KD, which trains as cross-entropy alone in the
+    same fit). With ``rng="official"`` every net starts from the script's draw of its loop."""
     tasks = make_tasks(p)
-    teacher_tasks, student_tasks = tasks.teacher, tasks.student
-    seeds = [t.seed for t in teacher_tasks]
-    settings = lambda mode: [{**t.settings, "teacher_mode": mode} for t in teacher_tasks]  # noqa: E731
-    config, kd = TrainConfig(epochs=p.epochs, lr=p.lr, device=p.device), kd_loss(p)
-    runner = dict(
-        study=STUDY,
-        teacher_modality="a",
-        student_modality="b",
-        teacher_config=config,
-        variant_column="teacher_mode",
-        progress=progress,
-    )
-    regular = run_teacher_student(teacher_tasks, include=("teacher",), variants={"regular": None}, **runner)
-    xa, y = stack_split(student_tasks, "train", "a")
-    xb, _ = stack_split(student_tasks, "train", "b")
-    n_channels = xa.shape[-1]
+    runner = StudyRunner(STUDY, progress=progress)
+    config = TrainConfig(epochs=p.epochs, lr=p.lr, device=p.device)
+    n_channels = tasks.teacher[0].splits.train.shape("a")[0]
     spec = ModelSpec("linear", (n_channels,), 2)
-    on_fresh_draw = dict(
-        test=stack_split(student_tasks, "test", "b"),
-        settings=settings("regular"),
-        seeds=seeds,
-        config=config,
-        progress=progress,
+    choices, channel_rows = _channel_choices(p, tasks, spec, runner)
+    modes = list(choices)
+    teachers = _train_teachers(runner, tasks, modes, choices, spec, config)
+    students = _train_students(runner, p, tasks, modes, choices, teachers, spec, config)
+    x_test = {m: stack_split(tasks.student, "test", m)[0] for m in ("a", "b")}
+    y_test = stack_split(tasks.student, "test", "b")[1]
+    teacher_test = torch.cat(
+        [x_test["a"]] + [choices[mode].variant(tasks.student)(x_test["a"], tasks.student) for mode in modes]
     )
-    # The released code calls its regular-KD student with the modalities swapped (student on
-    # x_a, teacher fed x_b; a bug); the paper means student on x_b, teacher on x_a.
-    student_x, teacher_x = (xa, xb) if p.regular_kd_as_released else (xb, xa)
-    runs = [
-        regular,
-        classifier_run(
-            STUDY,
-            "kd",
-            spec,
-            (student_x, y),
-            init=_student_init(student_tasks, "kd", spec),
-            loss=kd,
-            teacher=regular.artifacts.fits["teacher"][0].modules["student"],
-            x_teacher=teacher_x,
-            **on_fresh_draw,
-        ),
-    ]
+    teacher_acc = accuracy(teachers.predict({"x": teacher_test})["student"], repeat_models(y_test, 1 + len(modes)))
+    student_acc = accuracy(
+        students.predict({"x": repeat_models(x_test["b"], 2 + len(modes))})["student"],
+        repeat_models(y_test, 2 + len(modes)),
+    )
+    block = lambda acc, i: acc[i * len(tasks.student) : (i + 1) * len(tasks.student)].numpy()  # noqa: E731
+    seeds = [t.seed for t in tasks.teacher]
+    row = lambda method, mode, values: tidy_rows(STUDY, method, _settings(tasks, mode), seeds, "test_acc", values)  # noqa: E731
+    runner.add(row("teacher", "regular", block(teacher_acc, 0)))
+    runner.add(row("kd", "regular", block(student_acc, 0)))
+    runner.add(channel_rows)
+    for i, mode in enumerate(modes, start=1):
+        runner.add(row("teacher", mode, block(teacher_acc, i)))
+    runner.add(row("no_kd", "regular", block(student_acc, 1 + len(modes))))
+    for i, mode in enumerate(modes, start=1):
+        runner.add(row("kd", mode, block(student_acc, i)))
+    return runner.result()
+
+
+def _settings(tasks: Table2Tasks, mode: str) -> list[dict]:
+    return [{**t.settings, "teacher_mode": mode} for t in tasks.teacher]
+
+
+def _channel_choices(
+    p: Table2Parameters, tasks: Table2Tasks, spec: ModelSpec, runner: StudyRunner
+) -> tuple[dict[str, ChannelChoice], list[dict]]:
+    """Each teacher mode's channels (Algorithm 1 runs here, its joint fit recorded), and the rows
+    of Algorithm 1's scores and of each choice's recovery of the true shared channels."""
+    n_channels = spec.input_shape[0]
+    seeds = [t.seed for t in tasks.teacher]
     shared, truth = _shared_channels(p, n_channels)
-    choices, recovery = {}, []
+    choices, scores, recovery = {}, [], []
     for mode in p.teacher_modes:
         if mode == "gt":
             choices[mode] = ChannelChoice.in_place(truth)  # the first xs2 channels: in place is in order
@@ -332,64 +347,124 @@ def run(p: Table2Parameters, progress: bool | None = None) -> StudyRun:
                 else ChannelChoice.in_order([run.random_channels for run in tasks.official], shared, n_channels)
             )
         else:  # Algorithm 1 on the regular teacher's draw
-            saliency = _algorithm1(p, tasks, spec, progress)
+            saliency = _algorithm1(p, tasks, spec, runner.progress)
+            runner.record("algorithm1", saliency.joint)
             ranked = saliency.scores.argsort(dim=-1, descending=True, stable=True)
             choices[mode] = (
                 ChannelChoice.in_place(top_mask(saliency.scores, shared))
                 if tasks.official is None
                 else ChannelChoice.in_order(list(ranked), shared, n_channels)
             )
-            scores = [
+            scores += [
                 row
                 for c in range(n_channels)
                 for row in tidy_rows(
                     STUDY,
                     "teacher",
-                    [{**s, "channel": c} for s in settings(mode)],
+                    [{**s, "channel": c} for s in _settings(tasks, mode)],
                     seeds,
                     "alg1_score",
                     saliency.scores[:, c].numpy(),
                 )
             ]
-            runs.append(fit_run(STUDY, "algorithm1", saliency.joint, scores))
         recovery += tidy_rows(
             STUDY,
             "teacher",
-            settings(mode),
+            _settings(tasks, mode),
             seeds,
             "channel_recovery",
             ((choices[mode].mask() & truth).sum(1) / shared).numpy(),
         )
-    if recovery:
-        runs.append(StudyRun(pd.DataFrame(recovery), RunLog()))
+    return choices, scores + recovery
+
+
+def _init(blocks: Sequence[tuple[Sequence[Task], str, Callable[[Task], dict] | None]], spec: ModelSpec) -> dict | None:
+    """The initial nets of consecutive blocks of copies (``rng="official"``): per block its tasks,
+    the method whose nets they give, and where a task's nets are (default ``Task.init``)."""
+    given = []
+    for block_tasks, method, nets_of in blocks:
+        if nets_of is not None:
+            block_tasks = [dataclasses.replace(t, init=nets_of(t)) for t in block_tasks]
+        given.append(given_init(block_tasks, method, spec))
+    return joined_init(given)
+
+
+def _train_teachers(runner, tasks, modes, choices, spec, config) -> FitResult:
+    """The regular teacher on its draw, then each mode's MG teacher on the fresh draw, one fit."""
+    xa, y = stack_split(tasks.teacher, "train", "a")
+    fresh_a, fresh_y = stack_split(tasks.student, "train", "a")
+    x = torch.cat([xa] + [choices[mode].variant(tasks.student)(fresh_a, tasks.student) for mode in modes])
+    official = _official_nets(tasks)
+    init = None
+    if official is not None:
+        init = _init(
+            [(tasks.teacher, "teacher", None)]
+            + [
+                (tasks.student, "teacher", lambda t, mode=mode: official[id(t)].modality_general[mode])
+                for mode in modes
+            ],
+            spec,
+        )
+    result = runner.train(
+        Distillation(spec, Vanilla()),
+        {"x": x, "y": torch.cat([y] + [fresh_y] * len(modes))},
+        seeds=[t.seed for t in tasks.teacher] * (1 + len(modes)),
+        config=config,
+        init=init,
+        description="teachers (regular and modality-general)",
+    )
+    record_parts(runner, result, [("teacher", result.record["n_models"])], "a")
+    return result
+
+
+def _train_students(runner, p, tasks, modes, choices, teachers, spec, config) -> FitResult:
+    """Regular KD, each mode's MG KD and No-KD on the fresh draw, one fit; each KD student taught
+    by its teacher of :func:`_train_teachers`. The released code calls its regular-KD student
+    with the modalities swapped (student on x_a, teacher fed x_b; a bug): with
+    ``regular_kd_as_released`` the regular KD student does so; the paper means student on x_b,
+    teacher on x_a."""
+    xa, y = stack_split(tasks.student, "train", "a")
+    xb, _ = stack_split(tasks.student, "train", "b")
+    n = len(tasks.student)
+    regular_student, regular_teacher = (xa, xb) if p.regular_kd_as_released else (xb, xa)
+    masked = [choices[mode].variant(tasks.student)(xa, tasks.student) for mode in modes]
+    copies = 2 + len(modes)  # regular KD, MG KD per mode, No-KD
+    official = _official_nets(tasks)
+    init = None
+    if official is not None:
+        init = _init(
+            [(tasks.student, "kd", None)]
+            + [(tasks.student, "kd", lambda t, mode=mode: official[id(t)].modality_general[mode]) for mode in modes]
+            + [(tasks.student, "no_kd", None)],
+            spec,
+        )
+    teacher_rows = list(range((1 + len(modes)) * n)) + list(range(n))  # No-KD: fed the regular teacher, ignored
+    result = runner.train(
+        Distillation(
+            spec,
+            kd_loss(p),
+            teachers.modules["student"].subset(teacher_rows),
+            ce_only=[False] * (copies - 1) * n + [True] * n,
+        ),
+        {
+            "x": torch.cat([regular_student] + [xb] * (copies - 1)),
+            "y": repeat_models(y, copies),
+            "x_teacher": torch.cat([regular_teacher] + masked + [xa]),
+        },
+        seeds=[t.seed for t in tasks.student] * copies,
+        config=config,
+        init=init,
+        description="students (regular KD, modality-general KD and No-KD)",
+    )
+    record_parts(runner, result, [("kd", (copies - 1) * n), ("no_kd", n)], "b")
+    return result
+
+
+def _official_nets(tasks: Table2Tasks) -> dict[int, OfficialRun] | None:
+    """Each student task's :class:`OfficialRun` by task identity (``rng="official"``), else ``None``."""
     if tasks.official is None:
-        fits = {tuple(choices): student_tasks} if choices else {}
-    else:
-        fits = {
-            (mode,): [
-                dataclasses.replace(task, init={**run.modality_general[mode], "no_kd": task.init["no_kd"]})
-                for task, run in zip(student_tasks, tasks.official)
-            ]
-            for mode in choices
-        }
-    if not fits:
-        runs.append(
-            classifier_run(
-                STUDY, "no_kd", spec, (xb, y), init=_student_init(student_tasks, "no_kd", spec), **on_fresh_draw
-            )
-        )
-    for index, (modes, fit_tasks) in enumerate(fits.items()):
-        # the first MG KD fit also trains the No-KD students (on the same fresh draw): one fit fewer
-        mg = run_teacher_student(
-            fit_tasks,
-            include=("teacher", "no_kd") if index == 0 else ("teacher",),
-            losses={"kd": kd},
-            variants={mode: choices[mode].variant(fit_tasks) for mode in modes},
-            **runner,
-        )
-        mg.table.loc[mg.table["method"] == "no_kd", "teacher_mode"] = "regular"
-        runs.append(mg)
-    return StudyRun.concat(runs)
+        return None
+    return {id(task): run for task, run in zip(tasks.student, tasks.official)}
 
 
 # Published Table 2 (percent): γ of the regular teacher → regular teacher, MG teacher, No-KD,
@@ -732,8 +807,10 @@ def released_kd_accuracy_exercise(n_runs: int = 10, epochs: int = 60, base_seed:
 
 @functools.cache
 def _alg1_recovery(alg1_epochs: int, alg1_repeats: int, n_runs: int, base_seed: int) -> pd.DataFrame:
-    return algorithm1_recovery(
-        _exercise_parameters(n_runs=n_runs, alg1_epochs=alg1_epochs, alg1_repeats=alg1_repeats, base_seed=base_seed)
+    return recovery_by_gamma(
+        algorithm1_recovery(
+            _exercise_parameters(n_runs=n_runs, alg1_epochs=alg1_epochs, alg1_repeats=alg1_repeats, base_seed=base_seed)
+        )
     )
 
 
