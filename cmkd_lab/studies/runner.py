@@ -818,17 +818,3 @@ def score_hook(metric: str) -> MetricHook:
         ]
 
     return hook
-
-
-# TRANSITIONAL (removed once every study uses StudyRunner)
-def fit_run(study: str, method: str, result: FitResult, rows: Sequence[dict], **tags) -> StudyRun:
-    runner = StudyRunner(study)
-    runner.record(method, result, **tags)
-    runner.add(rows)
-    return runner.result()
-
-
-def classifier_run(study, method, spec, train, test, settings, *, seeds, config, progress, tags=None, **options):
-    runner = StudyRunner(study, progress=progress)
-    runner.classifier(method, spec, train, test, settings, seeds=seeds, config=config, tags=tags or {}, **options)
-    return runner.result()

@@ -46,7 +46,7 @@ from ...analysis.metrics import MIN_SAMPLES_PER_SIDE, accuracy, domain_classifie
 from ...analysis.results import tidy_rows
 from ...datasets import PairedDataset, standardise
 from ...datasets.core import run_generator
-from ...engine import FitResult, StepResult, TrainConfig, fit
+from ...engine import FitResult, StepResult, TrainConfig
 from ...losses import Vanilla, make_loss
 from ...models import ModelSpec
 from ...systems import DISCOM_TERMS, MODALITY_TARGETS, TEACHER_PREFIX, DisCoM, Distillation, SumFusion
@@ -504,15 +504,14 @@ def _fusion_students(
 ) -> None:
     """The SUM-fusion teacher on paired samples of every modality, then its KD and DKD students."""
     inputs = lambda part: {f"x.{m}": st.x[part][m] for m in st.modalities}  # noqa: E731
-    # the teacher's test F1 goes into its log record, which runner.fit writes before the score exists
-    fusion = fit(
+    # trained, then recorded: the teacher's test F1 goes into its log record
+    fusion = runner.train(
         SumFusion(dict(specs), protocol.fusion_width),
         {**inputs("train"), "y": st.y["train"]},
         seeds=st.seeds,
         config=protocol.train_config(st.n_train),
         val={**inputs("val"), "y": st.y["val"]},
-        progress=runner.progress,
-        description=f"{runner.study}: SUM-fusion teacher",
+        description="SUM-fusion teacher",
     )
     teacher_test = test_scores(fusion.predict(inputs("test"))["fusion"], st.y["test"], st.test_sizes)
     runner.record("fusion_teacher", fusion, teacher_test_f1w=teacher_test["test_f1w"])
