@@ -197,7 +197,7 @@ def multiclass(executed):
 
 
 def test_multiclass_contract(multiclass):
-    assert set(multiclass["study"]) == {"ntdh_multiclass", "ntdh_methods"}
+    assert set(multiclass["study"]) == {"ntdh_multiclass", "ntdh_methods", "ntdh_channel_masking"}
     study = multiclass[multiclass["study"] == "ntdh_multiclass"].dropna(axis=1, how="all")
     assert set(study["metric"]) == {"test_acc", "ntd", "cmd_input", "cmd_output"}
     by_gamma = common.per_task(study, ["gamma"]).groupby("gamma").mean()
@@ -205,10 +205,15 @@ def test_multiclass_contract(multiclass):
     assert by_gamma["delta"].iloc[-1] > by_gamma["delta"].iloc[0], by_gamma["delta"]
 
 
-def test_multiclass_log_records_the_fits_of_both_studies_and_none_ended_at_chance(executed):
+def test_multiclass_log_records_the_fits_of_every_study_and_none_ended_at_chance(executed):
+    """... but teachers kept to channels of low NTD saliency or random ones, which may by design."""
     record = json.loads((executed.folder("03_ntdh_multiclass_methods") / "run.json").read_text())
-    assert {fit["study"] for fit in record["fits"]} == {"ntdh_multiclass", "ntdh_methods"}
-    assert not [warning for fit in record["fits"] for warning in fit["warnings"]]
+    studies = {"ntdh_multiclass", "ntdh_methods", multiclass_methods.STUDY_MASKING}
+    assert {fit["study"] for fit in record["fits"]} == studies
+    masking_fits = [f["method"] for f in record["fits"] if f["study"] == multiclass_methods.STUDY_MASKING]
+    assert masking_fits == ["saliency", "teacher", "no_kd", "kd"], "one fit per method, every teacher in one"
+    others = [f for f in record["fits"] if f["method"] != "teacher" or f["study"] != multiclass_methods.STUDY_MASKING]
+    assert not [warning for fit in others for warning in fit["warnings"]]
     assert record["parameters"]["method_runs"] >= 3 and record["parameters"]["n_runs"] >= 3
 
 
@@ -237,6 +242,109 @@ def test_multiclass_claims_judge_masking_per_method_by_seed(executed, multiclass
     assert within["kind"] == "paper" and pooled["kind"] == "finding"
     papers = saved[saved["kind"] == "paper"]
     assert (papers["p_adjusted"].dropna() >= papers["p_value"].dropna()).all(), "Holm within the paper family"
+
+
+MODE = multiclass_methods.MASK_COLUMN  # the channel-masking run's column of teacher modes
+
+
+@pytest.fixture(scope="module")
+def channel_masking(multiclass):
+    """The channel-masking run's rows (its mode column apart from the method table's ``masking``)."""
+    return multiclass[multiclass["study"] == multiclass_methods.STUDY_MASKING].dropna(axis=1, how="all")
+
+
+def test_channel_masking_trains_every_mode_beside_the_unmasked_teacher(executed, channel_masking):
+    parameters = json.loads((executed.folder("03_ntdh_multiclass_methods") / "run.json").read_text())["parameters"]
+    modes, mask_dim = parameters["masking_modes"], parameters["mask_dim"]
+    seeds = range(parameters["method_runs"])
+    accuracies = channel_masking[channel_masking["metric"] == "test_acc"]
+    for method, expected in (("teacher", {"none", *modes}), ("kd", {"none", *modes}), ("no_kd", {"none"})):
+        rows = accuracies[accuracies["method"] == method]
+        assert set(rows[MODE]) == expected, method
+        assert all(sorted(part["seed"]) == list(seeds) for _, part in rows.groupby(MODE)), method
+    kept = channel_masking[channel_masking["metric"].str.startswith("kept_channel_")]
+    assert set(kept[MODE]) == set(modes) and kept["metric"].nunique() == mask_dim
+    assert kept["value"].between(0, multiclass_methods.N_FEATURES - 1).all()
+    assert (kept.groupby(["gamma", MODE, "seed"])["value"].nunique() == mask_dim).all(), "distinct channels"
+    summary = multiclass_methods.masking_summary(channel_masking)
+    assert [mode for _, mode in summary.index] == ["none", *modes]
+    assert summary["Δ 95% CI"].str.match(r"\[[+-]\d").all() and (summary["n seeds"] == len(seeds)).all()
+    mean = accuracies.groupby(["method", MODE])["value"].mean()
+    assert mean["teacher", "reverse"] < mean["teacher", "none"] - 0.2, "the least salient channels carry little"
+    assert (mean["kd"] > 0.25 + 0.05).all(), "every KD student beats chance"
+
+
+def test_channel_masking_alg1_keeps_the_channels_both_views_see(channel_masking):
+    """At γ = v/20 the teacher's channels 20−v … 19 are the ones the student also sees."""
+    shares = multiclass_methods.kept_roles(channel_masking)
+    general = shares[shares["gamma"] > 0].groupby(MODE)["modality-general"].mean()
+    assert general["alg1"] >= 0.75 and general["reverse"] <= 0.25, general
+
+
+def test_channel_masking_claims_recorded_by_seed(executed, channel_masking):
+    saved = recorded_claims(executed, "03_ntdh_multiclass_methods")
+    n_seeds = channel_masking["seed"].nunique()
+    deltas = multiclass_methods.masking_deltas(channel_masking)
+    kd = deltas.pivot_table(index="seed", columns=MODE, values="kd")
+    for spec, other in (
+        (multiclass_methods.ALG1_OVER_REVERSE, "reverse"),
+        (multiclass_methods.ALG1_OVER_RANDOM, "random"),
+    ):
+        row = row_of(saved, spec)
+        assert row["kind"] == "paper" and row["n_units"] == n_seeds and row["unit"] == "points"
+        assert row["estimate"] == pytest.approx(100 * (kd["alg1"] - kd[other]).mean(), abs=1e-6)
+    check = row_of(saved, multiclass_methods.ALG1_KEEPS_GENERAL)
+    assert check["kind"] == "check" and check["verdict"] == "held", check
+
+
+def _masking_tool_table(gap: float, kd_accuracy: float = 0.7, n_seeds: int = 4) -> pd.DataFrame:
+    """A channel-masking run at γ = 0.5: the KD student behind the alg1 teacher ``gap`` (fraction)
+    above those behind reverse and random, with a little seed noise; alg1 keeps channels 10 and 11
+    (modality-general at v = 10), reverse 40 and 41 (noise)."""
+    rng = np.random.default_rng(2)
+    rows = []
+    for seed in range(n_seeds):
+        base = {"gamma": 0.5, "seed": seed}
+        rows.append(
+            {
+                **base,
+                "method": "no_kd",
+                MODE: "none",
+                "metric": "test_acc",
+                "value": kd_accuracy,
+            }
+        )
+        for mode in ("none", "alg1", "reverse", "random"):
+            value = kd_accuracy + (gap if mode == "alg1" else 0.0) + 0.002 * rng.standard_normal()
+            rows.append({**base, "method": "kd", MODE: mode, "metric": "test_acc", "value": value})
+            rows.append({**base, "method": "teacher", MODE: mode, "metric": "test_acc", "value": 0.5})
+            rows.append({**base, "method": "no_kd", MODE: mode, "metric": "ntd", "value": 0.1})
+        for mode, kept in (("alg1", (10, 11)), ("reverse", (40, 41)), ("random", (5 + seed, 30))):
+            for rank, channel in enumerate(kept, start=1):
+                rows.append(
+                    {
+                        **base,
+                        "method": "teacher",
+                        MODE: mode,
+                        "metric": f"kept_channel_{rank}",
+                        "value": channel,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_masking_tool_claims_follow_the_paired_differences():
+    reverse, random, check = multiclass_methods.masking_tool_claims(_masking_tool_table(gap=0.03))
+    assert reverse["claim"] == multiclass_methods.ALG1_OVER_REVERSE.claim and reverse["n_units"] == 4
+    assert reverse["estimate"] == pytest.approx(3.0, abs=0.3) and reverse["verdict"] == "held"
+    assert random["verdict"] == "held" and reverse["setting"] == "4-class synthetic, mask_dim = 2"
+    assert check["estimate"] == pytest.approx(1.0 - 10 / 50) and check["verdict"] == "held"
+    assert multiclass_methods.masking_tool_claims(_masking_tool_table(gap=0.0))[0]["verdict"] == "not held"
+    at_chance = multiclass_methods.masking_tool_claims(_masking_tool_table(gap=0.03, kd_accuracy=0.27))
+    assert [row["verdict"] for row in at_chance[:2]] == ["not resolved"] * 2
+    summary = multiclass_methods.masking_summary(_masking_tool_table(gap=0.03))
+    assert summary.loc[(0.5, "alg1"), "Δ (points)"] == pytest.approx(3.0, abs=0.3)
+    assert summary.loc[(0.5, "reverse"), "kept: noise"] == 1.0 and summary.loc[(0.5, "alg1"), "kept: noise"] == 0.0
 
 
 def _methods_table(gain: float, accuracy: float = 0.7, n_seeds: int = 4) -> pd.DataFrame:

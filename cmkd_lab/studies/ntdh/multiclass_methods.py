@@ -53,6 +53,7 @@ MODEL = ModelSpec("mlp", hidden=(16, 16))
 OFFICIAL_CONFIG = TrainConfig(epochs=1000, lr=0.01, optimizer="sgd")
 N_FEATURES = 50  # the width of both views
 MASKING_MODES = ("alg1", "reverse", "random")
+MASK_COLUMN = masking.MASK_COLUMN  # the channel-masking run's mode column ("masking" is the method table's)
 
 
 @dataclass(frozen=True)
@@ -309,7 +310,7 @@ def run_masking_tool(p: MulticlassParameters, progress: bool | None = None) -> S
     """NTDH's channel-masking tool (:mod:`.masking`) on the method table's tasks: per task, the
     teacher's input channels ranked by NTD saliency (a joint fit of ``saliency_epochs``, ``saliency_repeats``
     permutations per channel); one teacher kept to ``mask_dim`` channels per mode of ``masking_modes``
-    beside the unmasked one (column ``masking``: ``"none"`` or the mode); No-KD and a KD student
+    beside the unmasked one (column ``channel_masking``: ``"none"`` or the mode); No-KD and a KD student
     behind each, trained as the method table's; the gap metrics per teacher."""
     teacher_config = train_config(p)
     return masking.run_channel_masking(
@@ -348,7 +349,7 @@ def kept_roles(table: pd.DataFrame) -> pd.DataFrame:
     """Per (γ, mode, seed), the share of the kept channels of each role (:func:`channel_role`)."""
     kept = table[table["metric"].str.startswith("kept_channel_")]
     roles = [channel_role(int(c), round(20 * g)) for c, g in zip(kept["value"], kept["gamma"])]
-    shares = pd.crosstab([kept["gamma"], kept["masking"], kept["seed"]], pd.Series(roles, index=kept.index))
+    shares = pd.crosstab([kept["gamma"], kept[MASK_COLUMN], kept["seed"]], pd.Series(roles, index=kept.index))
     shares = shares.reindex(columns=list(CHANNEL_ROLES), fill_value=0)
     return shares.div(shares.sum(axis=1), axis=0).reset_index()
 
@@ -356,7 +357,7 @@ def kept_roles(table: pd.DataFrame) -> pd.DataFrame:
 def masking_deltas(table: pd.DataFrame) -> pd.DataFrame:
     """Per (γ, mode, seed) of the channel-masking run: test accuracies (fractions) of the teacher,
     the KD student behind it and the No-KD student, Δ = KD − No-KD, and the teacher/No-KD NTD."""
-    keys = ["gamma", "masking", "seed"]
+    keys = ["gamma", MASK_COLUMN, "seed"]
     acc = table[table["metric"] == "test_acc"]
     wide = acc[acc["method"].isin(["teacher", "kd"])].pivot_table(index=keys, columns="method", values="value")
     no_kd = acc[acc["method"] == "no_kd"].set_index(["gamma", "seed"])["value"].rename("no_kd")
@@ -374,14 +375,15 @@ def masking_summary(table: pd.DataFrame) -> pd.DataFrame:
 
     deltas = masking_deltas(table)
     shares = kept_roles(table)
-    modes = [masking.UNMASKED] + [m for m in dict.fromkeys(deltas["masking"]) if m != masking.UNMASKED]
+    ran = table.loc[table["metric"] == "test_acc", MASK_COLUMN].dropna()
+    modes = [masking.UNMASKED] + [m for m in dict.fromkeys(ran) if m != masking.UNMASKED]  # the run's order
     rows = []
-    for (gamma, mode), part in deltas.groupby(["gamma", "masking"]):
+    for (gamma, mode), part in deltas.groupby(["gamma", MASK_COLUMN]):
         points = 100 * part["delta"].to_numpy()
         interval = stats.ttest_1samp(points, 0.0).confidence_interval(0.95) if len(points) > 1 else None
         row = {
             "gamma": gamma,
-            "masking": mode,
+            MASK_COLUMN: mode,
             "teacher (%)": 100 * part["teacher"].mean(),
             "KD (%)": 100 * part["kd"].mean(),
             "No-KD (%)": 100 * part["no_kd"].mean(),
@@ -390,17 +392,17 @@ def masking_summary(table: pd.DataFrame) -> pd.DataFrame:
             "n seeds": len(points),
             "NTD teacher/No-KD": part["ntd"].mean(),
         }
-        kept = shares[(shares["gamma"] == gamma) & (shares["masking"] == mode)]
+        kept = shares[(shares["gamma"] == gamma) & (shares[MASK_COLUMN] == mode)]
         row.update({f"kept: {role}": kept[role].mean() if len(kept) else float("nan") for role in CHANNEL_ROLES})
         rows.append(row)
     summary = pd.DataFrame(rows)
-    summary["order"] = summary["masking"].map({m: i for i, m in enumerate(modes)})
-    return summary.sort_values(["gamma", "order"]).drop(columns="order").set_index(["gamma", "masking"]).round(3)
+    summary["order"] = summary[MASK_COLUMN].map({m: i for i, m in enumerate(modes)})
+    return summary.sort_values(["gamma", "order"]).drop(columns="order").set_index(["gamma", MASK_COLUMN]).round(3)
 
 
 def masking_figure(table: pd.DataFrame, title: str = "") -> go.Figure:
     """Δ = KD − No-KD per seed and its mean with a 95 % interval, one colour per teacher."""
-    return figures.paired_delta(masking_deltas(table), x="gamma", color="masking", title=title, x_title="γ")
+    return figures.paired_delta(masking_deltas(table), x="gamma", color=MASK_COLUMN, title=title, x_title="γ")
 
 
 # Stated before the data: what the channel-masking tool is for. The official code publishes no
@@ -450,11 +452,11 @@ def masking_tool_claims(table: pd.DataFrame, n_classes: int = 4) -> list[dict]:
     (units: seeds, a seed's differences at several γ averaged), and the ranking check (settings with
     modality-general channels only). A claim whose modes are absent from the run is skipped."""
     deltas = masking_deltas(table)
-    modes = set(deltas["masking"])
+    modes = set(deltas[MASK_COLUMN])
     mask_dim = table.loc[table["metric"].str.startswith("kept_channel_"), "metric"].nunique()
     setting = f"4-class synthetic, mask_dim = {mask_dim}"
     rows = []
-    kd = deltas.pivot_table(index=["gamma", "seed"], columns="masking", values="kd")
+    kd = deltas.pivot_table(index=["gamma", "seed"], columns=MASK_COLUMN, values="kd")
     for spec, other in ((ALG1_OVER_REVERSE, "reverse"), (ALG1_OVER_RANDOM, "random")):
         if not {"alg1", other} <= modes:
             continue
@@ -463,7 +465,7 @@ def masking_tool_claims(table: pd.DataFrame, n_classes: int = 4) -> list[dict]:
         rows.append(spec.judge(change["change"], clusters=change["seed"], setting=setting, at_chance=chance))
     if "alg1" in modes:
         shares = kept_roles(table)
-        alg1 = shares[(shares["masking"] == "alg1") & (shares["gamma"] > 0)]  # at γ = 0 none is modality-general
+        alg1 = shares[(shares[MASK_COLUMN] == "alg1") & (shares["gamma"] > 0)]  # at γ = 0 none is modality-general
         change = alg1[CHANNEL_ROLES[0]] - alg1["gamma"] * 20 / N_FEATURES
         rows.append(ALG1_KEEPS_GENERAL.judge(change, clusters=alg1["seed"], setting=setting))
     return rows
