@@ -8,7 +8,8 @@
    path (``fast_path(False)``), measured in the same run, alternating, best of ``--repeats``:
    the NTDH Gaussian case (600 copies of a 25 → 2 linear model, 200 rows, 1000 full-batch SGD
    epochs), an MLP case and a small stack (an Explore slider's fit). Also checks that both paths
-   end with the same weights. Prints seconds per fit and the ratio generic / fast.
+   end with the same weights. Prints seconds per fit and the ratio generic / fast; then the same
+   ratio for ``Stack.predict`` (eval calls: cached teacher outputs, test-set predictions).
 
     python benchmarks/dense_layer.py [--part layers|fits|both] [--threads 2] [--repeats 2] [--epoch-scale 1]
 """
@@ -24,7 +25,7 @@ import pandas as pd
 import torch
 from torch.func import functional_call, vmap
 
-from cmkd_lab.engine import TrainConfig
+from cmkd_lab.engine import Stack, TrainConfig
 from cmkd_lab.engine.stack import fast_path
 from cmkd_lab.models import Dense, ModelSpec
 from cmkd_lab.systems import train_classifier
@@ -106,8 +107,8 @@ def fit_table(threads: int, repeats: int, epoch_scale: float) -> pd.DataFrame:
         with fast_path(True):
             one_fit()  # warm-up: first-call costs, for both paths alike
         best, final = {True: float("inf"), False: float("inf")}, {}
-        for _ in range(repeats):
-            for fast in (True, False):
+        for repeat in range(repeats):
+            for fast in (True, False) if repeat % 2 == 0 else (False, True):  # neither always runs first
                 with fast_path(fast):
                     started = time.perf_counter()
                     result = one_fit()
@@ -129,6 +130,44 @@ def fit_table(threads: int, repeats: int, epoch_scale: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# (case, spec, copies, rows): eval calls of a stack (teacher outputs, test-set predictions)
+CALLS_OF_STACKS = [
+    ("NTDH test set, 600 linear copies", ModelSpec("linear", (25,), 2), 600, 1000),
+    ("MLP 25 → 64 → 2, 60 copies", ModelSpec("mlp", (25,), 2, hidden=(64,)), 60, 1000),
+    ("a slider's stack, 10 linear copies", ModelSpec("linear", (25,), 2), 10, 200),
+]
+
+
+def call_table(threads: int, repeats: int) -> pd.DataFrame:
+    """``Stack.predict`` (eval mode, no gradients), fast path against the generic path."""
+    torch.set_num_threads(threads)
+    rows = []
+    for case, spec, copies, n_rows in CALLS_OF_STACKS:
+        stack = Stack.from_seeds(spec, range(copies))
+        x = torch.randn(copies, n_rows, *spec.input_shape, generator=torch.Generator().manual_seed(0))
+        calls, best = (20 if copies * n_rows > 10_000 else CALLS), {}
+        for repeat in range(max(repeats, 3)):
+            for fast in (True, False) if repeat % 2 == 0 else (False, True):
+                with fast_path(fast):
+                    for _ in range(5):
+                        stack.predict(x)
+                    started = time.perf_counter()
+                    for _ in range(calls):
+                        stack.predict(x)
+                    elapsed = (time.perf_counter() - started) / calls * 1e6
+                best[fast] = min(best.get(fast, float("inf")), elapsed)
+        rows.append(
+            {
+                "case": case,
+                "copies × rows": f"{copies} × {n_rows}",
+                "fast path µs": round(best[True]),
+                "vmap path µs": round(best[False]),
+                "ratio vmap / fast": round(best[False] / best[True], 2),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("layers", "fits", "both"), default="both")
@@ -144,6 +183,8 @@ def main() -> None:
         if args.part in ("fits", "both"):
             print(f"\nWhole fits, Stack fast path against the generic vmap path ({args.threads} threads):")
             print(fit_table(args.threads, args.repeats, args.epoch_scale).to_string(index=False))
+            print(f"\nStack.predict (eval, no gradients), fast path against the vmap path ({args.threads} threads):")
+            print(call_table(args.threads, args.repeats).to_string(index=False))
 
 
 if __name__ == "__main__":

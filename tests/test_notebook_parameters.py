@@ -31,6 +31,18 @@ NON_DEFAULT = {
         "rng": "official",
     },
     "02_mfh_real": {"n_runs": 2, "epochs": 20, "alg1_repeats": 2, "datasets": ["segment"], "fraction": 0.5},
+    "02_mfh_case_studies": {
+        "n_runs": 2,
+        "epochs": 20,
+        "gaussian_runs": 2,
+        "gaussian_epochs": 30,
+        "alg1_repeats": 2,
+        "pairs": ["gaussian:a_general+a_specific>b", "segment:colour+shape>colour"],
+        "removal_pairs": ["segment:shape>colour"],
+        "ratios": [0.0, 0.5, 0.9],
+        "orders": ["least_salient", "random"],
+        "kd_ce_weight": 0.0,
+    },
     "02_mfh_table2": {
         "n_runs": 2,
         "epochs": 40,
