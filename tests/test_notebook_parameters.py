@@ -42,6 +42,7 @@ NON_DEFAULT = {
         "ratios": [0.0, 0.5, 0.9],
         "orders": ["least_salient", "random"],
         "kd_ce_weight": 0.0,
+        "removal_kd_ce_weight": 1.0,
     },
     "02_mfh_table2": {
         "n_runs": 2,
