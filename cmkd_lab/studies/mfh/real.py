@@ -421,7 +421,7 @@ CLAIMS = {
         sesoi=ONE_POINT,
     ),
     "regular KD − No-KD": claims.Claim(
-        claim="a better teacher need not give a better student: regular KD gives no gain over No-KD",
+        claim="regular KD gives no gain over No-KD",
         source="MFH §4 (AV-MNIST, NYU Depth V2; secondary)",
         kind="paper",
         quantity=f"regular KD − No-KD {_PER_SEED}",
