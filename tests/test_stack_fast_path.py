@@ -59,7 +59,7 @@ def assert_same(fast, generic):
         assert torch.allclose(features[name], features_g[name], rtol=0, atol=ATOL), name
     assert set(grads) == set(grads_g)
     for name in grads:
-        assert torch.allclose(grads[name], grads_g[name], rtol=1e-6, atol=ATOL), name
+        assert torch.allclose(grads[name], grads_g[name], rtol=1e-5, atol=ATOL), name  # sums over rows: float32 order
 
 
 @pytest.mark.parametrize("spec", FAST, ids=lambda s: f"{s.kind}{s.hidden}")
