@@ -309,18 +309,23 @@ def run(p: Table2Parameters, progress: bool | None = None) -> StudyRun:
         students.predict({"x": repeat_models(x_test["b"], 2 + len(modes))})["student"],
         repeat_models(y_test, 2 + len(modes)),
     )
-    block = lambda acc, i: acc[i * len(tasks.student) : (i + 1) * len(tasks.student)].numpy()  # noqa: E731
-    seeds = [t.seed for t in tasks.teacher]
-    row = lambda method, mode, values: tidy_rows(STUDY, method, _settings(tasks, mode), seeds, "test_acc", values)  # noqa: E731
-    runner.add(row("teacher", "regular", block(teacher_acc, 0)))
-    runner.add(row("kd", "regular", block(student_acc, 0)))
+    # the fits' copies are blocks of the tasks: teachers [regular, *modes], students [regular, *modes, No-KD]
+    runner.add(_block_rows(tasks, "teacher", "regular", teacher_acc, 0))
+    runner.add(_block_rows(tasks, "kd", "regular", student_acc, 0))
     runner.add(channel_rows)
-    for i, mode in enumerate(modes, start=1):
-        runner.add(row("teacher", mode, block(teacher_acc, i)))
-    runner.add(row("no_kd", "regular", block(student_acc, 1 + len(modes))))
-    for i, mode in enumerate(modes, start=1):
-        runner.add(row("kd", mode, block(student_acc, i)))
+    for block, mode in enumerate(modes, start=1):
+        runner.add(_block_rows(tasks, "teacher", mode, teacher_acc, block))
+    runner.add(_block_rows(tasks, "no_kd", "regular", student_acc, 1 + len(modes)))
+    for block, mode in enumerate(modes, start=1):
+        runner.add(_block_rows(tasks, "kd", mode, student_acc, block))
     return runner.result()
+
+
+def _block_rows(tasks: Table2Tasks, method: str, mode: str, acc: torch.Tensor, block: int) -> list[dict]:
+    """``test_acc`` rows of one block of a fit's copies (one copy per task), as ``method`` · ``mode``."""
+    n = len(tasks.teacher)
+    values = acc[block * n : (block + 1) * n].numpy()
+    return tidy_rows(STUDY, method, _settings(tasks, mode), [t.seed for t in tasks.teacher], "test_acc", values)
 
 
 def _settings(tasks: Table2Tasks, mode: str) -> list[dict]:
