@@ -1,0 +1,436 @@
+"""07_when_does_cmkd_help: every paper's signal for "will KD help on this pair?", measured against
+the gain KD and two more methods actually give, across every ordered pair of every dataset.
+
+Per dataset (a registered dataset by name, or ``gaussian_venn``: MFH's Fig. 2 generator at each
+overlap, the planted family where the answer is known, Δ rising with γ) and ordered view pair
+``a > b``, per seed:
+
+1. **Probe** (:func:`probe_group`, before any full distillation): a quick teacher on ``a``, a quick
+   model on ``b``, MFH Algorithm 1's joint fit and a short KD pilot, each ``probe_epochs`` long,
+   on the training split; every registered predictor (:mod:`.predictors`) read on the validation
+   split, with its cost in seconds per task.
+2. **Outcome** (:func:`measure`): teacher, No-KD and one student per method (``methods``: KD,
+   FitNet, DS by default) at full length by
+   :func:`~cmkd_lab.studies.runner.run_teacher_student`; Δ = method − No-KD test accuracy,
+   paired by seed.
+
+Rows (study ``cmkd_diagnosis``; settings ``dataset``, ``pair``, ``teacher_view``,
+``student_view``, ``n_classes``, ``gamma`` for the planted family): ``test_acc`` of teacher, no_kd
+and each method; ``signal`` rows (method ``signal``, metric = predictor) and their costs (method
+``signal_cost``, metric = predictor, seconds per task). :func:`pair_table` gives one row per
+(dataset, pair, method) with Δ, its interval over seeds, its outcome (helps / no difference /
+hurts) and every signal's mean over seeds: the input of :mod:`.scoring`.
+
+Every net is a registered kind sized to its view (an MLP for vectors, a 1-D or 2-D CNN for time
+series and images, :func:`~cmkd_lab.studies.real_data.net_for`), trained with Adam; views are
+z-scored per feature (vectors) or per channel (maps) with training statistics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import permutations
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ...analysis.results import tidy_rows
+from ...analysis.saliency import joint_fit
+from ...app.notebook import NotebookParameters
+from ...datasets import DATASETS, PairedDataset, Splits, load, standardise
+from ...datasets.core import run_state
+from ...datasets.synthetic import mfh_overlap
+from ...engine import TrainConfig
+from ...losses import LOSSES, Distiller, make_loss
+from ...models import ModelSpec
+from ...systems import train_classifier
+from ..real_data import net_for, train_config
+from ..runner import StudyRun, StudyRunner, Task, groups_of_equal_shape, run_teacher_student, stack_split
+from .predictors import PREDICTORS, Probe, predictor_names
+from .scoring import outcome_of
+
+STUDY = "cmkd_diagnosis"
+GAUSSIAN = "gaussian_venn"
+SETTINGS = ("dataset", "pair", "teacher_view", "student_view", "n_classes")
+KD_OPTIONS = {"temperature": 4.0, "reduction": "batchmean"}  # Hinton's KD (with T²), also the pilot's
+METHOD_OPTIONS = {  # the methods' options; DS reads a map only where the student net has one
+    "kd": KD_OPTIONS,
+    "fitnet": {},
+    "ds": {"map_layer": None},
+    "dkd": {},
+    "pkt": {},
+    "sp": {},
+    "rkd": {},
+}
+GAUSSIAN_N_TRAIN = 200
+GAUSSIAN_N_HELD_OUT = 500  # each of validation and test
+
+
+def dataset_choices() -> list[str]:
+    """Every registered dataset; ``gaussian_venn`` names the planted family (:func:`gaussian_tasks`)."""
+    return DATASETS.names()
+
+
+@dataclass(frozen=True)
+class DiagnosisParameters(NotebookParameters):
+    """The benchmark: datasets, methods, seeds, and the probe's and the outcome's lengths."""
+
+    n_runs: int | None = None
+    epochs: int | None = None  # the outcome's training length (see real_data.train_config for large sets)
+    probe_epochs: int | None = None  # the probe's: quick models, Algorithm 1, the KD pilot
+    max_pairs_per_dataset: int | None = None  # None: every ordered pair
+    max_samples: int | None = None  # per dataset, a stratified subsample (None: all samples)
+    datasets: tuple[str, ...] = (
+        GAUSSIAN,
+        "mfeat",
+        "segment",
+        "watch",
+        "digits_degraded",
+        "mfeat_degraded",
+        "mnist_m_procedural",
+    )
+    methods: tuple[str, ...] = ("kd", "fitnet", "ds")
+    overlaps: tuple[int, ...] = (0, 2, 4, 6, 8, 10)  # the planted family's settings (γ = o / (20 − o))
+    lr: float = 0.003
+    hidden: int = 64
+    seed: int = 0  # the first seed; runs use seed, seed + 1, ...
+
+    notebook: ClassVar[str] = "07_when_does_cmkd_help"
+    profile_defaults: ClassVar = {
+        "quick": {"n_runs": 2, "epochs": 40, "probe_epochs": 20, "max_pairs_per_dataset": 4, "max_samples": 600},
+        "full": {"n_runs": 5, "epochs": 150, "probe_epochs": 40, "max_pairs_per_dataset": None, "max_samples": 2000},
+    }
+    choices: ClassVar = {"datasets": dataset_choices, "methods": tuple(METHOD_OPTIONS)}
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(range(self.seed, self.seed + self.n_runs))
+
+
+# ----------------------------------------------------------------------------- tasks
+def pair_label(teacher_view: str, student_view: str) -> str:
+    return f"{teacher_view}>{student_view}"
+
+
+def view_tasks(
+    name: str, data: PairedDataset, pairs: Sequence[tuple[str, str]], seeds: Sequence[int], **extra
+) -> list[Task]:
+    """One task per (ordered pair, seed) of ``data``: the seed's split, the pair's views z-scored
+    with training statistics and renamed ``a`` (teacher) and ``b`` (student)."""
+    check_dataset(name, data)
+    tasks = []
+    for seed in seeds:
+        split = data.split(seed)
+        for teacher_view, student_view in pairs:
+            settings = {
+                "dataset": name,
+                "pair": pair_label(teacher_view, student_view),
+                "teacher_view": teacher_view,
+                "student_view": student_view,
+                "n_classes": data.n_classes,
+                **extra,
+            }
+            tasks.append(Task(_standardised(split, teacher_view, student_view), seed, settings))
+    return tasks
+
+
+def _standardised(split: Splits, teacher_view: str, student_view: str) -> Splits:
+    """Vectors per feature, maps (time series, images) per channel, so a map keeps its shape."""
+    views = {"a": teacher_view, "b": student_view}
+    per = "feature" if all(split.train[v].dim() == 2 for v in views.values()) else "channel"
+    return standardise(split, views, per=per)
+
+
+def check_dataset(name: str, data: PairedDataset) -> None:
+    """A dataset a diagnosis can read: two classes or more, and no view of width 0."""
+    if data.n_classes < 2 or len(torch.unique(data.labels)) < 2:
+        raise ValueError(f"dataset {name!r} has a single class; a diagnosis needs two classes or more")
+    empty = [m for m in data.modality_names if math.prod(data.shape(m)) == 0]
+    if empty:
+        raise ValueError(f"dataset {name!r}: modality {empty[0]!r} has width 0 {data.shape(empty[0])}; drop it")
+    if len(data.modality_names) < 2:
+        raise ValueError(f"dataset {name!r} has one modality ({data.modality_names}); a pair needs two")
+
+
+def ordered_pairs(data: PairedDataset, limit: int | None = None) -> list[tuple[str, str]]:
+    return list(permutations(data.modality_names, 2))[:limit]
+
+
+def gaussian_tasks(overlaps: Sequence[int], seeds: Sequence[int]) -> list[Task]:
+    """The planted family: MFH Fig. 2's generator (teacher view ``a`` 25-d, student view ``b``
+    50-d, binary) at each overlap, γ = o / (20 − o); 200 training samples, and 500 validation
+    and 500 test samples from the run's independent held-out draw."""
+    tasks = []
+    for overlap in overlaps:
+        for seed in seeds:
+            splits, ratios = mfh_overlap(overlap, seed, n_train=GAUSSIAN_N_TRAIN, n_test=2 * GAUSSIAN_N_HELD_OUT)
+            held_out = splits.test
+            val, test = (held_out.subset(range(i, i + GAUSSIAN_N_HELD_OUT)) for i in (0, GAUSSIAN_N_HELD_OUT))
+            settings = {
+                "dataset": GAUSSIAN,
+                "pair": f"a>b γ={ratios['gamma']:.2f}",
+                "teacher_view": "a",
+                "student_view": "b",
+                "n_classes": held_out.n_classes,
+                "gamma": ratios["gamma"],
+            }
+            tasks.append(Task(standardise(Splits(splits.train, val, test), ["a", "b"], per="feature"), seed, settings))
+    return tasks
+
+
+def make_tasks(p: DiagnosisParameters) -> list[Task]:
+    """Every (dataset, ordered pair, seed) of ``p``."""
+    tasks = []
+    for name in p.datasets:
+        if name == GAUSSIAN:
+            tasks += gaussian_tasks(p.overlaps, p.seeds)
+        else:
+            data = subsample(load(name), p.max_samples)
+            tasks += view_tasks(name, data, ordered_pairs(data, p.max_pairs_per_dataset), p.seeds)
+    return tasks
+
+
+def subsample(data: PairedDataset, max_samples: int | None) -> PairedDataset:
+    """At most ``max_samples`` samples of ``data``, stratified by class, drawn once (seed 0 of the
+    diagnosis's own stream): every seed's split then draws from the same subsample."""
+    if max_samples is None or len(data) <= max_samples:
+        return data
+    from sklearn.model_selection import train_test_split
+
+    index, _ = train_test_split(
+        np.arange(len(data)),
+        train_size=max_samples,
+        stratify=data.labels.numpy(),
+        random_state=run_state(0, STUDY, "pool"),
+    )
+    return data.subset(np.sort(index))
+
+
+# ----------------------------------------------------------------------------- nets and methods
+CONV_CHANNELS = (8, 16)  # the conv nets of time series and small images: half the real-data studies' widths
+MAX_CONV_POSITIONS = 128  # a map with more positions (time steps, pixels) is flattened into the MLP
+
+
+def nets(task: Task, hidden: int) -> tuple[ModelSpec, ModelSpec]:
+    """The teacher's and the student's net templates, from their views' shapes: an MLP with one
+    hidden layer of ``hidden`` units for vectors and for maps of more than ``MAX_CONV_POSITIONS``
+    positions (a CNN on 28×28 images costs minutes per seed on two CPU cores), a 1-D or 2-D CNN
+    of ``CONV_CHANNELS`` for smaller maps (time series, 8×8 images)."""
+    train, name = task.splits.train, task.settings["dataset"]
+    return tuple(_net(train[side], lambda side=side: net_for(train, side, name), hidden) for side in ("a", "b"))
+
+
+def _net(x: torch.Tensor, conv_net, hidden: int) -> ModelSpec:
+    if x.dim() == 2 or math.prod(x.shape[2:]) > MAX_CONV_POSITIONS:
+        return ModelSpec("mlp", hidden=(hidden,))
+    return dataclasses.replace(conv_net(), hidden=CONV_CHANNELS)
+
+
+def method_losses(methods: Sequence[str], student_net: ModelSpec) -> dict[str, Distiller]:
+    """Each method's loss; DS's spatial term on the student's first convolutional map where it has one."""
+    unknown = [m for m in methods if m not in METHOD_OPTIONS or m not in LOSSES]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; valid: {', '.join(METHOD_OPTIONS)}")
+    losses = {}
+    for method in methods:
+        options = dict(METHOD_OPTIONS[method])
+        if method == "ds" and student_net.kind != "mlp":
+            options["map_layer"] = "relu1"
+        losses[method] = make_loss(method, **options)
+    return losses
+
+
+def _config(tasks: Sequence[Task], epochs: int, p: DiagnosisParameters) -> TrainConfig:
+    return train_config(tasks, epochs=epochs, batch_size=None, lr=p.lr, optimizer="adam", device=p.device)
+
+
+def _net_groups(tasks: Sequence[Task], hidden: int) -> list[list[Task]]:
+    groups: dict[tuple, list[Task]] = {}
+    for task in tasks:
+        groups.setdefault((task.settings["dataset"], nets(task, hidden)), []).append(task)
+    return list(groups.values())
+
+
+# ----------------------------------------------------------------------------- 1. the probe
+def probe_group(group: Sequence[Task], p: DiagnosisParameters, progress: bool | None = None) -> Probe:
+    """The probe's four stages on a group of tasks of equal shapes (M copies each, one fit per
+    stage), timed: quick teacher, quick student (No-KD), Algorithm 1's joint fit, KD pilot."""
+    group = list(group)
+    seeds = [t.seed for t in group]
+    config = _config(group, p.probe_epochs, p)
+    teacher_net, student_net = nets(group[0], p.hidden)
+    x_a, y = stack_split(group, "train", "a")
+    x_b, _ = stack_split(group, "train", "b")
+    n_classes = group[0].splits.train.n_classes
+    specs = {
+        "a": teacher_net.sized(tuple(x_a.shape[2:]), n_classes),
+        "b": student_net.sized(tuple(x_b.shape[2:]), n_classes),
+    }
+    models, seconds = {}, {}
+
+    def timed(stage: str, train):
+        started = time.perf_counter()
+        result = train()
+        seconds[stage] = (time.perf_counter() - started) / len(group)
+        return result
+
+    models["teacher"] = timed(
+        "teacher", lambda: train_classifier(specs["a"], x_a, y, seeds=seeds, config=config, progress=progress)
+    ).modules["student"]
+    models["student"] = timed(
+        "student", lambda: train_classifier(specs["b"], x_b, y, seeds=seeds, config=config, progress=progress)
+    ).modules["student"]
+    joint = timed(
+        "joint", lambda: joint_fit(specs["a"], x_a, specs["b"], x_b, y, seeds=seeds, config=config, progress=progress)
+    )
+    models["joint_teacher"], models["joint_student"] = joint.modules["teacher"], joint.modules["student"]
+    models["pilot"] = timed(
+        "pilot",
+        lambda: train_classifier(
+            specs["b"],
+            x_b,
+            y,
+            seeds=seeds,
+            config=config,
+            loss=make_loss("kd", **KD_OPTIONS),
+            teacher=models["teacher"],
+            x_teacher=x_a,
+            progress=progress,
+        ),
+    ).modules["student"]
+    part = "val" if group[0].splits.val is not None else "train"
+    probe_a, probe_y = stack_split(group, part, "a")
+    probe_b, _ = stack_split(group, part, "b")
+    return Probe(group, probe_a, probe_b, probe_y, models, specs, seconds)
+
+
+def signal_rows(probe: Probe, names: Sequence[str]) -> list[dict]:
+    """Each predictor's value per task (method ``signal``) and its cost in seconds per task
+    (method ``signal_cost``): the stages it reads plus its own computation."""
+    settings, seeds = [t.settings for t in probe.tasks], [t.seed for t in probe.tasks]
+    rows = []
+    for name in names:
+        predictor = PREDICTORS.get(name)
+        started = time.perf_counter()
+        values = np.asarray(torch.as_tensor(predictor.function(probe)).double(), dtype=float)
+        own = (time.perf_counter() - started) / len(probe.tasks)
+        if values.shape != (len(probe.tasks),):
+            raise ValueError(f"predictor {name!r} returned shape {values.shape}; it must give one value per task")
+        cost = own + sum(probe.stage_seconds[s] for s in predictor.stages)
+        rows += tidy_rows(STUDY, "signal", settings, seeds, name, values)
+        rows += tidy_rows(STUDY, "signal_cost", settings, seeds, name, [cost] * len(values))
+    return rows
+
+
+def probe_signals(
+    tasks: Sequence[Task], p: DiagnosisParameters, names: Sequence[str] | None = None, progress: bool | None = None
+) -> pd.DataFrame:
+    """Every predictor on every task, group by group of equal shapes (:func:`probe_group`)."""
+    names = list(names or predictor_names())
+    rows = []
+    for group in groups_of_equal_shape(tasks, ("a", "b")):
+        rows += signal_rows(probe_group(group, p, progress), names)
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- 2. the outcome
+def measure(tasks: Sequence[Task], p: DiagnosisParameters, progress: bool | None = None) -> StudyRun:
+    """Teacher, No-KD and every method at full length on every task, each group of tasks that share
+    nets in one :func:`~cmkd_lab.studies.runner.run_teacher_student` call (flat views of different
+    widths share a fit, padded)."""
+    runs = []
+    for group in _net_groups(tasks, p.hidden):
+        teacher_net, student_net = nets(group[0], p.hidden)
+        config = _config(group, p.epochs, p)
+        runs.append(
+            run_teacher_student(
+                group,
+                study=STUDY,
+                teacher_modality="a",
+                student_modality="b",
+                teacher_model=teacher_net,
+                student_model=student_net,
+                teacher_config=config,
+                losses=method_losses(p.methods, student_net),
+                pad_inputs=all(net.kind in ("linear", "mlp") for net in (teacher_net, student_net)),
+                progress=progress,
+            )
+        )
+    return StudyRun.concat(runs)
+
+
+def run(p: DiagnosisParameters, progress: bool | None = None) -> StudyRun:
+    """The benchmark: the probe's signals and the measured outcomes of every task of ``p``."""
+    tasks = make_tasks(p)
+    runner = StudyRunner(STUDY, progress=progress)
+    runner.add(probe_signals(tasks, p, progress=progress).to_dict("records"))
+    runner.include(measure(tasks, p, progress))
+    return runner.result()
+
+
+# ----------------------------------------------------------------------------- the pair table
+def deltas(table: pd.DataFrame) -> pd.DataFrame:
+    """Δ = method − No-KD test accuracy (points) per (dataset, pair, seed, method)."""
+    accuracy = table[(table["metric"] == "test_acc")]
+    wide = accuracy.pivot_table(index=["dataset", "pair", "seed"], columns="method", values="value")
+    methods = [m for m in wide.columns if m not in ("teacher", "no_kd")]
+    gains = (100 * wide[methods].sub(wide["no_kd"], axis=0)).reset_index()
+    return gains.melt(id_vars=["dataset", "pair", "seed"], value_vars=methods, var_name="method", value_name="delta")
+
+
+def pair_table(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per (dataset, pair, method): Δ's mean over seeds (points), its 95% t interval,
+    ``n_seeds``, the ``outcome`` (:func:`outcome_of`), the teacher's and No-KD's test accuracy
+    (``teacher_test_acc``, ``no_kd_test_acc``),
+    and every signal's mean over seeds (one column per predictor); the input of :mod:`.scoring`."""
+    from scipy import stats
+
+    rows = []
+    for (dataset, pair, method), part in deltas(table).groupby(["dataset", "pair", "method"], sort=False):
+        values = part["delta"].to_numpy()
+        mean = float(values.mean())
+        if len(values) > 1 and values.std(ddof=1) > 0:
+            low, high = stats.ttest_1samp(values, 0.0).confidence_interval(0.95)
+        else:
+            low, high = (mean, mean) if len(values) > 1 else (-math.inf, math.inf)
+        rows.append(
+            {
+                "dataset": dataset,
+                "pair": pair,
+                "method": method,
+                "delta": mean,
+                "delta_low": float(low),
+                "delta_high": float(high),
+                "n_seeds": len(values),
+                "outcome": outcome_of(low, high),
+            }
+        )
+    pairs = pd.DataFrame(rows)
+    index = ["dataset", "pair"]
+    accuracy = table[(table["metric"] == "test_acc") & table["method"].isin(["teacher", "no_kd"])]
+    accuracies = 100 * accuracy.pivot_table(index=index, columns="method", values="value")
+    signals, costs = (
+        table[table["method"] == kind].pivot_table(index=index, columns="metric", values="value", dropna=False)
+        for kind in ("signal", "signal_cost")
+    )
+    extra = accuracies.rename(columns=lambda m: f"{m}_test_acc").join(signals).join(costs.add_prefix("cost_"))
+    for column in ("teacher_view", "student_view", "n_classes", "gamma"):
+        if column in table:
+            extra = extra.join(table.groupby(index)[column].first())
+    return pairs.merge(extra.reset_index(), on=index, how="left")
+
+
+def available(names: Sequence[str]) -> list[str]:
+    """The datasets of ``names`` a run can load now (the others need a download first)."""
+    return [n for n in names if n == GAUSSIAN or _is_available(n)]
+
+
+def _is_available(name: str) -> bool:
+    check = DATASETS.info(name)["is_available"]
+    return check is None or bool(check())
