@@ -51,7 +51,15 @@ from ...losses import LOSSES, Distiller, make_loss
 from ...models import ModelSpec
 from ...systems import train_classifier
 from ..real_data import net_for, train_config
-from ..runner import StudyRun, StudyRunner, Task, groups_of_equal_shape, run_teacher_student, stack_split
+from ..runner import (
+    StudyRun,
+    StudyRunner,
+    Task,
+    given_init,
+    groups_of_equal_shape,
+    run_teacher_student,
+    stack_split,
+)
 from .predictors import PREDICTORS, Probe, predictor_names
 from .scoring import outcome_of
 
@@ -100,11 +108,26 @@ class DiagnosisParameters(NotebookParameters):
     lr: float = 0.003
     hidden: int = 64
     seed: int = 0  # the first seed; runs use seed, seed + 1, ...
+    n_boot: int | None = None  # bootstrap replicates of every interval of the scores
 
     notebook: ClassVar[str] = "07_when_does_cmkd_help"
     profile_defaults: ClassVar = {
-        "quick": {"n_runs": 2, "epochs": 40, "probe_epochs": 20, "max_pairs_per_dataset": 4, "max_samples": 600},
-        "full": {"n_runs": 5, "epochs": 150, "probe_epochs": 40, "max_pairs_per_dataset": None, "max_samples": 2000},
+        "quick": {
+            "n_runs": 2,
+            "epochs": 40,
+            "probe_epochs": 20,
+            "max_pairs_per_dataset": 4,
+            "max_samples": 600,
+            "n_boot": 200,
+        },
+        "full": {
+            "n_runs": 5,
+            "epochs": 150,
+            "probe_epochs": 40,
+            "max_pairs_per_dataset": None,
+            "max_samples": 2000,
+            "n_boot": 2000,
+        },
     }
     choices: ClassVar = {"datasets": dataset_choices, "methods": tuple(METHOD_OPTIONS)}
 
@@ -259,19 +282,22 @@ def _net_groups(tasks: Sequence[Task], hidden: int) -> list[list[Task]]:
 
 # ----------------------------------------------------------------------------- 1. the probe
 def probe_group(group: Sequence[Task], p: DiagnosisParameters, progress: bool | None = None) -> Probe:
-    """The probe's four stages on a group of tasks of equal shapes (M copies each, one fit per
-    stage), timed: quick teacher, quick student (No-KD), Algorithm 1's joint fit, KD pilot."""
+    """The probe's four stages on a group of tasks (M copies each, one fit per stage), timed:
+    quick teacher, quick student (No-KD), Algorithm 1's joint fit, KD pilot. Flat views of
+    different widths share the fits padded with zero columns, each net starting from the net its
+    seed draws at its own width (:func:`~cmkd_lab.studies.runner.given_init`), so it trains as it
+    would alone."""
     group = list(group)
     seeds = [t.seed for t in group]
     config = _config(group, p.probe_epochs, p)
-    teacher_net, student_net = nets(group[0], p.hidden)
-    x_a, y = stack_split(group, "train", "a")
-    x_b, _ = stack_split(group, "train", "b")
-    n_classes = group[0].splits.train.n_classes
-    specs = {
-        "a": teacher_net.sized(tuple(x_a.shape[2:]), n_classes),
-        "b": student_net.sized(tuple(x_b.shape[2:]), n_classes),
-    }
+    pad = _paddable(group, p.hidden)
+    x, specs, widths, init = {}, {}, {}, {}
+    for side, net in zip(("a", "b"), nets(group[0], p.hidden)):
+        x[side], y = stack_split(group, "train", side, pad=pad)
+        specs[side] = net.sized(tuple(x[side].shape[2:]), group[0].splits.train.n_classes)
+        widths[side] = [t.splits.train[side].shape[1] for t in group] if pad else None
+        init[side] = given_init(group, "probe", specs[side], 1, widths[side])
+        init[side] = init[side] and init[side]["student"]
     models, seconds = {}, {}
 
     def timed(stage: str, train):
@@ -280,34 +306,41 @@ def probe_group(group: Sequence[Task], p: DiagnosisParameters, progress: bool | 
         seconds[stage] = (time.perf_counter() - started) / len(group)
         return result
 
-    models["teacher"] = timed(
-        "teacher", lambda: train_classifier(specs["a"], x_a, y, seeds=seeds, config=config, progress=progress)
-    ).modules["student"]
-    models["student"] = timed(
-        "student", lambda: train_classifier(specs["b"], x_b, y, seeds=seeds, config=config, progress=progress)
-    ).modules["student"]
+    def classifier(side: str, **options):
+        fitted = train_classifier(
+            specs[side], x[side], y, seeds=seeds, config=config, init=init[side], progress=progress, **options
+        )
+        return fitted.modules["student"]
+
+    models["teacher"] = timed("teacher", lambda: classifier("a"))
+    models["student"] = timed("student", lambda: classifier("b"))
+    # JointAgreement builds copy s's student from seed s + 1: its padded nets must too
+    next_seeds = [dataclasses.replace(t, seed=t.seed + 1) for t in group]
+    joint_student = given_init(next_seeds, "probe", specs["b"], 1, widths["b"])
+    joint_init = {"teacher": init["a"], "student": joint_student and joint_student["student"]}
+    joint_init = {k: v for k, v in joint_init.items() if v is not None} or None
     joint = timed(
-        "joint", lambda: joint_fit(specs["a"], x_a, specs["b"], x_b, y, seeds=seeds, config=config, progress=progress)
+        "joint",
+        lambda: joint_fit(
+            specs["a"], x["a"], specs["b"], x["b"], y, seeds=seeds, config=config, init=joint_init, progress=progress
+        ),
     )
     models["joint_teacher"], models["joint_student"] = joint.modules["teacher"], joint.modules["student"]
-    models["pilot"] = timed(
-        "pilot",
-        lambda: train_classifier(
-            specs["b"],
-            x_b,
-            y,
-            seeds=seeds,
-            config=config,
-            loss=make_loss("kd", **KD_OPTIONS),
-            teacher=models["teacher"],
-            x_teacher=x_a,
-            progress=progress,
-        ),
-    ).modules["student"]
+    kd = make_loss("kd", **KD_OPTIONS)
+    models["pilot"] = timed("pilot", lambda: classifier("b", loss=kd, teacher=models["teacher"], x_teacher=x["a"]))
     part = "val" if group[0].splits.val is not None else "train"
-    probe_a, probe_y = stack_split(group, part, "a")
-    probe_b, _ = stack_split(group, part, "b")
-    return Probe(group, probe_a, probe_b, probe_y, models, specs, seconds)
+    probe_a, probe_y = stack_split(group, part, "a", pad=pad)
+    probe_b, _ = stack_split(group, part, "b", pad=pad)
+    return Probe(group, probe_a, probe_b, probe_y, models, specs, seconds, widths)
+
+
+def _paddable(tasks: Sequence[Task], hidden: int) -> bool:
+    """Whether the tasks' flat views may share fits padded: MLPs on vectors only."""
+    return all(
+        net.kind == "mlp" and task.splits.train[side].dim() == 2
+        for task in tasks
+        for side, net in zip(("a", "b"), nets(task, hidden))
+    )
 
 
 def signal_rows(probe: Probe, names: Sequence[str]) -> list[dict]:
@@ -334,7 +367,10 @@ def probe_signals(
     """Every predictor on every task, group by group of equal shapes (:func:`probe_group`)."""
     names = list(names or predictor_names())
     rows = []
-    for group in groups_of_equal_shape(tasks, ("a", "b")):
+    flat = [_paddable([t], p.hidden) for t in tasks]
+    groups = groups_of_equal_shape([t for t, f in zip(tasks, flat) if f], ("a", "b"), pad=True)
+    groups += groups_of_equal_shape([t for t, f in zip(tasks, flat) if not f], ("a", "b"))
+    for group in groups:
         rows += signal_rows(probe_group(group, p, progress), names)
     return pd.DataFrame(rows)
 
@@ -414,12 +450,14 @@ def pair_table(table: pd.DataFrame) -> pd.DataFrame:
     pairs = pd.DataFrame(rows)
     index = ["dataset", "pair"]
     accuracy = table[(table["metric"] == "test_acc") & table["method"].isin(["teacher", "no_kd"])]
-    accuracies = 100 * accuracy.pivot_table(index=index, columns="method", values="value")
-    signals, costs = (
-        table[table["method"] == kind].pivot_table(index=index, columns="metric", values="value", dropna=False)
-        for kind in ("signal", "signal_cost")
+    extra = (100 * accuracy.pivot_table(index=index, columns="method", values="value")).rename(
+        columns=lambda m: f"{m}_test_acc"
     )
-    extra = accuracies.rename(columns=lambda m: f"{m}_test_acc").join(signals).join(costs.add_prefix("cost_"))
+    for kind, prefix in (("signal", ""), ("signal_cost", "cost_")):
+        part = table[table["method"] == kind]
+        if len(part):
+            values = part.pivot_table(index=index, columns="metric", values="value", dropna=False)
+            extra = extra.join(values.add_prefix(prefix))
     for column in ("teacher_view", "student_view", "n_classes", "gamma"):
         if column in table:
             extra = extra.join(table.groupby(index)[column].first())

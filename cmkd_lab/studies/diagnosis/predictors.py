@@ -73,6 +73,9 @@ class Probe:
         The sized spec of the teacher side (``"a"``) and the student side (``"b"``).
     stage_seconds : dict of str to float
         Per stage, its wall time per task.
+    widths : dict of str to list of int, optional
+        Per side, each task's own width where flat views of different widths were padded with
+        zero columns to share the fits (None: not padded).
     """
 
     tasks: list[Task]
@@ -82,6 +85,13 @@ class Probe:
     models: dict[str, Stack]
     specs: dict[str, ModelSpec]
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    widths: dict[str, list[int] | None] = field(default_factory=dict)
+
+    def view(self, side: str, m: int) -> torch.Tensor:
+        """Task ``m``'s probe inputs of ``side`` (``"a"`` or ``"b"``) without padding, ``(N, ...)``."""
+        x = self.x_a[m] if side == "a" else self.x_b[m]
+        widths = self.widths.get(side)
+        return x if widths is None else x[:, : widths[m]]
 
     @property
     def n_classes(self) -> int:
@@ -231,7 +241,7 @@ def comparable_inputs(probe: Probe, m: int) -> tuple[torch.Tensor, torch.Tensor]
     inputs when their widths agree, else fixed random features (each view flattened and projected
     by a Gaussian matrix drawn from a fixed seed, scaled by 1/√width), at most
     ``MAX_DISTANCE_SAMPLES`` samples each."""
-    a, b = (x[m, :MAX_DISTANCE_SAMPLES].flatten(1).double() for x in (probe.x_a, probe.x_b))
+    a, b = (probe.view(side, m)[:MAX_DISTANCE_SAMPLES].flatten(1).double() for side in ("a", "b"))
     if a.shape[1] == b.shape[1]:
         return a, b
     generator = torch.Generator().manual_seed(0)
