@@ -10,3 +10,13 @@ each notebook).
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``cmkd_lab.diagnose``: :func:`cmkd_lab.studies.diagnosis.diagnose.diagnose`, imported on
+    first use (it brings torch; ``import cmkd_lab`` stays light)."""
+    if name == "diagnose":
+        from .studies.diagnosis.diagnose import diagnose
+
+        return diagnose
+    raise AttributeError(f"module 'cmkd_lab' has no attribute {name!r}")

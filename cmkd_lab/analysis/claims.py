@@ -26,7 +26,9 @@ run could resolve from statsmodels' power solvers.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -360,13 +362,27 @@ def table(rows: Sequence[dict]) -> pd.DataFrame:
     for kind in KINDS:
         family = frame.index[(frame["kind"] == kind) & frame["p_value"].notna()]
         if len(family):
-            frame.loc[family, "p_adjusted"] = multipletests(
-                frame.loc[family, "p_value"].to_numpy(float), alpha=ALPHA, method="holm"
-            )[1]
+            with _objects_frozen():  # statsmodels' Holm calls gc.collect(): 0.2–0.3 s over a notebook's objects
+                adjusted = multipletests(frame.loc[family, "p_value"].to_numpy(float), alpha=ALPHA, method="holm")[1]
+            frame.loc[family, "p_adjusted"] = adjusted
     frame["verdict"] = [verdict_of(row) for row in frame.to_dict("records")]
     decided = (frame["verdict"] != "not resolved") & frame["note"].astype(str).str.startswith("~")
     frame.loc[decided, "note"] = ""  # "~N units would resolve..." speaks only to unresolved claims
     return frame
+
+
+@contextlib.contextmanager
+def _objects_frozen():
+    """Every live object out of the garbage collector's sight for the block (``gc.freeze``), so a
+    ``gc.collect()`` inside it scans only what the block makes; left alone if a caller froze some."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def verdict_of(row: dict) -> str:
@@ -624,19 +640,43 @@ def _resolvable_correlation(n: int) -> float:
     return float(math.tanh((norm.ppf(1 - ALPHA / 2) + norm.ppf(POWER)) / math.sqrt(n - 3)))
 
 
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """``scipy.stats.rankdata(values)``: ties share their mean rank. The same numbers (every rank is
+    an exact half-integer), without scipy's per-call checks, which cost most of a bootstrap."""
+    order = np.argsort(values, kind="mergesort")
+    ordered = values[order]
+    first = np.empty(len(values), dtype=bool)
+    first[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    dense = np.cumsum(first)
+    ends = np.append(np.flatnonzero(first), len(values))
+    ranks = np.empty(len(values))
+    ranks[order] = 0.5 * (ends[dense] + ends[dense - 1] + 1)
+    return ranks
+
+
 def _stratified_spearman(x: np.ndarray, y: np.ndarray, levels: np.ndarray) -> float:
     """Spearman's ρ within each stratum (Pearson's r of the ranks, as scipy.stats.spearmanr computes
-    it, called directly because the bootstrap evaluates it thousands of times), averaged by rows."""
-    from scipy.stats import rankdata
-
+    it), averaged by rows. The bootstrap evaluates it thousands of times, so it is written out: the
+    ranks are exact half-integers, so their centred sums are exact, and the rest repeats
+    ``np.corrcoef``'s operations (covariance times 1/(n − 1), divided by each standard deviation in
+    turn, clipped to [−1, 1]): the same numbers, 3–6× faster."""
+    order = np.argsort(levels, kind="stable")
+    sorted_levels = levels[order]
+    starts = np.flatnonzero(np.r_[True, sorted_levels[1:] != sorted_levels[:-1]])
     correlations, weights = [], []
-    for level in np.unique(levels):
-        inside = levels == level
-        if inside.sum() < 3 or np.ptp(x[inside]) == 0 or np.ptp(y[inside]) == 0:
+    for start, end in zip(starts, np.r_[starts[1:], len(order)]):
+        rows, n = order[start:end], end - start
+        inside_x, inside_y = x[rows], y[rows]
+        if n < 3 or np.ptp(inside_x) == 0 or np.ptp(inside_y) == 0:
             continue
-        ranks = rankdata(np.column_stack([x[inside], y[inside]]), axis=0)
-        correlations.append(np.corrcoef(ranks[:, 0], ranks[:, 1])[0, 1])
-        weights.append(inside.sum())
+        centred_x = _average_ranks(inside_x) - (n + 1) / 2  # the mean rank, exactly
+        centred_y = _average_ranks(inside_y) - (n + 1) / 2
+        scale = 1.0 / (n - 1.0)
+        sd_x = np.sqrt(np.dot(centred_x, centred_x) * scale)
+        sd_y = np.sqrt(np.dot(centred_y, centred_y) * scale)
+        correlations.append(min(max(np.dot(centred_x, centred_y) * scale / sd_x / sd_y, -1.0), 1.0))
+        weights.append(n)
     return float(np.average(correlations, weights=weights)) if correlations else float("nan")
 
 

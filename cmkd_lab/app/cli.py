@@ -2,6 +2,8 @@
 ``python -m cmkd_lab sweep NOTEBOOK --grid NAME=V1,V2`` (a grid of runs on Dask),
 ``python -m cmkd_lab datasets add|list|remove`` (the user's own datasets),
 ``python -m cmkd_lab datasets download NAME`` (fetch and convert one of the papers' datasets),
+``python -m cmkd_lab diagnose DATASET --pair A>B`` (will KD help on this pair? every paper's signal
+against the benchmark of 07_when_does_cmkd_help),
 ``python -m cmkd_lab gallery`` (a static site of the executed notebooks),
 ``python -m cmkd_lab docs`` (the API reference, from the docstrings) and
 ``python -m cmkd_lab course build`` (instructor and student copies)."""
@@ -149,6 +151,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     download.add_argument("name", help="the dataset, as `datasets list` names it (kind: download)")
     download.add_argument("options", nargs=argparse.REMAINDER, help="passed on to the download (see NAME --help)")
+    diagnose = commands.add_parser(
+        "diagnose",
+        help="will cross-modal KD help on a pair? its signals, where they sit among the benchmark's pairs, "
+        "and the predicted outcome with its held-out reliability",
+    )
+    diagnose.add_argument("dataset", help="a registered dataset (`datasets list`; yours after `datasets add`)")
+    diagnose.add_argument("--pair", required=True, metavar="SRC>TGT", help="teacher modality > student modality")
+    diagnose.add_argument(
+        "--benchmark",
+        help="a run folder of 07_when_does_cmkd_help (or its results.csv); default outputs/07_when_does_cmkd_help",
+    )
+    diagnose.add_argument("--method", default="kd", help="the method whose outcome is predicted (default: kd)")
+    diagnose.add_argument(
+        "--measure", action="store_true", help="also train teacher, No-KD and the methods, and report the measured Δ"
+    )
+    diagnose.add_argument("--profile", choices=PROFILES, default="quick", help="the probe's settings (default: quick)")
+    diagnose.add_argument("--runs", type=int, help="seeds (default: the profile's)")
     gallery = commands.add_parser("gallery", help="build a static site of the executed notebooks, figures and verdicts")
     gallery.add_argument("--outputs", default="outputs", help="where `run` wrote the notebooks (default: outputs)")
     gallery.add_argument("--out", default="site", help="the site folder (default: site)")
@@ -275,6 +294,25 @@ def written_files(folder: Path) -> str:
     return ", ".join(parts)
 
 
+def _diagnose(args: argparse.Namespace) -> int:
+    from ..studies.diagnosis.diagnose import diagnose
+
+    started = time.perf_counter()
+    result = diagnose(
+        args.dataset,
+        args.pair,
+        benchmark=args.benchmark,
+        method=args.method,
+        measure_gain=args.measure,
+        profile=args.profile,
+        n_runs=args.runs,
+        log=lambda line: print(line, flush=True),
+    )
+    print("\n".join(result.lines()))
+    print(f"diagnose: done in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
 def _gallery(args: argparse.Namespace) -> int:
     from ..report.gallery import build
 
@@ -317,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
             return _sweep(args)
         if args.command == "gallery":
             return _gallery(args)
+        if args.command == "diagnose":
+            return _diagnose(args)
         if args.command == "docs":
             return _docs(args)
         if args.command == "course":

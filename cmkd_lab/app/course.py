@@ -65,29 +65,39 @@ def exercise(notebook: str, name: str, *, what: str, other: dict, rel_tol: float
 
     Its defaults are the exercise's setting; ``other`` holds keyword arguments of another setting
     (its value is one of the wrong answers the course test feeds the check). The function is
-    memoised on its bound arguments, so the solution's call and the check's reference share one run.
+    memoised on its bound arguments (:func:`memoised`), so the solution's call and the check's
+    reference share one run.
     """
 
     def register(function: Callable[..., float]) -> Callable[..., float]:
         key = (notebook, name)
         if key in EXERCISES:
             raise ValueError(f"exercise {name!r} of {notebook} is registered twice")
-        signature = inspect.signature(function)
-        unknown = sorted(set(other) - set(signature.parameters))
+        unknown = sorted(set(other) - set(inspect.signature(function).parameters))
         if unknown:
             raise ValueError(f"exercise {name!r}: 'other' names unknown settings {unknown}")
-        cached = functools.lru_cache(maxsize=None)(function)
-
-        @functools.wraps(function)
-        def memoised(*args, **kwargs) -> float:
-            bound = signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            return cached(**{k: _hashable(v) for k, v in bound.arguments.items()})
-
-        EXERCISES[key] = Exercise(notebook, name, what, memoised, dict(other), rel_tol, abs_tol)
-        return memoised
+        cached = memoised(function)
+        EXERCISES[key] = Exercise(notebook, name, what, cached, dict(other), rel_tol, abs_tol)
+        return cached
 
     return register
+
+
+def memoised(function: Callable) -> Callable:
+    """``function`` memoised on its bound arguments, defaults applied (lists as tuples): a call by
+    keywords, by position or with a default left out is one key, so the exercises that read one
+    sweep, and the notebook cell that shows it, share one run."""
+    signature = inspect.signature(function)
+    cached = functools.lru_cache(maxsize=None)(function)
+
+    @functools.wraps(function)
+    def call(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return cached(**{k: _hashable(v) for k, v in bound.arguments.items()})
+
+    call.cache_clear = cached.cache_clear
+    return call
 
 
 def _hashable(value):

@@ -72,12 +72,52 @@ def planted_gaussian(
     Draw order: xs, then b, then a (so the same seed gives the same xs whatever a's layout);
     ``a_first``: xs, then a, then b (MFH's Table 2 script).
     """
+    raw = _gaussian_draw(rng, n_samples, hyperplane.shape[0], a_dims, b_dims, a_first)
+    return _planted(raw, hyperplane, a_latent, b_latent, a_positions, b_positions, name)
+
+
+class _RawDraw(NamedTuple):
+    """One draw of :func:`planted_gaussian` before planting: the latent and each modality's noise."""
+
+    latent: np.ndarray
+    a_noise: np.ndarray
+    b_noise: np.ndarray
+
+
+def _gaussian_draw(
+    rng: np.random.Generator | np.random.RandomState,
+    n_samples: int,
+    latent_dims: int,
+    a_dims: int,
+    b_dims: int,
+    a_first: bool = False,
+) -> _RawDraw:
+    latent = rng.standard_normal((n_samples, latent_dims))
+    if a_first:
+        a_noise = rng.standard_normal((n_samples, a_dims))
+        b_noise = rng.standard_normal((n_samples, b_dims))
+    else:
+        b_noise = rng.standard_normal((n_samples, b_dims))
+        a_noise = rng.standard_normal((n_samples, a_dims))
+    return _RawDraw(latent, a_noise, b_noise)
+
+
+def _planted(
+    raw: _RawDraw,
+    hyperplane: np.ndarray,
+    a_latent: Sequence[int],
+    b_latent: Sequence[int],
+    a_positions: Sequence[int] | None,
+    b_positions: Sequence[int] | None,
+    name: str,
+) -> PairedDataset:
+    """``raw``'s noise (copied, so a shared draw stays as drawn) with the latent planted, labelled by ``hyperplane``."""
     latent_dims = hyperplane.shape[0]
     a_positions = list(a_latent) if a_positions is None else list(a_positions)
     b_positions = list(b_latent) if b_positions is None else list(b_positions)
     for modality, dims, latent, positions in (
-        ("a", a_dims, a_latent, a_positions),
-        ("b", b_dims, b_latent, b_positions),
+        ("a", raw.a_noise.shape[1], a_latent, a_positions),
+        ("b", raw.b_noise.shape[1], b_latent, b_positions),
     ):
         if (
             len(latent) != len(positions)
@@ -87,19 +127,13 @@ def planted_gaussian(
             raise ValueError(
                 f"modality {modality}: latent indices must lie in 0..{latent_dims - 1} and positions in 0..{dims - 1}"
             )
-    latent = rng.standard_normal((n_samples, latent_dims))
-    if a_first:
-        x_a = rng.standard_normal((n_samples, a_dims))
-        x_b = rng.standard_normal((n_samples, b_dims))
-    else:
-        x_b = rng.standard_normal((n_samples, b_dims))
-        x_a = rng.standard_normal((n_samples, a_dims))
-    x_a[:, a_positions] = latent[:, list(a_latent)]
-    x_b[:, b_positions] = latent[:, list(b_latent)]
+    x_a, x_b = raw.a_noise.copy(), raw.b_noise.copy()
+    x_a[:, a_positions] = raw.latent[:, list(a_latent)]
+    x_b[:, b_positions] = raw.latent[:, list(b_latent)]
     n_classes = 2 if hyperplane.ndim == 1 else hyperplane.shape[1]  # a small draw may miss a class
     return from_arrays(
         {"a": x_a, "b": x_b},
-        labels_from_hyperplane(latent, hyperplane),
+        labels_from_hyperplane(raw.latent, hyperplane),
         name=name,
         class_names=[str(c) for c in range(n_classes)],
     )
@@ -126,7 +160,7 @@ def official_generator(seed: int) -> np.random.RandomState:
     return np.random.RandomState(seed)
 
 
-def _train_test(seed: int, n_train: int, n_test: int, draw, rng: str = "kit") -> Splits:
+def _train_test(seed: int, n_train: int, n_test: int, draw, rng: str = "kit", draws: dict | None = None) -> Splits:
     """MFH's protocol: per run a hyperplane, a train set and a test set, all sharing the hyperplane.
 
     ``rng="kit"``: each from its own part (``task``, ``train``, ``test``) of run ``seed``'s seed
@@ -134,16 +168,43 @@ def _train_test(seed: int, n_train: int, n_test: int, draw, rng: str = "kit") ->
     (MFH gauss/main.py, NTDH gauss/main.py) draw them: hyperplane ``randn(500)``, then xs, x_b, x_a
     of the train set from ``np.random.seed(s)``, and the test set's from ``np.random.seed(s + 1)``.
     Those overlap across runs: run s + 1's train set is drawn from the stream run s's test set was
-    drawn from, after the hyperplane, so its latent rows are rows of run s's test set."""
+    drawn from, after the hyperplane, so its latent rows are rows of run s's test set.
+
+    ``draws`` (kit mode): a dict that the calls of one sweep share. A part's numbers depend only
+    on the run, the generator and the shapes drawn, not on where the latent is planted, so the
+    settings of a run that draw the same shapes (every overlap of MFH Fig. 2, both class counts
+    of NTDH's sweep) take one draw from it, planted per call: equal to separate calls.
+    """
     if rng not in RNG_MODES:
         raise ValueError(f"unknown rng {rng!r}; valid: {', '.join(RNG_MODES)}")
     if rng == "official":
         task = train = official_generator(seed)  # one stream: the hyperplane, then the train set
         test = official_generator(seed + 1)
-    else:
-        task, train, test = (run_generator(seed, draw.name, part) for part in ("task", "train", "test"))
-    hyperplane = draw.hyperplane(task)
-    return Splits(train=draw(n_train, hyperplane, train), val=None, test=draw(n_test, hyperplane, test))
+        hyperplane = draw.hyperplane(task)
+        return Splits(train=draw(n_train, hyperplane, train), val=None, test=draw(n_test, hyperplane, test))
+    if draws is None:
+        draws = {}  # nothing shared beyond this call
+
+    def shared(key: tuple, make):
+        if key not in draws:
+            draws[key] = make()
+        return draws[key]
+
+    hyperplane = draw.fixed_hyperplane
+    if hyperplane is None:
+        hyperplane = shared(
+            ("task", seed, draw.name, draw.latent_dims, draw.n_classes),
+            lambda: draw.hyperplane(run_generator(seed, draw.name, "task")),
+        )
+    parts = {}
+    for part, n in (("train", n_train), ("test", n_test)):
+        shape = (n, draw.latent_dims, draw.a_dims, draw.b_dims, draw.a_first)
+        raw = shared(
+            (part, seed, draw.name, *shape),
+            lambda part=part, shape=shape: draw.raw(run_generator(seed, draw.name, part), *shape),
+        )
+        parts[part] = draw.plant(raw, hyperplane)
+    return Splits(train=parts["train"], val=None, test=parts["test"])
 
 
 @dataclass(frozen=True)
@@ -166,17 +227,12 @@ class _Layout:
         return _hyperplane(rng, self.latent_dims, self.n_classes)
 
     def __call__(self, n: int, hyperplane: np.ndarray, rng: np.random.Generator) -> PairedDataset:
-        return planted_gaussian(
-            n,
-            hyperplane,
-            self.a_dims,
-            self.a_latent,
-            self.b_dims,
-            self.b_latent,
-            rng,
-            name=self.name,
-            a_first=self.a_first,
-        )
+        return self.plant(self.raw(rng, n, self.latent_dims, self.a_dims, self.b_dims, self.a_first), hyperplane)
+
+    raw = staticmethod(_gaussian_draw)
+
+    def plant(self, raw: _RawDraw, hyperplane: np.ndarray) -> PairedDataset:
+        return _planted(raw, hyperplane, self.a_latent, self.b_latent, None, None, self.name)
 
 
 def mfh_overlap(
@@ -188,31 +244,33 @@ def mfh_overlap(
     b_dims: int = 50,
     n_classes: int = 2,
     rng: str = "kit",
+    draws: dict | None = None,
 ) -> tuple[Splits, dict[str, float]]:
     """MFH Fig. 2 (vary γ): ``xs`` 20-d; b sees ``xs[0:10]``, a sees ``xs[10-o:20-o]`` at the same indices.
 
     γ = o/(20-o), α = β = (10-o)/(20-o). NTDH uses it with ``a_dims = b_dims = 25`` and, in the
-    kit's K-class extension, ``n_classes > 2`` (labels ``argmax(xs H)``). ``rng``: see :func:`_train_test`.
+    kit's K-class extension, ``n_classes > 2`` (labels ``argmax(xs H)``). ``rng`` and ``draws``
+    (one dict for a sweep's calls: each run's draw made once): see :func:`_train_test`.
     """
     if not 0 <= overlap <= 10:
         raise ValueError(f"overlap must lie in 0..10, got {overlap}")
     layout = _Layout(
         20, a_dims, tuple(range(10 - overlap, 20 - overlap)), b_dims, tuple(range(10)), "mfh_overlap", n_classes
     )
-    return _train_test(seed, n_train, n_test, layout, rng), venn_ratios(overlap, 10 - overlap, 10 - overlap)
+    return _train_test(seed, n_train, n_test, layout, rng, draws), venn_ratios(overlap, 10 - overlap, 10 - overlap)
 
 
 def mfh_teacher_specific(
-    xs1: int, seed: int, n_train: int = 200, n_test: int = 1000, rng: str = "kit"
+    xs1: int, seed: int, n_train: int = 200, n_test: int = 1000, rng: str = "kit", draws: dict | None = None
 ) -> tuple[Splits, dict[str, float]]:
     """MFH Fig. 3 (vary α): ``xs`` 50-d; b sees ``xs[0:10]``, a sees ``xs[0:xs1+10]``; both 50-d.
 
-    α = xs1/(xs1+10), β = 0, γ = 10/(xs1+10). ``rng``: see :func:`_train_test`.
+    α = xs1/(xs1+10), β = 0, γ = 10/(xs1+10). ``rng`` and ``draws``: see :func:`_train_test`.
     """
     if not 0 <= xs1 <= 40:
         raise ValueError(f"xs1 must lie in 0..40, got {xs1}")
     layout = _Layout(50, 50, tuple(range(xs1 + 10)), 50, tuple(range(10)), "mfh_teacher_specific")
-    return _train_test(seed, n_train, n_test, layout, rng), venn_ratios(10, xs1, 0)
+    return _train_test(seed, n_train, n_test, layout, rng, draws), venn_ratios(10, xs1, 0)
 
 
 def _table2_layout(xs2: int, xs1: int) -> _Layout:

@@ -80,6 +80,10 @@ GAUSSIAN_N_TRAIN = 200
 GAUSSIAN_N_HELD_OUT = 500  # each of validation and test
 
 
+ALL_DATASETS = (GAUSSIAN, "mfeat", "segment", "watch", "digits_degraded", "mfeat_degraded", "mnist_m_procedural")
+QUICK_DATASETS = (GAUSSIAN, "mfeat", "segment", "digits_degraded")  # the CNN pairs of watch cost a minute
+
+
 def dataset_choices() -> list[str]:
     """Every registered dataset; ``gaussian_venn`` names the planted family (:func:`gaussian_tasks`)."""
     return DATASETS.names()
@@ -94,18 +98,11 @@ class DiagnosisParameters(NotebookParameters):
     probe_epochs: int | None = None  # the probe's: quick models, Algorithm 1, the KD pilot
     max_pairs_per_dataset: int | None = None  # None: every ordered pair
     max_samples: int | None = None  # per dataset, a stratified subsample (None: all samples)
-    datasets: tuple[str, ...] = (
-        GAUSSIAN,
-        "mfeat",
-        "segment",
-        "watch",
-        "digits_degraded",
-        "mfeat_degraded",
-        "mnist_m_procedural",
-    )
+    datasets: tuple[str, ...] | None = None  # None: the profile's
     methods: tuple[str, ...] = ("kd", "fitnet", "ds")
     overlaps: tuple[int, ...] = (0, 2, 4, 6, 8, 10)  # the planted family's settings (γ = o / (20 − o))
     lr: float = 0.003
+    batch_size: int | None = None  # None: full batch for MLPs (up to 2048 samples), mini-batches of 128 for CNNs
     hidden: int = 64
     seed: int = 0  # the first seed; runs use seed, seed + 1, ...
     n_boot: int | None = None  # bootstrap replicates of every interval of the scores
@@ -113,6 +110,7 @@ class DiagnosisParameters(NotebookParameters):
     notebook: ClassVar[str] = "07_when_does_cmkd_help"
     profile_defaults: ClassVar = {
         "quick": {
+            "datasets": QUICK_DATASETS,
             "n_runs": 2,
             "epochs": 40,
             "probe_epochs": 20,
@@ -121,6 +119,7 @@ class DiagnosisParameters(NotebookParameters):
             "n_boot": 200,
         },
         "full": {
+            "datasets": ALL_DATASETS,
             "n_runs": 5,
             "epochs": 150,
             "probe_epochs": 40,
@@ -269,8 +268,15 @@ def method_losses(methods: Sequence[str], student_net: ModelSpec) -> dict[str, D
     return losses
 
 
+CONV_BATCH = 128  # CNNs learn little in a few full-batch epochs
+
+
 def _config(tasks: Sequence[Task], epochs: int, p: DiagnosisParameters) -> TrainConfig:
-    return train_config(tasks, epochs=epochs, batch_size=None, lr=p.lr, optimizer="adam", device=p.device)
+    """Adam for ``epochs``; without a ``batch_size``, full batch for MLPs and mini-batches of
+    ``CONV_BATCH`` when either net is a CNN."""
+    conv = any(net.kind != "mlp" for net in nets(tasks[0], p.hidden))
+    batch_size = p.batch_size or (CONV_BATCH if conv else None)
+    return train_config(tasks, epochs=epochs, batch_size=batch_size, lr=p.lr, optimizer="adam", device=p.device)
 
 
 def _net_groups(tasks: Sequence[Task], hidden: int) -> list[list[Task]]:
@@ -431,7 +437,7 @@ def pair_table(table: pd.DataFrame) -> pd.DataFrame:
     for (dataset, pair, method), part in deltas(table).groupby(["dataset", "pair", "method"], sort=False):
         values = part["delta"].to_numpy()
         mean = float(values.mean())
-        if len(values) > 1 and values.std(ddof=1) > 0:
+        if len(values) > 1 and np.ptp(values) > 1e-9:
             low, high = stats.ttest_1samp(values, 0.0).confidence_interval(0.95)
         else:
             low, high = (mean, mean) if len(values) > 1 else (-math.inf, math.inf)

@@ -135,17 +135,19 @@ def diagnose(
     log : callable
         Where progress lines go.
     """
+    full = load(dataset)  # an unknown name: a ValueError listing the registered ones
     pairs = load_benchmark(benchmark)
     methods = list(dict.fromkeys(pairs["method"]))
     if method not in methods:
         raise ValueError(f"the benchmark has no method {method!r}; it measured: {', '.join(methods)}")
     p = DiagnosisParameters.create(profile=profile, datasets=[dataset], methods=methods, n_runs=n_runs)
-    data = subsample(load(dataset), p.max_samples)
+    data = subsample(full, p.max_samples)
     check_dataset(dataset, data)
     teacher_view, student_view = parse_pair(pair, data.modality_names, dataset)
     tasks = view_tasks(dataset, data, [(teacher_view, student_view)], p.seeds)
-    log(f"diagnose: probing {dataset} {pair}: {len(data)} samples, {p.n_runs} seeds, {p.probe_epochs} probe epochs")
-    signals = probe_signals(tasks, p)
+    sampled = f"{len(data)} of {len(full)} samples" if len(data) < len(full) else f"{len(data)} samples"
+    log(f"diagnose: probing {dataset} {pair}: {sampled}, {p.n_runs} seeds, {p.probe_epochs} probe epochs")
+    signals = probe_signals(tasks, p, progress=False)
     values = signals[signals["method"] == "signal"].groupby("metric")["value"].mean()
     costs = signals[signals["method"] == "signal_cost"].groupby("metric")["value"].mean()
     log(f"diagnose: scoring the rules on the benchmark ({len(pairs.drop_duplicates(['dataset', 'pair']))} pairs)")
@@ -191,6 +193,6 @@ def diagnose(
     )
     if measure_gain:
         log(f"diagnose: measuring teacher, No-KD and {', '.join(methods)} on {pair} ({p.epochs} epochs)")
-        measured = pair_table(measure(tasks, p).table)
+        measured = pair_table(measure(tasks, p, progress=False).table)
         diagnosis.measured = measured[["method", "delta", "delta_low", "delta_high", "n_seeds", "outcome"]]
     return diagnosis

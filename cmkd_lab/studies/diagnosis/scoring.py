@@ -453,8 +453,9 @@ def _pooled_metrics(rows: pd.DataFrame) -> tuple[float, float]:
     """Balanced accuracy of the predictions and AUROC of "helps" from the score (where defined)."""
     from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-    with warnings.catch_warnings():  # a model may predict a class no held-out pair has
+    with warnings.catch_warnings():  # a model may predict a class no held-out pair has, or one class alone
         warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        warnings.filterwarnings("ignore", message="A single label was found")
         balanced = float(balanced_accuracy_score(rows["outcome"], rows["predicted"]))
     scored = rows[rows["score"].notna()]
     helps = scored["outcome"].to_numpy() == "helps"

@@ -61,12 +61,13 @@ class GaussianParameters(SyntheticKDParameters):
 
 
 def _sweep_tasks(p: GaussianParameters, generator, knob_values, setting: str) -> list[Task]:
-    """One task per (knob value, seed): train and test sets from run s's independent streams; with
-    ``rng="official"`` the official script's data and initial weights of run s."""
-    tasks = []
+    """One task per (knob value, seed): train and test sets from run s's independent streams, drawn
+    once per run and planted per knob value; with ``rng="official"`` the official script's data and
+    initial weights of run s."""
+    tasks, draws = [], {}
     for value in knob_values:
         for seed in range(p.n_runs):
-            splits, ratios = generator(value, seed, n_train=p.n_train, n_test=p.n_test, rng=p.rng)
+            splits, ratios = generator(value, seed, n_train=p.n_train, n_test=p.n_test, rng=p.rng, draws=draws)
             task = Task(splits, seed, {setting: ratios[setting]})
             tasks.append(with_official_inits(task) if p.rng == "official" else task)
     return tasks

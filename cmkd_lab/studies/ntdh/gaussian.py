@@ -71,11 +71,13 @@ class GaussianParameters(NTDHParameters):
             )
 
 
-def make_task(p: GaussianParameters, overlap: int, seed: int, n_classes: int) -> Task:
+def make_task(p: GaussianParameters, overlap: int, seed: int, n_classes: int, draws: dict | None = None) -> Task:
     """MFH Fig. 2's generator with x_a and x_b both 25-d; with ``rng="official"`` the official
-    script's data and initial weights of run ``seed`` (for K classes, the same sequence of draws)."""
+    script's data and initial weights of run ``seed`` (for K classes, the same sequence of draws).
+    ``draws``: one dict for the tasks of a sweep, whose settings of a run share its draw
+    (:func:`~cmkd_lab.datasets.synthetic.mfh_overlap`)."""
     splits, ratios = mfh_overlap(
-        overlap, seed, p.n_train, p.n_test, a_dims=25, b_dims=25, n_classes=n_classes, rng=p.rng
+        overlap, seed, p.n_train, p.n_test, a_dims=25, b_dims=25, n_classes=n_classes, rng=p.rng, draws=draws
     )
     task = Task(splits, seed, {"gamma": round(ratios["gamma"], 4), "n_classes": n_classes})
     return with_official_inits(task, after_kd=ntdh_crd_draws(p.n_train)) if p.rng == "official" else task
@@ -93,10 +95,12 @@ def run(
     kd_variants: Mapping[str, Mapping] | None = None,
 ) -> StudyRun:
     """The binary sweep (official) and the K-class extension; one table, ``n_classes`` tells them
-    apart. ``kd_variants`` adds a KD student per variant of the KD options (:func:`.common.kd_losses`)."""
+    apart. ``kd_variants`` adds a KD student per variant of the KD options (:func:`.common.kd_losses`).
+    Each run's data are drawn once for every γ and class count (only the planting and the labels differ)."""
+    draws: dict = {}
     runs = [
         run_with_gaps(
-            [make_task(p, overlap, seed, n_classes) for overlap in p.overlaps for seed in range(p.n_runs)],
+            [make_task(p, overlap, seed, n_classes, draws) for overlap in p.overlaps for seed in range(p.n_runs)],
             p,
             study=STUDY,
             model=LINEAR,
@@ -291,21 +295,22 @@ def claims_table(table: pd.DataFrame) -> pd.DataFrame:
 EXERCISE_OVERLAPS = (0, 4, 10)  # γ = 0, 0.25, 1
 
 
-@functools.lru_cache(maxsize=4)
+@course.memoised
 def class_sweep(
     n_classes: int = 10, n_runs: int = 10, epochs: int = 100, overlaps: tuple[int, ...] = EXERCISE_OVERLAPS
 ) -> StudyRun:
-    """A small K-class sweep (memoised: the exercises that read it share one run)."""
+    """A small K-class sweep (memoised on its settings however they are passed: the exercises that
+    read it and the notebook's solution cell share one run)."""
     p = GaussianParameters.create(n_runs=n_runs, epochs=epochs, overlaps=tuple(overlaps), n_classes=n_classes)
     return run(p, class_counts=[n_classes], progress=False)
 
 
-@functools.lru_cache(maxsize=4)
+@course.memoised
 def binary_sweep_with_variant(
     reduction: str = "mean", t2_scale: bool = False, n_runs: int = 10, epochs: int = 100
 ) -> StudyRun:
     """The binary sweep with a second KD student, ``"variant"``, whose loss differs from NTDH's by
-    ``reduction`` and ``t2_scale`` (memoised)."""
+    ``reduction`` and ``t2_scale`` (memoised, as :func:`class_sweep`)."""
     p = GaussianParameters.create(n_runs=n_runs, epochs=epochs)
     variant = {"reduction": reduction, "t2_scale": t2_scale}
     return run(p, class_counts=[2], progress=False, kd_variants={"variant": variant})
