@@ -103,6 +103,15 @@ NON_DEFAULT = {
         "modality_targets": "as_released",
         "grl_scale": 0.5,
     },
+    "07_when_does_cmkd_help": {
+        "datasets": ["segment", "gaussian_venn"],
+        "overlaps": [0, 10],
+        "methods": ["kd"],
+        "n_runs": 2,
+        "epochs": 5,
+        "probe_epochs": 5,
+        "n_boot": 20,
+    },
     "04_cmcd_real": {
         "n_runs": 2,
         "ssl_epochs": 2,
