@@ -3,6 +3,13 @@ known answer, the probe's predictors, the pair table, and a user dataset diagnos
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -195,3 +202,32 @@ def test_a_user_dataset_is_diagnosed_from_the_cli(bench, tmp_path, monkeypatch, 
     finally:
         if "test_mine" in DATASETS:
             DATASETS.unregister("test_mine")
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_the_readme_diagnoses_a_user_dataset_as_written(executed, tmp_path, monkeypatch):
+    """The README's "Will KD help on your pair?" commands, with the walk-through's dataset ``mine``;
+    the session's quick run of the notebook stands in for the first command (the benchmark run)."""
+    monkeypatch.chdir(tmp_path)
+    environment = {
+        **os.environ,
+        "CMKD_LAB_USER_DATA": str(tmp_path / "user_data"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    walkthrough = README.read_text().split("### Your data in every study, by name", 1)[1].split("\n### ", 1)[0]
+    making_mine, adding_mine = re.findall(r"```(?:python|bash)\n(.*?)```", walkthrough, flags=re.S)[:2]
+    exec(making_mine, {})
+    subprocess.run(adding_mine.strip().splitlines()[0], shell=True, check=True, env=environment)
+    shutil.copytree(executed.folder("07_when_does_cmkd_help"), tmp_path / "outputs" / "07_when_does_cmkd_help")
+
+    section = README.read_text().split("### Will KD help on your pair?", 1)[1].split("\n### ", 1)[0]
+    lines = re.findall(r"```bash\n(.*?)```", section, flags=re.S)[0].strip().splitlines()
+    assert lines[0].startswith("python -m cmkd_lab run 07_when_does_cmkd_help")
+    for line in lines[1:]:
+        done = subprocess.run(line, shell=True, capture_output=True, text=True, env=environment, timeout=300)
+        assert done.returncode == 0, f"{line}\n{done.stderr}"
+        assert "diagnose: probing mine accel>gyro: 120 samples" in done.stdout
+        assert "prediction: KD (kd)" in done.stdout
+        assert ("measured kd: Δ =" in done.stdout) == ("--measure" in line)
