@@ -96,7 +96,6 @@ def memoised(function: Callable) -> Callable:
         bound.apply_defaults()
         return cached(**{k: _hashable(v) for k, v in bound.arguments.items()})
 
-    call.cache_clear = cached.cache_clear
     return call
 
 

@@ -44,7 +44,7 @@ from ...analysis.results import tidy_rows
 from ...analysis.saliency import joint_fit
 from ...app.notebook import NotebookParameters
 from ...datasets import DATASETS, PairedDataset, Splits, load, standardise
-from ...datasets.core import run_state
+from ...datasets.core import run_generator, run_state
 from ...datasets.synthetic import mfh_overlap
 from ...engine import TrainConfig
 from ...losses import LOSSES, Distiller, make_loss
@@ -147,8 +147,7 @@ def view_tasks(
     with training statistics and renamed ``a`` (teacher) and ``b`` (student)."""
     check_dataset(name, data)
     tasks = []
-    for seed in seeds:
-        split = data.split(seed)
+    for seed, split in zip(seeds, equal_splits(data, seeds)):
         for teacher_view, student_view in pairs:
             settings = {
                 "dataset": name,
@@ -160,6 +159,24 @@ def view_tasks(
             }
             tasks.append(Task(_standardised(split, teacher_view, student_view), seed, settings))
     return tasks
+
+
+def equal_splits(data: PairedDataset, seeds: Sequence[int]) -> list[Splits]:
+    """Each seed's split; where groups make their parts differ in size across seeds (whole
+    subjects go to one part), each part is cut to its smallest size across seeds by a random
+    subset (drawn from the seed's own stream), so that every seed's tasks share one fit."""
+    splits = [data.split(seed) for seed in seeds]
+    sizes = {part: min(len(s.parts()[part]) for s in splits) for part in splits[0].parts()}
+
+    def cut(split: Splits, seed: int) -> Splits:
+        generator = run_generator(seed, STUDY, "pool")
+        parts = {}
+        for part, d in split.parts().items():
+            keep = np.sort(generator.choice(len(d), sizes[part], replace=False))
+            parts[part] = d if len(d) == sizes[part] else d.subset(keep)
+        return Splits(parts["train"], parts.get("val"), parts["test"])
+
+    return [cut(split, seed) for split, seed in zip(splits, seeds)]
 
 
 def _standardised(split: Splits, teacher_view: str, student_view: str) -> Splits:
@@ -271,19 +288,39 @@ def method_losses(methods: Sequence[str], student_net: ModelSpec) -> dict[str, D
 CONV_BATCH = 128  # CNNs learn little in a few full-batch epochs
 
 
+CONV_STEPS = 4  # a CNN takes this many mini-batch steps per full-batch epoch of an MLP
+
+
 def _config(tasks: Sequence[Task], epochs: int, p: DiagnosisParameters) -> TrainConfig:
-    """Adam for ``epochs``; without a ``batch_size``, full batch for MLPs and mini-batches of
-    ``CONV_BATCH`` when either net is a CNN."""
-    conv = any(net.kind != "mlp" for net in nets(tasks[0], p.hidden))
-    batch_size = p.batch_size or (CONV_BATCH if conv else None)
-    return train_config(tasks, epochs=epochs, batch_size=batch_size, lr=p.lr, optimizer="adam", device=p.device)
+    """Adam. With a ``batch_size``: ``epochs`` passes of it. Without: MLPs train full batch for
+    ``epochs`` epochs (mini-batches above 2048 samples, :func:`~..real_data.train_config`); when
+    either net is a CNN, mini-batches of ``CONV_BATCH`` for as many whole passes as give
+    ``CONV_STEPS · epochs`` steps (a CNN learns little in a few full-batch steps)."""
+    options = {"lr": p.lr, "optimizer": "adam", "device": p.device}
+    if p.batch_size is None and any(net.kind != "mlp" for net in nets(tasks[0], p.hidden)):
+        steps_per_pass = math.ceil(max(len(t.splits.train) for t in tasks) / CONV_BATCH)
+        return TrainConfig(epochs=math.ceil(CONV_STEPS * epochs / steps_per_pass), batch_size=CONV_BATCH, **options)
+    return train_config(tasks, epochs=epochs, batch_size=p.batch_size, **options)
 
 
 def _net_groups(tasks: Sequence[Task], hidden: int) -> list[list[Task]]:
+    """Tasks that may share the outcome's fits: one dataset, the same nets, flat views in one
+    :func:`width_bucket`."""
     groups: dict[tuple, list[Task]] = {}
     for task in tasks:
-        groups.setdefault((task.settings["dataset"], nets(task, hidden)), []).append(task)
+        groups.setdefault((task.settings["dataset"], nets(task, hidden), width_bucket(task)), []).append(task)
     return list(groups.values())
+
+
+def width_bucket(task: Task) -> tuple:
+    """Per view, the power of two its flat width rounds up to (a map's shape as it is): flat views
+    share fits padded to their bucket's widest, so no net computes on more than twice its own
+    width (padding mfeat's 6 morphological features to the 240 pixels costs 40 times the work)."""
+    train = task.splits.train
+    return tuple(
+        1 << (train[side].shape[1] - 1).bit_length() if train[side].dim() == 2 else tuple(train[side].shape[1:])
+        for side in ("a", "b")
+    )
 
 
 # ----------------------------------------------------------------------------- 1. the probe
@@ -374,7 +411,10 @@ def probe_signals(
     names = list(names or predictor_names())
     rows = []
     flat = [_paddable([t], p.hidden) for t in tasks]
-    groups = groups_of_equal_shape([t for t, f in zip(tasks, flat) if f], ("a", "b"), pad=True)
+    groups = []
+    for bucket in dict.fromkeys(width_bucket(t) for t, f in zip(tasks, flat) if f):
+        same = [t for t, f in zip(tasks, flat) if f and width_bucket(t) == bucket]
+        groups += groups_of_equal_shape(same, ("a", "b"), pad=True)
     groups += groups_of_equal_shape([t for t, f in zip(tasks, flat) if not f], ("a", "b"))
     for group in groups:
         rows += signal_rows(probe_group(group, p, progress), names)

@@ -11,7 +11,6 @@ two figures (the ``Claim`` constants), runs as units; the exercises' answers are
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
@@ -463,7 +462,7 @@ def _exercise_parameters(**values) -> GaussianParameters:
     return GaussianParameters.create(device="cpu", **values)
 
 
-@functools.cache
+@course.memoised
 def _gains_by_loss(
     n_runs: int, epochs: int, overlaps: tuple[int, ...], n_train: int, losses: tuple[tuple[str, tuple], ...]
 ) -> pd.DataFrame:
@@ -494,7 +493,7 @@ def sign_flip_shift_exercise(n_runs: int = 10, epochs: int = 50) -> float:
     return sign_change(gains.index, gains["batchmean"]) - sign_change(gains.index, gains["mean"])
 
 
-@functools.cache
+@course.memoised
 def _alpha_change(n_runs: int, epochs: int) -> pd.Series:
     p = _exercise_parameters(n_runs=n_runs, epochs=epochs, xs1_values=(0, 40))
     return change_across(run_fig3(p, progress=False).table, "alpha")

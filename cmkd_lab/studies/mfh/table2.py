@@ -34,7 +34,6 @@ exercises' answers are registered calls.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -764,7 +763,7 @@ def _exercise_parameters(**values) -> Table2Parameters:
     return Table2Parameters.create(xs2_values=_EXERCISE_XS2, device="cpu", **values)
 
 
-@functools.cache
+@course.memoised
 def _mean_accuracy(
     n_runs: int, epochs: int, base_seed: int, teacher_modes: tuple[str, ...], regular_kd_as_released: bool = False
 ) -> pd.Series:
@@ -811,7 +810,7 @@ def released_kd_accuracy_exercise(n_runs: int = 10, epochs: int = 60, base_seed:
     return float(regular_kd_accuracy(n_runs, epochs, base_seed).loc[("kd", "regular"), "as_released=True"])
 
 
-@functools.cache
+@course.memoised
 def _alg1_recovery(alg1_epochs: int, alg1_repeats: int, n_runs: int, base_seed: int) -> pd.DataFrame:
     return recovery_by_gamma(
         algorithm1_recovery(
