@@ -70,7 +70,8 @@ def main() -> None:
     for extra in ([], ["--measure"]):
         seconds, printed = timed(diagnose + extra, environment)
         prediction = next(line for line in printed.splitlines() if line.startswith("prediction:"))
-        print(f"diagnose {' '.join(extra) or '(signals only)'}: {seconds:.1f} s = {seconds / TARGET_SECONDS:.2f} × target")
+        what = " ".join(extra) or "(signals only)"
+        print(f"diagnose {what}: {seconds:.1f} s = {seconds / TARGET_SECONDS:.2f} × target")
         print(f"  {prediction}")
 
 
