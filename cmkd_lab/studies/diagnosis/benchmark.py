@@ -304,23 +304,12 @@ def _config(tasks: Sequence[Task], epochs: int, p: DiagnosisParameters) -> Train
 
 
 def _net_groups(tasks: Sequence[Task], hidden: int) -> list[list[Task]]:
-    """Tasks that may share the outcome's fits: one dataset, the same nets, flat views in one
-    :func:`width_bucket`."""
+    """Tasks that may share the outcome's fits: one dataset, the same nets (flat views of any
+    width share them padded: fewer, larger fits beat fits bucketed by width on two cores)."""
     groups: dict[tuple, list[Task]] = {}
     for task in tasks:
-        groups.setdefault((task.settings["dataset"], nets(task, hidden), width_bucket(task)), []).append(task)
+        groups.setdefault((task.settings["dataset"], nets(task, hidden)), []).append(task)
     return list(groups.values())
-
-
-def width_bucket(task: Task) -> tuple:
-    """Per view, the power of two its flat width rounds up to (a map's shape as it is): flat views
-    share fits padded to their bucket's widest, so no net computes on more than twice its own
-    width (padding mfeat's 6 morphological features to the 240 pixels costs 40 times the work)."""
-    train = task.splits.train
-    return tuple(
-        1 << (train[side].shape[1] - 1).bit_length() if train[side].dim() == 2 else tuple(train[side].shape[1:])
-        for side in ("a", "b")
-    )
 
 
 # ----------------------------------------------------------------------------- 1. the probe
@@ -411,10 +400,7 @@ def probe_signals(
     names = list(names or predictor_names())
     rows = []
     flat = [_paddable([t], p.hidden) for t in tasks]
-    groups = []
-    for bucket in dict.fromkeys(width_bucket(t) for t, f in zip(tasks, flat) if f):
-        same = [t for t, f in zip(tasks, flat) if f and width_bucket(t) == bucket]
-        groups += groups_of_equal_shape(same, ("a", "b"), pad=True)
+    groups = groups_of_equal_shape([t for t, f in zip(tasks, flat) if f], ("a", "b"), pad=True)
     groups += groups_of_equal_shape([t for t, f in zip(tasks, flat) if not f], ("a", "b"))
     for group in groups:
         rows += signal_rows(probe_group(group, p, progress), names)
