@@ -231,3 +231,19 @@ def test_the_readme_diagnoses_a_user_dataset_as_written(executed, tmp_path, monk
         assert "diagnose: probing mine accel>gyro: 120 samples" in done.stdout
         assert "prediction: KD (kd)" in done.stdout
         assert ("measured kd: Δ =" in done.stdout) == ("--measure" in line)
+
+
+def test_the_notebook_records_every_signal_outcome_and_claim(executed):
+    table = executed.results("07_when_does_cmkd_help")
+    folder = executed.folder("07_when_does_cmkd_help")
+    signals = table[table["method"] == "signal"]
+    assert set(signals["metric"]) == set(predictors.predictor_names())
+    assert set(table.loc[table["metric"] == "test_acc", "method"]) == {"teacher", "no_kd", "kd", "fitnet", "ds"}
+    assert (table.loc[table["method"] == "signal_cost", "value"] >= 0).all()
+    quick = benchmark.DiagnosisParameters.create()
+    assert set(table["dataset"]) == set(quick.datasets) and set(table["seed"]) == set(quick.seeds)
+    verdicts = pd.read_csv(folder / "claims.csv")
+    assert set(verdicts["kind"]) == {"paper", "finding", "check"}
+    assert verdicts["verdict"].isin(["held", "not held", "not resolved"]).all()
+    written = {path.name for path in folder.iterdir()}
+    assert {"signal_scores.html", "delta_vs_signals_kd.html", "planted_family.html"} <= written
