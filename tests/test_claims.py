@@ -132,6 +132,41 @@ def test_a_correlation_is_bootstrapped_over_clusters_and_judged():
     assert row["verdict"] == "held"
 
 
+def test_the_stratified_spearman_is_scipys_rho_per_stratum_to_the_last_bit():
+    generator = np.random.default_rng(6)
+    for trial in range(300):
+        n = int(generator.integers(1, 40))
+        x = generator.integers(0, 5, n) * 0.1 if trial % 2 else generator.normal(size=n)  # ties, or none
+        y = np.round(generator.normal(size=n), 1)
+        levels = generator.integers(0, 4, n)
+        correlations, weights = [], []
+        for level in np.unique(levels):
+            inside = levels == level
+            if inside.sum() >= 3 and np.ptp(x[inside]) > 0 and np.ptp(y[inside]) > 0:
+                ranks = np.column_stack([stats.rankdata(x[inside]), stats.rankdata(y[inside])])
+                correlations.append(np.corrcoef(ranks[:, 0], ranks[:, 1])[0, 1])
+                weights.append(inside.sum())
+        expected = np.average(correlations, weights=weights) if correlations else np.nan
+        assert claims._stratified_spearman(x, y, levels) == pytest.approx(expected, abs=0, rel=0, nan_ok=True)
+
+
+def test_the_bootstrap_replicates_equal_one_stratified_spearman_per_resample():
+    generator = np.random.default_rng(7)
+    for trial in range(100):
+        n_units, per_unit = int(generator.integers(1, 20)), int(generator.integers(1, 5))
+        row_unit = np.repeat(np.arange(n_units), per_unit)  # a unit's rows are resampled together
+        x = generator.integers(0, 4, len(row_unit)) * 0.5 if trial % 2 else generator.normal(size=len(row_unit))
+        y = np.round(generator.normal(size=len(row_unit)), 1)
+        levels = np.tile(np.arange(per_unit), n_units) if trial % 3 else generator.integers(0, 3, len(row_unit))
+        resamples = generator.integers(0, n_units, (50, n_units))
+        one_by_one = []
+        for units in resamples:
+            rows = np.concatenate([np.flatnonzero(row_unit == unit) for unit in units])
+            one_by_one.append(claims._stratified_spearman(x[rows], y[rows], levels[rows]))
+        together = claims._resampled_stratified_spearman(x, y, levels, row_unit, resamples)
+        assert np.array_equal(together, one_by_one, equal_nan=True)
+
+
 def test_a_correlation_made_by_a_knob_vanishes_within_the_knob():
     generator = np.random.default_rng(5)
     knob = np.repeat(np.arange(6.0), 10)

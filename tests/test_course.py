@@ -169,6 +169,19 @@ def test_every_check_cell_checks_a_registered_answer_and_every_answer_is_checked
     assert "check_within" not in checks and "check_sign" not in checks
 
 
+def test_memoised_calls_share_one_run_however_the_settings_are_passed():
+    calls = []
+
+    @course.memoised
+    def sweep(n_runs: int, epochs: int = 10, overlaps: tuple = (0, 10)):
+        calls.append((n_runs, epochs, overlaps))
+        return object()
+
+    first = sweep(2)
+    assert sweep(n_runs=2) is first and sweep(2, 10) is first and sweep(2, epochs=10, overlaps=[0, 10]) is first
+    assert sweep(3) is not first and calls == [(2, 10, (0, 10)), (3, 10, (0, 10))]
+
+
 def test_an_unknown_exercise_names_the_registered_ones():
     with pytest.raises(ValueError, match="unknown exercise 'nope' of 00_quickstart; registered:"):
         course.check_answer("00_quickstart", "nope", 1.0)

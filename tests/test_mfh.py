@@ -12,6 +12,7 @@ import torch
 
 from cmkd_lab.analysis import claims
 from cmkd_lab.app.notebook import NOTEBOOK_DIR
+from cmkd_lab.datasets.synthetic import mfh_overlap, mfh_teacher_specific
 from cmkd_lab.report import figures
 from cmkd_lab.studies.mfh import common, gaussian, real, table2
 
@@ -194,6 +195,31 @@ def test_table2_as_released_flag_trains_regular_kd_on_x_a():
     assert not (pick(correct) == pick(released)).all()
     same = lambda t: t[t["method"] == "no_kd"]["value"].to_numpy()  # noqa: E731
     assert (same(correct) == same(released)).all()
+
+
+def test_table2_regular_models_train_alike_beside_the_random_teacher():
+    alone = table2._mean_accuracy(2, 10, 42, (), False)
+    beside = table2._mean_accuracy(2, 10, 42, ("random",), False)  # the run exercises 1 and 3 share
+    assert table2._mean_accuracy(2, 10, 42, ("random",)) is beside, "one run, however the call spells it"
+    assert list(alone.index) == [("teacher", "regular"), ("kd", "regular"), ("no_kd", "regular")]
+    assert (beside[alone.index] == alone).all(), (alone, beside)
+    columns = table2.regular_kd_accuracy(n_runs=2, epochs=10)
+    assert columns.index.equals(alone.index) and (columns["as_released=False"] == alone).all()
+
+
+def test_figure_sweeps_planted_from_shared_draws_equal_separate_draws():
+    p = gaussian.GaussianParameters.create(n_runs=2, n_train=30, n_test=40)
+    for tasks, generator, knob, values in (
+        (gaussian.fig2_tasks(p), mfh_overlap, "gamma", p.overlaps),
+        (gaussian.fig3_tasks(p), mfh_teacher_specific, "alpha", p.xs1_values),
+    ):
+        assert len(tasks) == 2 * len(values)
+        for task, (value, seed) in zip(tasks, [(v, s) for v in values for s in range(2)]):
+            alone, ratios = generator(value, seed, n_train=30, n_test=40)
+            assert task.settings == {knob: ratios[knob]}
+            for part in ("train", "test"):
+                assert torch.equal(getattr(task.splits, part).labels, getattr(alone, part).labels)
+                assert all(torch.equal(getattr(task.splits, part)[m], getattr(alone, part)[m]) for m in ("a", "b"))
 
 
 def test_real_study_contract_on_one_small_dataset():

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from scipy import stats
 
 from cmkd_lab.analysis import claims
@@ -149,6 +150,46 @@ def test_kd_variants_share_the_teacher_and_ntd_variants_come_from_the_logits():
     assert variants.sort_values(["gamma", "seed"])["js"].to_numpy() == pytest.approx(recorded, abs=1e-6)
 
 
+def test_gap_metrics_in_chunks_equal_one_task_at_a_time(monkeypatch):
+    params = gaussian.GaussianParameters.create(n_runs=3, epochs=5, overlaps=[0, 4, 10])
+    outputs = gaussian.run(params, class_counts=[4], progress=False).artifacts.outputs
+    options = {"ntd_variant": "official", "cmd_moments": 5}
+    monkeypatch.setattr(common, "GAP_CHUNK", 1)
+    alone = common.gap_rows("s", outputs, options)
+    monkeypatch.setattr(common, "GAP_CHUNK", 4)  # chunks of 4, 4 and 1 task
+    assert common.gap_rows("s", outputs, options) == alone  # every row, in order, to the last bit
+    assert [(r["method"], r["metric"]) for r in alone[:: len(outputs)]] == [
+        ("no_kd", "cmd_input"),
+        ("no_kd", "ntd"),
+        ("no_kd", "cmd_output"),
+        ("kd", "ntd"),
+        ("kd", "cmd_output"),
+    ]
+
+
+def test_the_exercise_sweeps_run_once_however_their_settings_are_passed():
+    by_keyword = gaussian.class_sweep(n_classes=3, n_runs=2, epochs=3, overlaps=(0, 10))
+    assert gaussian.class_sweep(3, 2, 3, (0, 10)) is by_keyword
+    assert gaussian.class_sweep(3, 2, 3, [0, 10]) is by_keyword
+    assert gaussian.class_sweep(3, 2, 4, (0, 10)) is not by_keyword
+
+
+def test_a_sweeps_tasks_share_each_runs_draw_and_equal_separate_draws():
+    params = gaussian.GaussianParameters.create(n_runs=2, n_train=30, n_test=40)
+    draws = {}
+    for n_classes in (2, 4):
+        for overlap in (0, 4, 10):
+            for seed in range(2):
+                shared = gaussian.make_task(params, overlap, seed, n_classes, draws)
+                alone = gaussian.make_task(params, overlap, seed, n_classes)
+                assert shared.settings == alone.settings
+                for part in ("train", "test"):
+                    mine, theirs = getattr(shared.splits, part), getattr(alone.splits, part)
+                    assert torch.equal(mine.labels, theirs.labels)
+                    assert all(torch.equal(mine[m], theirs[m]) for m in ("a", "b"))
+    assert sum(key[0] in ("train", "test") for key in draws) == 4, "one draw per run and part"
+
+
 # ----------------------------------------------------------------------------- claims of a γ sweep
 def _sweep(n_seeds: int = 12, gammas=(0.0, 0.5, 1.0), seed: int = 0, accuracy: float = 0.7) -> pd.DataFrame:
     """A per_task-like table where γ lowers NTD and raises Δ, and within a γ the two are unrelated."""
@@ -173,6 +214,12 @@ def test_seed_trends_are_each_seeds_rank_correlation():
     wide = pd.DataFrame({"gamma": [0, 1, 2] * 2, "seed": [0] * 3 + [1] * 3, "x": [3, 2, 1, 1, 1, 1]})
     trends = common.seed_trends(wide, "x")
     assert trends[0] == pytest.approx(-1.0) and math.isnan(trends[1])
+    sweep = _sweep(n_seeds=30, gammas=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0), seed=3)
+    sweep["delta"] = sweep["delta"].round(3)  # ties, as accuracies give
+    sweep.loc[sweep.index[7], "ntd"] = float("nan")
+    for column in ("delta", "ntd"):
+        expected = [stats.spearmanr(part["gamma"], part[column]).statistic for _, part in sweep.groupby("seed")]
+        assert common.seed_trends(sweep, column).tolist() == pytest.approx(expected, abs=0, nan_ok=True)
 
 
 def test_a_knob_that_drives_both_holds_the_pooled_finding_not_the_paper_claim():
