@@ -494,13 +494,3 @@ def pair_table(table: pd.DataFrame) -> pd.DataFrame:
         if column in table:
             extra = extra.join(table.groupby(index)[column].first())
     return pairs.merge(extra.reset_index(), on=index, how="left")
-
-
-def available(names: Sequence[str]) -> list[str]:
-    """The datasets of ``names`` a run can load now (the others need a download first)."""
-    return [n for n in names if n == GAUSSIAN or _is_available(n)]
-
-
-def _is_available(name: str) -> bool:
-    check = DATASETS.info(name)["is_available"]
-    return check is None or bool(check())
