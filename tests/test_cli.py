@@ -153,3 +153,27 @@ def test_parameters_are_validated_and_profiles_fill_the_rest():
         match=r"unknown parameter\(s\) \['n_rums'\]\nvalid parameters of 00_quickstart:\n  profile: str = 'quick'\n",
     ):
         QuickstartParameters.create(n_rums=3)
+
+
+def test_notebook_tools_load_without_jsonschemas_iri_grammar():
+    """The kit marks rfc3987_syntax absent before nbformat loads: jsonschema then skips the IRI
+    format check (which no notebook schema uses) instead of compiling its grammar, and notebooks
+    still validate."""
+    code = (
+        "import sys, cmkd_lab.app, nbformat; "
+        "nbformat.validate(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('1')])); "
+        "print('rfc3987_syntax' in sys.modules and sys.modules['rfc3987_syntax'] is None)"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "True"
+
+
+def test_the_kernel_is_killed_at_once_unless_it_started_a_chromium(monkeypatch):
+    from cmkd_lab.app.notebook import _kernel_shutdown
+    from cmkd_lab.report.figures import STATIC_ENV_VAR
+
+    monkeypatch.setenv(STATIC_ENV_VAR, "0")
+    assert _kernel_shutdown() == "immediate"
+    monkeypatch.setenv(STATIC_ENV_VAR, "1")  # its exit hook must stop the export's Chromium
+    assert _kernel_shutdown() == "graceful"

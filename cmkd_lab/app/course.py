@@ -236,7 +236,7 @@ def student_copy(notebook, stem: str):
 
 def build(out: str | Path, notebooks: Iterable[str] | None = None) -> dict[str, list[Path]]:
     """Write ``out/instructor/*.ipynb`` and ``out/student/*.ipynb``; returns both lists of paths."""
-    import nbformat  # here, not at the top: notebooks import this module for its checks, and nbformat costs 1.7 s
+    import nbformat  # here, not at the top: notebooks import this module for its checks only
 
     paths = list_notebooks() if notebooks is None else [resolve_notebook(n) for n in notebooks]
     out = Path(out)

@@ -308,6 +308,7 @@ def run_notebook(
                     log_output=False,
                     stderr_file=sys.stderr,
                     extra_arguments=KERNEL_ARGUMENTS,
+                    shutdown_kernel=_kernel_shutdown(),
                 )
             except PapermillExecutionError as error:
                 failed = target / f"{path.stem}.failed.ipynb"
@@ -322,6 +323,15 @@ def run_notebook(
             else:
                 os.environ[key] = value
     return target
+
+
+def _kernel_shutdown() -> str:
+    """How the kernel ends once every cell has run: killed at once (a graceful exit tears down
+    torch and the run's tensors, 1–3 s per notebook), unless it exported static figures: then it
+    exits gracefully, so its exit hook stops the Chromium it started in a session of its own."""
+    from ..report.figures import static_export_requested
+
+    return "graceful" if static_export_requested() else "immediate"
 
 
 def write_summary(out_dir: str | Path) -> Path:
