@@ -80,10 +80,47 @@ def test_the_share_is_algorithm1s_permutation_score_of_the_whole_view_in_expecta
     assert 0.4 < closed < 0.9
 
 
+def test_the_mg_teacher_replaces_the_least_salient_embedding_channels_by_their_mean():
+    """mg_teacher_logits = the head on the joint teacher's embedding with each copy's
+    MG_FRACTION lowest-scoring channels (Algorithm 1's saliency, the copy's own permutations)
+    set to their mean over the inputs."""
+    from cmkd_lab.analysis.saliency import permutation_saliency
+    from cmkd_lab.engine import Stack
+    from cmkd_lab.models import ModelSpec
+
+    generator = torch.Generator().manual_seed(0)
+    x_a, x_b = torch.randn(2, 60, 5, generator=generator), torch.randn(2, 60, 7, generator=generator)
+    teacher = Stack.from_seeds(ModelSpec("mlp", hidden=(12,)).sized((5,), 3), [3, 4])
+    student = Stack.from_seeds(ModelSpec("mlp", hidden=(12,)).sized((7,), 3), [5, 6])
+    seeds = [3, 4]
+    edited = predictors.mg_teacher_logits(teacher, student, x_a, x_b, seeds=seeds)
+
+    embedding = teacher(x_a, features=("embedding",))[1]["embedding"].detach()
+    replaced = round(predictors.MG_FRACTION * 12)
+    for m, seed in enumerate(seeds):
+        own = torch.Generator().manual_seed(seed)
+        permutations = torch.stack([torch.randperm(60, generator=own) for _ in range(predictors.MG_REPEATS)])
+        scores = permutation_saliency(
+            teacher.subset([m]),
+            x_a[m : m + 1],
+            student.subset([m]),
+            x_b[m : m + 1],
+            layer="embedding",
+            repeats=predictors.MG_REPEATS,
+            permutations=permutations.unsqueeze(1),
+        )[0]
+        low = scores.argsort()[:replaced]
+        h = embedding[m].clone()
+        h[:, low] = embedding[m][:, low].mean(0)
+        expected = h @ teacher.params["head.weight"][m].T + teacher.params["head.bias"][m]
+        torch.testing.assert_close(edited[m], expected.detach(), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(edited, teacher(x_a)[0].detach())  # the edit changes the teacher
+
+
 def test_padded_probe_fits_give_each_pair_what_it_gives_alone():
     p = small(datasets=["mfeat"], max_pairs_per_dataset=3, n_runs=1, probe_epochs=10)
     tasks = benchmark.make_tasks(p)
-    names = ["mg_share", "teacher_acc", "pilot_gain", "mmd2", "correlation_gap"]
+    names = ["mg_share", "mg_teacher_gain", "teacher_acc", "pilot_gain", "mmd2", "correlation_gap"]
     together = benchmark.probe_signals(tasks, p, names=names, progress=False)
     alone = pd.concat([benchmark.probe_signals([task], p, names=names, progress=False) for task in tasks])
     key = ["pair", "seed", "metric"]

@@ -6,7 +6,8 @@ overlap, the planted family where the answer is known, Δ rising with γ) and or
 ``a > b``, per seed:
 
 1. **Probe** (:func:`probe_group`, before any full distillation): a quick teacher on ``a``, a quick
-   model on ``b``, MFH Algorithm 1's joint fit and a short KD pilot, each ``probe_epochs`` long,
+   model on ``b``, MFH Algorithm 1's joint fit, a short KD pilot and the same pilot from MFH's
+   modality-general teacher, each ``probe_epochs`` long,
    on the training split; every registered predictor (:mod:`.predictors`) read on the validation
    split, with its cost in seconds per task.
 2. **Outcome** (:func:`measure`): teacher, No-KD and one student per method (``methods``: KD,
@@ -60,7 +61,7 @@ from ..runner import (
     run_teacher_student,
     stack_split,
 )
-from .predictors import PREDICTORS, Probe, predictor_names
+from .predictors import PREDICTORS, Probe, mg_teacher_logits, predictor_names
 from .scoring import outcome_of
 
 STUDY = "cmkd_diagnosis"
@@ -314,8 +315,9 @@ def _net_groups(tasks: Sequence[Task], hidden: int) -> list[list[Task]]:
 
 # ----------------------------------------------------------------------------- 1. the probe
 def probe_group(group: Sequence[Task], p: DiagnosisParameters, progress: bool | None = None) -> Probe:
-    """The probe's four stages on a group of tasks (M copies each, one fit per stage), timed:
-    quick teacher, quick student (No-KD), Algorithm 1's joint fit, KD pilot. Flat views of
+    """The probe's five stages on a group of tasks (M copies each, one fit per stage), timed:
+    quick teacher, quick student (No-KD), Algorithm 1's joint fit, KD pilot, KD pilot from the
+    MG teacher (Algorithm 1's saliency on the joint teacher, :func:`.predictors.mg_teacher_logits`). Flat views of
     different widths share the fits padded with zero columns, each net starting from the net its
     seed draws at its own width (:func:`~cmkd_lab.studies.runner.given_init`), so it trains as it
     would alone."""
@@ -360,6 +362,12 @@ def probe_group(group: Sequence[Task], p: DiagnosisParameters, progress: bool | 
     models["joint_teacher"], models["joint_student"] = joint.modules["teacher"], joint.modules["student"]
     kd = make_loss("kd", **KD_OPTIONS)
     models["pilot"] = timed("pilot", lambda: classifier("b", loss=kd, teacher=models["teacher"], x_teacher=x["a"]))
+
+    def mg_pilot():
+        logits = mg_teacher_logits(models["joint_teacher"], models["joint_student"], x["a"], x["b"], seeds=seeds)
+        return classifier("b", loss=kd, teacher_logits=logits)
+
+    models["mg_pilot"] = timed("mg_pilot", mg_pilot)
     part = "val" if group[0].splits.val is not None else "train"
     probe_a, probe_y = stack_split(group, part, "a", pad=pad)
     probe_b, _ = stack_split(group, part, "b", pad=pad)

@@ -11,7 +11,10 @@ test split, on which the outcomes are measured):
 - ``joint``: MFH Algorithm 1's joint fit (a teacher net on ``a`` and a student net on ``b`` with
   ``CE_a + CE_b + MSE(logits)``);
 - ``pilot``: a short KD run (the probe's epochs), the cost-matched pilot of transferability
-  practice.
+  practice;
+- ``mg_pilot``: the same short KD run from MFH's modality-general (MG) teacher: the joint fit's
+  teacher with the embedding channels Algorithm 1 ranks least modality-general replaced by their
+  training mean (:func:`mg_teacher_logits`, as ``02_mfh_real`` builds it).
 
 Each predictor states the ``stages`` it needs; its cost per task is the time of those stages
 (shared by the predictors that need them) plus its own computation, both in seconds. Each states
@@ -49,10 +52,12 @@ from ...engine.registry import Registry
 from ...models import ModelSpec
 from ..runner import Task
 
-STAGES = ("teacher", "student", "joint", "pilot")
+STAGES = ("teacher", "student", "joint", "pilot", "mg_pilot")
 FAMILIES = ("MFH", "NTDH", "CMCD", "DS-CMKD", "naive", "random")
 RANDOM_FEATURES = 32  # width of the fixed random features two modalities of different shapes are compared on
 MAX_DISTANCE_SAMPLES = 500  # per side, for MMD² and the domain classifier
+MG_FRACTION = 0.75  # the MG teacher's share of replaced embedding channels, as 02_mfh_real's default
+MG_REPEATS = 10  # Algorithm 1's permutations per channel in the probe
 
 
 @dataclass
@@ -68,7 +73,7 @@ class Probe:
     y : Tensor of int, shape (M, N)
     models : dict of str to Stack
         The trained nets: ``teacher``, ``student``, ``joint_teacher``, ``joint_student``,
-        ``pilot``; M copies each, copy m for task m.
+        ``pilot`` and ``mg_pilot``; M copies each, copy m for task m.
     specs : dict of str to ModelSpec
         The sized spec of the teacher side (``"a"``) and the student side (``"b"``).
     stage_seconds : dict of str to float
@@ -106,6 +111,7 @@ class Probe:
             "student": self.x_b,
             "joint_student": self.x_b,
             "pilot": self.x_b,
+            "mg_pilot": self.x_b,
         }
         with torch.no_grad():
             return {name: self.models[name](inputs[name])[0] for name in self.models}
@@ -214,6 +220,57 @@ def modality_general_share(probe: Probe) -> torch.Tensor:
     t, s = t - t.mean(1, keepdim=True), s - s.mean(1, keepdim=True)
     covariance, variance = (t * s).sum((-1, -2)), (t * t).sum((-1, -2))
     return covariance / variance.clamp_min(1e-12)
+
+
+def mg_teacher_logits(
+    teacher: Stack,
+    student: Stack,
+    x_a: torch.Tensor,
+    x_b: torch.Tensor,
+    *,
+    seeds: Sequence[int],
+    repeats: int = MG_REPEATS,
+) -> torch.Tensor:
+    """MFH's modality-general teacher, as ``02_mfh_real`` builds it from Algorithm 1's joint pair:
+    each embedding channel of the joint ``teacher`` scored by permutation saliency against the
+    joint ``student`` (:func:`~cmkd_lab.analysis.saliency.permutation_saliency`; copy m's
+    ``repeats`` permutations drawn from its own seed, ``seeds[m]``, so a copy scores alike in any
+    group), and the ``MG_FRACTION`` least salient channels of every copy replaced by their mean
+    over ``x_a``. Returns the edited teacher's logits on ``x_a``, ``(M, N, C)``."""
+    from ...analysis.saliency import channel_means, mean_replacement, permutation_saliency
+    from ..mfh.common import top_mask
+
+    n_samples = x_a.shape[1]
+    permutations = torch.stack(
+        [
+            torch.stack([torch.randperm(n_samples, generator=generator) for _ in range(repeats)])
+            for generator in (torch.Generator().manual_seed(int(seed)) for seed in seeds)
+        ],
+        1,
+    )  # (repeats, M, N)
+    scores = permutation_saliency(
+        teacher, x_a, student, x_b, layer="embedding", repeats=repeats, permutations=permutations
+    )
+    n_models, n_channels = scores.shape
+    replaced = top_mask(-scores, torch.full((n_models,), int(round(MG_FRACTION * n_channels))))
+    edit = mean_replacement(replaced, channel_means(teacher, x_a, "embedding"))
+    with torch.no_grad():
+        return teacher(x_a, edits={"embedding": edit})[0]
+
+
+@register_predictor(
+    "mg_teacher_gain",
+    family="MFH",
+    direction=+1,
+    stages=("student", "joint", "mg_pilot"),
+    about="a short KD run from the modality-general teacher minus the quick No-KD model (points)",
+    source="MFH §4 (the modality-general teacher), our reading as a predictor across pairs",
+)
+def mg_teacher_gain(probe: Probe) -> torch.Tensor:
+    """The cost-matched pilot from MFH's MG teacher (:func:`mg_teacher_logits`): KD for the
+    probe's few epochs minus No-KD for as many (points). MFH: what a teacher passes on is its
+    modality-general part; our reading: where even that part helps a pilot, KD helps."""
+    return 100 * (accuracy(probe.logits["mg_pilot"], probe.y) - accuracy(probe.logits["student"], probe.y))
 
 
 # ----------------------------------------------------------------------------- NTDH
