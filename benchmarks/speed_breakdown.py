@@ -168,7 +168,8 @@ def breakdown(name: str, stems: list[str], out: Path, loop_models: int) -> pd.Da
     )
     official = OFFICIAL_SCRIPT_SECONDS[name]
     print(
-        f"the official scripts (recorded: {official / 60:.0f} min) / the kit's end to end: {official / total_html:.0f}x; "
+        f"the official scripts (recorded: {official / 60:.0f} min) / the kit's end to end: "
+        f"{official / total_html:.0f}x; "
         f"the kit (HTML figures) / the 30 s target: {total_html / TARGET_SECONDS:.2f}"
     )
     return pd.DataFrame(rows)
