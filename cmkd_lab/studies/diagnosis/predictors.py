@@ -47,9 +47,11 @@ from ...analysis.metrics import (
     non_target_divergence,
     spatial_entropy,
 )
+from ...analysis.saliency import channel_means, mean_replacement, permutation_saliency
 from ...engine import Stack
 from ...engine.registry import Registry
 from ...models import ModelSpec
+from ..mfh.common import top_mask
 from ..runner import Task
 
 STAGES = ("teacher", "student", "joint", "pilot", "mg_pilot")
@@ -237,9 +239,6 @@ def mg_teacher_logits(
     ``repeats`` permutations drawn from its own seed, ``seeds[m]``, so a copy scores alike in any
     group), and the ``MG_FRACTION`` least salient channels of every copy replaced by their mean
     over ``x_a``. Returns the edited teacher's logits on ``x_a``, ``(M, N, C)``."""
-    from ...analysis.saliency import channel_means, mean_replacement, permutation_saliency
-    from ..mfh.common import top_mask
-
     n_samples = x_a.shape[1]
     permutations = torch.stack(
         [
@@ -258,6 +257,11 @@ def mg_teacher_logits(
         return teacher(x_a, edits={"embedding": edit})[0]
 
 
+def gain_over_no_kd(probe: Probe, pilot: str) -> torch.Tensor:
+    """A pilot's probe-split accuracy minus the quick No-KD model's (points), per task."""
+    return 100 * (accuracy(probe.logits[pilot], probe.y) - accuracy(probe.logits["student"], probe.y))
+
+
 @register_predictor(
     "mg_teacher_gain",
     family="MFH",
@@ -270,7 +274,7 @@ def mg_teacher_gain(probe: Probe) -> torch.Tensor:
     """The cost-matched pilot from MFH's MG teacher (:func:`mg_teacher_logits`): KD for the
     probe's few epochs minus No-KD for as many (points). MFH: what a teacher passes on is its
     modality-general part; our reading: where even that part helps a pilot, KD helps."""
-    return 100 * (accuracy(probe.logits["mg_pilot"], probe.y) - accuracy(probe.logits["student"], probe.y))
+    return gain_over_no_kd(probe, "mg_pilot")
 
 
 # ----------------------------------------------------------------------------- NTDH
@@ -430,7 +434,7 @@ def agreement(probe: Probe) -> torch.Tensor:
 )
 def pilot_gain(probe: Probe) -> torch.Tensor:
     """The cost-matched pilot: KD for the probe's few epochs minus No-KD for as many (points)."""
-    return 100 * (accuracy(probe.logits["pilot"], probe.y) - accuracy(probe.logits["student"], probe.y))
+    return gain_over_no_kd(probe, "pilot")
 
 
 # ----------------------------------------------------------------------------- the floor
