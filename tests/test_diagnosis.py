@@ -130,6 +130,31 @@ def test_padded_probe_fits_give_each_pair_what_it_gives_alone():
     np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), atol=1e-5)
 
 
+def test_grouped_data_keep_each_seeds_whole_split_and_its_seeds_share_the_outcomes_fits():
+    """Whole subjects go to one part, so the parts' sizes differ across seeds. Each seed keeps its
+    whole split; the outcome trains every seed in one fit per method (padded, rows weighed), and
+    each task scores what it scores trained alone."""
+    g = np.random.default_rng(0)
+    groups = np.repeat(np.arange(12), g.integers(8, 30, size=12))
+    labels = g.integers(0, 3, size=len(groups))
+    views = {"u": g.normal(size=(len(groups), 5)) + labels[:, None], "v": g.normal(size=(len(groups), 4))}
+    data = from_arrays(views, labels, groups=groups, name="grouped")
+    p = small(n_runs=3, epochs=15, methods=["kd", "fitnet", "ds"])
+    tasks = benchmark.view_tasks("grouped", data, [("u", "v")], p.seeds)
+    sizes = [[len(part) for part in t.splits.parts().values()] for t in tasks]
+    assert sizes == [[len(part) for part in data.split(seed).parts().values()] for seed in p.seeds]
+    assert len({tuple(s) for s in sizes}) > 1  # the point: sizes differ across seeds
+    together = benchmark.measure(tasks, p)
+    fits = {r["method"]: r for r in together.log.fits if "in_fit_of" not in r}
+    assert fits["kd"]["n_models"] == 3 and fits["kd"]["rows"] == [s[0] for s in sizes]
+    alone = pd.concat([benchmark.measure([task], p).table for task in tasks])
+    key = ["method", "seed"]
+    a = together.table.set_index(key)["value"].sort_index()
+    b = alone.set_index(key)["value"].sort_index()
+    assert a.index.equals(b.index) and len(a) == 3 * 5
+    np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), atol=1e-9)
+
+
 def test_the_pair_table_pairs_each_method_with_no_kd_by_seed(bench):
     _, run = bench
     pairs = benchmark.pair_table(run.table)

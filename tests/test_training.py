@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cmkd_lab.analysis.metrics import weighted_f1
+from cmkd_lab.analysis.metrics import PADDING_LABEL, accuracy, weighted_f1
 from cmkd_lab.engine import Head, Ramp, Stack, StepResult, System, TrainConfig, build_seeded, fit, gradient_reversal
 from cmkd_lab.losses import make_loss
 from cmkd_lab.models import ModelSpec, build_model
@@ -142,6 +142,79 @@ def test_teacher_run_per_batch_equals_cached_teacher_outputs():
     for name, value in runs[0].modules["student"].state().items():
         assert torch.allclose(value, runs[1].modules["student"].state()[name], atol=1e-6), name
     assert runs[1].record["frozen_modules"] == ["teacher"] and "teacher" not in runs[1].modules
+
+
+ROW_WEIGHTED_LOSSES = [
+    ("ce", {}),
+    ("kd", {"temperature": 4.0, "reduction": "batchmean"}),
+    ("fitnet", {}),
+    ("ds", {"map_layer": None}),
+]
+
+
+@pytest.mark.parametrize("name, options", ROW_WEIGHTED_LOSSES)
+def test_copies_of_different_sizes_share_a_fit_and_train_as_alone(name, options):
+    """``rows=``: each copy's slice padded to the longest, every term weighing the copy's own rows,
+    so each copy ends where a fit on its own samples alone ends: parameters and logged terms."""
+    sizes, seeds = [30, 45, 38], [3, 4, 5]
+    spec, teacher_spec = ModelSpec("mlp", (6,), 3, hidden=(8,)), ModelSpec("mlp", (5,), 3, hidden=(7,))
+    g = torch.Generator().manual_seed(0)
+    xs = [torch.randn(n, 6, generator=g) for n in sizes]
+    ys = [torch.randint(0, 3, (n,), generator=g) for n in sizes]
+    teacher_xs = [torch.randn(n, 5, generator=g) for n in sizes]
+    teacher = Stack.from_seeds(teacher_spec, seeds)
+    loss = make_loss(name, **options)
+    config = TrainConfig(epochs=30, lr=0.01, optimizer="adam")
+
+    def padded(tensors, value=0):
+        return torch.stack([F.pad(t, (0, 0) * (t.dim() - 1) + (0, max(sizes) - len(t)), value=value) for t in tensors])
+
+    data = {"x": padded(xs), "y": padded(ys, PADDING_LABEL), "x_teacher": padded(teacher_xs)}
+    together = fit(Distillation(spec, loss, teacher), data, seeds=seeds, config=config, rows=sizes, progress=False)
+    assert together.record["rows"] == sizes
+    for i in range(len(sizes)):
+        alone = fit(
+            Distillation(spec, loss, teacher.subset([i])),
+            {"x": xs[i][None], "y": ys[i][None], "x_teacher": teacher_xs[i][None]},
+            seeds=[seeds[i]],
+            config=config,
+            progress=False,
+        )
+        assert_same_fits(together, alone, i)
+        for term, values in alone.history.items():
+            np.testing.assert_allclose(together.history[term][:, i], values[:, 0], rtol=1e-5, atol=1e-6)
+
+
+def test_rows_need_full_batch_a_system_that_weighs_rows_and_a_count_per_copy():
+    x, y = data(2, n=20)
+    spec = ModelSpec("mlp", (10,), 3, hidden=(4,))
+    with pytest.raises(ValueError, match="needs full-batch training"):
+        fit(Distillation(spec), {"x": x, "y": y}, seeds=[0, 1], config=TrainConfig(batch_size=8), rows=[20, 12])
+    with pytest.raises(ValueError, match="does not weigh rows"):
+        fit(
+            Distillation(spec, make_loss("rkd")),
+            {"x": x, "y": y, "teacher.logits": torch.zeros(2, 20, 3), "teacher.embedding": torch.zeros(2, 20, 4)},
+            seeds=[0, 1],
+            config=TrainConfig(),
+            rows=[20, 12],
+        )
+    with pytest.raises(ValueError, match="does not weigh rows"):
+        fit(
+            Distillation(ModelSpec("mlp", (10,), 3, hidden=(4,), batch_norm=True)),
+            {"x": x, "y": y},
+            seeds=[0, 1],
+            config=TrainConfig(),
+            rows=[20, 12],
+        )
+    with pytest.raises(ValueError, match="a count in 1..20"):
+        fit(Distillation(spec), {"x": x, "y": y}, seeds=[0, 1], config=TrainConfig(), rows=[20, 21])
+
+
+def test_metrics_leave_padding_rows_out():
+    logits = torch.tensor([[[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [9.0, 0.0]]])
+    labels = torch.tensor([[0, 0, 0, PADDING_LABEL]])
+    assert accuracy(logits, labels).item() == pytest.approx(2 / 3)
+    assert weighted_f1(logits, labels).item() == pytest.approx(weighted_f1(logits[:, :3], labels[:, :3]).item())
 
 
 def test_loss_owned_modules_train_batch_exactly_and_are_kept():

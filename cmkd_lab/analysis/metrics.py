@@ -163,17 +163,28 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------- classification scores
+PADDING_LABEL = -1
+"""The label of a padding row: copies of one stacked split that hold fewer samples than the
+longest fill their slice with rows labelled so, which every metric here and every loss that
+weighs rows leaves out."""
+
+
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Fraction of samples whose top logit is the label: ``(..., N, C)``, ``(..., N)`` → ``(...)``."""
-    return (logits.argmax(-1) == labels).to(torch.float64).mean(-1)
+    """Fraction of samples whose top logit is the label: ``(..., N, C)``, ``(..., N)`` → ``(...)``;
+    rows labelled :data:`PADDING_LABEL` are not samples."""
+    samples = labels != PADDING_LABEL
+    correct = (logits.argmax(-1) == labels) & samples
+    return correct.sum(-1).to(torch.float64) / samples.sum(-1).clamp_min(1)
 
 
 def weighted_f1(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """F1 per class weighted by the class's share of the labels (scikit-learn's ``average="weighted"``;
-    a class never predicted nor present scores 0): ``(..., N, C)``, ``(..., N)`` → ``(...)``."""
+    a class never predicted nor present scores 0): ``(..., N, C)``, ``(..., N)`` → ``(...)``; rows
+    labelled :data:`PADDING_LABEL` are not samples."""
     n_classes = logits.shape[-1]
-    predicted = F.one_hot(logits.argmax(-1), n_classes).to(torch.float64)
-    actual = F.one_hot(labels.long(), n_classes).to(torch.float64)
+    samples = (labels != PADDING_LABEL).unsqueeze(-1)
+    predicted = F.one_hot(logits.argmax(-1), n_classes).to(torch.float64) * samples
+    actual = F.one_hot(labels.long().clamp_min(0), n_classes).to(torch.float64) * samples
     true_positive = (predicted * actual).sum(-2)
     denominator = predicted.sum(-2) + actual.sum(-2)
     f1 = torch.where(denominator > 0, 2 * true_positive / denominator.clamp_min(1e-12), torch.zeros_like(denominator))
@@ -283,15 +294,27 @@ def mmd(a, b, bandwidth: float | None = None) -> float:
 CORRELATION_EPS = 1e-5  # added to each channel's variance: a constant channel correlates with nothing
 
 
-def channel_correlation(features: torch.Tensor, n_spatial: int = 0, eps: float = CORRELATION_EPS) -> torch.Tensor:
+def channel_correlation(
+    features: torch.Tensor,
+    n_spatial: int = 0,
+    eps: float = CORRELATION_EPS,
+    sample_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
     """The channels' correlation matrix over the samples: ``(..., N, C)`` (or a map with
     ``n_spatial`` trailing spatial axes, pooled first) → ``(..., C, C)``. Each channel is
-    standardised over the batch, z = (f − mean) / √(var + eps), then R = zᵀz / N."""
+    standardised over the batch, z = (f − mean) / √(var + eps), then R = zᵀz / N. With
+    ``sample_weights`` ``(..., N)`` (ω, mean 1 over the samples that count; row weights leave
+    padding rows out) every mean over samples is the ω-weighted one, Σ ω_i · / N."""
     if n_spatial:
         features = features.flatten(-n_spatial).mean(-1)
-    centred = features - features.mean(-2, keepdim=True)
-    z = centred / (centred.pow(2).mean(-2, keepdim=True) + eps).sqrt()
-    return z.transpose(-1, -2) @ z / features.shape[-2]
+    if sample_weights is None:
+        centred = features - features.mean(-2, keepdim=True)
+        z = centred / (centred.pow(2).mean(-2, keepdim=True) + eps).sqrt()
+        return z.transpose(-1, -2) @ z / features.shape[-2]
+    weights = sample_weights.unsqueeze(-1)
+    centred = features - (weights * features).mean(-2, keepdim=True)
+    z = centred / ((weights * centred.pow(2)).mean(-2, keepdim=True) + eps).sqrt()
+    return (weights * z).transpose(-1, -2) @ z / features.shape[-2]
 
 
 def off_diagonal_mean(matrix: torch.Tensor) -> torch.Tensor:

@@ -30,6 +30,7 @@ _EXPORTS = {
         "thread_policy",
         "DEVICES",
         "OPTIMIZERS",
+        "ROW_WEIGHT",
         "SELECTION_RULES",
     ),
     "schedules": ("Ramp", "gradient_reversal"),

@@ -22,8 +22,9 @@ from .registry import (
     cross_entropy,
     make_embedding_loss,
     make_loss,
+    weighted_sample_mean,
 )
-from .masking import PSSM_COSINE_THRESHOLD, pssm_weights, weighted_sample_mean
+from .masking import PSSM_COSINE_THRESHOLD, pssm_weights
 from .logit import DKD, KD, KD_REDUCTIONS, T2_SCALE, dkd_loss, kd_loss, kl_divergence, masked_kd_loss
 from .feature import CRD, PKT, RKD, SP, FitNet, crd_loss, feature_regression_loss, pkt_loss, rkd_loss, sp_loss
 from .embedding import CMC, CMD, EmbeddingLoss, EmbeddingQueue, L2Alignment, cmc_loss, cmd_loss, info_nce, unit_rows

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from ..models import Dense, seeded
-from .masking import PSSM_COSINE_THRESHOLD, _mask, weighted_sample_mean
-from .registry import LOSSES, Distiller, StepOutputs
+from .masking import PSSM_COSINE_THRESHOLD, _mask
+from .registry import LOSSES, Distiller, StepOutputs, weighted_sample_mean
 
 
 def feature_regression_loss(
@@ -72,6 +72,7 @@ class FitNet(Distiller):
 
     name: ClassVar[str] = "fitnet"
     needs_teacher: ClassVar[bool] = True
+    weighs_rows: ClassVar[bool] = True
 
     @property
     def student_layers(self):

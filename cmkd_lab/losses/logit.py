@@ -18,8 +18,8 @@ import torch.nn.functional as F
 
 from ..analysis.metrics import log_softmax
 from ..engine.schedules import Ramp
-from .masking import PSSM_COSINE_THRESHOLD, _mask, pssm_weights, weighted_sample_mean
-from .registry import LOSSES, Distiller
+from .masking import PSSM_COSINE_THRESHOLD, _mask, pssm_weights
+from .registry import LOSSES, Distiller, weighted_sample_mean
 
 KD_REDUCTIONS = ("batchmean", "mean")  # the choices every study and notebook offers
 # The kit's T² convention (Hinton et al. 2015; DKD): a soft-target term is multiplied by T², so its
@@ -61,6 +61,7 @@ def kd_loss(
     temperature: float | torch.Tensor,
     reduction: str,
     t2_scale: bool = T2_SCALE,
+    sample_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Hinton KD: KL(softmax(t/T) ‖ softmax(s/T)), reduced over samples, times T².
 
@@ -74,6 +75,8 @@ def kd_loss(
         ``"mean"``: also averaged over the C classes.
     t2_scale : bool
         Multiply by T² (:data:`T2_SCALE`, the kit's convention).
+    sample_weights : Tensor, shape (..., N), optional
+        Per-sample weights of the mean over samples (:func:`weighted_sample_mean`).
 
     Returns
     -------
@@ -83,7 +86,7 @@ def kd_loss(
     _check_reduction(reduction)
     t = _per_model(temperature, student_logits)
     per_sample = kl_divergence(log_softmax(teacher_logits / t), log_softmax(student_logits / t))
-    loss = per_sample.mean(-1)
+    loss = weighted_sample_mean(per_sample, sample_weights)
     if reduction == "mean":
         loss = loss / student_logits.shape[-1]
     if t2_scale:
@@ -149,6 +152,7 @@ def masked_kd_loss(
     temperature: float | torch.Tensor,
     reduction: str,
     t2_scale: bool = T2_SCALE,
+    row_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """KD with NTDH masking: both logit vectors of sample i are scaled by ω_i inside the KL, so
     ω = 0 makes both distributions uniform (the sample drops out) and ω = 1 leaves KD as is.
@@ -160,13 +164,15 @@ def masked_kd_loss(
         ω per sample (:func:`pssm_weights`).
     temperature, reduction, t2_scale
         As in :func:`kd_loss`.
+    row_weights : Tensor, shape (..., N), optional
+        The step's row weights (:attr:`~cmkd_lab.losses.StepOutputs.row_weights`), for the mean.
 
     Returns
     -------
     Tensor, shape (...)
     """
     scale = sample_weights.unsqueeze(-1)
-    return kd_loss(scale * student_logits, scale * teacher_logits, temperature, reduction, t2_scale)
+    return kd_loss(scale * student_logits, scale * teacher_logits, temperature, reduction, t2_scale, row_weights)
 
 
 @LOSSES.register("kd", about="CE + Hinton KD (temperature; reduction batchmean|mean; T² unless t2_scale=False)")
@@ -205,6 +211,7 @@ class KD(Distiller):
 
     name: ClassVar[str] = "kd"
     needs_teacher: ClassVar[bool] = True
+    weighs_rows: ClassVar[bool] = True
 
     def __post_init__(self):
         _check_reduction(self.reduction)
@@ -213,10 +220,23 @@ class KD(Distiller):
         if self.masking:
             weights = pssm_weights(out.teacher_logits, out.student_logits, out.labels, self.mask_threshold)
             kd = masked_kd_loss(
-                out.student_logits, out.teacher_logits, weights, self.temperature, self.reduction, self.t2_scale
+                out.student_logits,
+                out.teacher_logits,
+                weights,
+                self.temperature,
+                self.reduction,
+                self.t2_scale,
+                out.row_weights,
             )
         else:
-            kd = kd_loss(out.student_logits, out.teacher_logits, self.temperature, self.reduction, self.t2_scale)
+            kd = kd_loss(
+                out.student_logits,
+                out.teacher_logits,
+                self.temperature,
+                self.reduction,
+                self.t2_scale,
+                out.row_weights,
+            )
         return {**super().terms(out, modules), "kd": kd}
 
     def weights(self):

@@ -1,5 +1,6 @@
 """NTDH's masking (papers.md §2, "PSSM"): per-sample weights ω that choose which samples a
-distillation term counts, and the weighted mean over samples every maskable loss reduces with."""
+distillation term counts (every maskable loss reduces with
+:func:`~cmkd_lab.losses.registry.weighted_sample_mean`)."""
 
 from __future__ import annotations
 
@@ -42,30 +43,10 @@ def pssm_weights(
         return torch.where(correct, torch.ones_like(cosine), aligned)
 
 
-def weighted_sample_mean(per_sample: torch.Tensor, sample_weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean over the sample axis, each sample weighted if weights are given.
-
-    Weighted: Σ ω_i ℓ_i / N (not / Σ ω_i), so ω = 0 removes a sample as masking intends and
-    ω = 1 everywhere gives the plain mean.
-
-    Parameters
-    ----------
-    per_sample : Tensor, shape (..., N)
-        ℓ_i, a loss per sample.
-    sample_weights : Tensor, shape (..., N), optional
-        ω_i; None: the plain mean.
-
-    Returns
-    -------
-    Tensor, shape (...)
-    """
-    if sample_weights is None:
-        return per_sample.mean(-1)
-    return (sample_weights * per_sample).mean(-1)
-
-
 def _mask(distiller, out: StepOutputs) -> torch.Tensor | None:
-    """The PSSM weights when ``distiller.masking`` is on, else None (no weighting)."""
+    """The PSSM weights when ``distiller.masking`` is on, else None (no weighting), times the
+    step's row weights (:meth:`StepOutputs.sample_weights`)."""
     if not distiller.masking:
-        return None
-    return pssm_weights(out.teacher_logits, out.student_logits, out.labels, distiller.mask_threshold)
+        return out.sample_weights()
+    omega = pssm_weights(out.teacher_logits, out.student_logits, out.labels, distiller.mask_threshold)
+    return out.sample_weights(omega)

@@ -13,7 +13,7 @@ from ..analysis.metrics import CORRELATION_EPS, channel_correlation, off_diagona
 from ..models import Dense, seeded
 from .feature import feature_regression_loss
 from .logit import kd_loss
-from .registry import LOSSES, Distiller
+from .registry import LOSSES, Distiller, weighted_sample_mean
 
 # DS-CMKD (Si et al., arXiv 2306.15977; papers.md §4) makes the low-quality modality's output
 # features channel-wise independent and its intermediate features spatially uniform. The paper
@@ -25,7 +25,12 @@ from .registry import LOSSES, Distiller
 DS_GUIDES = ("none", "kd", "fitnet")
 
 
-def channel_independence_loss(features: torch.Tensor, n_spatial: int = 0, eps: float = CORRELATION_EPS) -> torch.Tensor:
+def channel_independence_loss(
+    features: torch.Tensor,
+    n_spatial: int = 0,
+    eps: float = CORRELATION_EPS,
+    sample_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Our reading of DS-CMKD's independence term: standardise each channel of the pooled
     ``features`` over the batch, take their correlation matrix R and return the mean squared
     off-diagonal entry, Σ_{i≠j} R_ij² / (C² − C). 0 for uncorrelated channels, 1 for channels
@@ -39,16 +44,20 @@ def channel_independence_loss(features: torch.Tensor, n_spatial: int = 0, eps: f
         How many trailing spatial axes ``features`` has (0: none; 2 for ``(N, C, H, W)``).
     eps : float
         Added to each channel's variance before standardising (a constant channel stays finite).
+    sample_weights : Tensor, shape (..., N), optional
+        Weights of the means over samples (:func:`~cmkd_lab.analysis.metrics.channel_correlation`).
 
     Returns
     -------
     Tensor, shape (...)
         In [0, 1].
     """
-    return off_diagonal_mean(channel_correlation(features, n_spatial, eps).pow(2))
+    return off_diagonal_mean(channel_correlation(features, n_spatial, eps, sample_weights).pow(2))
 
 
-def spatial_uniformity_loss(feature_map: torch.Tensor, n_spatial: int = 2) -> torch.Tensor:
+def spatial_uniformity_loss(
+    feature_map: torch.Tensor, n_spatial: int = 2, sample_weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """Our reading of DS-CMKD's uniformity term: per sample and channel of ``feature_map``,
     KL(softmax over the H·W positions ‖ uniform) = log(H·W) − entropy, averaged over channels
     and samples. 0 for a flat map; unchanged by adding a constant to a channel (the softmax's
@@ -60,6 +69,8 @@ def spatial_uniformity_loss(feature_map: torch.Tensor, n_spatial: int = 2) -> to
         Intermediate features; with ``n_spatial=1``, ``(..., N, C, L)``.
     n_spatial : int
         How many trailing spatial axes the map has.
+    sample_weights : Tensor, shape (..., N), optional
+        Per-sample weights of the mean over samples (:func:`~cmkd_lab.losses.weighted_sample_mean`).
 
     Returns
     -------
@@ -68,7 +79,9 @@ def spatial_uniformity_loss(feature_map: torch.Tensor, n_spatial: int = 2) -> to
     """
     log_p = spatial_log_probs(feature_map, n_spatial)
     kl = (log_p.exp() * log_p).sum(-1) + math.log(log_p.shape[-1])
-    return kl.mean((-2, -1))
+    if sample_weights is None:
+        return kl.mean((-2, -1))
+    return weighted_sample_mean(kl.mean(-1), sample_weights)
 
 
 @LOSSES.register(
@@ -125,6 +138,7 @@ class DimensionalStructure(Distiller):
     hint_weight: float | Sequence[float] = 1.0
 
     name: ClassVar[str] = "ds"
+    weighs_rows: ClassVar[bool] = True
 
     def __post_init__(self):
         if self.guide not in DS_GUIDES:
@@ -154,7 +168,9 @@ class DimensionalStructure(Distiller):
         terms = super().terms(out, modules)
         if self.output_layer is not None:
             output = out.student_features[self.output_layer]
-            terms["independence"] = channel_independence_loss(output, output.dim() - rank)
+            terms["independence"] = channel_independence_loss(
+                output, output.dim() - rank, sample_weights=out.row_weights
+            )
         if self.map_layer is not None:
             feature_map = out.student_features[self.map_layer]
             if feature_map.dim() <= rank:
@@ -162,14 +178,17 @@ class DimensionalStructure(Distiller):
                     f"map_layer {self.map_layer!r} gives {tuple(feature_map.shape)}, not a (channels, height, "
                     "width) map per sample; choose a convolutional layer (relu1, relu2, …)"
                 )
-            terms["uniformity"] = spatial_uniformity_loss(feature_map, feature_map.dim() - rank)
+            terms["uniformity"] = spatial_uniformity_loss(feature_map, feature_map.dim() - rank, out.row_weights)
         if self.guide == "kd":
-            terms["kd"] = kd_loss(out.student_logits, out.teacher_logits, self.temperature, "batchmean", t2_scale=True)
+            terms["kd"] = kd_loss(
+                out.student_logits, out.teacher_logits, self.temperature, "batchmean", True, out.row_weights
+            )
         elif self.guide == "fitnet":
             start = rank - 1
             terms["hint"] = feature_regression_loss(
                 modules["projector"](out.student_features[self.hint_layer].flatten(start)),
                 out.teacher_features[self.hint_layer].flatten(start),
+                out.row_weights,
             )
         return terms
 

@@ -5,7 +5,9 @@ stands for, e.g. ``{"gamma": 0.25}``). :func:`run_teacher_student` trains, for a
 once, a teacher on one modality (or several, concatenated), a student without distillation
 (``no_kd``) and one student per named distillation loss, all through the training engine:
 
-- tasks whose data have the same shapes form one batched fit per method;
+- tasks whose data have the same shapes form one batched fit per method; with ``share_sizes``,
+  tasks whose splits differ only in their numbers of samples too (seeds of grouped data): each
+  split is padded to the longest and the engine weighs each copy's own rows (``fit(rows=...)``);
 - ``variants`` name K versions of the teacher's input (e.g. MFH's modality-general teachers
   keep some channels only); K teachers × M tasks train as one fit, and so do their students;
 - the No-KD student does not depend on the teacher: it is trained once per distinct student
@@ -30,7 +32,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ..analysis.metrics import VALIDATION_METRICS, accuracy
+from ..analysis.metrics import PADDING_LABEL, VALIDATION_METRICS, accuracy
 from ..analysis.results import ID_COLUMNS, VALUE_COLUMNS, RunLog, tidy_rows
 from ..datasets import PairedDataset, Splits
 from ..engine import FitResult, Stack, System, TrainConfig, fit
@@ -286,22 +288,41 @@ def stack_split(
     tasks: Sequence[Task], part: str, modality: Modality, pad: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Inputs ``(M, N, ...)`` and labels ``(M, N)`` of ``part`` across ``tasks``; with ``pad``,
-    flat inputs ``(N, D_m)`` get zero columns up to the widest."""
+    flat inputs ``(N, D_m)`` get zero columns up to the widest. Splits with fewer samples than
+    the longest are padded with zero rows labelled :data:`~cmkd_lab.analysis.metrics.PADDING_LABEL`
+    (see :func:`split_sizes`)."""
     datasets = [getattr(t.splits, part) for t in tasks]
     inputs = [modality_input(d, modality) for d in datasets]
+    labels = [d.labels for d in datasets]
     if pad and all(x.dim() == 2 for x in inputs):
         width = max(x.shape[1] for x in inputs)
         inputs = [F.pad(x, (0, width - x.shape[1])) for x in inputs]
-    return torch.stack(inputs), torch.stack([d.labels for d in datasets])
+    n_rows = max(len(y) for y in labels)
+    inputs = [pad_rows(x, n_rows) for x in inputs]
+    labels = [pad_rows(y, n_rows, PADDING_LABEL) for y in labels]
+    return torch.stack(inputs), torch.stack(labels)
 
 
-def groups_of_equal_shape(tasks: Sequence[Task], modalities: Sequence[Modality], pad: bool = False) -> list[list[Task]]:
+def pad_rows(x: torch.Tensor, n_rows: int, value: float = 0) -> torch.Tensor:
+    """``x`` ``(n, ...)`` with rows of ``value`` appended up to ``n_rows``."""
+    return x if len(x) == n_rows else F.pad(x, (0, 0) * (x.dim() - 1) + (0, n_rows - len(x)), value=value)
+
+
+def split_sizes(tasks: Sequence[Task], part: str) -> list[int]:
+    """Each task's number of samples in ``part``."""
+    return [len(getattr(t.splits, part)) for t in tasks]
+
+
+def groups_of_equal_shape(
+    tasks: Sequence[Task], modalities: Sequence[Modality], pad: bool = False, any_size: bool = False
+) -> list[list[Task]]:
     """Tasks that can train as one stacked fit: equal input shapes and class counts (with ``pad``,
-    flat inputs of any width, :func:`stack_split` pads them)."""
+    flat inputs of any width, :func:`stack_split` pads them; with ``any_size``, splits of any
+    number of samples, padded with rows that the fits and metrics leave out)."""
     groups: dict[tuple, list[Task]] = defaultdict(list)
     for task in tasks:
         key = tuple(
-            (part, data.n_classes, _shape_key(modality_input(data, m), pad))
+            (part, data.n_classes, _shape_key(modality_input(data, m), pad, any_size))
             for part, data in task.splits.parts().items()
             for m in modalities
         )
@@ -309,8 +330,9 @@ def groups_of_equal_shape(tasks: Sequence[Task], modalities: Sequence[Modality],
     return list(groups.values())
 
 
-def _shape_key(x: torch.Tensor, pad: bool) -> tuple:
-    return (x.shape[0], "flat") if pad and x.dim() == 2 else tuple(x.shape)
+def _shape_key(x: torch.Tensor, pad: bool, any_size: bool = False) -> tuple:
+    sample = ("flat",) if pad and x.dim() == 2 else tuple(x.shape[1:])
+    return sample if any_size else (x.shape[0], *sample)
 
 
 def _data_key(task: Task, modality: Modality) -> tuple:
@@ -345,6 +367,7 @@ def run_teacher_student(
     variant_column: str = "variant",
     share_baselines: bool = True,
     pad_inputs: bool = False,
+    share_sizes: bool = False,
     metrics: Sequence[MetricHook] = (),
     metric_options: Mapping | None = None,
     log: RunLog | None = None,
@@ -392,6 +415,12 @@ def run_teacher_student(
         columns. A zero column gets a zero gradient, so each model trains as its narrower self
         but for the initial draw of its padded weights (initial weights a task gives are padded
         with zeros). Linear and MLP models only.
+    share_sizes : bool
+        Let tasks whose splits differ in their numbers of samples (seeds of grouped data) share
+        a fit: shorter splits get padding rows, which the fits weigh 0 (``fit(rows=...)``) and
+        the metrics leave out, so each model trains and scores as it would alone (within float
+        tolerance). Full-batch training, losses that weigh rows (``Distiller.weighs_rows``) and
+        nets without BatchNorm only; each task's outputs hold its own test rows.
     metrics : sequence of MetricHook
         Called once per group as ``hook(study, outputs, metric_options)``, variant after variant.
     log : RunLog, optional
@@ -409,11 +438,14 @@ def run_teacher_student(
     _check_arguments(tasks, include, losses, variants, pad_inputs, teacher_model, student_model)
     variants = dict(variants) if variants is not None else {None: None}
     student_config = student_config or teacher_config
+    reason = share_sizes and sizes_unshareable(losses, (teacher_config, student_config), (teacher_model, student_model))
+    if reason:
+        raise ValueError(f"share_sizes: tasks of different sizes cannot share these fits: {reason}")
     runner = StudyRunner(study, progress=progress, log=log)
     baselines = _Baselines(student_modality, share_baselines) if "no_kd" in include else None
     needs_teacher = "teacher" in include or any(loss.needs_teacher for loss in losses.values())
     host = next((name for name, loss in losses.items() if loss.hosts_baseline), None)
-    for members in groups_of_equal_shape(tasks, [teacher_modality, student_modality], pad=pad_inputs):
+    for members in groups_of_equal_shape(tasks, [teacher_modality, student_modality], pad_inputs, share_sizes):
         group = TaskGroup.stack(members, teacher_modality, student_modality, variants, variant_column, pad_inputs)
         teacher = None
         if needs_teacher:
@@ -448,6 +480,21 @@ def run_teacher_student(
     return runner.result()
 
 
+def sizes_unshareable(
+    losses: Mapping[str, Distiller], configs: Sequence[TrainConfig], models: Sequence[ModelSpec]
+) -> str | None:
+    """Why tasks of different sizes cannot share fits (``share_sizes``) with these losses, train
+    configs and nets; None when they can."""
+    unweighted = [name for name, loss in losses.items() if not loss.weighs_rows]
+    if unweighted:
+        return f"loss(es) {unweighted} read the whole batch (their weighs_rows is False)"
+    if any(config.batch_size is not None for config in configs):
+        return "it needs full-batch training (batch_size=None): a mini-batch would mix padding rows"
+    if any(model.batch_norm for model in models):
+        return "it needs nets without BatchNorm: its batch statistics would count padding rows"
+    return None
+
+
 def _check_arguments(tasks, include, losses, variants, pad_inputs, teacher_model, student_model) -> None:
     if not tasks:
         raise ValueError("a study needs at least one task")
@@ -477,6 +524,7 @@ class TaskGroup:
     labels: dict[str, torch.Tensor]
     n_classes: int
     widths: dict[str, list[int] | None]
+    sizes: dict[str, list[int]]  # per split, each task's number of samples (the rest is padding)
 
     @classmethod
     def stack(
@@ -502,7 +550,8 @@ class TaskGroup:
             else None
             for side, modality in (("teacher", teacher_modality), ("student", student_modality))
         }
-        return cls(list(tasks), list(variants), variant_column, teacher_x, student_x, labels, n_classes, widths)
+        sizes = {part: split_sizes(tasks, part) for part in parts}
+        return cls(list(tasks), list(variants), variant_column, teacher_x, student_x, labels, n_classes, widths, sizes)
 
     @property
     def parts(self) -> list[str]:
@@ -531,6 +580,11 @@ class TaskGroup:
         """The task of each copy of a fit: ``copies`` blocks of the group's tasks, then ``hosted``."""
         return list(range(self.size)) * copies + positions(self.tasks, hosted)
 
+    def train_rows(self, copies: int = 1, hosted: Sequence[Task] = ()) -> list[int] | None:
+        """Each copy's number of training samples where the tasks' sizes differ (``fit(rows=...)``), else None."""
+        sizes = self.sizes["train"]
+        return [sizes[i] for i in self.rows(copies, hosted)] if len(set(sizes)) > 1 else None
+
     def student_data(self, part: str, copies: int, hosted: Sequence[Task] = ()) -> dict | None:
         if part not in self.parts:
             return None
@@ -551,6 +605,7 @@ def train_teachers(
         config=config,
         val=data.get("val"),
         init=given_init(group.tasks, "teacher", spec, k, group.widths["teacher"]),
+        rows=group.train_rows(k),
         description="teacher",
     )
     record_parts(runner, result, [("teacher", k * group.size)], modality, group.studies(group.rows(k)))
@@ -594,6 +649,7 @@ def train_students(
         config=config,
         val=group.student_data("val", copies, hosted),
         init=joined_init(blocks),
+        rows=group.train_rows(copies, hosted),
         description=method + (" and no_kd" if hosted and copies else ""),
     )
     blocks = [(method, own)] if copies else []
@@ -670,13 +726,10 @@ def report_group(
     outputs = []
     for i, variant in enumerate(group.variants):
         for j, (task, settings) in enumerate(zip(group.tasks, group.settings(variant))):
-            index = i * group.size + j
-            chosen = {m: z[index if z.shape[0] > group.size else j] for m, z in logits.items()}
-            outputs.append(
-                TaskOutputs(
-                    task, variant, settings, teacher_logits[index] if teacher_logits is not None else None, chosen
-                )
-            )
+            index, n_test = i * group.size + j, group.sizes["test"][j]  # its own test rows, not the padding
+            chosen = {m: z[index if z.shape[0] > group.size else j][:n_test] for m, z in logits.items()}
+            teacher_of_task = teacher_logits[index][:n_test] if teacher_logits is not None else None
+            outputs.append(TaskOutputs(task, variant, settings, teacher_of_task, chosen))
     runner.run.artifacts.outputs.extend(outputs)
     by_study: dict[str, list[TaskOutputs]] = defaultdict(list)
     for out in outputs:
@@ -728,12 +781,13 @@ class _Baselines:
     def store(self, group: TaskGroup, trained: Sequence[Task], result: FitResult) -> None:
         index = positions(group.tasks, trained)
         logits = result.predict({"x": group.student_x["test"][index]})["student"]
-        keys = self.keys(group)
-        self.test_logits.update(zip([keys[i] for i in index], logits))
+        keys, sizes = self.keys(group), group.sizes["test"]
+        self.test_logits.update((keys[i], z[: sizes[i]]) for i, z in zip(index, logits))
 
     def logits(self, group: TaskGroup) -> torch.Tensor:
-        """The No-KD test logits of every task of ``group``, ``(M, N, C)``."""
-        return torch.stack([self.test_logits[key] for key in self.keys(group)])
+        """The No-KD test logits of every task of ``group``, ``(M, N, C)`` (padded as its test split)."""
+        n_rows = group.labels["test"].shape[1]
+        return torch.stack([pad_rows(self.test_logits[key], n_rows) for key in self.keys(group)])
 
 
 def given_init(

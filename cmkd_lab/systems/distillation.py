@@ -20,7 +20,7 @@ import torch
 
 from ..engine.schedules import Ramp
 from ..engine.stack import Stack, broadcast_models
-from ..engine.trainer import FitResult, Head, StepResult, System, TrainConfig, fit
+from ..engine.trainer import ROW_WEIGHT, FitResult, Head, StepResult, System, TrainConfig, fit
 from ..losses import Distiller, StepOutputs, Vanilla
 from ..models import ModelSpec, Net, build_model
 
@@ -73,6 +73,12 @@ class Distillation(System):
                 "to be finite for any inputs); train the No-KD students in a fit of their own"
             )
 
+    @property
+    def weighs_rows(self) -> bool:
+        """Copies of different sizes may share a fit when the loss weighs rows and the student has
+        no BatchNorm (its batch statistics would count the padding rows)."""
+        return self.loss.weighs_rows and not self.spec.batch_norm
+
     def build(self, seed):
         student = build_model(self.spec, seed)
         student_dims = _layer_widths(student, self.spec.input_shape, self.loss.student_layers)
@@ -121,7 +127,7 @@ class Distillation(System):
                     )
         else:
             teacher_logits, teacher_features = None, {}
-        out = StepOutputs(logits, features, teacher_logits, teacher_features, batch.get("y"))
+        out = StepOutputs(logits, features, teacher_logits, teacher_features, batch.get("y"), batch.get(ROW_WEIGHT))
         return StepResult({"logits": logits}, self.loss.terms(out, modules))
 
     def weights(self):

@@ -45,7 +45,7 @@ from ...analysis.results import tidy_rows
 from ...analysis.saliency import joint_fit
 from ...app.notebook import NotebookParameters
 from ...datasets import DATASETS, PairedDataset, Splits, load, standardise
-from ...datasets.core import run_generator, run_state
+from ...datasets.core import run_state
 from ...datasets.synthetic import mfh_overlap
 from ...engine import TrainConfig
 from ...losses import LOSSES, Distiller, make_loss
@@ -59,6 +59,7 @@ from ..runner import (
     given_init,
     groups_of_equal_shape,
     run_teacher_student,
+    sizes_unshareable,
     stack_split,
 )
 from .predictors import PREDICTORS, Probe, mg_teacher_logits, predictor_names
@@ -148,7 +149,8 @@ def view_tasks(
     with training statistics and renamed ``a`` (teacher) and ``b`` (student)."""
     check_dataset(name, data)
     tasks = []
-    for seed, split in zip(seeds, equal_splits(data, seeds)):
+    for seed in seeds:
+        split = data.split(seed)  # whole: grouped data's parts differ in size across seeds
         for teacher_view, student_view in pairs:
             settings = {
                 "dataset": name,
@@ -160,24 +162,6 @@ def view_tasks(
             }
             tasks.append(Task(_standardised(split, teacher_view, student_view), seed, settings))
     return tasks
-
-
-def equal_splits(data: PairedDataset, seeds: Sequence[int]) -> list[Splits]:
-    """Each seed's split; where groups make their parts differ in size across seeds (whole
-    subjects go to one part), each part is cut to its smallest size across seeds by a random
-    subset (drawn from the seed's own stream), so that every seed's tasks share one fit."""
-    splits = [data.split(seed) for seed in seeds]
-    sizes = {part: min(len(s.parts()[part]) for s in splits) for part in splits[0].parts()}
-
-    def cut(split: Splits, seed: int) -> Splits:
-        generator = run_generator(seed, STUDY, "pool")
-        parts = {}
-        for part, d in split.parts().items():
-            keep = np.sort(generator.choice(len(d), sizes[part], replace=False))
-            parts[part] = d if len(d) == sizes[part] else d.subset(keep)
-        return Splits(parts["train"], parts.get("val"), parts["test"])
-
-    return [cut(split, seed) for split, seed in zip(splits, seeds)]
 
 
 def _standardised(split: Splits, teacher_view: str, student_view: str) -> Splits:
@@ -419,11 +403,13 @@ def probe_signals(
 def measure(tasks: Sequence[Task], p: DiagnosisParameters, progress: bool | None = None) -> StudyRun:
     """Teacher, No-KD and every method at full length on every task, each group of tasks that share
     nets in one :func:`~cmkd_lab.studies.runner.run_teacher_student` call (flat views of different
-    widths share a fit, padded)."""
+    widths share a fit, padded; so do seeds whose grouped splits differ in size, where the fits
+    allow it: full batch, every method weighing rows)."""
     runs = []
     for group in _net_groups(tasks, p.hidden):
         teacher_net, student_net = nets(group[0], p.hidden)
         config = _config(group, p.epochs, p)
+        losses = method_losses(p.methods, student_net)
         runs.append(
             run_teacher_student(
                 group,
@@ -433,8 +419,9 @@ def measure(tasks: Sequence[Task], p: DiagnosisParameters, progress: bool | None
                 teacher_model=teacher_net,
                 student_model=student_net,
                 teacher_config=config,
-                losses=method_losses(p.methods, student_net),
+                losses=losses,
                 pad_inputs=all(net.kind in ("linear", "mlp") for net in (teacher_net, student_net)),
+                share_sizes=sizes_unshareable(losses, [config], [teacher_net, student_net]) is None,
                 progress=progress,
             )
         )
