@@ -155,6 +155,31 @@ def test_grouped_data_keep_each_seeds_whole_split_and_its_seeds_share_the_outcom
     np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), atol=1e-9)
 
 
+def test_grouped_maps_train_each_size_apart_for_as_long_as_its_own_size_gives():
+    """CNNs train on mini-batches, where rows cannot be weighed: each training size trains in fits
+    of its own, its number of passes set by its own size, so a seed trains as it would alone."""
+    g = np.random.default_rng(1)
+    groups = np.repeat(np.arange(10), g.integers(10, 40, size=10))
+    labels = g.integers(0, 2, size=len(groups))
+    views = {"u": g.normal(size=(len(groups), 2, 20)) + labels[:, None, None], "v": g.normal(size=(len(groups), 2, 20))}
+    data = from_arrays(views, labels, groups=groups, name="grouped_maps")
+    p = small(n_runs=2, epochs=4, methods=["kd"])
+    tasks = benchmark.view_tasks("grouped_maps", data, [("u", "v")], p.seeds)
+    assert len({len(t.splits.train) for t in tasks}) == 2
+    together = benchmark.measure(tasks, p)
+    teachers = [r for r in together.log.fits if r["method"] == "teacher"]
+    assert sorted(r["n_models"] for r in teachers) == [1, 1] and all("rows" not in r for r in teachers)
+    for record, task in zip(teachers, tasks):
+        assert record["train_config"]["epochs"] == benchmark._config([task], p.epochs, p).epochs
+    alone = pd.concat([benchmark.measure([task], p).table for task in tasks])
+    key = ["method", "seed"]
+    np.testing.assert_allclose(
+        together.table.set_index(key)["value"].sort_index().to_numpy(),
+        alone.set_index(key)["value"].sort_index().to_numpy(),
+        atol=1e-9,
+    )
+
+
 def test_the_pair_table_pairs_each_method_with_no_kd_by_seed(bench):
     _, run = bench
     pairs = benchmark.pair_table(run.table)

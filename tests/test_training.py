@@ -8,9 +8,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from cmkd_lab.analysis.metrics import PADDING_LABEL, accuracy, weighted_f1
+from cmkd_lab.datasets import Splits, from_arrays
 from cmkd_lab.engine import Head, Ramp, Stack, StepResult, System, TrainConfig, build_seeded, fit, gradient_reversal
 from cmkd_lab.losses import make_loss
 from cmkd_lab.models import ModelSpec, build_model
+from cmkd_lab.studies.runner import Task, run_teacher_student
 from cmkd_lab.systems import Distillation, train_classifier
 
 SEEDS = [0, 1, 2, 3]
@@ -144,7 +146,7 @@ def test_teacher_run_per_batch_equals_cached_teacher_outputs():
     assert runs[1].record["frozen_modules"] == ["teacher"] and "teacher" not in runs[1].modules
 
 
-ROW_WEIGHTED_LOSSES = [
+ROW_MASKED_LOSSES = [
     ("ce", {}),
     ("kd", {"temperature": 4.0, "reduction": "batchmean"}),
     ("fitnet", {}),
@@ -152,7 +154,7 @@ ROW_WEIGHTED_LOSSES = [
 ]
 
 
-@pytest.mark.parametrize("name, options", ROW_WEIGHTED_LOSSES)
+@pytest.mark.parametrize("name, options", ROW_MASKED_LOSSES)
 def test_copies_of_different_sizes_share_a_fit_and_train_as_alone(name, options):
     """``rows=``: each copy's slice padded to the longest, every term weighing the copy's own rows,
     so each copy ends where a fit on its own samples alone ends: parameters and logged terms."""
@@ -205,6 +207,25 @@ def test_rows_need_full_batch_a_system_that_weighs_rows_and_a_count_per_copy():
             seeds=[0, 1],
             config=TrainConfig(),
             rows=[20, 12],
+        )
+    task = Task(Splits(from_arrays({"a": x[0], "b": x[0]}, y[0]), None, from_arrays({"a": x[1], "b": x[1]}, y[1])), 0)
+    with pytest.raises(ValueError, match="share_sizes: .*loss\\(es\\) \\['rkd'\\] read the whole batch"):
+        run_teacher_student(
+            [task],
+            study="s",
+            teacher_modality="a",
+            student_modality="b",
+            losses={"rkd": make_loss("rkd")},
+            share_sizes=True,
+        )
+    with pytest.raises(ValueError, match="share_sizes: .*full-batch training"):
+        run_teacher_student(
+            [task],
+            study="s",
+            teacher_modality="a",
+            student_modality="b",
+            teacher_config=TrainConfig(batch_size=8),
+            share_sizes=True,
         )
     with pytest.raises(ValueError, match="a count in 1..20"):
         fit(Distillation(spec), {"x": x, "y": y}, seeds=[0, 1], config=TrainConfig(), rows=[20, 21])

@@ -295,26 +295,23 @@ CORRELATION_EPS = 1e-5  # added to each channel's variance: a constant channel c
 
 
 def channel_correlation(
-    features: torch.Tensor,
-    n_spatial: int = 0,
-    eps: float = CORRELATION_EPS,
-    sample_weights: torch.Tensor | None = None,
+    features: torch.Tensor, n_spatial: int = 0, eps: float = CORRELATION_EPS, row_mask: torch.Tensor | None = None
 ) -> torch.Tensor:
     """The channels' correlation matrix over the samples: ``(..., N, C)`` (or a map with
     ``n_spatial`` trailing spatial axes, pooled first) → ``(..., C, C)``. Each channel is
-    standardised over the batch, z = (f − mean) / √(var + eps), then R = zᵀz / N. With
-    ``sample_weights`` ``(..., N)`` (ω, mean 1 over the samples that count; row weights leave
-    padding rows out) every mean over samples is the ω-weighted one, Σ ω_i · / N."""
+    standardised over the batch, z = (f − mean) / √(var + eps), then R = zᵀz / N. With a
+    ``row_mask`` ``(..., N)`` (1 on samples, 0 on padding rows) every mean is over the n samples it
+    marks."""
     if n_spatial:
         features = features.flatten(-n_spatial).mean(-1)
-    if sample_weights is None:
+    if row_mask is None:
         centred = features - features.mean(-2, keepdim=True)
         z = centred / (centred.pow(2).mean(-2, keepdim=True) + eps).sqrt()
         return z.transpose(-1, -2) @ z / features.shape[-2]
-    weights = sample_weights.unsqueeze(-1)
-    centred = features - (weights * features).mean(-2, keepdim=True)
-    z = centred / ((weights * centred.pow(2)).mean(-2, keepdim=True) + eps).sqrt()
-    return (weights * z).transpose(-1, -2) @ z / features.shape[-2]
+    mask, n = row_mask.unsqueeze(-1), row_mask.sum(-1)[..., None, None]
+    centred = features - (mask * features).sum(-2, keepdim=True) / n
+    z = centred / ((mask * centred.pow(2)).sum(-2, keepdim=True) / n + eps).sqrt()
+    return (mask * z).transpose(-1, -2) @ z / n
 
 
 def off_diagonal_mean(matrix: torch.Tensor) -> torch.Tensor:

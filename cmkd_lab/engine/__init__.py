@@ -30,7 +30,7 @@ _EXPORTS = {
         "thread_policy",
         "DEVICES",
         "OPTIMIZERS",
-        "ROW_WEIGHT",
+        "ROW_MASK",
         "SELECTION_RULES",
     ),
     "schedules": ("Ramp", "gradient_reversal"),

@@ -22,6 +22,7 @@ def feature_regression_loss(
     projected_student: torch.Tensor,
     teacher_features: torch.Tensor,
     sample_weights: torch.Tensor | None = None,
+    row_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """FitNet-style hint: MSE between (already projected) student features and teacher features,
     averaged over D and then over samples.
@@ -31,12 +32,15 @@ def feature_regression_loss(
     projected_student, teacher_features : Tensor, shape (..., N, D)
     sample_weights : Tensor, shape (..., N), optional
         Per-sample weights of the mean (:func:`~cmkd_lab.losses.weighted_sample_mean`).
+    row_mask : Tensor, shape (..., N), optional
+        The rows that are samples (:func:`~cmkd_lab.losses.weighted_sample_mean`); None: every row.
 
     Returns
     -------
     Tensor, shape (...)
     """
-    return weighted_sample_mean(((projected_student - teacher_features) ** 2).mean(-1), sample_weights)
+    per_sample = ((projected_student - teacher_features) ** 2).mean(-1)
+    return weighted_sample_mean(per_sample, sample_weights, row_mask)
 
 
 @LOSSES.register("fitnet", about="CE + feature regression through a learned linear projector (FitNet hint)")
@@ -93,6 +97,7 @@ class FitNet(Distiller):
             modules["projector"](out.student_features[self.student_layer].flatten(start)),
             out.teacher_features[self.teacher_layer].flatten(start),
             _mask(self, out),
+            out.row_mask,
         )
         return {**super().terms(out, modules), "hint": hint}
 

@@ -61,7 +61,7 @@ def kd_loss(
     temperature: float | torch.Tensor,
     reduction: str,
     t2_scale: bool = T2_SCALE,
-    sample_weights: torch.Tensor | None = None,
+    row_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Hinton KD: KL(softmax(t/T) ‖ softmax(s/T)), reduced over samples, times T².
 
@@ -75,8 +75,8 @@ def kd_loss(
         ``"mean"``: also averaged over the C classes.
     t2_scale : bool
         Multiply by T² (:data:`T2_SCALE`, the kit's convention).
-    sample_weights : Tensor, shape (..., N), optional
-        Per-sample weights of the mean over samples (:func:`weighted_sample_mean`).
+    row_mask : Tensor, shape (..., N), optional
+        The rows that are samples (:func:`weighted_sample_mean`); None: every row.
 
     Returns
     -------
@@ -86,7 +86,7 @@ def kd_loss(
     _check_reduction(reduction)
     t = _per_model(temperature, student_logits)
     per_sample = kl_divergence(log_softmax(teacher_logits / t), log_softmax(student_logits / t))
-    loss = weighted_sample_mean(per_sample, sample_weights)
+    loss = weighted_sample_mean(per_sample, row_mask=row_mask)
     if reduction == "mean":
         loss = loss / student_logits.shape[-1]
     if t2_scale:
@@ -152,7 +152,7 @@ def masked_kd_loss(
     temperature: float | torch.Tensor,
     reduction: str,
     t2_scale: bool = T2_SCALE,
-    row_weights: torch.Tensor | None = None,
+    row_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """KD with NTDH masking: both logit vectors of sample i are scaled by ω_i inside the KL, so
     ω = 0 makes both distributions uniform (the sample drops out) and ω = 1 leaves KD as is.
@@ -164,15 +164,15 @@ def masked_kd_loss(
         ω per sample (:func:`pssm_weights`).
     temperature, reduction, t2_scale
         As in :func:`kd_loss`.
-    row_weights : Tensor, shape (..., N), optional
-        The step's row weights (:attr:`~cmkd_lab.losses.StepOutputs.row_weights`), for the mean.
+    row_mask : Tensor, shape (..., N), optional
+        The rows that are samples (:attr:`~cmkd_lab.losses.StepOutputs.row_mask`), for the mean.
 
     Returns
     -------
     Tensor, shape (...)
     """
     scale = sample_weights.unsqueeze(-1)
-    return kd_loss(scale * student_logits, scale * teacher_logits, temperature, reduction, t2_scale, row_weights)
+    return kd_loss(scale * student_logits, scale * teacher_logits, temperature, reduction, t2_scale, row_mask)
 
 
 @LOSSES.register("kd", about="CE + Hinton KD (temperature; reduction batchmean|mean; T² unless t2_scale=False)")
@@ -226,7 +226,7 @@ class KD(Distiller):
                 self.temperature,
                 self.reduction,
                 self.t2_scale,
-                out.row_weights,
+                out.row_mask,
             )
         else:
             kd = kd_loss(
@@ -235,7 +235,7 @@ class KD(Distiller):
                 self.temperature,
                 self.reduction,
                 self.t2_scale,
-                out.row_weights,
+                out.row_mask,
             )
         return {**super().terms(out, modules), "kd": kd}
 

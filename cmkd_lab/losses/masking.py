@@ -44,9 +44,7 @@ def pssm_weights(
 
 
 def _mask(distiller, out: StepOutputs) -> torch.Tensor | None:
-    """The PSSM weights when ``distiller.masking`` is on, else None (no weighting), times the
-    step's row weights (:meth:`StepOutputs.sample_weights`)."""
+    """The PSSM weights when ``distiller.masking`` is on, else None (no weighting)."""
     if not distiller.masking:
-        return out.sample_weights()
-    omega = pssm_weights(out.teacher_logits, out.student_logits, out.labels, distiller.mask_threshold)
-    return out.sample_weights(omega)
+        return None
+    return pssm_weights(out.teacher_logits, out.student_logits, out.labels, distiller.mask_threshold)

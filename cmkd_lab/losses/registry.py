@@ -27,12 +27,15 @@ if TYPE_CHECKING:
 
 # The base class's one term lives beside it: every family module imports this one, so a home in
 # logit.py would make the two import each other.
-def weighted_sample_mean(per_sample: torch.Tensor, sample_weights: torch.Tensor | None = None) -> torch.Tensor:
+def weighted_sample_mean(
+    per_sample: torch.Tensor, sample_weights: torch.Tensor | None = None, row_mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean over the sample axis, each sample weighted if weights are given.
 
-    Weighted: Σ ω_i ℓ_i / N (not / Σ ω_i), so ω = 0 removes a sample as NTDH's masking intends,
-    ω = 1 everywhere gives the plain mean, and row weights (:attr:`StepOutputs.row_weights`,
-    N/n on a copy's n samples) give the mean over its own samples.
+    Weighted: Σ ω_i ℓ_i / N (not / Σ ω_i), so ω = 0 removes a sample as NTDH's masking intends and
+    ω = 1 everywhere gives the plain mean. With a ``row_mask`` (:attr:`StepOutputs.row_mask`) N is
+    the number of rows it marks, n, and the other rows (padding) drop out: Σ m_i ω_i ℓ_i / n, whose
+    gradient is the g/n of the plain mean over the n samples alone.
 
     Parameters
     ----------
@@ -40,29 +43,31 @@ def weighted_sample_mean(per_sample: torch.Tensor, sample_weights: torch.Tensor 
         ℓ_i, a loss per sample.
     sample_weights : Tensor, shape (..., N), optional
         ω_i; None: the plain mean.
+    row_mask : Tensor, shape (..., N), optional
+        1 on the rows that are samples, 0 on padding rows; None: every row is a sample.
 
     Returns
     -------
     Tensor, shape (...)
     """
-    if sample_weights is None:
+    if sample_weights is not None:
+        per_sample = sample_weights * per_sample
+    if row_mask is None:
         return per_sample.mean(-1)
-    return (sample_weights * per_sample).mean(-1)
+    return (row_mask * per_sample).sum(-1) / row_mask.sum(-1)
 
 
-def cross_entropy(
-    logits: torch.Tensor, labels: torch.Tensor, sample_weights: torch.Tensor | None = None
-) -> torch.Tensor:
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, row_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean cross-entropy over samples.
 
     Parameters
     ----------
     logits : Tensor, shape (..., N, C)
     labels : Tensor of int, shape (..., N)
-        Class indices in ``0..C-1``; with ``sample_weights``, a row of weight 0 may be labelled
+        Class indices in ``0..C-1``; with ``row_mask``, a padding row may be labelled
         :data:`~cmkd_lab.analysis.metrics.PADDING_LABEL`.
-    sample_weights : Tensor, shape (..., N), optional
-        Per-sample weights of the mean (:func:`weighted_sample_mean`).
+    row_mask : Tensor, shape (..., N), optional
+        The rows that are samples (:func:`weighted_sample_mean`); None: every row.
 
     Returns
     -------
@@ -70,9 +75,9 @@ def cross_entropy(
         The mean over the N samples (a scalar for one model).
     """
     log_probs = log_softmax(logits)
-    if sample_weights is not None:
-        labels = labels.clamp_min(0)  # a padding row's label: any class, weighted 0
-    return -weighted_sample_mean(log_probs.gather(-1, labels.unsqueeze(-1)).squeeze(-1), sample_weights)
+    if row_mask is not None:
+        labels = labels.clamp_min(0)  # a padding row's label: any class, masked out
+    return -weighted_sample_mean(log_probs.gather(-1, labels.unsqueeze(-1)).squeeze(-1), row_mask=row_mask)
 
 
 @dataclass(frozen=True)
@@ -91,11 +96,10 @@ class StepOutputs:
     teacher_features : dict of str to Tensor
         The teacher layers the loss asked for (``teacher_layers``), shaped as the student's.
     labels : Tensor of int, shape (B,)
-    row_weights : Tensor, shape (B,), or None
-        Where copies of one fit hold different numbers of samples (``fit(..., rows=...)``):
-        B/n on each of the copy's n samples, 0 on its padding rows, so that
-        :func:`weighted_sample_mean` gives the mean over its own samples. None: every row is a
-        sample.
+    row_mask : Tensor, shape (B,), or None
+        Where copies of one fit hold different numbers of samples (``fit(..., rows=...)``): 1 on
+        each of the copy's samples, 0 on its padding rows; every mean over samples is then taken
+        over the copy's own (:func:`weighted_sample_mean`). None: every row is a sample.
     """
 
     student_logits: torch.Tensor
@@ -103,13 +107,7 @@ class StepOutputs:
     teacher_logits: torch.Tensor | None
     teacher_features: dict[str, torch.Tensor]
     labels: torch.Tensor
-    row_weights: torch.Tensor | None = None
-
-    def sample_weights(self, weights: torch.Tensor | None = None) -> torch.Tensor | None:
-        """``weights`` (a loss's own per-sample ω, or None) times the row weights."""
-        if self.row_weights is None or weights is None:
-            return weights if self.row_weights is None else self.row_weights
-        return weights * self.row_weights
+    row_mask: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -132,7 +130,7 @@ class Distiller:
 
     name: ClassVar[str]
     needs_teacher: ClassVar[bool] = False
-    # whether every term reduces over samples with StepOutputs.row_weights, so copies with
+    # whether every term averages over the samples StepOutputs.row_mask marks, so copies with
     # different numbers of samples may share a fit (padded); a loss of batch-level statistics
     # that ignores them must leave this False
     weighs_rows: ClassVar[bool] = False
@@ -183,7 +181,7 @@ class Distiller:
             Each term a scalar (``(M,)`` with a model axis), ``"ce"`` first; :meth:`weights`
             weighs each.
         """
-        return {"ce": cross_entropy(out.student_logits, out.labels, out.row_weights)}
+        return {"ce": cross_entropy(out.student_logits, out.labels, out.row_mask)}
 
     def weights(self) -> dict[str, float | Sequence[float]]:
         """The weight of each term that ``terms()`` returns."""

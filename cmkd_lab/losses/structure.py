@@ -29,7 +29,7 @@ def channel_independence_loss(
     features: torch.Tensor,
     n_spatial: int = 0,
     eps: float = CORRELATION_EPS,
-    sample_weights: torch.Tensor | None = None,
+    row_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Our reading of DS-CMKD's independence term: standardise each channel of the pooled
     ``features`` over the batch, take their correlation matrix R and return the mean squared
@@ -44,19 +44,19 @@ def channel_independence_loss(
         How many trailing spatial axes ``features`` has (0: none; 2 for ``(N, C, H, W)``).
     eps : float
         Added to each channel's variance before standardising (a constant channel stays finite).
-    sample_weights : Tensor, shape (..., N), optional
-        Weights of the means over samples (:func:`~cmkd_lab.analysis.metrics.channel_correlation`).
+    row_mask : Tensor, shape (..., N), optional
+        The rows that are samples (:func:`~cmkd_lab.analysis.metrics.channel_correlation`); None: every row.
 
     Returns
     -------
     Tensor, shape (...)
         In [0, 1].
     """
-    return off_diagonal_mean(channel_correlation(features, n_spatial, eps, sample_weights).pow(2))
+    return off_diagonal_mean(channel_correlation(features, n_spatial, eps, row_mask).pow(2))
 
 
 def spatial_uniformity_loss(
-    feature_map: torch.Tensor, n_spatial: int = 2, sample_weights: torch.Tensor | None = None
+    feature_map: torch.Tensor, n_spatial: int = 2, row_mask: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Our reading of DS-CMKD's uniformity term: per sample and channel of ``feature_map``,
     KL(softmax over the H·W positions ‖ uniform) = log(H·W) − entropy, averaged over channels
@@ -69,8 +69,8 @@ def spatial_uniformity_loss(
         Intermediate features; with ``n_spatial=1``, ``(..., N, C, L)``.
     n_spatial : int
         How many trailing spatial axes the map has.
-    sample_weights : Tensor, shape (..., N), optional
-        Per-sample weights of the mean over samples (:func:`~cmkd_lab.losses.weighted_sample_mean`).
+    row_mask : Tensor, shape (..., N), optional
+        The rows that are samples (:func:`~cmkd_lab.losses.weighted_sample_mean`); None: every row.
 
     Returns
     -------
@@ -79,9 +79,9 @@ def spatial_uniformity_loss(
     """
     log_p = spatial_log_probs(feature_map, n_spatial)
     kl = (log_p.exp() * log_p).sum(-1) + math.log(log_p.shape[-1])
-    if sample_weights is None:
+    if row_mask is None:
         return kl.mean((-2, -1))
-    return weighted_sample_mean(kl.mean(-1), sample_weights)
+    return weighted_sample_mean(kl.mean(-1), row_mask=row_mask)
 
 
 @LOSSES.register(
@@ -168,9 +168,7 @@ class DimensionalStructure(Distiller):
         terms = super().terms(out, modules)
         if self.output_layer is not None:
             output = out.student_features[self.output_layer]
-            terms["independence"] = channel_independence_loss(
-                output, output.dim() - rank, sample_weights=out.row_weights
-            )
+            terms["independence"] = channel_independence_loss(output, output.dim() - rank, row_mask=out.row_mask)
         if self.map_layer is not None:
             feature_map = out.student_features[self.map_layer]
             if feature_map.dim() <= rank:
@@ -178,17 +176,17 @@ class DimensionalStructure(Distiller):
                     f"map_layer {self.map_layer!r} gives {tuple(feature_map.shape)}, not a (channels, height, "
                     "width) map per sample; choose a convolutional layer (relu1, relu2, …)"
                 )
-            terms["uniformity"] = spatial_uniformity_loss(feature_map, feature_map.dim() - rank, out.row_weights)
+            terms["uniformity"] = spatial_uniformity_loss(feature_map, feature_map.dim() - rank, out.row_mask)
         if self.guide == "kd":
             terms["kd"] = kd_loss(
-                out.student_logits, out.teacher_logits, self.temperature, "batchmean", True, out.row_weights
+                out.student_logits, out.teacher_logits, self.temperature, "batchmean", True, out.row_mask
             )
         elif self.guide == "fitnet":
             start = rank - 1
             terms["hint"] = feature_regression_loss(
                 modules["projector"](out.student_features[self.hint_layer].flatten(start)),
                 out.teacher_features[self.hint_layer].flatten(start),
-                out.row_weights,
+                row_mask=out.row_mask,
             )
         return terms
 

@@ -766,9 +766,13 @@ class _Baselines:
     def __init__(self, modality: Modality, share: bool):
         self.modality, self.share = modality, share
         self.test_logits: dict[tuple, torch.Tensor] = {}
+        self._keyed: tuple[TaskGroup | None, list[tuple]] = (None, [])  # the last group's keys: hashing data costs
 
     def keys(self, group: TaskGroup) -> list[tuple]:
-        return [_data_key(t, self.modality) if self.share else (t.seed, id(t)) for t in group.tasks]
+        if self._keyed[0] is not group:
+            keys = [_data_key(t, self.modality) if self.share else (t.seed, id(t)) for t in group.tasks]
+            self._keyed = (group, keys)
+        return self._keyed[1]
 
     def untrained(self, group: TaskGroup) -> list[Task]:
         """The first task of each key that no No-KD student was trained for yet."""

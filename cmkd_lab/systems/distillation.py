@@ -20,7 +20,7 @@ import torch
 
 from ..engine.schedules import Ramp
 from ..engine.stack import Stack, broadcast_models
-from ..engine.trainer import ROW_WEIGHT, FitResult, Head, StepResult, System, TrainConfig, fit
+from ..engine.trainer import ROW_MASK, FitResult, Head, StepResult, System, TrainConfig, fit
 from ..losses import Distiller, StepOutputs, Vanilla
 from ..models import ModelSpec, Net, build_model
 
@@ -127,7 +127,7 @@ class Distillation(System):
                     )
         else:
             teacher_logits, teacher_features = None, {}
-        out = StepOutputs(logits, features, teacher_logits, teacher_features, batch.get("y"), batch.get(ROW_WEIGHT))
+        out = StepOutputs(logits, features, teacher_logits, teacher_features, batch.get("y"), batch.get(ROW_MASK))
         return StepResult({"logits": logits}, self.loss.terms(out, modules))
 
     def weights(self):

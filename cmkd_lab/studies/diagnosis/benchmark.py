@@ -24,7 +24,10 @@ hurts) and every signal's mean over seeds: the input of :mod:`.scoring`.
 
 Every net is a registered kind sized to its view (an MLP for vectors, a 1-D or 2-D CNN for time
 series and images, :func:`~cmkd_lab.studies.real_data.net_for`), trained with Adam; views are
-z-scored per feature (vectors) or per channel (maps) with training statistics.
+z-scored per feature (vectors) or per channel (maps) with training statistics. Grouped data keep
+each seed's whole split, although whole subjects per part make the parts' sizes differ across
+seeds: the probe trains each size in fits of its own; the outcome trains every seed in one fit per
+method where the fits weigh rows (full-batch MLPs, ``share_sizes``), else each size apart.
 """
 
 from __future__ import annotations
@@ -408,24 +411,34 @@ def measure(tasks: Sequence[Task], p: DiagnosisParameters, progress: bool | None
     runs = []
     for group in _net_groups(tasks, p.hidden):
         teacher_net, student_net = nets(group[0], p.hidden)
-        config = _config(group, p.epochs, p)
         losses = method_losses(p.methods, student_net)
-        runs.append(
-            run_teacher_student(
-                group,
-                study=STUDY,
-                teacher_modality="a",
-                student_modality="b",
-                teacher_model=teacher_net,
-                student_model=student_net,
-                teacher_config=config,
-                losses=losses,
-                pad_inputs=all(net.kind in ("linear", "mlp") for net in (teacher_net, student_net)),
-                share_sizes=sizes_unshareable(losses, [config], [teacher_net, student_net]) is None,
-                progress=progress,
+        share = sizes_unshareable(losses, [_config(group, p.epochs, p)], [teacher_net, student_net]) is None
+        # where the fits cannot weigh rows (mini-batches), each training size trains apart, for as
+        # long as its own size gives (a CNN's passes follow its number of batches)
+        for members in [group] if share else _by_train_size(group):
+            runs.append(
+                run_teacher_student(
+                    members,
+                    study=STUDY,
+                    teacher_modality="a",
+                    student_modality="b",
+                    teacher_model=teacher_net,
+                    student_model=student_net,
+                    teacher_config=_config(members, p.epochs, p),
+                    losses=losses,
+                    pad_inputs=all(net.kind in ("linear", "mlp") for net in (teacher_net, student_net)),
+                    share_sizes=share,
+                    progress=progress,
+                )
             )
-        )
     return StudyRun.concat(runs)
+
+
+def _by_train_size(tasks: Sequence[Task]) -> list[list[Task]]:
+    sizes: dict[int, list[Task]] = {}
+    for task in tasks:
+        sizes.setdefault(len(task.splits.train), []).append(task)
+    return list(sizes.values())
 
 
 def run(p: DiagnosisParameters, progress: bool | None = None) -> StudyRun:
