@@ -420,7 +420,8 @@ def run_teacher_student(
         a fit: shorter splits get padding rows, which the fits weigh 0 (``fit(rows=...)``) and
         the metrics leave out, so each model trains and scores as it would alone (within float
         tolerance). Full-batch training, losses that weigh rows (``Distiller.weighs_rows``) and
-        nets without BatchNorm only; each task's outputs hold its own test rows.
+        nets without BatchNorm only. Each task's outputs hold its own test rows, so tasks of one
+        group may hand a metric hook logits of different lengths.
     metrics : sequence of MetricHook
         Called once per group as ``hook(study, outputs, metric_options)``, variant after variant.
     log : RunLog, optional
