@@ -209,24 +209,13 @@ def test_rows_need_full_batch_a_system_that_weighs_rows_and_a_count_per_copy():
             rows=[20, 12],
         )
     task = Task(Splits(from_arrays({"a": x[0], "b": x[0]}, y[0]), None, from_arrays({"a": x[1], "b": x[1]}, y[1])), 0)
-    with pytest.raises(ValueError, match="share_sizes: .*loss\\(es\\) \\['rkd'\\] read the whole batch"):
-        run_teacher_student(
-            [task],
-            study="s",
-            teacher_modality="a",
-            student_modality="b",
-            losses={"rkd": make_loss("rkd")},
-            share_sizes=True,
-        )
-    with pytest.raises(ValueError, match="share_sizes: .*full-batch training"):
-        run_teacher_student(
-            [task],
-            study="s",
-            teacher_modality="a",
-            student_modality="b",
-            teacher_config=TrainConfig(batch_size=8),
-            share_sizes=True,
-        )
+    shared = {"study": "s", "teacher_modality": "a", "student_modality": "b", "share_sizes": True}
+    for match, options in [
+        ("loss\\(es\\) \\['rkd'\\] read the whole batch", {"losses": {"rkd": make_loss("rkd")}}),
+        ("full-batch training", {"teacher_config": TrainConfig(batch_size=8)}),
+    ]:
+        with pytest.raises(ValueError, match=f"share_sizes: .*{match}"):
+            run_teacher_student([task], **shared, **options)
     with pytest.raises(ValueError, match="a count in 1..20"):
         fit(Distillation(spec), {"x": x, "y": y}, seeds=[0, 1], config=TrainConfig(), rows=[20, 21])
 
