@@ -412,10 +412,11 @@ def measure(tasks: Sequence[Task], p: DiagnosisParameters, progress: bool | None
     for group in _net_groups(tasks, p.hidden):
         teacher_net, student_net = nets(group[0], p.hidden)
         losses = method_losses(p.methods, student_net)
+        pad = all(net.kind in ("linear", "mlp") for net in (teacher_net, student_net))
         share = sizes_unshareable(losses, [_config(group, p.epochs, p)], [teacher_net, student_net]) is None
-        # where the fits cannot weigh rows (mini-batches), each training size trains apart, for as
-        # long as its own size gives (a CNN's passes follow its number of batches)
-        for members in [group] if share else _by_train_size(group):
+        # where the fits cannot weigh rows (mini-batches), each size trains apart, for as long as
+        # its own size gives (a CNN's passes follow its number of batches)
+        for members in [group] if share else groups_of_equal_shape(group, ("a", "b"), pad):
             runs.append(
                 run_teacher_student(
                     members,
@@ -426,19 +427,12 @@ def measure(tasks: Sequence[Task], p: DiagnosisParameters, progress: bool | None
                     student_model=student_net,
                     teacher_config=_config(members, p.epochs, p),
                     losses=losses,
-                    pad_inputs=all(net.kind in ("linear", "mlp") for net in (teacher_net, student_net)),
+                    pad_inputs=pad,
                     share_sizes=share,
                     progress=progress,
                 )
             )
     return StudyRun.concat(runs)
-
-
-def _by_train_size(tasks: Sequence[Task]) -> list[list[Task]]:
-    sizes: dict[int, list[Task]] = {}
-    for task in tasks:
-        sizes.setdefault(len(task.splits.train), []).append(task)
-    return list(sizes.values())
 
 
 def run(p: DiagnosisParameters, progress: bool | None = None) -> StudyRun:
